@@ -1,0 +1,48 @@
+# Two commands: `make demo` and `make test`. Both set everything up from the lock file.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed-stamp
+DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,)
+
+.PHONY: install demo test lint typecheck unit integration lock wheel clean
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --python $(BIN)/python --require-hashes requirements/lock.txt
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m devkit.demo $(DEMO_FLAGS)
+
+test: install lint typecheck
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m "not integration"
+
+integration: install
+	$(BIN)/pytest -m integration
+
+# Maintainers only (needs the package index): re-resolve the pins after editing requirements/*.in.
+lock: install
+	$(BIN)/uv pip compile requirements/dev.in -o requirements/lock.txt --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+
+wheel: install
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+
+clean:
+	rm -rf $(VENV) .airflow dist build *.egg-info

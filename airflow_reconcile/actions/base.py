@@ -1,0 +1,135 @@
+"""The executor protocol, failure classification and the apply loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_reconcile.errors import PersistentError, TransientError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+# What each autonomy level means for a planned action when nothing is applied.
+NOT_APPLIED = {"observe": "observed", "recommend": "recommended", "approve": "awaiting_approval", "review": "in_review"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    operation_id: str
+    status: str
+    attempts: int = 0
+    error_class: str | None = None
+    error: str | None = None
+    prior: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["prior"] = json.dumps(dict(self.prior), sort_keys=True, default=str)
+        return data
+
+
+class ActionExecutor(Protocol):
+    target: str
+
+    def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
+        """Apply one action idempotently: ``skipped`` when the target is already in the desired state."""
+        ...
+
+
+def classify(exc: BaseException) -> type[TransientError] | type[PersistentError]:
+    """Transient (retry) or persistent (dead letter) from the exception a client raised."""
+    if isinstance(exc, (TransientError, PersistentError)):
+        return type(exc)
+    status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    if status is None and response is not None:
+        status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return TransientError if status == 429 or status >= 500 else PersistentError
+    name = type(exc).__name__
+    if isinstance(exc, (TimeoutError, ConnectionError)) or name in ("ConnectionError", "Timeout", "ReadTimeout"):
+        return TransientError
+    return PersistentError
+
+
+def _with_retries(
+    call: Callable[[], Outcome], operation_id: str, attempts: int, base_delay: float, sleep: Callable[[float], None]
+) -> Outcome:
+    for attempt in range(1, attempts + 1):
+        try:
+            outcome = call()
+            return Outcome(**{**asdict(outcome), "attempts": attempt})
+        except Exception as exc:  # noqa: BLE001 - every failure is classified, none is lost
+            kind = classify(exc)
+            message = f"{type(exc).__name__}: {str(exc)[:500]}"
+            if kind is PersistentError or attempt == attempts:
+                status = "dead_lettered"
+                log.warning("operation %s %s after %d attempt(s): %s", operation_id, status, attempt, message)
+                return Outcome(operation_id, status, attempt, kind.__name__, message)
+            delay = random.uniform(0, base_delay * 2 ** (attempt - 1))  # noqa: S311 - jitter, not crypto
+            log.info("operation %s: transient failure (%s), retry in %.1fs", operation_id, message, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def apply_plan(
+    plan: pd.DataFrame,
+    executors: Mapping[str, ActionExecutor],
+    *,
+    mode: str,
+    attempts: int = 3,
+    base_delay: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[str], None] = log.info,
+) -> pd.DataFrame:
+    """Apply every ``auto`` action (in apply mode); give every planned action an outcome."""
+    import pandas as pd
+
+    outcomes: list[Outcome] = []
+    total = len(plan)
+    started = time.monotonic()
+    for done, op in enumerate(plan.to_dict("records"), start=1):
+        op_id = op["operation_id"]
+        if op["autonomy"] != "auto":
+            outcomes.append(Outcome(op_id, NOT_APPLIED.get(op["autonomy"], "in_review")))
+        elif mode != "apply":
+            outcomes.append(Outcome(op_id, "shadow"))
+        elif op["action"] == "none":
+            outcomes.append(Outcome(op_id, "skipped"))
+        elif op["target"] not in executors:
+            outcomes.append(
+                Outcome(op_id, "dead_lettered", 0, "PersistentError", f"no executor for target {op['target']!r}")
+            )
+        else:
+            executor = executors[op["target"]]
+            params = json.loads(op["params"] or "{}")
+            call = partial(executor.apply, op["action"], op["target_ref"], params, op_id)
+            outcomes.append(
+                _with_retries(
+                    call,
+                    op_id,
+                    attempts,
+                    base_delay,
+                    sleep,
+                )
+            )
+        if done % 50 == 0 or done == total:
+            elapsed = time.monotonic() - started
+            rate = done / max(elapsed, 1e-9)
+            progress(f"apply: {done}/{total} operations ({rate:,.1f}/s, ETA {(total - done) / rate:,.0f}s)")
+    frame = pd.DataFrame([o.to_dict() for o in outcomes], columns=list(Outcome.__dataclass_fields__))
+    return plan.merge(frame.astype({"operation_id": "string"}), on="operation_id", how="left")
+
+
+def outcome_counts(result: pd.DataFrame) -> dict[str, int]:
+    return dict(Counter(result["status"].tolist()))

@@ -1,0 +1,94 @@
+"""Jira executor through the ``jira`` library; every write is preceded by a read of the current state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_reconcile.actions.base import Outcome
+from airflow_reconcile.errors import PersistentError
+
+OP_LABEL_PREFIX = "reconcile-op-"
+
+
+def _name(user: Any) -> str | None:
+    if user is None:
+        return None
+    return getattr(user, "name", None) or getattr(user, "accountId", None)
+
+
+class JiraExecutor:
+    target = "jira"
+
+    def __init__(self, client: Any, project: str | None = None) -> None:
+        self.client = client
+        self.project = project
+
+    def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
+        handler = getattr(self, f"_{action}", None)
+        if handler is None:
+            raise PersistentError(f"the jira target does not support action {action!r}")
+        if action != "create_issue" and not target_ref:
+            raise PersistentError(f"action {action!r} needs an issue key, and the drift row has none")
+        result: Outcome = handler(target_ref, params, operation_id)
+        return result
+
+    def _issue(self, key: str, fields: str) -> Any:
+        return self.client.issue(key, fields=fields)
+
+    def _assign(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        wanted = params.get("assignee") or None
+        current = _name(self._issue(key, "assignee").fields.assignee)
+        prior = {"assignee": current}
+        if (current or "").casefold() == (wanted or "").casefold():
+            return Outcome(op, "skipped", prior=prior)
+        self.client.assign_issue(key, wanted)
+        return Outcome(op, "applied", prior=prior)
+
+    def _comment(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        marker = f"[reconcile:{op}]"
+        for comment in self.client.comments(key):
+            if marker in (comment.body or ""):
+                return Outcome(op, "skipped")
+        self.client.add_comment(key, f"{params.get('body', '')}\n\n{marker}")
+        return Outcome(op, "applied")
+
+    def _label(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        label = params["label"]
+        issue = self._issue(key, "labels")
+        labels = list(issue.fields.labels or [])
+        if label in labels:
+            return Outcome(op, "skipped", prior={"labels": labels})
+        issue.update(fields={"labels": [*labels, label]})
+        return Outcome(op, "applied", prior={"labels": labels})
+
+    def _transition(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        wanted = params["status"]
+        current = self._issue(key, "status").fields.status.name
+        if current.casefold() == wanted.casefold():
+            return Outcome(op, "skipped", prior={"status": current})
+        for transition in self.client.transitions(key):
+            if (
+                transition["to"]["name"].casefold() == wanted.casefold()
+                or transition["name"].casefold() == wanted.casefold()
+            ):
+                self.client.transition_issue(key, transition["id"])
+                return Outcome(op, "applied", prior={"status": current})
+        raise PersistentError(f"{key}: no transition leads from {current!r} to {wanted!r}")
+
+    def _create_issue(self, key: str | None, params: dict[str, Any], op: str) -> Outcome:
+        label = OP_LABEL_PREFIX + op
+        project = params.get("project") or self.project
+        if not project:
+            raise PersistentError("create_issue needs params.project")
+        found = self.client.search_issues(f'project = "{project}" AND labels = "{label}"', maxResults=1)
+        if found:
+            return Outcome(op, "skipped", prior={"created": found[0].key})
+        fields = {
+            "project": {"key": project},
+            "summary": params.get("summary", "Reconciliation finding"),
+            "description": params.get("description", ""),
+            "issuetype": {"name": params.get("issuetype", "Task")},
+            "labels": [label],
+        }
+        issue = self.client.create_issue(fields=fields)
+        return Outcome(op, "applied", prior={"created": issue.key})

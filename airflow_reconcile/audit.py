@@ -1,0 +1,162 @@
+"""The audit store: one append-only, hash-chained record per task-instance try.
+
+Our own database (tasks may not touch Airflow's): SQLite by default, Postgres in production.
+Appends are serialised (SQLite ``BEGIN IMMEDIATE``; Postgres table lock) so the chain stays linear
+when parallel tasks write at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_reconcile.errors import AuditUnavailable, db_error_text
+
+metadata = sa.MetaData()
+audit_records = sa.Table(
+    "reconcile_audit_record",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dag_id", sa.String(250), nullable=False, index=True),
+    sa.Column("run_id", sa.String(250), nullable=False, index=True),
+    sa.Column("task_id", sa.String(250), nullable=False),
+    sa.Column("map_index", sa.Integer, nullable=False, default=-1),
+    sa.Column("try_number", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("ended_at", sa.String(40), nullable=False),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("spec", sa.String(100), nullable=False),
+    sa.Column("policy_version", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("record_hash", sa.String(64), nullable=False, unique=True),
+)
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    started_at: datetime
+    ended_at: datetime
+    outcome: str
+    spec: str
+    policy_version: str
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def body(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if k in ("inputs", "outputs", "details", "error")}
+        return json.dumps(data, sort_keys=True, default=str)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["ended_at"] = self.ended_at.isoformat()
+        return data
+
+
+def _chain_hash(prev: str, row: dict[str, Any]) -> str:
+    fields = [prev] + [str(row[c]) for c in (
+        "dag_id", "run_id", "task_id", "map_index", "try_number", "started_at", "ended_at",
+        "outcome", "spec", "policy_version", "body",
+    )]  # fmt: skip
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+
+class AuditStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        connect_args: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            connect_args = {"timeout": 30, "isolation_level": None}
+        self.engine = sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
+        if self.engine.dialect.name == "sqlite":
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            @sa.event.listens_for(self.engine, "begin")
+            def _immediate(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _unavailable(self, exc: BaseException) -> AuditUnavailable:
+        # URL repr masks the password: secrets never reach logs or errors.
+        return AuditUnavailable(f"audit store {self.engine.url!r} cannot be written: {db_error_text(exc)}")
+
+    def ensure_schema(self) -> None:
+        """Create the table if needed; raises ``AuditUnavailable`` when the store cannot be written."""
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+
+    def append(self, record: AuditRecord) -> str:
+        """Append one record to the chain; returns its hash."""
+        row = {
+            "dag_id": record.dag_id,
+            "run_id": record.run_id,
+            "task_id": record.task_id,
+            "map_index": record.map_index,
+            "try_number": record.try_number,
+            "started_at": record.started_at.isoformat(),
+            "ended_at": record.ended_at.isoformat(),
+            "outcome": record.outcome,
+            "spec": record.spec,
+            "policy_version": record.policy_version,
+            "body": record.body(),
+        }
+        self.ensure_schema()
+        try:
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"LOCK TABLE {audit_records.name} IN EXCLUSIVE MODE")
+                prev = conn.execute(
+                    sa.select(audit_records.c.record_hash).order_by(audit_records.c.id.desc()).limit(1)
+                ).scalar()
+                row["prev_hash"] = prev or GENESIS
+                row["record_hash"] = _chain_hash(str(row["prev_hash"]), row)
+                conn.execute(audit_records.insert().values(**row))
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        return str(row["record_hash"])
+
+    def records(self, *, dag_id: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(audit_records).order_by(audit_records.c.id)
+        if dag_id:
+            query = query.where(audit_records.c.dag_id == dag_id)
+        if run_id:
+            query = query.where(audit_records.c.run_id == run_id)
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for r in rows:
+            r.update(json.loads(r.pop("body")))
+        return rows
+
+    def verify(self) -> tuple[bool, int | None]:
+        """Check the hash chain; returns (ok, id of the first broken record)."""
+        self.ensure_schema()
+        prev = GENESIS
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(audit_records).order_by(audit_records.c.id)):
+                row = dict(r._mapping)
+                if row["prev_hash"] != prev or _chain_hash(prev, row) != row["record_hash"]:
+                    return False, int(row["id"])
+                prev = row["record_hash"]
+        return True, None

@@ -1,0 +1,137 @@
+"""Turn a reconciliation spec into an Airflow DAG (Airflow layer; light to import).
+
+Importing this module, or calling the factory, never imports pandas, Great Expectations, jira or
+slack_sdk: DAG files are parsed often and must stay cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Asset, AssetAny, Param
+
+from airflow_reconcile.operators.apply import ApplyCorrectionsOperator
+from airflow_reconcile.operators.digest import SlackDriftDigestOperator
+from airflow_reconcile.operators.drift import DetectDriftOperator
+from airflow_reconcile.operators.quality import ValidateSnapshotOperator
+from airflow_reconcile.operators.rules import EvaluateRulesOperator
+from airflow_reconcile.operators.snapshot import ReadSnapshotOperator
+from airflow_reconcile.sensors.freshness import SourceFreshnessSensor
+from airflow_reconcile.spec import Spec, load_spec
+from airflow_reconcile.workspace import default_root
+
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _asset(spec_name: str, what: str) -> Asset:
+    location = Path(default_root()) / spec_name / what
+    return Asset(name=f"reconcile.{spec_name}.{what}", uri=location.as_uri(), group="reconcile")
+
+
+def snapshot_asset(spec_name: str, side: str) -> Asset:
+    return _asset(spec_name, f"snapshot_{side}")
+
+
+def drift_report_asset(spec_name: str) -> Asset:
+    """The asset other DAGs schedule on to react to drift."""
+    return _asset(spec_name, "drift_report")
+
+
+def _schedule(spec: Spec) -> Any:
+    assets = [Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets]
+    if assets and spec.schedule.cron:
+        from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.schedule.cron, timezone="UTC"), assets=assets)
+    if assets:
+        return AssetAny(*assets) if len(assets) > 1 else assets
+    return spec.schedule.cron
+
+
+def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> DAG:
+    """freshness → read desired ∥ read actual → validate each → detect drift → evaluate rules → apply."""
+    spec_path = str(Path(spec_path).resolve())
+    spec = load_spec(spec_path)
+    common: dict[str, Any] = {"spec_path": spec_path}
+    with DAG(
+        dag_id=spec.dag_id,
+        description=spec.description or f"Reconciliation {spec.name}",
+        schedule=_schedule(spec),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["reconcile", spec.name],
+        params={
+            "mode": Param(
+                spec.mode,
+                enum=["shadow", "apply"],
+                title="Mode",
+                description="shadow plans and writes nothing; apply applies the automatic actions",
+            )
+        },
+        default_args={"owner": spec.owner, "retries": 2, "retry_delay": timedelta(seconds=30)},
+        doc_md=f"Reconciliation **{spec.name}** from `{spec_path}` (policy version `{spec.policy_version}`).",
+    ) as dag:
+        freshness = SourceFreshnessSensor(
+            task_id="check_freshness", side="desired", poke_interval=60, timeout=3600, retries=0, **common
+        )
+        reads, validations = {}, {}
+        for side in ("desired", "actual"):
+            reads[side] = ReadSnapshotOperator(
+                task_id=f"read_{side}", side=side, outlets=[snapshot_asset(spec.name, side)], **common
+            )
+            validations[side] = ValidateSnapshotOperator(
+                task_id=f"validate_{side}",
+                side=side,
+                snapshot_task_id=f"read_{side}",
+                inlets=[snapshot_asset(spec.name, side)],
+                **common,
+            )
+            freshness >> reads[side] >> validations[side]
+        drift = DetectDriftOperator(
+            task_id="detect_drift",
+            desired_task_id="read_desired",
+            actual_task_id="read_actual",
+            inlets=[snapshot_asset(spec.name, "desired"), snapshot_asset(spec.name, "actual")],
+            outlets=[drift_report_asset(spec.name)],
+            **common,
+        )
+        rules = EvaluateRulesOperator(
+            task_id="evaluate_rules",
+            drift_task_id="detect_drift",
+            freshness_task_id="check_freshness",
+            inlets=[drift_report_asset(spec.name)],
+            **common,
+        )
+        apply = ApplyCorrectionsOperator(task_id="apply_corrections", plan_task_id="evaluate_rules", **common)
+        [validations["desired"], validations["actual"]] >> drift >> rules >> apply
+    return dag
+
+
+def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
+    return sorted(Path(directory).glob("*.yaml"))
+
+
+def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_drift_digest") -> DAG:
+    """A Slack digest after every reconciliation: scheduled on every spec's drift-report asset."""
+    names = []
+    for path in specs_in(specs_dir):
+        try:
+            names.append(load_spec(path).name)
+        except ValueError:
+            continue  # that spec's own DAG file reports the error; the digest serves the others
+    assets = [drift_report_asset(n) for n in names]
+    with DAG(
+        dag_id=dag_id,
+        description="Slack digest of drift to the owning teams, after every reconciliation",
+        schedule=AssetAny(*assets) if assets else None,
+        start_date=START_DATE,
+        catchup=False,
+        tags=["reconcile", "digest"],
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    ) as dag:
+        SlackDriftDigestOperator(task_id="post_digest", inlets=assets)
+    return dag

@@ -1,0 +1,40 @@
+"""Project exceptions. Static configuration errors subclass ``ValueError`` and say what to change."""
+
+from __future__ import annotations
+
+
+class ReconcileError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class SpecError(ReconcileError, ValueError):
+    """A reconciliation spec is invalid; the message names file, line and field."""
+
+
+class SourceError(ReconcileError):
+    """A snapshot could not be read; the message names the source and what to change."""
+
+
+class QualityGateFailed(ReconcileError):
+    """A snapshot failed its quality gate: nothing downstream may act on it."""
+
+
+class GuardTripped(ReconcileError):
+    """A blast-radius guard stopped the run before any action."""
+
+
+class AuditUnavailable(ReconcileError):
+    """The audit store cannot be written: no audit, no action."""
+
+
+class TransientError(ReconcileError):
+    """The target failed in a way that a retry may fix (timeout, 429, 5xx)."""
+
+
+class PersistentError(ReconcileError):
+    """The target refused the operation (4xx, validation): retrying will not help."""
+
+
+def db_error_text(exc: BaseException) -> str:
+    """The driver's own message of a SQLAlchemy error, without SQLAlchemy's wrapping (and no URL)."""
+    return str(getattr(exc, "orig", None) or exc).strip()

@@ -1,0 +1,131 @@
+"""Hooks: clients built from Airflow connections (the only place credentials come from).
+
+Part of the Airflow layer, like ``operators``, ``sensors``, ``plugins`` and ``dag_factory``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_reconcile.errors import SourceError
+
+DEFAULT_AUDIT_CONN_ID = "reconcile_audit"
+DEFAULT_JIRA_CONN_ID = "reconcile_jira"
+DEFAULT_SLACK_CONN_ID = "reconcile_slack"
+
+
+def _connection_or_none(conn_id: str) -> Any:
+    from airflow.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+class JiraClientHook(BaseHook):
+    """A ``jira.JIRA`` client from a connection: host = server URL, login = user, password = API token.
+
+    Extra: ``{"auth": "basic" | "token", "verify": true, "timeout": 30}``. ``basic`` (default) is
+    user + API token (Cloud) or user + password (Server/Data Center); ``token`` is a personal access
+    token (Server/Data Center) in the password field.
+    """
+
+    conn_name_attr = "jira_conn_id"
+    default_conn_name = DEFAULT_JIRA_CONN_ID
+    conn_type = "reconcile_jira"
+    hook_name = "Jira (reconcile)"
+
+    def __init__(self, jira_conn_id: str = DEFAULT_JIRA_CONN_ID) -> None:
+        super().__init__()
+        self.jira_conn_id = jira_conn_id
+
+    @staticmethod
+    def get_ui_field_behaviour() -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"host": "Jira URL", "login": "User / e-mail", "password": "API token or password"},
+            "placeholders": {"extra": '{"auth": "basic", "verify": true, "timeout": 30}'},
+        }
+
+    def server_url(self) -> str:
+        conn = self.get_connection(self.jira_conn_id)
+        host = conn.host or ""
+        if "://" not in host:
+            host = f"{conn.schema or 'https'}://{host}"
+        if conn.port and host.count(":") < 2:
+            host = f"{host}:{conn.port}"
+        return host.rstrip("/")
+
+    def get_conn(self) -> Any:
+        from jira import JIRA
+
+        conn = self.get_connection(self.jira_conn_id)
+        extra = conn.extra_dejson
+        auth: dict[str, Any]
+        if extra.get("auth") == "token":
+            auth = {"token_auth": conn.password}
+        else:
+            auth = {"basic_auth": (conn.login, conn.password)}
+        return JIRA(
+            server=self.server_url(),
+            options={"verify": extra.get("verify", True), "rest_api_version": "2"},
+            timeout=int(extra.get("timeout", 30)),
+            max_retries=0,
+            get_server_info=True,
+            **auth,
+        )
+
+
+class AuditStoreHook(BaseHook):
+    """The audit store's SQLAlchemy URL from a connection; a SQLite file under AIRFLOW_HOME by default.
+
+    Connection: type ``sqlite`` with host = file path, or any type with extra ``{"sqlalchemy_url": ...}``,
+    or a database connection whose URI SQLAlchemy understands (``postgresql://...``).
+    """
+
+    conn_name_attr = "audit_conn_id"
+    default_conn_name = DEFAULT_AUDIT_CONN_ID
+    conn_type = "reconcile_audit"
+    hook_name = "Reconcile audit store"
+
+    def __init__(self, audit_conn_id: str = DEFAULT_AUDIT_CONN_ID) -> None:
+        super().__init__()
+        self.audit_conn_id = audit_conn_id
+
+    def url(self) -> str:
+        conn = _connection_or_none(self.audit_conn_id)
+        if conn is None:
+            home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+            path = home / "reconcile" / "audit.db"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{path}"
+        extra = conn.extra_dejson
+        if extra.get("sqlalchemy_url"):
+            return str(extra["sqlalchemy_url"])
+        if conn.conn_type == "sqlite":
+            return f"sqlite:///{conn.host}"
+        uri = conn.get_uri()
+        return uri.replace("postgres://", "postgresql://", 1)
+
+    @cached_property
+    def store(self) -> Any:
+        from airflow_reconcile.audit import AuditStore
+
+        return AuditStore(self.url())
+
+    def get_conn(self) -> Any:
+        return self.store
+
+
+def database_url(conn_id: str) -> str:
+    """SQLAlchemy URL of a database connection, for sql snapshot sources."""
+    conn = _connection_or_none(conn_id)
+    if conn is None:
+        raise SourceError(f"Airflow connection {conn_id!r} does not exist; create it or fix connection_id")
+    return AuditStoreHook(conn_id).url()

@@ -1,0 +1,116 @@
+"""The quality gate: Great Expectations 1.x on an ephemeral context, imported lazily."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_reconcile.spec import QualitySpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    expectation: str
+    column: str | None
+    success: bool
+    observed: Any = None
+    unexpected_count: int | None = None
+    sample: tuple[Any, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sample"] = [str(v) for v in self.sample]
+        return data
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    side: str
+    rows: int
+    results: tuple[ExpectationResult, ...]
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def failures(self) -> list[ExpectationResult]:
+        return [r for r in self.results if not r.success]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side,
+            "rows": self.rows,
+            "success": self.success,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def table(self) -> str:
+        """A readable table for the task log."""
+        lines = [f"{'result':6}  {'expectation':45}  {'column':20}  {'unexpected':>10}  observed / sample"]
+        for r in self.results:
+            detail = r.observed if r.observed is not None else ""
+            if r.sample:
+                detail = f"{detail} e.g. {', '.join(map(str, r.sample[:5]))}".strip()
+            lines.append(
+                f"{'PASS' if r.success else 'FAIL':6}  {r.expectation:45}  {r.column or '-':20}  "
+                f"{'' if r.unexpected_count is None else r.unexpected_count:>10}  {detail}"
+            )
+        return "\n".join(lines)
+
+
+def _expectations(frame: pd.DataFrame, key: list[str], spec: QualitySpec) -> list[tuple[Any, str | None]]:
+    import great_expectations as gx
+
+    exp = gx.expectations
+    out: list[tuple[Any, str | None]] = []
+    for column in dict.fromkeys([*key, *spec.required_columns]):
+        out.append((exp.ExpectColumnToExist(column=column), column))
+    present = [c for c in key if c in frame.columns]
+    for column in present:
+        out.append((exp.ExpectColumnValuesToNotBeNull(column=column), column))
+    if len(present) == len(key):
+        if len(key) == 1:
+            out.append((exp.ExpectColumnValuesToBeUnique(column=key[0]), key[0]))
+        else:
+            out.append((exp.ExpectCompoundColumnsToBeUnique(column_list=key), ",".join(key)))
+    out.append((exp.ExpectTableRowCountToBeBetween(min_value=spec.min_rows, max_value=spec.max_rows), None))
+    return out
+
+
+def run_quality_gate(frame: pd.DataFrame, key: list[str], spec: QualitySpec, side: str) -> QualityResult:
+    """Validate one snapshot. Never raises for bad data: the caller decides (fail closed)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas(f"reconcile_{side}")
+        .add_dataframe_asset(side)
+        .add_batch_definition_whole_dataframe("snapshot")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    results = []
+    for expectation, column in _expectations(frame, key, spec):
+        outcome = batch.validate(expectation)
+        detail = outcome.result or {}
+        results.append(
+            ExpectationResult(
+                expectation=expectation.expectation_type,
+                column=column,
+                success=bool(outcome.success),
+                observed=detail.get("observed_value"),
+                unexpected_count=detail.get("unexpected_count"),
+                sample=tuple(detail.get("partial_unexpected_list") or ())[:10],
+            )
+        )
+    return QualityResult(side=side, rows=len(frame), results=tuple(results))

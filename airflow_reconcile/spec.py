@@ -1,0 +1,283 @@
+"""The reconciliation spec: a typed, validated model of one YAML file.
+
+Importing this module is cheap (pydantic and PyYAML only): DAG files load specs at parse time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from airflow_reconcile.errors import SpecError
+
+Mode = Literal["shadow", "apply"]
+Autonomy = Literal["observe", "recommend", "auto", "approve", "review"]
+ActionName = Literal["assign", "comment", "transition", "create_issue", "label", "notify", "none"]
+DriftKind = Literal["missing", "unexpected", "changed", "duplicate_key", "null_key"]
+NormalizeStep = Literal["trim", "casefold", "nfc", "null_equivalents"]
+
+_NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``90s``, ``15m``, ``6h``, ``7d`` or ``2w``."""
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 6h, 7d")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Freshness(_Model):
+    """The source is stale when its newest ``column`` value (or file mtime) is older than ``max_age``."""
+
+    max_age: str
+    column: str | None = None
+    on_stale: Literal["review", "wait"] = "review"
+
+    @field_validator("max_age")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def max_age_seconds(self) -> int:
+        return parse_duration(self.max_age)
+
+
+class SourceSpec(_Model):
+    kind: str = Field(description="A registered snapshot source: file, sql, jira.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    connection_id: str | None = None
+    key: list[str] = Field(min_length=1)
+    columns: list[str] | None = None
+    freshness: Freshness | None = None
+
+
+class Sources(_Model):
+    desired: SourceSpec
+    actual: SourceSpec
+
+
+class QualitySpec(_Model):
+    min_rows: int = Field(default=0, ge=0)
+    max_rows: int | None = Field(default=None, ge=0)
+    required_columns: list[str] = Field(default_factory=list)
+
+
+class Quality(_Model):
+    desired: QualitySpec = QualitySpec()
+    actual: QualitySpec = QualitySpec()
+
+
+class DriftSpec(_Model):
+    compare: list[str] = Field(min_length=1)
+    context: list[str] = Field(default_factory=list)
+    normalize: dict[str, list[NormalizeStep]] = Field(default_factory=dict)
+
+
+class Condition(_Model):
+    """One test over a drift row. ``field`` is ``desired.<col>`` or ``actual.<col>``."""
+
+    field: str = Field(pattern=r"^(desired|actual)\.[A-Za-z_][A-Za-z0-9_]*$")
+    op: Literal["eq", "ne", "in", "not_in", "is_null", "not_null"]
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Condition:
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f"op {self.op!r} needs a list as value")
+        if self.op in ("eq", "ne") and self.value is None:
+            raise ValueError(f"op {self.op!r} needs a value; use is_null / not_null to test for nulls")
+        return self
+
+
+class Match(_Model):
+    kind: DriftKind
+    column: str | None = None
+    when: list[Condition] = Field(default_factory=list, description="All must hold.")
+
+
+class Rule(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    match: Match
+    action: ActionName
+    target: Literal["jira", "slack"] = "jira"
+    params: dict[str, str] = Field(default_factory=dict)
+    autonomy: Autonomy = "recommend"
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+
+
+class JiraTarget(_Model):
+    connection_id: str = "reconcile_jira"
+    issue_key_column: str = "key"
+
+
+class SlackTarget(_Model):
+    connection_id: str = "reconcile_slack"
+    digest_channel: str = "#ops-reconcile"
+    team_column: str | None = None
+    channel_template: str = "#{team}"
+    post_in_shadow: bool = False
+
+
+class Targets(_Model):
+    jira: JiraTarget = JiraTarget()
+    slack: SlackTarget = SlackTarget()
+
+
+class Limits(_Model):
+    max_actions: int = Field(default=500, ge=0)
+    max_changed_fraction: float = Field(default=0.5, gt=0, le=1)
+
+
+class AssetRef(_Model):
+    name: str
+    uri: str | None = None
+
+
+class Schedule(_Model):
+    cron: str | None = None
+    assets: list[AssetRef] = Field(default_factory=list)
+
+
+class Spec(_Model):
+    version: Literal[1]
+    name: Annotated[str, Field(pattern=_NAME_RE)]
+    description: str = ""
+    owner: str = "ops"
+    schedule: Schedule = Schedule()
+    mode: Mode = "shadow"
+    sources: Sources
+    quality: Quality = Quality()
+    drift: DriftSpec
+    rules: list[Rule] = Field(default_factory=list)
+    targets: Targets = Targets()
+    limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> Spec:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice; rule names must be unique")
+            seen.add(rule.name)
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"reconcile_{self.name}"
+
+    @property
+    def policy_version(self) -> str:
+        """Content hash of the normalised spec: every manifest and audit record carries it."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Line (1-based) of the YAML node at ``loc``, or of its closest existing parent."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    best: int | None = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if node is None:
+            break
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            found = None
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    found = (key_node, value_node)
+                    break
+            if found is None:
+                break
+            best = found[0].start_mark.line + 1
+            node = found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            best = node.start_mark.line + 1
+        else:
+            break
+    return best
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["type"] == "literal_error":
+        allowed = error.get("ctx", {}).get("expected", "")
+        return f"{error['input']!r} is not one of {allowed.replace(chr(39), '').replace(' or ', ', ')}"
+    if error["type"] == "extra_forbidden":
+        return "unknown field; remove it or check its spelling"
+    if error["type"] == "missing":
+        return "required field is missing"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def parse_spec(text: str, origin: str = "<spec>") -> Spec:
+    """Validate YAML text; errors read ``origin:line: field: what is wrong``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{origin}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}: a spec is a YAML mapping with version, name, sources, drift, rules")
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            lineno = _line_of(text, loc)
+            where = f"{origin}:{lineno}" if lineno else origin
+            lines.append(f"{where}: {_field_path(loc)}: {_describe(dict(error))}")
+        raise SpecError("\n".join(lines)) from None
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Read and validate a spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
+    return parse_spec(text, origin=str(path))
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str, origin: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` at run time (never at DAG parse time)."""
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise SpecError(f"{origin}: environment variable {name} is not set; set it or write ${{{name}:-default}}")
+
+    return _ENV_RE.sub(repl, value)

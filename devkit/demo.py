@@ -1,0 +1,155 @@
+"""``make demo``: the ticket-ownership reconciliation on embedded defaults.
+
+SQLite metadata DB and audit store, bundled sample data, local Jira and Slack stand-ins, and a real
+Airflow on 127.0.0.1:8080. Triggers the reconciliation once through the REST API, prints a summary
+and keeps serving until Ctrl-C (``--once``: exit after the summary, non-zero if the run failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devkit.airflow_local import ADMIN, REPO, LocalAirflow
+from devkit.jira_standin import JiraStandIn
+from devkit.seed import Scenario, ticket_ownership
+from devkit.slack_standin import SlackStandIn
+
+DAG_ID = "reconcile_ticket_ownership"
+DIGEST_DAG_ID = "reconcile_drift_digest"
+
+
+@dataclass
+class Stack:
+    airflow: LocalAirflow
+    jira: JiraStandIn
+    slack: SlackStandIn
+    scenario: Scenario
+    audit_db: Path
+
+    def stop(self) -> None:
+        self.airflow.stop()
+
+
+def connections(jira_url: str, slack_url: str, audit_db: Path) -> dict[str, str]:
+    """Airflow connections as environment variables (the stand-ins' credentials, not real secrets)."""
+    jira_user, jira_token = JiraStandIn().credentials
+    return {
+        "AIRFLOW_CONN_RECONCILE_JIRA": json.dumps(
+            {"conn_type": "reconcile_jira", "host": jira_url, "login": jira_user, "password": jira_token}
+        ),
+        "AIRFLOW_CONN_RECONCILE_SLACK": json.dumps(
+            {"conn_type": "slack", "password": SlackStandIn().token, "extra": {"base_url": f"{slack_url}/api/"}}
+        ),
+        "AIRFLOW_CONN_RECONCILE_AUDIT": json.dumps({"conn_type": "sqlite", "host": str(audit_db)}),
+    }
+
+
+def start_stack(
+    home: Path, *, airflow_port: int, jira_port: int, slack_port: int, log: Any = print, fresh: bool = True
+) -> Stack:
+    """Stand-ins seeded with the scenario, sample data on disk, a migrated DB and a running Airflow."""
+    if fresh and home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    scenario = ticket_ownership()
+    data_dir = home / "sample-data"
+    scenario.write_catalog(data_dir / "service_catalog.csv")
+    jira, slack = JiraStandIn(), SlackStandIn()
+    jira.seed(scenario.jira_seed())
+    jira_server, slack_server = jira.serve(jira_port), slack.serve(slack_port)
+    log(f"Jira stand-in on {jira.base_url} ({len(scenario.issues)} issues), Slack stand-in on {slack.base_url}/api/")
+    audit_db = home / "reconcile" / "audit.db"
+    audit_db.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        "RECONCILE_DATA_DIR": str(data_dir),
+        "AIRFLOW_RECONCILE_WORKSPACE": str(home / "reconcile" / "workspace"),
+        **connections(jira.base_url, slack.base_url.rstrip("/"), audit_db),
+    }
+    airflow = LocalAirflow(home, port=airflow_port, extra_env=env, log=log)
+    airflow.prepare()
+    airflow.start()
+    try:
+        ready = airflow.wait_ready()
+        log(f"Airflow ready in {ready:.1f}s at {airflow.url} (user {ADMIN[0]}, password {ADMIN[1]})")
+    except BaseException:
+        airflow.stop()
+        jira_server.shutdown()
+        slack_server.shutdown()
+        raise
+    return Stack(airflow, jira, slack, scenario, audit_db)
+
+
+def summarize(stack: Stack, run_id: str, state: str, seconds: float) -> list[str]:
+    af = stack.airflow
+    lines = [f"Run {run_id}: {state} in {seconds:.0f}s", f"  UI: {af.url}/dags/{DAG_ID}/runs/{run_id}"]
+    tis = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+    lines.append("  tasks: " + ", ".join(f"{t}={s}" for t, s in sorted(tis.items())))
+    if tis.get("read_desired") == "success" and tis.get("read_actual") == "success":
+        desired, actual = af.xcom(DAG_ID, run_id, "read_desired"), af.xcom(DAG_ID, run_id, "read_actual")
+        lines.append(f"  rows read: desired {desired['rows']} (service catalog), actual {actual['rows']} (Jira)")
+    if tis.get("detect_drift") == "success":
+        meta = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
+        lines.append(
+            f"  drift: {meta['missing']} missing, {meta['unexpected']} unexpected, {meta['changed']} changed, "
+            f"{meta['unchanged']} unchanged"
+        )
+    if tis.get("evaluate_rules") == "success":
+        summary = af.xcom(DAG_ID, run_id, "evaluate_rules")["summary"]
+        lines.append(f"  actions planned: {summary['actions']} {summary['by_autonomy']}")
+    if tis.get("apply_corrections") == "success":
+        applied = af.xcom(DAG_ID, run_id, "apply_corrections")
+        lines.append(f"  outcomes ({applied['mode']} mode): {applied['outcomes']}")
+    audit = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})
+    lines.append(f"  audit records written: {audit['total_entries']}")
+    return lines
+
+
+def run_once(stack: Stack, mode: str, log: Any = print) -> tuple[str, str]:
+    af = stack.airflow
+    af.wait_for_dag(DAG_ID)
+    started = time.monotonic()
+    run_id = af.trigger(DAG_ID, conf={"mode": mode})
+    log(f"triggered {DAG_ID} ({mode} mode): {run_id}")
+    state = af.wait_for_run(DAG_ID, run_id)
+    for line in summarize(stack, run_id, state, time.monotonic() - started):
+        log(line)
+    return run_id, state
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devkit.demo", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="exit after the summary")
+    parser.add_argument("--mode", choices=["shadow", "apply"], default="shadow")
+    parser.add_argument("--home", type=Path, default=REPO / ".airflow" / "demo")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--jira-port", type=int, default=8081)
+    parser.add_argument("--slack-port", type=int, default=8082)
+    args = parser.parse_args(argv)
+    t0 = time.monotonic()
+    stack = start_stack(args.home, airflow_port=args.port, jira_port=args.jira_port, slack_port=args.slack_port)
+    try:
+        _, state = run_once(stack, args.mode)
+        print(f"demo took {time.monotonic() - t0:.0f}s in all")
+        if args.once:
+            return 0 if state == "success" else 1
+        print(f"Airflow keeps serving at {stack.airflow.url} (user {ADMIN[0]}, password {ADMIN[1]}); Ctrl-C stops.")
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop.wait()
+        return 0
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

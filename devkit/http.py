@@ -1,0 +1,205 @@
+"""A small routed HTTP server with a control API and fault injection, shared by both stand-ins."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+Route = tuple[str, re.Pattern[str], Callable[..., Any]]
+
+
+class Reply(Exception):
+    """Raised by a handler to answer with a status and a JSON body."""
+
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+class Faults:
+    """Faults injected through ``POST /_control/faults``; each entry applies ``times`` times.
+
+    Entry: ``{"method": "PUT", "path": "regex", "status": 503, "times": 1, "delay": 0,
+    "retry_after": 2, "after_write": false, "rate": 0.0}``. ``after_write`` lets the request take
+    effect and then fails the response (or, with ``delay``, makes the client time out after the write).
+    ``rate`` (0..1) fails that fraction of matching requests (deterministic, every n-th) instead of ``times``.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: list[dict[str, Any]] = []
+        self.seen: dict[int, int] = {}
+
+    def set(self, entries: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.entries = [dict(e) for e in entries]
+            self.seen = {}
+
+    def take(self, method: str, path: str) -> dict[str, Any] | None:
+        with self.lock:
+            for i, entry in enumerate(self.entries):
+                if entry.get("method", method).upper() != method or not re.search(entry.get("path", ""), path):
+                    continue
+                if entry.get("rate"):
+                    self.seen[i] = self.seen.get(i, 0) + 1
+                    period = max(1, round(1 / float(entry["rate"])))
+                    if self.seen[i] % period == 0:
+                        return entry
+                    continue
+                if entry.get("times", 1) > 0:
+                    entry["times"] = entry.get("times", 1) - 1
+                    return entry
+        return None
+
+
+class StandIn:
+    """Subclasses fill ``routes`` and implement ``reset``, ``seed`` and ``state``."""
+
+    name = "stand-in"
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.faults = Faults()
+        self.routes: list[Route] = []
+        self.requests: list[dict[str, Any]] = []
+        self.base_url = "http://127.0.0.1"
+        self.reset()
+
+    def route(self, method: str, pattern: str, handler: Callable[..., Any]) -> None:
+        self.routes.append((method, re.compile(f"^{pattern}$"), handler))
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def seed(self, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def authorised(self, headers: Any) -> bool:
+        return True
+
+    def control(self, method: str, path: str, body: Any) -> Any:
+        with self.lock:
+            if path == "/_control/reset" and method == "POST":
+                self.reset()
+                self.faults.set([])
+                return {"ok": True}
+            if path == "/_control/seed" and method == "POST":
+                self.seed(body or {})
+                return {"ok": True}
+            if path == "/_control/faults" and method == "POST":
+                self.faults.set(body or [])
+                return {"ok": True}
+            if path == "/_control/state" and method == "GET":
+                return {**self.state(), "requests": list(self.requests)}
+        raise Reply(404, {"error": f"no control endpoint {method} {path}"})
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet: tests read state, not logs
+                pass
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                if not raw:
+                    return None
+                ctype = self.headers.get("Content-Type", "")
+                if "application/x-www-form-urlencoded" in ctype:
+                    return {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    return raw.decode(errors="replace")
+
+            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json;charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _dispatch(self, method: str) -> None:
+                url = urlparse(self.path)
+                query = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(url.query).items()}
+                body = self._body()
+                try:
+                    if url.path.startswith("/_control/"):
+                        self._send(200, app.control(method, url.path, body))
+                        return
+                    if not app.authorised(self.headers):
+                        raise Reply(
+                            401, {"errorMessages": ["authentication required"], "ok": False, "error": "not_authed"}
+                        )
+                    fault = app.faults.take(method, url.path)
+                    if fault and not fault.get("after_write"):
+                        self._fault(fault)
+                        return
+                    status, result = self._call(method, url.path, query, body)
+                    with app.lock:
+                        app.requests.append({"method": method, "path": url.path, "status": status})
+                    if fault:
+                        self._fault(fault)
+                        return
+                    self._send(status, result)
+                except Reply as reply:
+                    self._send(reply.status, reply.body, reply.headers)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _fault(self, fault: dict[str, Any]) -> None:
+                if fault.get("delay"):
+                    time.sleep(float(fault["delay"]))
+                headers = {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") else {}
+                status = int(fault.get("status", 503))
+                self._send(
+                    status, {"errorMessages": [f"injected fault {status}"], "ok": False, "error": "injected"}, headers
+                )
+
+            def _call(self, method: str, path: str, query: dict[str, Any], body: Any) -> tuple[int, Any]:
+                for r_method, pattern, handler in app.routes:
+                    match = pattern.match(path)
+                    if match and r_method == method:
+                        with app.lock:
+                            result = handler(query=query, body=body, **match.groupdict())
+                        return result if isinstance(result, tuple) else (200, result)
+                raise Reply(
+                    404, {"errorMessages": [f"no route {method} {path}"], "ok": False, "error": "unknown_method"}
+                )
+
+            def do_GET(self) -> None:
+                self._dispatch("GET")
+
+            def do_POST(self) -> None:
+                self._dispatch("POST")
+
+            def do_PUT(self) -> None:
+                self._dispatch("PUT")
+
+            def do_DELETE(self) -> None:
+                self._dispatch("DELETE")
+
+        return Handler
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+        """Start serving on a daemon thread; port 0 picks a free port (``server.server_port``)."""
+        server = ThreadingHTTPServer((host, port), self.handler_class())
+        server.daemon_threads = True
+        self.base_url = f"http://{host}:{server.server_port}"
+        threading.Thread(target=server.serve_forever, name=f"{self.name}:{port}", daemon=True).start()
+        return server

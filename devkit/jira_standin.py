@@ -1,0 +1,346 @@
+"""Jira REST API v2 stand-in: the subset the ``jira`` library uses (Server deployment type)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from devkit.http import Reply, StandIn
+
+API = r"/rest/api/(?:2|latest)"
+SERVICE_FIELD = {
+    "id": "customfield_10100",
+    "name": "Service",
+    "custom": True,
+    "clauseNames": ["cf[10100]", "Service"],
+    "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield"},
+}
+SYSTEM_FIELDS = ["summary", "description", "project", "issuetype", "status", "priority", "assignee", "labels",
+                 "updated", "created", "comment", "reporter"]  # fmt: skip
+STATUSES = ["Open", "In Progress", "Done"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def _jira_error(status: int, message: str) -> Reply:
+    return Reply(status, {"errorMessages": [message], "errors": {}})
+
+
+_TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|\(|\)|,|!=|=|[A-Za-z0-9_.\-\[\]@]+)')
+
+
+def _tokens(jql: str) -> list[tuple[str, bool]]:
+    """(token, was_quoted) pairs."""
+    out, pos = [], 0
+    while pos < len(jql):
+        if jql[pos:].strip() == "":
+            break
+        match = _TOKEN.match(jql, pos)
+        if not match:
+            raise _jira_error(400, f"Error in the JQL Query: unexpected character at position {pos}.")
+        if match.group(1) is not None:
+            out.append((match.group(1).replace('\\"', '"'), True))
+        else:
+            out.append((match.group(0).strip(), False))
+        pos = match.end()
+    return out
+
+
+class JiraStandIn(StandIn):
+    name = "jira"
+
+    def __init__(self, user: str = "reconcile-bot", password: str = "stand-in-token") -> None:
+        self.credentials = (user, password)
+        super().__init__()
+        self.route("GET", f"{API}/serverInfo", self.server_info)
+        self.route("GET", f"{API}/field", lambda **_: self.fields)
+        self.route("GET", f"{API}/myself", lambda **_: self._user(self.credentials[0]))
+        self.route("GET", f"{API}/search", self.search)
+        self.route("POST", f"{API}/search", lambda body, **_: self.search(query=body or {}))
+        self.route("GET", f"{API}/user/search", self.user_search)
+        self.route("GET", f"{API}/user", lambda query, **_: self._user(query.get("username", "")))
+        self.route("POST", f"{API}/issue", self.create_issue)
+        self.route("GET", f"{API}/issue/(?P<key>[^/]+)", self.get_issue)
+        self.route("PUT", f"{API}/issue/(?P<key>[^/]+)", self.edit_issue)
+        self.route("PUT", f"{API}/issue/(?P<key>[^/]+)/assignee", self.assign)
+        self.route("GET", f"{API}/issue/(?P<key>[^/]+)/transitions", self.transitions)
+        self.route("POST", f"{API}/issue/(?P<key>[^/]+)/transitions", self.do_transition)
+        self.route("GET", f"{API}/issue/(?P<key>[^/]+)/comment", self.comments)
+        self.route("POST", f"{API}/issue/(?P<key>[^/]+)/comment", self.add_comment)
+
+    # -- state -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.issues: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.fields = [SERVICE_FIELD] + [
+            {"id": f, "name": f.capitalize(), "custom": False, "clauseNames": [f]} for f in SYSTEM_FIELDS
+        ]
+        self.next_id = 10000
+        self.writes: list[dict[str, Any]] = []
+
+    def seed(self, data: dict[str, Any]) -> None:
+        for user in data.get("users", []):
+            self.users[user["name"]] = {"active": True, "displayName": user["name"], **user}
+        for issue in data.get("issues", []):
+            self._store(issue)
+
+    def state(self) -> dict[str, Any]:
+        return {"issues": list(self.issues.values()), "users": list(self.users.values()), "writes": list(self.writes)}
+
+    def authorised(self, headers: Any) -> bool:
+        auth = headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            return (user, password) == self.credentials
+        return auth == f"Bearer {self.credentials[1]}"
+
+    def _store(self, issue: dict[str, Any]) -> dict[str, Any]:
+        """Accept the flat seed form {key, service, assignee, status, priority, labels, summary}."""
+        self.next_id += 1
+        key = issue.get("key") or f"{issue.get('project', 'OPS')}-{self.next_id}"
+        assignee = issue.get("assignee")
+        stored = {
+            "id": str(self.next_id),
+            "key": key,
+            "fields": {
+                "summary": issue.get("summary", key),
+                "description": issue.get("description", ""),
+                "project": {"key": key.split("-")[0]},
+                "issuetype": {"name": issue.get("issuetype", "Task")},
+                "status": {"name": issue.get("status", "Open")},
+                "priority": {"name": issue.get("priority", "Medium")},
+                "assignee": self._user_ref(assignee) if assignee else None,
+                "labels": list(issue.get("labels", [])),
+                "updated": issue.get("updated", _now()),
+                "created": issue.get("created", issue.get("updated", _now())),
+                "customfield_10100": issue.get("service"),
+                "comment": {"comments": [], "total": 0},
+            },
+        }
+        self.issues[key] = stored
+        return stored
+
+    def _user_ref(self, name: str) -> dict[str, Any]:
+        user = self.users.setdefault(name, {"name": name, "displayName": name, "active": True})
+        return {"self": f"{self.base_url}/rest/api/2/user?username={user['name']}", "name": user["name"],
+                "key": user["name"], "displayName": user["displayName"], "active": user["active"]}  # fmt: skip
+
+    def _user(self, name: str) -> dict[str, Any]:
+        if name not in self.users:
+            raise _jira_error(404, f"The user named '{name}' does not exist")
+        return self._user_ref(name)
+
+    def _issue(self, key_or_id: str) -> dict[str, Any]:
+        """Issues are addressed by key (``OPS-1``) or id (``10001``), as in Jira."""
+        if key_or_id in self.issues:
+            return self.issues[key_or_id]
+        for issue in self.issues.values():
+            if issue["id"] == key_or_id:
+                return issue
+        raise _jira_error(404, "Issue Does Not Exist")
+
+    def _touch(self, issue: dict[str, Any], kind: str, **detail: Any) -> None:
+        issue["fields"]["updated"] = _now()
+        self.writes.append({"kind": kind, "key": issue["key"], **detail})
+
+    # -- API ---------------------------------------------------------------------------------
+    def server_info(self, **_: Any) -> dict[str, Any]:
+        return {"baseUrl": self.base_url, "version": "9.12.0", "versionNumbers": [9, 12, 0],
+                "deploymentType": "Server", "buildNumber": 912000, "serverTitle": "Jira stand-in"}  # fmt: skip
+
+    def _self(self, issue: dict[str, Any]) -> str:
+        return f"{self.base_url}/rest/api/2/issue/{issue['id']}"
+
+    def _project(self, issue: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+        if not fields or "*all" in fields or "*navigable" in fields:
+            return {"id": issue["id"], "key": issue["key"], "self": self._self(issue), "fields": dict(issue["fields"])}
+        return {
+            "id": issue["id"],
+            "key": issue["key"],
+            "self": self._self(issue),
+            "fields": {f: issue["fields"].get(f) for f in fields if f in issue["fields"]},
+        }
+
+    @staticmethod
+    def _field_list(raw: Any) -> list[str] | None:
+        if raw is None:
+            return None
+        items = raw if isinstance(raw, list) else [raw]
+        return [f.strip() for item in items for f in str(item).split(",") if f.strip()]
+
+    def get_issue(self, key: str, query: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return self._project(self._issue(key), self._field_list(query.get("fields")))
+
+    def search(self, query: dict[str, Any], **_: Any) -> dict[str, Any]:
+        matches = self._run_jql(str(query.get("jql", "")))
+        start = int(query.get("startAt", 0))
+        size = min(int(query.get("maxResults", 50)), 100)
+        fields = self._field_list(query.get("fields"))
+        page = matches[start : start + size]
+        return {"startAt": start, "maxResults": size, "total": len(matches),
+                "issues": [self._project(i, fields) for i in page]}  # fmt: skip
+
+    def user_search(self, query: dict[str, Any], **_: Any) -> list[dict[str, Any]]:
+        term = str(query.get("username", "")).casefold()
+        return [self._user_ref(n) for n in sorted(self.users) if term and term in n.casefold()]
+
+    def create_issue(self, body: dict[str, Any], **_: Any) -> tuple[int, dict[str, Any]]:
+        fields = (body or {}).get("fields", {})
+        missing = [f for f in ("project", "summary", "issuetype") if not fields.get(f)]
+        if missing:
+            raise Reply(400, {"errorMessages": [], "errors": {f: f"{f} is required." for f in missing}})
+        issue = self._store(
+            {
+                "project": fields["project"].get("key"),
+                "summary": fields["summary"],
+                "description": fields.get("description", ""),
+                "issuetype": fields["issuetype"].get("name"),
+                "labels": fields.get("labels", []),
+                "service": fields.get("customfield_10100"),
+            }
+        )
+        self.writes.append({"kind": "create", "key": issue["key"], "labels": issue["fields"]["labels"]})
+        return 201, {"id": issue["id"], "key": issue["key"], "self": self._self(issue)}
+
+    def edit_issue(self, key: str, body: dict[str, Any], **_: Any) -> tuple[int, None]:
+        issue = self._issue(key)
+        for name, value in (body or {}).get("fields", {}).items():
+            issue["fields"][name] = value
+        for name, ops in (body or {}).get("update", {}).items():
+            for op in ops:
+                current = issue["fields"].setdefault(name, [])
+                if "add" in op:
+                    current.append(op["add"])
+                if "remove" in op and op["remove"] in current:
+                    current.remove(op["remove"])
+                if "set" in op:
+                    issue["fields"][name] = op["set"]
+        self._touch(issue, "edit", fields=sorted({**(body or {}).get("fields", {}), **(body or {}).get("update", {})}))
+        return 204, None
+
+    def assign(self, key: str, body: dict[str, Any], **_: Any) -> tuple[int, None]:
+        issue = self._issue(key)
+        name = (body or {}).get("name")
+        if name in (None, "-1"):
+            issue["fields"]["assignee"] = None
+        else:
+            user = self.users.get(name)
+            if user is None or not user.get("active", True):
+                raise Reply(
+                    400, {"errorMessages": [], "errors": {"assignee": f"User '{name}' cannot be assigned issues."}}
+                )
+            issue["fields"]["assignee"] = self._user_ref(name)
+        self._touch(issue, "assign", assignee=name)
+        return 204, None
+
+    def transitions(self, key: str, **_: Any) -> dict[str, Any]:
+        current = self._issue(key)["fields"]["status"]["name"]
+        return {"transitions": [{"id": str(i + 11), "name": s, "to": {"name": s}}
+                                for i, s in enumerate(STATUSES) if s != current]}  # fmt: skip
+
+    def do_transition(self, key: str, body: dict[str, Any], **_: Any) -> tuple[int, None]:
+        issue = self._issue(key)
+        wanted = str(((body or {}).get("transition") or {}).get("id"))
+        for i, status in enumerate(STATUSES):
+            if str(i + 11) == wanted:
+                issue["fields"]["status"] = {"name": status}
+                self._touch(issue, "transition", status=status)
+                return 204, None
+        raise Reply(400, {"errorMessages": [f"Transition id '{wanted}' is not valid for this issue."]})
+
+    def comments(self, key: str, **_: Any) -> dict[str, Any]:
+        return self._issue(key)["fields"]["comment"]
+
+    def add_comment(self, key: str, body: dict[str, Any], **_: Any) -> tuple[int, dict[str, Any]]:
+        issue = self._issue(key)
+        thread = issue["fields"]["comment"]
+        comment = {"id": str(10000 + len(thread["comments"])), "body": (body or {}).get("body", ""),
+                   "author": self._user_ref(self.credentials[0]), "created": _now()}  # fmt: skip
+        thread["comments"].append(comment)
+        thread["total"] = len(thread["comments"])
+        self._touch(issue, "comment", body=comment["body"])
+        return 201, comment
+
+    # -- JQL subset: clauses joined by AND, then ORDER BY -------------------------------------
+    def _value_of(self, issue: dict[str, Any], field: str) -> Any:
+        f = field.casefold()
+        fields = issue["fields"]
+        if f == "key":
+            return issue["key"]
+        if f == "project":
+            return fields["project"]["key"]
+        if f in ("service", "cf[10100]"):
+            return fields.get("customfield_10100")
+        if f in ("issuetype", "type", "status", "priority"):
+            value = fields.get("issuetype" if f == "type" else f)
+            return value["name"] if value else None
+        if f == "assignee":
+            return fields["assignee"]["name"] if fields.get("assignee") else None
+        if f == "labels":
+            return fields.get("labels", [])
+        if f in ("updated", "created"):
+            return fields.get(f)
+        raise _jira_error(400, f"Field '{field}' does not exist or you do not have permission to view it.")
+
+    def _run_jql(self, jql: str) -> list[dict[str, Any]]:
+        tokens = _tokens(jql)
+        order: list[tuple[str, bool]] = []
+        lowered = [t.casefold() if not q else None for t, q in tokens]
+        if "order" in lowered:
+            at = lowered.index("order")
+            tail = [t for t, _ in tokens[at + 2 :]]
+            tokens = tokens[:at]
+            for part in " ".join(tail).split(","):
+                words = part.split()
+                if words:
+                    order.append((words[0], len(words) > 1 and words[1].casefold() == "desc"))
+        clauses: list[list[tuple[str, bool]]] = [[]]
+        for tok, quoted in tokens:
+            if not quoted and tok.casefold() == "and":
+                clauses.append([])
+            elif not quoted and tok.casefold() == "or":
+                raise _jira_error(400, "This stand-in supports AND only.")
+            else:
+                clauses[-1].append((tok, quoted))
+        tests = [self._clause(c) for c in clauses if c]
+        result = [i for i in self.issues.values() if all(t(i) for t in tests)]
+        for field, desc in reversed(order or [("key", False)]):
+            result.sort(key=lambda i, f=field: self._sort_key(i, f), reverse=desc)
+        return result
+
+    def _sort_key(self, issue: dict[str, Any], field: str) -> Any:
+        if field.casefold() == "key":
+            project, _, number = issue["key"].partition("-")
+            return (project, int(number) if number.isdigit() else 0)
+        value = self._value_of(issue, field)
+        return (value is None, str(value))
+
+    def _clause(self, clause: list[tuple[str, bool]]) -> Any:
+        field = clause[0][0]
+        op = clause[1][0].casefold() if len(clause) > 1 else ""
+        rest = clause[2:]
+        if op == "is":
+            negate = bool(rest) and rest[0][0].casefold() == "not"
+            empty = lambda i: self._value_of(i, field) in (None, "", [])  # noqa: E731
+            return (lambda i: not empty(i)) if negate else empty
+        if op in ("=", "!="):
+            if not rest:
+                raise _jira_error(400, f"Error in the JQL Query: expecting a value after '{op}'.")
+            value = rest[0][0]
+
+            def eq(i: dict[str, Any]) -> bool:
+                actual = self._value_of(i, field)
+                if isinstance(actual, list):
+                    return value in actual
+                return actual is not None and str(actual).casefold() == value.casefold()
+
+            return eq if op == "=" else (lambda i: not eq(i))
+        if op in ("in", "not"):
+            values = {t.casefold() for t, q in rest if q or t not in ("(", ")", ",", "in")}
+            inside = lambda i: str(self._value_of(i, field)).casefold() in values  # noqa: E731
+            return inside if op == "in" else (lambda i: not inside(i))
+        raise _jira_error(400, f"Error in the JQL Query: unsupported clause {' '.join(t for t, _ in clause)!r}.")

@@ -1,0 +1,87 @@
+"""Apply the plan's automatic actions (apply mode) and give every planned action an outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+    from airflow_reconcile.actions import ActionExecutor
+    from airflow_reconcile.spec import Spec
+
+
+class ApplyCorrectionsOperator(ReconcileBaseOperator):
+    """Apply the plan from ``plan_task_id``. Shadow mode writes nothing to any target.
+
+    :param mode: ``shadow`` or ``apply`` (templated; the DAG passes ``{{ params.mode }}``)
+    :param fail_on_dead_letter: end the task failed when any operation was dead-lettered
+    """
+
+    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields, "mode")
+    ui_color = "#fde8e8"
+
+    def __init__(
+        self,
+        *,
+        plan_task_id: str,
+        mode: str = "{{ params.mode }}",
+        fail_on_dead_letter: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.plan_task_id = plan_task_id
+        self.mode = mode
+        self.fail_on_dead_letter = fail_on_dead_letter
+
+    def executors(self, spec: Spec, plan: pd.DataFrame) -> dict[str, ActionExecutor]:
+        """Clients only for targets this plan will write to, built from Airflow connections."""
+        needed = set(plan.loc[plan["autonomy"] == "auto", "target"].tolist())
+        out: dict[str, ActionExecutor] = {}
+        if "jira" in needed:
+            from airflow_reconcile.actions.jira import JiraExecutor
+            from airflow_reconcile.hooks import JiraClientHook
+
+            out["jira"] = JiraExecutor(JiraClientHook(spec.targets.jira.connection_id).get_conn())
+        if "slack" in needed:
+            from airflow.providers.slack.hooks.slack import SlackHook
+
+            from airflow_reconcile.actions.slack import SlackExecutor
+
+            client = SlackHook(slack_conn_id=spec.targets.slack.connection_id).client
+            out["slack"] = SlackExecutor(client, spec.targets.slack.digest_channel)
+        return out
+
+    def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_reconcile.actions.base import apply_plan, outcome_counts
+        from airflow_reconcile.workspace import read_frame
+
+        if self.mode not in ("shadow", "apply"):
+            raise AirflowFailException(f"mode must be 'shadow' or 'apply', got {self.mode!r}")
+        plan_m = self.pull(context, self.plan_task_id)
+        audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
+        plan = read_frame(plan_m)
+        self.log.info("applying %d planned operations in %s mode", len(plan), self.mode)
+        executors = self.executors(spec, plan) if self.mode == "apply" else {}
+        result = apply_plan(plan, executors, mode=self.mode, progress=self.log.info)
+        manifest = self.workspace(spec, context).write("outcomes", result, policy_version=spec.policy_version)
+        counts = outcome_counts(result)
+        self.log.info("outcomes: %s -> %s", counts, manifest.uri)
+        audit.outputs.append(manifest.to_dict())
+        ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
+        audit.details.update(
+            mode=self.mode, outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records")
+        )
+        dead = counts.get("dead_lettered", 0)
+        if dead and self.fail_on_dead_letter:
+            raise AirflowFailException(
+                f"{dead} operation(s) were dead-lettered (see {manifest.uri} and the audit record); "
+                "the other operations were applied"
+            )
+        return {**manifest.to_dict(), "mode": self.mode, "outcomes": counts}

@@ -1,0 +1,122 @@
+"""What every reconciliation task shares: spec loading, the run workspace and its audit record."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AuditDraft:
+    """Filled by a task while it runs; written as one record when it ends, whatever the outcome."""
+
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditedTaskMixin:
+    """Mixed into our operators and sensors. Subclasses implement ``run(context, spec, audit)``."""
+
+    spec_path: str
+    audit_conn_id: str = DEFAULT_AUDIT_CONN_ID
+    workspace_root: str | None = None
+
+    def workspace(self, spec: Spec, context: Context) -> Workspace:
+        from airflow_reconcile.workspace import Workspace, default_root
+
+        return Workspace(root=self.workspace_root or default_root(), spec_name=spec.name, run_id=context["run_id"])
+
+    def audited(self, context: Context, body: Callable[[Spec, AuditDraft], Any]) -> Any:
+        from airflow_reconcile.audit import AuditRecord
+        from airflow_reconcile.hooks import AuditStoreHook
+        from airflow_reconcile.spec import load_spec
+
+        started = datetime.now(UTC)
+        spec = load_spec(self.spec_path)
+        store = AuditStoreHook(self.audit_conn_id).store
+        store.ensure_schema()  # no audit, no action: fail before doing anything
+        draft = AuditDraft()
+        outcome, error = "success", None
+        try:
+            return body(spec, draft)
+        except BaseException as exc:
+            outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            ti = context["ti"]
+            record = AuditRecord(
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index if ti.map_index is not None else -1,
+                try_number=ti.try_number,
+                started_at=started,
+                ended_at=datetime.now(UTC),
+                outcome=outcome,
+                spec=spec.name,
+                policy_version=spec.policy_version,
+                inputs=draft.inputs,
+                outputs=draft.outputs,
+                details=draft.details,
+                error=error,
+            )
+            digest = store.append(record)
+            log.info("audit record %s written (%s)", digest[:12], outcome)
+
+    def set_outlet_extra(self, context: Context, extra: dict[str, Any]) -> None:
+        """Every asset event this task emits carries counts, URIs and the policy version."""
+        for outlet in getattr(self, "outlets", []):
+            context["outlet_events"][outlet].extra = extra
+
+
+class ReconcileBaseOperator(AuditedTaskMixin, BaseOperator):
+    """Base of the reconciliation operators: stores the shared arguments, audits ``run``.
+
+    :param spec_path: path of the reconciliation spec (templated)
+    :param audit_conn_id: connection of the audit store (default ``reconcile_audit``)
+    :param workspace_root: where run workspaces live (templated); default under AIRFLOW_HOME
+    """
+
+    template_fields: Sequence[str] = ("spec_path", "workspace_root")
+
+    def __init__(
+        self,
+        *,
+        spec_path: str,
+        audit_conn_id: str = DEFAULT_AUDIT_CONN_ID,
+        workspace_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.audit_conn_id = audit_conn_id
+        self.workspace_root = workspace_root
+
+    def execute(self, context: Context) -> Any:
+        return self.audited(context, lambda spec, audit: self.run(context, spec, audit))
+
+    def run(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
+        raise NotImplementedError
+
+    def pull(self, context: Context, task_id: str) -> dict[str, Any]:
+        """A manifest an upstream task returned; fails clearly when it is absent."""
+        value = context["ti"].xcom_pull(task_ids=task_id)
+        if not value:
+            raise ValueError(f"task {task_id!r} left no manifest in XCom; did it run in this DAG run?")
+        return dict(value)

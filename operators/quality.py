@@ -1,0 +1,51 @@
+"""The quality gate as a task: fails closed, before anything downstream can act."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_reconcile.spec import Spec
+
+
+class ValidateSnapshotOperator(ReconcileBaseOperator):
+    """Run the Great Expectations gate on a snapshot written by ``snapshot_task_id``.
+
+    :param side: ``desired`` or ``actual``
+    :param snapshot_task_id: the task whose XCom holds the snapshot manifest
+    """
+
+    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields,)
+    ui_color = "#fdf3e8"
+
+    def __init__(self, *, side: Literal["desired", "actual"], snapshot_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.side = side
+        self.snapshot_task_id = snapshot_task_id
+
+    def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_reconcile.quality import run_quality_gate
+        from airflow_reconcile.workspace import read_frame
+
+        manifest = self.pull(context, self.snapshot_task_id)
+        audit.inputs.append(manifest)
+        frame = read_frame(manifest)
+        source = getattr(spec.sources, self.side)
+        result = run_quality_gate(frame, source.key, getattr(spec.quality, self.side), self.side)
+        self.log.info("quality gate for the %s snapshot (%d rows):\n%s", self.side, result.rows, result.table())
+        audit.details["quality"] = result.to_dict()
+        if not result.success:
+            failed = "; ".join(f"{r.expectation}({r.column or 'table'})" for r in result.failures)
+            # Bad data is final: retrying the gate on the same snapshot cannot pass.
+            raise AirflowFailException(
+                f"quality gate failed for the {self.side} snapshot ({manifest['uri']}): {failed}. "
+                "No action was taken; fix the source and re-run."
+            )
+        return {"side": self.side, "success": True, "rows": result.rows, "checks": len(result.results)}

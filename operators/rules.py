@@ -1,0 +1,53 @@
+"""Policy evaluation: drift rows → an action plan, within the spec's guards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_reconcile.spec import Spec
+
+
+class EvaluateRulesOperator(ReconcileBaseOperator):
+    """Evaluate the spec's rules on the drift report from ``drift_task_id``.
+
+    :param freshness_task_id: the freshness sensor; a stale source downgrades automatic decisions to review
+    """
+
+    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields,)
+    ui_color = "#e8fdf0"
+
+    def __init__(self, *, drift_task_id: str, freshness_task_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.drift_task_id = drift_task_id
+        self.freshness_task_id = freshness_task_id
+
+    def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_reconcile.errors import GuardTripped
+        from airflow_reconcile.rules import evaluate_rules
+        from airflow_reconcile.workspace import read_frame
+
+        drift_m = self.pull(context, self.drift_task_id)
+        audit.inputs.append(drift_m)
+        freshness = context["ti"].xcom_pull(task_ids=self.freshness_task_id) if self.freshness_task_id else None
+        stale = bool((freshness or {}).get("stale"))
+        population = max(int(drift_m["meta"]["desired_rows"]), int(drift_m["meta"]["actual_rows"]))
+        try:
+            plan, summary = evaluate_rules(spec, read_frame(drift_m), population=population, stale=stale)
+        except GuardTripped as exc:
+            audit.details["guard"] = str(exc)
+            raise AirflowFailException(f"guard tripped: {exc}") from None
+        manifest = self.workspace(spec, context).write("plan", plan, policy_version=spec.policy_version)
+        self.log.info("plan: %s -> %s", summary.to_dict(), manifest.uri)
+        if summary.unhandled:
+            self.log.warning("%d drift rows matched no rule (reported as unhandled)", summary.unhandled)
+        audit.outputs.append(manifest.to_dict())
+        audit.details["plan"] = summary.to_dict()
+        return {**manifest.to_dict(), "summary": summary.to_dict()}

@@ -1,0 +1,59 @@
+"""Read one side's snapshot into the run workspace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_reconcile.sources import SourceContext
+    from airflow_reconcile.spec import SourceSpec, Spec
+
+
+def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContext:
+    """Credentials for a source come from its Airflow connection, never from the spec."""
+    from airflow_reconcile.hooks import JiraClientHook, database_url
+    from airflow_reconcile.sources import SourceContext
+
+    conn_id = source.connection_id
+    if source.kind == "jira":
+        hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
+        return SourceContext(origin=spec_path, client_factory=hook.get_conn, progress=log.info)
+    if source.kind == "sql" and conn_id:
+        return SourceContext(origin=spec_path, connection={"url": database_url(conn_id)}, progress=log.info)
+    return SourceContext(origin=spec_path, progress=log.info)
+
+
+class ReadSnapshotOperator(ReconcileBaseOperator):
+    """Read the ``desired`` (source of record) or ``actual`` (target) snapshot and write it as Parquet.
+
+    :param side: ``desired`` or ``actual``
+    """
+
+    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields,)
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, side: Literal["desired", "actual"], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.side = side
+
+    def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow_reconcile.sources import get_source
+
+        source_spec = getattr(spec.sources, self.side)
+        snapshot = get_source(source_spec.kind).read(source_spec, source_context(self.spec_path, source_spec, self.log))
+        manifest = self.workspace(spec, context).write(
+            self.side, snapshot.frame, side=self.side, policy_version=spec.policy_version, **snapshot.meta()
+        )
+        self.log.info("%s snapshot: %d rows from %s -> %s", self.side, manifest.rows, snapshot.source, manifest.uri)
+        audit.outputs.append(manifest.to_dict())
+        self.set_outlet_extra(
+            context,
+            {"side": self.side, "uri": manifest.uri, "rows": manifest.rows,
+             "content_hash": manifest.content_hash, "policy_version": spec.policy_version},
+        )  # fmt: skip
+        return manifest.to_dict()

@@ -1,0 +1,37 @@
+"""JSON endpoints of the plugin (FastAPI, mounted by the API server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query
+
+from airflow_reconcile import __version__
+
+
+def _audit_store() -> Any:
+    from airflow_reconcile.hooks import AuditStoreHook
+
+    return AuditStoreHook().store
+
+
+def create_app() -> FastAPI:
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    app = FastAPI(title="airflow-reconcile", version=__version__)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/dags/{dag_id}/audit", dependencies=[Depends(requires_access_dag("GET"))])
+    def audit_records(
+        dag_id: str,
+        run_id: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        rows = _audit_store().records(dag_id=dag_id, run_id=run_id)
+        return {"total_entries": len(rows), "records": rows[offset : offset + limit]}
+
+    return app

@@ -1,0 +1,83 @@
+"""Is the source of record fresh enough to drive automatic corrections?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
+from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_reconcile.spec import Spec
+
+
+class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
+    """Check a source against its ``freshness.max_age``.
+
+    With ``on_stale: review`` (default) the sensor succeeds at once and reports ``stale: true`` in
+    XCom, so the rules task downgrades automatic decisions to review: stale context never drives
+    an automatic write. With ``on_stale: wait`` it keeps poking until the source is fresh or the
+    sensor times out.
+
+    :param spec_path: path of the reconciliation spec (templated)
+    :param side: which source to check (default ``desired``, the source of record)
+    """
+
+    template_fields: Sequence[str] = ("spec_path",)
+    ui_color = "#fffbe8"
+
+    def __init__(
+        self,
+        *,
+        spec_path: str,
+        side: Literal["desired", "actual"] = "desired",
+        audit_conn_id: str = DEFAULT_AUDIT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.side = side
+        self.audit_conn_id = audit_conn_id
+
+    def execute(self, context: Context) -> Any:
+        return self.audited(context, lambda spec, audit: self._sense(context, spec, audit))
+
+    def _sense(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
+        self._spec = spec
+        result = super().execute(context)
+        audit.details["freshness"] = result
+        return result
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        from airflow_reconcile.operators.snapshot import source_context
+        from airflow_reconcile.sources import get_source
+
+        source = getattr(self._spec.sources, self.side)
+        if source.freshness is None:
+            return PokeReturnValue(True, {"side": self.side, "stale": False, "checked": False})
+        newest = get_source(source.kind).newest(source, source_context(self.spec_path, source, self.log))
+        if newest is None:
+            self.log.warning("%s source cannot tell how fresh it is; treating it as stale", self.side)
+            age = None
+            stale = True
+        else:
+            age = (datetime.now(UTC) - newest).total_seconds()
+            stale = age > source.freshness.max_age_seconds
+        info = {
+            "side": self.side,
+            "stale": stale,
+            "checked": True,
+            "newest": newest.isoformat() if newest else None,
+            "age_seconds": age,
+            "max_age": source.freshness.max_age,
+        }
+        self.log.info("freshness of the %s source: %s", self.side, info)
+        if stale and source.freshness.on_stale == "wait":
+            return PokeReturnValue(False)
+        return PokeReturnValue(True, info)

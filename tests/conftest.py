@@ -1,0 +1,68 @@
+"""Shared fixtures. Airflow gets its own throw-away AIRFLOW_HOME before anything imports it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="reconcile-test-airflow-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "dags")
+os.environ["GX_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC = REPO / "dags" / "specs" / "ticket_ownership.yaml"
+
+
+@pytest.fixture
+def jira_standin() -> Iterator:
+    from devkit.jira_standin import JiraStandIn
+
+    standin = JiraStandIn()
+    server = standin.serve(0)
+    yield standin
+    server.shutdown()
+
+
+@pytest.fixture
+def slack_standin() -> Iterator:
+    from devkit.slack_standin import SlackStandIn
+
+    standin = SlackStandIn()
+    server = standin.serve(0)
+    yield standin
+    server.shutdown()
+
+
+@pytest.fixture
+def jira_client(jira_standin):
+    from jira import JIRA
+
+    user, token = jira_standin.credentials
+    return JIRA(
+        server=jira_standin.base_url,
+        basic_auth=(user, token),
+        options={"rest_api_version": "2"},
+        max_retries=0,
+        timeout=5,
+    )
+
+
+@pytest.fixture
+def scenario():
+    from devkit.seed import ticket_ownership
+
+    return ticket_ownership()
+
+
+@pytest.fixture
+def spec():
+    from airflow_reconcile.spec import load_spec
+
+    return load_spec(SPEC)

@@ -1,0 +1,146 @@
+"""The ticket-ownership reconciliation in a real Airflow, driven through its REST API.
+
+Starts the API server, scheduler, DAG processor and triggerer on SQLite (as ``make demo`` does),
+with the Jira and Slack stand-ins reached through the real client libraries.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from devkit.airflow_local import free_port
+from devkit.demo import DAG_ID, DIGEST_DAG_ID, start_stack
+
+pytestmark = pytest.mark.integration
+TASKS = {"check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
+         "detect_drift", "evaluate_rules", "apply_corrections"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow")
+    stack = start_stack(home, airflow_port=free_port(), jira_port=0, slack_port=0, log=lambda _: None)
+    try:
+        stack.airflow.wait_for_dag(DAG_ID)
+        stack.airflow.wait_for_dag(DIGEST_DAG_ID)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def run(stack, mode):
+    run_id = stack.airflow.trigger(DAG_ID, conf={"mode": mode})
+    state = stack.airflow.wait_for_run(DAG_ID, run_id, timeout=420)
+    tis = stack.airflow.task_instances(DAG_ID, run_id)
+    assert state == "success", {ti["task_id"]: ti["state"] for ti in tis}
+    return run_id, tis
+
+
+def assignees(stack):
+    return {
+        i["fields"]["customfield_10100"]: (i["fields"]["assignee"] or {}).get("name")
+        for i in stack.jira.issues.values()
+    }
+
+
+def digest_runs(stack, at_least, timeout=180):
+    deadline = time.monotonic() + timeout
+    runs: list = []
+    while time.monotonic() < deadline:
+        runs = stack.airflow.get(f"/api/v2/dags/{DIGEST_DAG_ID}/dagRuns")["dag_runs"]
+        done = [r for r in runs if r["state"] in ("success", "failed")]
+        if len(done) >= at_least:
+            return done
+        time.sleep(2)
+    raise AssertionError(f"digest DAG ran {len(runs)} time(s), expected {at_least}: {runs}")
+
+
+def test_trigger_form_offers_mode(stack):
+    details = stack.airflow.get(f"/api/v2/dags/{DAG_ID}/details")
+    mode = details["params"]["mode"]
+    assert mode["value"] == "shadow"
+    assert mode["schema"]["enum"] == ["shadow", "apply"]
+
+
+def test_plugin_api_requires_auth(stack):
+    response = requests.get(f"{stack.airflow.url}/reconcile/dags/{DAG_ID}/audit", timeout=10)
+    assert response.status_code == 401
+    assert requests.get(f"{stack.airflow.url}/reconcile/health", timeout=10).json()["status"] == "ok"
+
+
+def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
+    af, cases = stack.airflow, stack.scenario.cases
+    run_id, tis = run(stack, "shadow")
+    assert {ti["task_id"] for ti in tis} == TASKS
+    assert all(ti["state"] == "success" for ti in tis)
+
+    desired, actual = af.xcom(DAG_ID, run_id, "read_desired"), af.xcom(DAG_ID, run_id, "read_actual")
+    assert desired["rows"] == len(stack.scenario.catalog)
+    assert actual["rows"] == len(stack.scenario.issues)
+    drift = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
+    planted_changed = len(cases["wrong_owner"]) + len(cases["unassigned"]) + len(cases["stale_owner"])
+    assert drift["changed"] == planted_changed
+    assert drift["missing"] == len(cases["missing_ticket"])
+    assert drift["unexpected"] == len(cases["orphaned"])
+    plan = af.xcom(DAG_ID, run_id, "evaluate_rules")["summary"]
+    assert plan["by_rule"]["assign-unassigned"] == len(cases["unassigned"])
+    assert plan["by_autonomy"]["auto"] == planted_changed
+    outcomes = af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"]
+    assert outcomes == {"shadow": planted_changed, "recommended": len(cases["missing_ticket"]),
+                        "in_review": len(cases["orphaned"])}  # fmt: skip
+    assert stack.jira.writes == []
+    assert stack.slack.messages == []
+
+    # Every task instance wrote its audit record, readable through the plugin's API.
+    audit = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})
+    records = audit["records"]
+    assert sorted((r["task_id"], r["try_number"]) for r in records) == sorted((t, 1) for t in TASKS)
+    assert all(r["outcome"] == "success" and r["policy_version"] for r in records)
+    detect = next(r for r in records if r["task_id"] == "detect_drift")
+    assert detect["details"]["drift"]["changed"] == planted_changed
+    assert [i["uri"] for i in detect["inputs"]] == [desired["uri"], actual["uri"]]
+
+    # The drift-report asset event carries counts, URIs and the policy version.
+    events = af.get("/api/v2/assets/events", params={"source_run_id": run_id, "source_task_id": "detect_drift"})
+    [event] = events["asset_events"]
+    assert event["extra"]["counts"]["changed"] == planted_changed
+    assert event["extra"]["policy_version"] == detect["policy_version"]
+    assert event["extra"]["uri"].startswith("file://")
+
+    # The task log is there for whoever opens it in the UI.
+    log = af.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/detect_drift/logs/1",
+                 headers={"Accept": "application/json"})  # fmt: skip
+    assert log.status_code == 200, log.text[:500]
+    assert f"{planted_changed} changed" in log.text
+
+    # The drift-report asset triggered the digest DAG, which logged (not posted) in shadow mode.
+    [digest] = digest_runs(stack, 1)
+    assert digest["state"] == "success"
+    assert digest["run_type"] == "asset_triggered"
+    assert stack.slack.messages == []
+
+
+def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack):
+    af, catalog = stack.airflow, stack.scenario.catalog
+    run_id, _ = run(stack, "apply")
+    planted_changed = sum(len(stack.scenario.cases[c]) for c in ("wrong_owner", "unassigned", "stale_owner"))
+    outcomes = af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"]
+    assert outcomes["applied"] == planted_changed
+    current = assignees(stack)
+    assert all(current[row["service"]] == row["assignee"] for row in catalog if row["service"] in current)
+    assigns = [w for w in stack.jira.writes if w["kind"] == "assign"]
+    assert len(assigns) == planted_changed
+
+    # In apply mode the digest goes to each owning team's channel.
+    digest_runs(stack, 2)
+    channels = {m["channel"] for m in stack.slack.messages}
+    assert channels
+    assert all(c.startswith("#team-") for c in channels)
+
+    run_id, _ = run(stack, "apply")
+    drift = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
+    assert drift["changed"] == 0
+    assert [w for w in stack.jira.writes if w["kind"] == "assign"] == assigns

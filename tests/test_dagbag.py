@@ -1,0 +1,63 @@
+"""Every shipped DAG imports cleanly and has the shape the design promises."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {"reconcile_ticket_ownership", "reconcile_drift_digest"}
+
+
+def test_reconciliation_dag_shape(dagbag):
+    dag = dagbag.dags["reconcile_ticket_ownership"]
+    assert dag.params["mode"] == "shadow"
+    assert {t.task_id for t in dag.tasks} == {
+        "check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
+        "detect_drift", "evaluate_rules", "apply_corrections",
+    }  # fmt: skip
+    assert dag.get_task("read_desired").upstream_task_ids == {"check_freshness"}
+    assert dag.get_task("detect_drift").upstream_task_ids == {"validate_desired", "validate_actual"}
+    assert dag.get_task("apply_corrections").upstream_task_ids == {"evaluate_rules"}
+    assert [a.name for a in dag.get_task("detect_drift").outlets] == ["reconcile.ticket_ownership.drift_report"]
+    assert [a.name for a in dag.get_task("read_actual").outlets] == ["reconcile.ticket_ownership.snapshot_actual"]
+    assert dag.max_active_runs == 1
+
+
+def test_digest_dag_is_scheduled_on_the_drift_report(dagbag):
+    condition = dagbag.dags["reconcile_drift_digest"].timetable.asset_condition
+    assert [asset.name for asset in condition.objects] == ["reconcile.ticket_ownership.drift_report"]
+
+
+def test_invalid_spec_breaks_only_its_own_dag(tmp_path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    good = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    (specs / "ticket_ownership.yaml").write_text(good)
+    (specs / "broken.yaml").write_text(
+        good.replace("name: ticket_ownership", "name: broken").replace("autonomy: auto", "autonomy: yolo")
+    )
+    for name in ("ticket_ownership", "broken"):
+        (tmp_path / f"reconcile_{name}.py").write_text(
+            "from pathlib import Path\nfrom airflow_reconcile.dag_factory import build_reconciliation_dag\n"
+            f"dag = build_reconciliation_dag(Path(__file__).parent / 'specs' / '{name}.yaml')\n"
+        )
+    (tmp_path / "reconcile_drift_digest.py").write_text((REPO / "dags" / "reconcile_drift_digest.py").read_text())
+    bag = DagBag(dag_folder=str(tmp_path))
+    assert set(bag.dag_ids) == {"reconcile_ticket_ownership", "reconcile_drift_digest"}
+    [(path, error)] = bag.import_errors.items()
+    assert path.endswith("reconcile_broken.py")
+    assert "broken.yaml:" in error
+    assert "autonomy: 'yolo' is not one of observe, recommend, auto, approve, review" in error

@@ -1,0 +1,140 @@
+"""Executors against the stand-ins, through the real ``jira`` and ``slack_sdk`` clients."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from airflow_reconcile.actions.base import apply_plan, classify
+from airflow_reconcile.actions.jira import JiraExecutor
+from airflow_reconcile.actions.slack import SlackExecutor
+from airflow_reconcile.errors import PersistentError, TransientError
+from airflow_reconcile.rules import PLAN_COLUMNS
+
+
+def plan(*ops):
+    rows = []
+    for i, (action, ref, params, autonomy) in enumerate(ops):
+        row = dict.fromkeys(PLAN_COLUMNS, "")
+        row.update(operation_id=f"op{i}", rule="r", action=action, target="jira", autonomy=autonomy,
+                   entity=f"e{i}", target_ref=ref, params=json.dumps(params))  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(PLAN_COLUMNS), dtype="string")
+
+
+@pytest.fixture
+def seeded(jira_standin):
+    jira_standin.seed(
+        {
+            "users": [{"name": "alice"}, {"name": "bob"}, {"name": "gone", "active": False}],
+            "issues": [
+                {"key": "OPS-1", "service": "a", "assignee": "bob"},
+                {"key": "OPS-2", "service": "b", "assignee": None},
+                {"key": "OPS-3", "service": "c", "assignee": "alice"},
+            ],
+        }
+    )
+    return jira_standin
+
+
+def assignees(standin):
+    return {i["key"]: (i["fields"]["assignee"] or {}).get("name") for i in standin.issues.values()}
+
+
+def test_apply_mode_assigns_and_is_idempotent(seeded, jira_client):
+    ops = plan(
+        ("assign", "OPS-1", {"assignee": "alice"}, "auto"),
+        ("assign", "OPS-2", {"assignee": "bob"}, "auto"),
+        ("assign", "OPS-3", {"assignee": "alice"}, "auto"),
+        ("comment", "OPS-3", {"body": "check"}, "review"),
+    )
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=lambda _: None)
+    assert result.status.tolist() == ["applied", "applied", "skipped", "in_review"]
+    assert json.loads(result.prior.iloc[0]) == {"assignee": "bob"}
+    assert assignees(seeded) == {"OPS-1": "alice", "OPS-2": "bob", "OPS-3": "alice"}
+    writes = len(seeded.writes)
+    again = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=lambda _: None)
+    assert again.status.tolist() == ["skipped", "skipped", "skipped", "in_review"]
+    assert len(seeded.writes) == writes
+
+
+def test_shadow_mode_writes_nothing(seeded, jira_client):
+    ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"))
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="shadow")
+    assert result.status.tolist() == ["shadow"]
+    assert seeded.writes == []
+    assert assignees(seeded)["OPS-1"] == "bob"
+
+
+def test_persistent_error_dead_letters_without_retry_and_others_go_on(seeded, jira_client):
+    ops = plan(
+        ("assign", "OPS-1", {"assignee": "gone"}, "auto"),  # inactive user: Jira answers 400
+        ("assign", "OPS-2", {"assignee": "alice"}, "auto"),
+    )
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=lambda _: None)
+    assert result.status.tolist() == ["dead_lettered", "applied"]
+    assert result.attempts.tolist() == [1, 1]
+    assert result.error_class.iloc[0] == "PersistentError"
+    assert "cannot be assigned" in result.error.iloc[0]
+
+
+def test_transient_error_is_retried(seeded, jira_client):
+    seeded.faults.set([{"method": "PUT", "path": "/assignee$", "status": 503, "times": 2}])
+    ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"))
+    delays: list[float] = []
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=delays.append)
+    assert result.status.tolist() == ["applied"]
+    assert result.attempts.tolist() == [3]
+    assert len(delays) == 2
+    assert assignees(seeded)["OPS-1"] == "alice"
+
+
+def test_create_issue_is_found_again_by_its_operation_label(seeded, jira_client):
+    ops = plan(("create_issue", None, {"project": "OPS", "summary": "Service ownership: d"}, "auto"))
+    first = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply")
+    second = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply")
+    assert first.status.tolist() == ["applied"]
+    assert second.status.tolist() == ["skipped"]
+    created = [w for w in seeded.writes if w["kind"] == "create"]
+    assert len(created) == 1
+    assert created[0]["labels"] == ["reconcile-op-op0"]
+
+
+def test_comment_transition_and_label(seeded, jira_client):
+    executor = JiraExecutor(jira_client)
+    assert executor.apply("comment", "OPS-1", {"body": "hello"}, "c1").status == "applied"
+    assert executor.apply("comment", "OPS-1", {"body": "hello"}, "c1").status == "skipped"
+    assert executor.apply("transition", "OPS-1", {"status": "Done"}, "t1").status == "applied"
+    assert seeded.issues["OPS-1"]["fields"]["status"]["name"] == "Done"
+    assert executor.apply("transition", "OPS-1", {"status": "done"}, "t1").status == "skipped"
+    assert executor.apply("label", "OPS-1", {"label": "owned"}, "l1").status == "applied"
+    assert executor.apply("label", "OPS-1", {"label": "owned"}, "l1").status == "skipped"
+    assert seeded.issues["OPS-1"]["fields"]["labels"] == ["owned"]
+
+
+def test_classification():
+    class E(Exception):
+        def __init__(self, status):
+            self.status_code = status
+
+    assert classify(E(503)) is TransientError
+    assert classify(E(429)) is TransientError
+    assert classify(E(403)) is PersistentError
+    assert classify(TimeoutError()) is TransientError
+    assert classify(ValueError()) is PersistentError
+
+
+def test_slack_notify_carries_operation_id_and_escapes_data(slack_standin):
+    from slack_sdk import WebClient
+
+    client = WebClient(token=slack_standin.token, base_url=f"{slack_standin.base_url}/api/")
+    executor = SlackExecutor(client, "#ops")
+    outcome = executor.apply("notify", None, {"text": "owner <!channel> & <http://evil|click>"}, "op-9")
+    assert outcome.status == "applied"
+    message = slack_standin.messages[-1]
+    assert message["channel"] == "#ops"
+    assert message["metadata"] == {"event_type": "reconcile_operation", "event_payload": {"operation_id": "op-9"}}
+    assert "<!channel>" not in message["text"]
+    assert "&lt;!channel&gt;" in message["text"]

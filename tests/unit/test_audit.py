@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_reconcile.audit import AuditRecord, AuditStore, audit_records
+from airflow_reconcile.errors import AuditUnavailable
+
+
+def record(task_id: str, outcome: str = "success") -> AuditRecord:
+    now = datetime.now(UTC)
+    return AuditRecord(
+        dag_id="reconcile_x", run_id="r1", task_id=task_id, map_index=-1, try_number=1, started_at=now,
+        ended_at=now, outcome=outcome, spec="x", policy_version="pv", outputs=[{"uri": "file:///a", "rows": 1}],
+    )  # fmt: skip
+
+
+def test_append_chain_and_verify(tmp_path):
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    for task in ("a", "b", "c"):
+        store.append(record(task))
+    rows = store.records(dag_id="reconcile_x")
+    assert [r["task_id"] for r in rows] == ["a", "b", "c"]
+    assert rows[1]["prev_hash"] == rows[0]["record_hash"]
+    assert rows[0]["outputs"] == [{"uri": "file:///a", "rows": 1}]
+    assert store.verify() == (True, None)
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(audit_records).where(audit_records.c.task_id == "b").values(outcome="failed"))
+    ok, broken = store.verify()
+    assert not ok
+    assert broken == rows[1]["id"]
+
+
+def test_parallel_writers_lose_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditStore(url).ensure_schema()
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        store = AuditStore(url)
+        try:
+            for i in range(15):
+                store.append(record(f"t{n}-{i}"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = AuditStore(url)
+    assert len(store.records()) == 90
+    assert store.verify() == (True, None)
+
+
+def test_unwritable_store_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(AuditUnavailable, match="cannot be written"):
+        AuditStore(f"sqlite:///{blocker}/audit.db").append(record("a"))

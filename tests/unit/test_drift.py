@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from airflow_reconcile.drift import detect_drift
+from airflow_reconcile.errors import ReconcileError
+
+
+def frame(**cols):
+    return pd.DataFrame(cols, dtype="string")
+
+
+def test_classes_and_per_column_counts():
+    desired = frame(svc=["a", "b", "c", "d"], owner=["x", "y", "z", "q"], team=["t1", "t2", "t3", "t4"])
+    actual = frame(svc=["a", "b", "d", "e"], owner=["x", "Y", None, "w"], team=["t1", "t9", "t4", "t5"])
+    report, rows = detect_drift(desired, actual, ["svc"], ["owner", "team"])
+    assert (report.missing, report.unexpected, report.changed, report.unchanged) == (1, 1, 2, 1)
+    assert report.columns == {"owner": 2, "team": 1}
+    changed = rows[rows.drift_kind == "changed"].set_index("svc")
+    assert changed.loc["b", "changed_columns"] == "owner,team"
+    assert changed.loc["d", "changed_columns"] == "owner"
+    assert changed.loc["d", "desired.owner"] == "q"
+    assert pd.isna(changed.loc["d", "actual.owner"])
+    assert rows.loc[rows.drift_kind == "missing", "svc"].tolist() == ["c"]
+    assert rows.loc[rows.drift_kind == "unexpected", "svc"].tolist() == ["e"]
+
+
+def test_normalisation_hides_cosmetic_differences_only():
+    desired = frame(svc=["a", "b", "c"], owner=["alice", "bob", "carol"])
+    actual = frame(svc=["a", "b", "c"], owner=["  ALICE ", "N/A", "dave"])
+    report, _ = detect_drift(desired, actual, ["svc"], ["owner"], normalize_steps={"owner": ["trim", "casefold"]})
+    assert report.changed == 2  # "N/A" vs bob and dave vs carol are real differences
+    report, _ = detect_drift(
+        frame(svc=["a"], owner=[""]), frame(svc=["a"], owner=["N/A"]), ["svc"], ["owner"],
+        normalize_steps={"owner": ["null_equivalents"]},
+    )  # fmt: skip
+    assert (report.changed, report.unchanged) == (0, 1)
+
+
+def test_duplicate_and_null_keys_are_reported_not_joined():
+    desired = frame(svc=["a", "a", None, "b"], owner=["x", "y", "z", "q"])
+    actual = frame(svc=["a", "b", "b"], owner=["x", "q", "q"])
+    report, rows = detect_drift(desired, actual, ["svc"], ["owner"])
+    # "a" repeats on the desired side, "b" on the actual side: both keys are held out on both sides,
+    # so the clean partner of a repeated key is neither "missing" nor "unexpected".
+    assert report.duplicate_keys == {"desired": 3, "actual": 3}
+    assert report.null_keys == {"desired": 1, "actual": 0}
+    assert (report.missing, report.unexpected, report.changed, report.unchanged) == (0, 0, 0, 0)
+    assert len(rows) == 3 + 3 + 1
+    assert set(rows.loc[rows.drift_kind == "duplicate_key", "svc"]) == {"a", "b"}
+
+
+def test_composite_keys():
+    desired = frame(team=["t1", "t1", "t2"], svc=["a", "b", "a"], owner=["x", "y", "z"])
+    actual = frame(team=["t1", "t2", "t2"], svc=["a", "a", "b"], owner=["x", "zz", "w"])
+    report, rows = detect_drift(desired, actual, ["team", "svc"], ["owner"])
+    assert (report.missing, report.unexpected, report.changed, report.unchanged) == (1, 1, 1, 1)
+    assert rows.loc[rows.drift_kind == "changed", ["team", "svc"]].values.tolist() == [["t2", "a"]]
+
+
+def test_empty_side_is_valid_input():
+    desired = frame(svc=["a", "b"], owner=["x", "y"])
+    actual = frame(svc=[], owner=[])
+    report, rows = detect_drift(desired, actual, ["svc"], ["owner"])
+    assert report.missing == 2
+    assert report.actual_rows == 0
+    assert len(rows) == 2
+
+
+def test_missing_key_column_is_named():
+    with pytest.raises(ReconcileError, match="actual snapshot has no column"):
+        detect_drift(frame(svc=["a"], owner=["x"]), frame(service=["a"], owner=["x"]), ["svc"], ["owner"])
+
+
+def test_report_to_dict_round_trips_counts():
+    report, _ = detect_drift(frame(svc=["a"], owner=["x"]), frame(svc=["a"], owner=["y"]), ["svc"], ["owner"])
+    data = report.to_dict()
+    assert data["changed"] == 1
+    assert data["columns"] == {"owner": 1}
+    assert data["sample"][0]["svc"] == "a"
+
+
+def test_seeded_scenario_drift_matches_planted_cases(scenario):
+    desired = pd.DataFrame(scenario.catalog, dtype="string")
+    actual = pd.DataFrame(
+        [{"service": i["service"], "assignee": i["assignee"], "key": i["key"]} for i in scenario.issues],
+        dtype="string",
+    )
+    report, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["key", "team"])
+    planted_changed = scenario.cases["wrong_owner"] + scenario.cases["unassigned"] + scenario.cases["stale_owner"]
+    assert sorted(rows.loc[rows.drift_kind == "changed", "service"]) == sorted(planted_changed)
+    assert sorted(rows.loc[rows.drift_kind == "missing", "service"]) == scenario.cases["missing_ticket"]
+    assert sorted(rows.loc[rows.drift_kind == "unexpected", "service"]) == scenario.cases["orphaned"]
+    assert report.unchanged == len(scenario.catalog) - len(planted_changed) - len(scenario.cases["missing_ticket"])

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from airflow_reconcile.drift import detect_drift
+from airflow_reconcile.errors import GuardTripped
+from airflow_reconcile.rules import evaluate_rules
+from airflow_reconcile.spec import parse_spec
+from tests.conftest import SPEC
+
+
+def drift_for(desired_owner, actual_owner, extra_missing=()):
+    services = [f"s{i}" for i in range(len(desired_owner))]
+    desired = pd.DataFrame(
+        {"service": services + list(extra_missing), "assignee": desired_owner + ["m"] * len(extra_missing),
+         "team": ["t"] * (len(services) + len(extra_missing))},
+        dtype="string",
+    )  # fmt: skip
+    actual = pd.DataFrame(
+        {"service": services, "assignee": actual_owner, "key": [f"OPS-{i}" for i in range(len(services))]},
+        dtype="string",
+    )
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
+    return rows, max(len(desired), len(actual))
+
+
+def test_first_match_wins_and_params_are_rendered(spec):
+    rows, population = drift_for(["a", "b"] + ["ok"] * 8, [None, "zz"] + ["ok"] * 8, extra_missing=["new"])
+    plan, summary = evaluate_rules(spec, rows, population=population)
+    by_entity = plan.set_index("entity")
+    assert by_entity.loc["s0", "rule"] == "assign-unassigned"
+    assert by_entity.loc["s1", "rule"] == "reassign-to-on-call"
+    assert json.loads(by_entity.loc["s1", "params"]) == {"assignee": "b"}
+    assert by_entity.loc["s1", "target_ref"] == "OPS-1"
+    assert by_entity.loc["new", "autonomy"] == "recommend"
+    assert "new" in json.loads(by_entity.loc["new", "params"])["summary"]
+    assert summary.by_autonomy == {"auto": 2, "recommend": 1}
+    assert summary.unhandled == 0
+
+
+def test_operation_ids_are_deterministic(spec):
+    rows, population = drift_for(["a", "b"] + ["ok"] * 8, [None, "zz"] + ["ok"] * 8)
+    first, _ = evaluate_rules(spec, rows, population=population)
+    second, _ = evaluate_rules(spec, rows.sample(frac=1, random_state=1), population=population)
+    assert sorted(first.operation_id) == sorted(second.operation_id)
+    assert first.operation_id.is_unique
+
+
+def test_stale_source_downgrades_automatic_actions_to_review(spec):
+    rows, population = drift_for(["a", "b"] + ["ok"] * 8, [None, "zz"] + ["ok"] * 8)
+    plan, summary = evaluate_rules(spec, rows, population=population, stale=True)
+    assert set(plan.autonomy) == {"review"}
+    assert summary.downgraded == 2
+    assert summary.stale
+
+
+def test_blast_radius_guard_stops_mass_changes(spec):
+    rows, population = drift_for(["a"] * 10, ["b"] * 10)
+    with pytest.raises(GuardTripped, match="max_changed_fraction"):
+        evaluate_rules(spec, rows, population=population)
+
+
+def test_max_actions_guard():
+    spec = parse_spec(SPEC.read_text().replace("max_actions: 100", "max_actions: 1"))
+    rows, population = drift_for(["a", "b"] + ["ok"] * 18, ["x", "y"] + ["ok"] * 18)
+    with pytest.raises(GuardTripped, match="max_actions=1"):
+        evaluate_rules(spec, rows, population=population)
+
+
+def test_unmatched_drift_is_reported_as_unhandled():
+    text = SPEC.read_text()
+    spec = parse_spec(text[: text.index("  - name: orphaned-ticket")] + text[text.index("targets:") :])
+    desired = pd.DataFrame({"service": ["a"], "assignee": ["x"], "team": ["t"]}, dtype="string")
+    actual = pd.DataFrame({"service": ["a", "zzz"], "assignee": ["x", "y"], "key": ["O-1", "O-2"]}, dtype="string")
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
+    plan, summary = evaluate_rules(spec, rows, population=2)
+    assert len(plan) == 0
+    assert summary.unhandled == 1
+
+
+def test_template_cannot_reach_python_internals(spec):
+    text = SPEC.read_text().replace(
+        'params: {assignee: "{{ desired.assignee }}"}\n    autonomy: auto\n    severity: high',
+        'params: {assignee: "{{ desired.__class__.__mro__ }}"}\n    autonomy: auto\n    severity: high',
+    )
+    hostile = parse_spec(text)
+    rows, population = drift_for(["a"] + ["ok"] * 9, [None] + ["ok"] * 9)
+    from jinja2.exceptions import SecurityError
+
+    try:
+        plan, _ = evaluate_rules(hostile, rows, population=population)
+    except SecurityError:
+        return
+    assert "object" not in plan.params.iloc[0]

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from airflow_reconcile.errors import SourceError
+from airflow_reconcile.sources import SourceContext, get_source, register_source, registered_kinds
+from airflow_reconcile.spec import SourceSpec
+
+
+def file_spec(path, **extra):
+    return SourceSpec(kind="file", options={"path": str(path), **extra.pop("options", {})}, key=["k"], **extra)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json", "jsonl"])
+def test_file_formats(tmp_path, fmt):
+    frame = pd.DataFrame({"k": ["a", "b"], "v": ["1", "2"]})
+    path = tmp_path / f"data.{fmt}"
+    {"csv": lambda: frame.to_csv(path, index=False), "parquet": lambda: frame.to_parquet(path),
+     "json": lambda: frame.to_json(path, orient="records"),
+     "jsonl": lambda: frame.to_json(path, orient="records", lines=True)}[fmt]()  # fmt: skip
+    snap = get_source("file").read(file_spec(path), SourceContext(origin="s.yaml"))
+    assert snap.frame["k"].tolist() == ["a", "b"]
+    assert snap.frame["v"].astype(str).tolist() == ["1", "2"]
+    assert snap.source == path.as_uri()
+
+
+def test_csv_keeps_values_as_text(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("k,v\n007,N/A\n008,\n")
+    frame = get_source("file").read(file_spec(path), SourceContext(origin="s.yaml")).frame
+    assert frame["k"].tolist() == ["007", "008"]  # no int coercion eating leading zeros
+    assert frame["v"].tolist() == ["N/A", ""]  # no silent null guessing
+
+
+def test_relative_path_resolves_against_the_spec(tmp_path):
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"k": ["a"]}).to_csv(tmp_path / "data" / "x.csv", index=False)
+    spec = SourceSpec(kind="file", options={"path": "data/x.csv"}, key=["k"])
+    assert len(get_source("file").read(spec, SourceContext(origin=str(tmp_path / "s.yaml"))).frame) == 1
+
+
+def test_file_errors_name_the_file_and_column(tmp_path):
+    with pytest.raises(SourceError, match=r"nope\.csv: file not found"):
+        get_source("file").read(file_spec(tmp_path / "nope.csv"), SourceContext(origin="s.yaml"))
+    path = tmp_path / "d.csv"
+    path.write_text("key,v\na,1\n")
+    with pytest.raises(SourceError, match=r"has no column\(s\) k; it has key, v"):
+        get_source("file").read(file_spec(path), SourceContext(origin="s.yaml"))
+    odd = tmp_path / "d.xlsx"
+    odd.write_text("x")
+    with pytest.raises(SourceError, match="set options.format"):
+        get_source("file").read(file_spec(odd), SourceContext(origin="s.yaml"))
+
+
+def test_freshness_from_a_column(tmp_path):
+    now = datetime.now(UTC)
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"k": ["a", "b"], "at": [(now - timedelta(days=3)).isoformat(), now.isoformat()]}).to_csv(
+        path, index=False
+    )
+    spec = file_spec(path, freshness={"column": "at", "max_age": "1d"})
+    newest = get_source("file").newest(spec, SourceContext(origin="s.yaml"))
+    assert abs((newest - now).total_seconds()) < 1
+
+
+def test_sql_source_reads_a_query(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("create table svc (k text, owner text)")
+        conn.exec_driver_sql("insert into svc values ('a', 'x'), ('b', 'y')")
+    spec = SourceSpec(kind="sql", options={"query": "select k, owner from svc order by k"}, key=["k"])
+    snap = get_source("sql").read(spec, SourceContext(origin="s.yaml", connection={"url": url}))
+    assert snap.frame.to_dict("records") == [{"k": "a", "owner": "x"}, {"k": "b", "owner": "y"}]
+    bad = SourceSpec(kind="sql", options={"query": "select * from nope"}, key=["k"])
+    with pytest.raises(SourceError, match="no such table: nope"):
+        get_source("sql").read(bad, SourceContext(origin="s.yaml", connection={"url": url}))
+
+
+def test_jira_source_paginates_and_resolves_custom_fields(jira_standin, jira_client, scenario, spec):
+    jira_standin.seed(scenario.jira_seed())
+    lines: list[str] = []
+    snap = get_source("jira").read(
+        spec.sources.actual, SourceContext(origin="s.yaml", client_factory=lambda: jira_client, progress=lines.append)
+    )
+    assert len(snap.frame) == len(scenario.issues) > 100  # more than one page
+    searches = [r for r in jira_standin.requests if r["path"].endswith("/search")]
+    assert len(searches) == 3
+    by_key = snap.frame.set_index("key")
+    first = scenario.issues[0]
+    assert by_key.loc[first["key"], "service"] == first["service"]  # custom field "Service" by name
+    assert any(f"{len(scenario.issues)}/{len(scenario.issues)} rows read" in line for line in lines)
+
+
+def test_jira_source_unknown_field_is_named(jira_standin, jira_client, spec):
+    bad = spec.sources.actual.model_copy(
+        update={"options": {**spec.sources.actual.options, "fields": {"key": "key", "service": "Servise"}}}
+    )
+    with pytest.raises(SourceError, match="options.fields.service: Jira has no field 'Servise'"):
+        get_source("jira").read(bad, SourceContext(origin="s.yaml", client_factory=lambda: jira_client))
+
+
+def test_registry_prefers_user_sources():
+    class Echo:
+        kind = "echo"
+
+        def read(self, spec, ctx):
+            raise NotImplementedError
+
+        def newest(self, spec, ctx):
+            return None
+
+    register_source(Echo())
+    assert "echo" in registered_kinds()
+    assert isinstance(get_source("echo"), Echo)
+    with pytest.raises(SourceError, match="unknown source kind 'nope'"):
+        get_source("nope")
+    assert json.dumps(registered_kinds())

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from airflow_reconcile.workspace import Manifest, Workspace, content_hash, read_frame
+
+
+def test_write_read_round_trip_checks_the_hash(tmp_path):
+    ws = Workspace(root=tmp_path.as_uri(), spec_name="s", run_id="manual__2026-01-01T00:00:00+00:00")
+    frame = pd.DataFrame({"k": ["a", "b"], "n": [1, 2]})
+    manifest = ws.write("desired", frame, side="desired")
+    assert manifest.rows == 2
+    assert manifest.uri.startswith("file://")
+    assert ":" not in ws.directory.name  # run ids are made safe for paths
+    assert read_frame(manifest.to_dict()).equals(frame)
+    pd.DataFrame({"k": ["tampered"], "n": [0]}).to_parquet(ws.directory / "desired.parquet")
+    with pytest.raises(ValueError, match="does not match the manifest"):
+        read_frame(manifest)
+
+
+def test_content_hash_sees_values_and_order():
+    a = pd.DataFrame({"k": ["a", "b"]})
+    assert content_hash(a) == content_hash(a.copy())
+    assert content_hash(a) != content_hash(a.iloc[::-1].reset_index(drop=True))
+    assert content_hash(a) != content_hash(pd.DataFrame({"k": ["a", "c"]}))
+
+
+def test_manifest_round_trip():
+    m = Manifest(uri="file:///x", rows=3, content_hash="abc", columns={"k": "str"}, meta={"side": "actual"})
+    assert Manifest.from_dict(m.to_dict()) == m
