@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-stamp
-DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,)
+DEMO_ONCE ?=
+AIRFLOW_PORT ?= 8080
+JIRA_PORT ?= 8081
+SLACK_PORT ?= 8082
+DEMO_HOME ?= .airflow/demo
+DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
+	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
 .PHONY: install demo test lint typecheck unit integration lock wheel clean
 

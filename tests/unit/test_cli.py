@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC
 
 from tests.conftest import REPO, SPEC
 
@@ -27,3 +28,25 @@ def test_console_script_is_installed():
     exe = REPO / ".venv" / "bin" / "reconcile"
     result = subprocess.run([str(exe), "validate", str(SPEC)], capture_output=True, text=True)
     assert result.returncode == 0
+
+
+def test_audit_verify(tmp_path):
+    from datetime import datetime
+
+    import sqlalchemy as sa
+
+    from airflow_reconcile.audit import AuditRecord, AuditStore, audit_records
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store = AuditStore(url)
+    now = datetime.now(UTC)
+    for task in ("a", "b"):
+        store.append(AuditRecord("d", "r", task, -1, 1, now, now, "success", "s", "pv"))
+    ok = run("audit", "verify", "--url", url)
+    assert ok.returncode == 0
+    assert "intact" in ok.stdout
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(audit_records).where(audit_records.c.task_id == "a").values(run_id="other"))
+    broken = run("audit", "verify", "--url", url)
+    assert broken.returncode == 1
+    assert "broken at record 1" in broken.stderr
