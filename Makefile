@@ -47,8 +47,9 @@ lock: install
 	$(BIN)/uv pip compile requirements/dev.in -o requirements/lock.txt --generate-hashes \
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
+DIST ?= dist
 wheel: install
-	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+	$(BIN)/python -m build --wheel --no-isolation --outdir $(DIST) .
 
 clean:
 	rm -rf $(VENV) .airflow dist build *.egg-info

@@ -28,12 +28,14 @@ class AuditDraft:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    spec: str = ""
+    policy_version: str = ""
 
 
 class AuditedTaskMixin:
     """Mixed into our operators and sensors. Subclasses implement ``run(context, spec, audit)``."""
 
-    spec_path: str
+    spec_path: str | None = None
     audit_conn_id: str = DEFAULT_AUDIT_CONN_ID
     workspace_root: str | None = None
 
@@ -42,18 +44,25 @@ class AuditedTaskMixin:
 
         return Workspace(root=self.workspace_root or default_root(), spec_name=spec.name, run_id=context["run_id"])
 
-    def audited(self, context: Context, body: Callable[[Spec, AuditDraft], Any]) -> Any:
+    def audited(self, context: Context, body: Callable[[Any, AuditDraft], Any]) -> Any:
+        """Run ``body(spec, draft)`` and write one audit record for this try, whatever happens.
+
+        ``spec`` is the loaded spec, or None for a task that serves several specs (it then fills
+        ``draft.spec`` and ``draft.policy_version`` itself). An invalid spec is audited too.
+        """
         from airflow_reconcile.audit import AuditRecord
         from airflow_reconcile.hooks import AuditStoreHook
         from airflow_reconcile.spec import load_spec
 
         started = datetime.now(UTC)
-        spec = load_spec(self.spec_path)
         store = AuditStoreHook(self.audit_conn_id).store
         store.ensure_schema()  # no audit, no action: fail before doing anything
         draft = AuditDraft()
         outcome, error = "success", None
         try:
+            spec = load_spec(self.spec_path) if self.spec_path else None
+            if spec is not None:
+                draft.spec, draft.policy_version = spec.name, spec.policy_version
             return body(spec, draft)
         except BaseException as exc:
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -69,8 +78,8 @@ class AuditedTaskMixin:
                 started_at=started,
                 ended_at=datetime.now(UTC),
                 outcome=outcome,
-                spec=spec.name,
-                policy_version=spec.policy_version,
+                spec=draft.spec,
+                policy_version=draft.policy_version,
                 inputs=draft.inputs,
                 outputs=draft.outputs,
                 details=draft.details,

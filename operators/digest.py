@@ -19,45 +19,44 @@ if TYPE_CHECKING:
 MAX_ITEMS = 15
 
 
-def digest_messages(spec: Spec, drift: pd.DataFrame, counts: dict[str, Any], run_id: str) -> dict[str, str]:
-    """channel → message text (mrkdwn), one per owning team; values from data are escaped."""
+def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, str]:
+    """channel → message text (mrkdwn): one per owning team, the digest channel for the rest.
+
+    Values that come from data are escaped: they can never mention, link or format.
+    """
+    import pandas as pd
+
     from airflow_reconcile.actions.slack import escape_mrkdwn
 
     slack = spec.targets.slack
-    team_col = slack.team_column
-    groups: dict[str, pd.DataFrame] = {}
-    if team_col:
-        team = drift.get(f"desired.{team_col}")
-        if team is None:
-            team = drift.get(f"actual.{team_col}")
-        if team is not None:
-            team = team.fillna(drift.get(f"actual.{team_col}", team)).fillna("unowned")
-            groups = {str(t): g for t, g in drift.groupby(team, sort=True)}
-    if not groups:
-        groups = {"": drift}
+    team = pd.Series(pd.NA, index=drift.index, dtype="string")
+    for side in ("desired", "actual"):
+        column = f"{side}.{slack.team_column}"
+        if slack.team_column and column in drift.columns:
+            team = team.fillna(drift[column])
+    channel = team.map(lambda t: slack.channel_template.format(team=t), na_action="ignore").fillna(slack.digest_channel)
+    key = spec.sources.desired.key
     messages: dict[str, str] = {}
-    for team, rows in groups.items():
-        channel = slack.channel_template.format(team=team) if team else slack.digest_channel
+    for name, rows in drift.groupby(channel, sort=True):
+        teams = sorted(team[rows.index].dropna().unique())
         kinds = rows["drift_kind"].value_counts().to_dict()
         lines = [
             f"*Drift digest: {spec.name}* (run `{escape_mrkdwn(run_id)}`)"
-            + (f" for team *{escape_mrkdwn(team)}*" if team else ""),
-            ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no drift",
+            + (f" for team *{escape_mrkdwn(', '.join(teams))}*" if teams else ""),
+            ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
         ]
-        key = spec.sources.desired.key
         for row in rows.head(MAX_ITEMS).to_dict("records"):
             entity = escape_mrkdwn("|".join(str(row[k]) for k in key))
             detail = ""
             if row["drift_kind"] == "changed":
-                parts = []
-                for col in str(row["changed_columns"]).split(","):
-                    before, after = row.get(f"actual.{col}"), row.get(f"desired.{col}")
-                    parts.append(f"{col}: {escape_mrkdwn(str(before))} → {escape_mrkdwn(str(after))}")
-                detail = "; ".join(parts)
+                detail = "; ".join(
+                    f"{col}: {escape_mrkdwn(str(row.get(f'actual.{col}')))} → {escape_mrkdwn(str(row.get(f'desired.{col}')))}"
+                    for col in str(row["changed_columns"]).split(",")
+                )
             lines.append(f"• `{entity}` {row['drift_kind']} {detail}".rstrip())
         if len(rows) > MAX_ITEMS:
             lines.append(f"… and {len(rows) - MAX_ITEMS} more")
-        messages[channel] = "\n".join(lines)
+        messages[str(name)] = "\n".join(lines)
     return messages
 
 
@@ -76,23 +75,32 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         self.audit_conn_id = audit_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        return self.audited(context, lambda _spec, audit: self.digest_all(context, audit))
+
+    def digest_all(self, context: Context, audit: AuditDraft) -> list[dict[str, Any]]:
+        """One digest per triggering drift-report event (several queue up if runs overlap)."""
+        from airflow_reconcile.spec import load_spec
+
         events = [e for evs in context["triggering_asset_events"].values() for e in evs]
         if not events:
             self.log.info("no triggering drift-report events (manual run?): nothing to digest")
-            return []
         results = []
+        specs = []
         for event in events:
-            self.spec_path = event.extra["spec_path"]
-            results.append(self.audited(context, lambda spec, audit, ev=event: self.digest(spec, audit, ev)))
+            spec = load_spec(event.extra["spec_path"])
+            specs.append(spec)
+            results.append(self.digest(spec, audit, event.extra))
+        audit.spec = ",".join(sorted({s.name for s in specs}))
+        audit.policy_version = ",".join(sorted({s.policy_version for s in specs}))
+        audit.details["digests"] = results
         return results
 
-    def digest(self, spec: Spec, audit: AuditDraft, event: Any) -> dict[str, Any]:
+    def digest(self, spec: Spec, audit: AuditDraft, extra: dict[str, Any]) -> dict[str, Any]:
         from airflow_reconcile.workspace import Manifest, read_frame
 
-        extra = event.extra
         manifest = Manifest(uri=extra["uri"], rows=extra["rows"], content_hash=extra["content_hash"])
         audit.inputs.append(manifest.to_dict())
-        messages = digest_messages(spec, read_frame(manifest), extra["counts"], extra["run_id"])
+        messages = digest_messages(spec, read_frame(manifest), extra["run_id"])
         post = extra.get("mode") == "apply" or spec.targets.slack.post_in_shadow
         if post:
             from airflow.providers.slack.hooks.slack import SlackHook
@@ -104,5 +112,4 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         else:
             for channel, text in messages.items():
                 self.log.info("shadow mode, not posted to %s:\n%s", channel, text)
-        audit.details.update(digest={"channels": sorted(messages), "posted": post, "source_run": extra["run_id"]})
-        return {"spec": spec.name, "channels": sorted(messages), "posted": post}
+        return {"spec": spec.name, "source_run": extra["run_id"], "channels": sorted(messages), "posted": post}

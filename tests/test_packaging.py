@@ -72,11 +72,8 @@ def test_folders_map_to_one_namespace():
 
 
 def test_built_wheel_has_one_namespace_and_imports(tmp_path):
-    build = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(REPO)],
-        capture_output=True,
-        text=True,
-    )
+    # The README's command, with the output folder moved out of the repo.
+    build = subprocess.run(["make", "wheel", f"DIST={tmp_path / 'dist'}"], cwd=REPO, capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("airflow_reconcile-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -131,5 +128,8 @@ def test_provider_and_plugin_are_registered_with_airflow():
         [str(REPO / ".venv" / "bin" / "airflow"), "plugins", "--output", "json"], capture_output=True, text=True
     )
     assert plugins.returncode == 0, plugins.stderr[-2000:]
-    listed = json.loads(plugins.stdout[plugins.stdout.index("[") :])
-    assert any(p["name"] == "airflow_reconcile" for p in listed)
+    start = next(i for i, line in enumerate(plugins.stdout.splitlines()) if line.lstrip().startswith("[{"))
+    listed = json.loads("\n".join(plugins.stdout.splitlines()[start:]))
+    [ours] = [p for p in listed if p["name"] == "airflow_reconcile"]
+    assert "group='airflow.plugins'" in ours["source"]  # loaded through the entry point, not a plugins folder
+    assert ours["fastapi_apps"][0]["url_prefix"] == "/reconcile"

@@ -121,6 +121,12 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     assert digest["state"] == "success"
     assert digest["run_type"] == "asset_triggered"
     assert stack.slack.messages == []
+    digest_audit = af.get(f"/reconcile/dags/{DIGEST_DAG_ID}/audit", params={"run_id": digest["dag_run_id"]})
+    [record] = digest_audit["records"]
+    assert record["task_id"] == "post_digest"
+    assert record["spec"] == "ticket_ownership"
+    assert record["details"]["digests"][0]["source_run"] == run_id
+    assert record["details"]["digests"][0]["posted"] is False
 
 
 def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack):
@@ -134,11 +140,13 @@ def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack):
     assigns = [w for w in stack.jira.writes if w["kind"] == "assign"]
     assert len(assigns) == planted_changed
 
-    # In apply mode the digest goes to each owning team's channel.
+    # In apply mode the digest goes to each owning team's channel; orphans to the digest channel.
     digest_runs(stack, 2)
-    channels = {m["channel"] for m in stack.slack.messages}
-    assert channels
-    assert all(c.startswith("#team-") for c in channels)
+    team_of = {row["service"]: row["team"] for row in catalog}
+    cases = stack.scenario.cases
+    drifted = cases["wrong_owner"] + cases["unassigned"] + cases["stale_owner"] + cases["missing_ticket"]
+    expected = {f"#team-{team_of[s]}" for s in drifted} | {"#ops-reconcile"}
+    assert {m["channel"] for m in stack.slack.messages} == expected
 
     run_id, _ = run(stack, "apply")
     drift = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pandas as pd
+
+from airflow_reconcile.drift import detect_drift
+from airflow_reconcile.operators.digest import digest_messages
+
+
+def test_one_message_per_team_and_the_rest_to_the_digest_channel(spec):
+    desired = pd.DataFrame(
+        {"service": ["a", "b", "c"], "assignee": ["x", "y", "z"], "team": ["pay", "id", "pay"]}, dtype="string"
+    )
+    actual = pd.DataFrame(
+        {"service": ["a", "b", "orphan"], "assignee": ["<!channel>", "y", "q"], "key": ["O-1", "O-2", "O-3"]},
+        dtype="string",
+    )
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
+    messages = digest_messages(spec, rows, "run-1")
+    assert set(messages) == {"#team-pay", "#ops-reconcile"}
+    assert "1 changed, 1 missing" in messages["#team-pay"]
+    assert "for team *pay*" in messages["#team-pay"]
+    assert "`orphan` unexpected" in messages["#ops-reconcile"]
+    # data is escaped: a value cannot mention @channel
+    assert "<!channel>" not in messages["#team-pay"]
+    assert "assignee: &lt;!channel&gt; → x" in messages["#team-pay"]
