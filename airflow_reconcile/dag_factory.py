@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAny, Param
+from airflow.sdk import DAG, Asset, AssetAny, ExceptionRetryPolicy, Param, RetryAction, RetryRule
 
+from airflow_reconcile.errors import AuditUnavailable, ReconcileError, TransientError
 from airflow_reconcile.operators.apply import ApplyCorrectionsOperator
 from airflow_reconcile.operators.digest import SlackDriftDigestOperator
 from airflow_reconcile.operators.drift import DetectDriftOperator
@@ -24,6 +25,38 @@ from airflow_reconcile.spec import Spec, load_spec
 from airflow_reconcile.workspace import default_root
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def retry_policy() -> ExceptionRetryPolicy:
+    """Retry what may pass (timeouts, 429/5xx, a locked audit DB); fail at once on bad input or policy."""
+    return ExceptionRetryPolicy(
+        rules=[
+            RetryRule(
+                exception=[
+                    TransientError,
+                    AuditUnavailable,
+                    ConnectionError,
+                    TimeoutError,
+                    "requests.exceptions.ConnectionError",
+                    "requests.exceptions.Timeout",
+                ],  # fmt: skip
+                action=RetryAction.RETRY,
+                reason="transient failure: the source, target or audit store may recover",
+            ),
+            RetryRule(
+                exception=[ReconcileError, ValueError],
+                action=RetryAction.FAIL,
+                reason="bad spec, bad data or a policy stop: retrying the same input cannot help",
+            ),
+        ]
+    )
+
+
+def _default_args(owner: str | None = None) -> dict[str, Any]:
+    args: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_policy": retry_policy()}
+    if owner:
+        args["owner"] = owner
+    return args
 
 
 def _asset(spec_name: str, what: str) -> Asset:
@@ -72,7 +105,7 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> DAG:
                 description="shadow plans and writes nothing; apply applies the automatic actions",
             )
         },
-        default_args={"owner": spec.owner, "retries": 2, "retry_delay": timedelta(seconds=30)},
+        default_args=_default_args(spec.owner),
         doc_md=f"Reconciliation **{spec.name}** from `{spec_path}` (policy version `{spec.policy_version}`).",
     ) as dag:
         freshness = SourceFreshnessSensor(
@@ -131,7 +164,7 @@ def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile
         start_date=START_DATE,
         catchup=False,
         tags=["reconcile", "digest"],
-        default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+        default_args=_default_args(),
     ) as dag:
         SlackDriftDigestOperator(task_id="post_digest", inlets=assets)
     return dag

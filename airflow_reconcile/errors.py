@@ -38,3 +38,19 @@ class PersistentError(ReconcileError):
 def db_error_text(exc: BaseException) -> str:
     """The driver's own message of a SQLAlchemy error, without SQLAlchemy's wrapping (and no URL)."""
     return str(getattr(exc, "orig", None) or exc).strip()
+
+
+def classify(exc: BaseException) -> type[TransientError] | type[PersistentError]:
+    """Transient (retry) or persistent (dead letter) from the exception a client raised."""
+    if isinstance(exc, (TransientError, PersistentError)):
+        return type(exc)
+    status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    if status is None and response is not None:
+        status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return TransientError if status == 429 or status >= 500 else PersistentError
+    name = type(exc).__name__
+    if isinstance(exc, (TimeoutError, ConnectionError)) or name in ("ConnectionError", "Timeout", "ReadTimeout"):
+        return TransientError
+    return PersistentError

@@ -61,3 +61,24 @@ def test_invalid_spec_breaks_only_its_own_dag(tmp_path):
     assert path.endswith("reconcile_broken.py")
     assert "broken.yaml:" in error
     assert "autonomy: 'yolo' is not one of observe, recommend, auto, approve, review" in error
+
+
+def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
+    from airflow.sdk import RetryAction
+
+    from airflow_reconcile.errors import GuardTripped, SourceError, SpecError, TransientError
+
+    dag = dagbag.dags["reconcile_ticket_ownership"]
+    for task in dag.tasks:
+        assert task.retry_policy is not None, task.task_id
+    policy = dag.get_task("read_actual").retry_policy
+
+    def action(exc):
+        return policy.evaluate(exc, try_number=1, max_tries=3).action
+
+    assert action(TransientError("Jira answered 503")) == RetryAction.RETRY
+    assert action(ConnectionError("refused")) == RetryAction.RETRY
+    assert action(SourceError("Jira answered 400: bad JQL")) == RetryAction.FAIL
+    assert action(SpecError("x.yaml:3: ...")) == RetryAction.FAIL
+    assert action(GuardTripped("too many")) == RetryAction.FAIL
+    assert action(RuntimeError("unknown")) == RetryAction.DEFAULT

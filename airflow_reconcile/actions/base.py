@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_reconcile.errors import PersistentError, TransientError
+from airflow_reconcile.errors import PersistentError, classify
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,22 +44,6 @@ class ActionExecutor(Protocol):
     def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
         """Apply one action idempotently: ``skipped`` when the target is already in the desired state."""
         ...
-
-
-def classify(exc: BaseException) -> type[TransientError] | type[PersistentError]:
-    """Transient (retry) or persistent (dead letter) from the exception a client raised."""
-    if isinstance(exc, (TransientError, PersistentError)):
-        return type(exc)
-    status = getattr(exc, "status_code", None)
-    response = getattr(exc, "response", None)
-    if status is None and response is not None:
-        status = getattr(response, "status_code", None)
-    if isinstance(status, int):
-        return TransientError if status == 429 or status >= 500 else PersistentError
-    name = type(exc).__name__
-    if isinstance(exc, (TimeoutError, ConnectionError)) or name in ("ConnectionError", "Timeout", "ReadTimeout"):
-        return TransientError
-    return PersistentError
 
 
 def _with_retries(

@@ -121,3 +121,18 @@ def test_registry_prefers_user_sources():
     with pytest.raises(SourceError, match="unknown source kind 'nope'"):
         get_source("nope")
     assert json.dumps(registered_kinds())
+
+
+def test_jira_source_tells_transient_from_persistent_failures(jira_standin, jira_client, spec):
+    from airflow_reconcile.errors import TransientError
+
+    ctx = SourceContext(origin="s.yaml", client_factory=lambda: jira_client)
+    jira_standin.faults.set([{"method": "GET", "path": "/search$", "status": 503, "times": 1}])
+    with pytest.raises(TransientError, match="Jira answered 503"):
+        get_source("jira").read(spec.sources.actual, ctx)
+    bad = spec.sources.actual.model_copy(
+        update={"options": {**spec.sources.actual.options, "jql": "project = OPS OR x = 1"}}
+    )
+    with pytest.raises(SourceError, match="Jira answered 400") as err:
+        get_source("jira").read(bad, ctx)
+    assert not isinstance(err.value, TransientError)
