@@ -152,3 +152,25 @@ def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack):
     drift = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
     assert drift["changed"] == 0
     assert [w for w in stack.jira.writes if w["kind"] == "assign"] == assigns
+
+
+def test_bad_target_data_stops_the_run_before_any_action(stack):
+    af = stack.airflow
+    # A second ticket for the same service: the actual snapshot's key is no longer unique.
+    duplicate = dict(stack.scenario.issues[0], key="OPS-9999")
+    stack.jira.seed({"issues": [duplicate]})
+    writes = list(stack.jira.writes)
+    run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
+    assert af.wait_for_run(DAG_ID, run_id, timeout=420) == "failed"
+    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+    assert states["validate_actual"] == "failed"
+    assert states["validate_desired"] == "success"
+    assert states["apply_corrections"] == "upstream_failed"
+    assert stack.jira.writes == writes
+    # The gate failed once, without retries, and its audit record says why.
+    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
+    [gate] = [r for r in records if r["task_id"] == "validate_actual"]
+    assert gate["outcome"] == "failed"
+    assert "quality gate failed for the actual snapshot" in gate["error"]
+    failed = {r["expectation"] for r in gate["details"]["quality"]["results"] if not r["success"]}
+    assert failed == {"expect_column_values_to_be_unique"}
