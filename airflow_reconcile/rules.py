@@ -137,7 +137,9 @@ def evaluate_rules(
                     "reason": reason,
                 }
             )
-    plan = pd.DataFrame(records, columns=list(PLAN_COLUMNS), dtype="string")
+    # Rows that plan the very same operation (e.g. the copies of a repeated key) are one operation.
+    plan = pd.DataFrame(records, columns=list(PLAN_COLUMNS), dtype="string").drop_duplicates("operation_id")
+    plan = plan.reset_index(drop=True)
     summary = PlanSummary(
         actions=len(plan),
         by_autonomy=dict(Counter(plan["autonomy"].tolist())),

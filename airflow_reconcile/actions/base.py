@@ -97,22 +97,16 @@ def apply_plan(
         else:
             executor = executors[op["target"]]
             params = json.loads(op["params"] or "{}")
-            call = partial(executor.apply, op["action"], op["target_ref"], params, op_id)
-            outcomes.append(
-                _with_retries(
-                    call,
-                    op_id,
-                    attempts,
-                    base_delay,
-                    sleep,
-                )
-            )
+            ref = None if pd.isna(op["target_ref"]) else str(op["target_ref"])
+            call = partial(executor.apply, op["action"], ref, params, op_id)
+            outcomes.append(_with_retries(call, op_id, attempts, base_delay, sleep))
         if done % 50 == 0 or done == total:
             elapsed = time.monotonic() - started
             rate = done / max(elapsed, 1e-9)
             progress(f"apply: {done}/{total} operations ({rate:,.1f}/s, ETA {(total - done) / rate:,.0f}s)")
     frame = pd.DataFrame([o.to_dict() for o in outcomes], columns=list(Outcome.__dataclass_fields__))
-    return plan.merge(frame.astype({"operation_id": "string"}), on="operation_id", how="left")
+    # One outcome per plan row, in plan order.
+    return pd.concat([plan.reset_index(drop=True), frame.drop(columns="operation_id")], axis=1)
 
 
 def outcome_counts(result: pd.DataFrame) -> dict[str, int]:

@@ -138,3 +138,11 @@ def test_slack_notify_carries_operation_id_and_escapes_data(slack_standin):
     assert message["metadata"] == {"event_type": "reconcile_operation", "event_payload": {"operation_id": "op-9"}}
     assert "<!channel>" not in message["text"]
     assert "&lt;!channel&gt;" in message["text"]
+
+
+def test_action_without_an_issue_key_is_dead_lettered_with_a_clear_error(seeded, jira_client):
+    ops = plan(("assign", None, {"assignee": "alice"}, "auto"))
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=lambda _: None)
+    assert result.status.tolist() == ["dead_lettered"]
+    assert "needs an issue key" in result.error.iloc[0]
+    assert seeded.writes == []

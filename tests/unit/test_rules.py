@@ -95,3 +95,20 @@ def test_template_cannot_reach_python_internals(spec):
     except SecurityError:
         return
     assert "object" not in plan.params.iloc[0]
+
+
+def test_repeated_keys_plan_one_operation():
+    text = SPEC.read_text().replace(
+        "  - name: orphaned-ticket",
+        "  - name: repeated-key\n    match: {kind: duplicate_key}\n    action: comment\n"
+        '    params: {body: "duplicate"}\n    autonomy: review\n  - name: orphaned-ticket',
+    )
+    spec = parse_spec(text)
+    desired = pd.DataFrame({"service": ["a", "a", "a"], "assignee": ["x", "y", "z"], "team": ["t"] * 3}, dtype="string")
+    actual = pd.DataFrame({"service": ["a"], "assignee": ["x"], "key": ["O-1"]}, dtype="string")
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
+    assert (rows.drift_kind == "duplicate_key").sum() == 4
+    plan, _ = evaluate_rules(spec, rows, population=3)
+    # Four drift rows for entity "a", one (rule, entity, action, params): one operation, planned once.
+    assert len(plan) == 1
+    assert plan.entity.tolist() == ["a"]
