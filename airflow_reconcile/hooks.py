@@ -105,13 +105,7 @@ class AuditStoreHook(BaseHook):
             path = home / "reconcile" / "audit.db"
             path.parent.mkdir(parents=True, exist_ok=True)
             return f"sqlite:///{path}"
-        extra = conn.extra_dejson
-        if extra.get("sqlalchemy_url"):
-            return str(extra["sqlalchemy_url"])
-        if conn.conn_type == "sqlite":
-            return f"sqlite:///{conn.host}"
-        uri = conn.get_uri()
-        return uri.replace("postgres://", "postgresql://", 1)
+        return sqlalchemy_url(conn)
 
     @cached_property
     def store(self) -> Any:
@@ -123,9 +117,19 @@ class AuditStoreHook(BaseHook):
         return self.store
 
 
+def sqlalchemy_url(conn: Any) -> str:
+    """A connection's SQLAlchemy URL: ``extra.sqlalchemy_url``, a sqlite file, or the connection URI."""
+    extra = conn.extra_dejson
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    if conn.conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    return str(conn.get_uri()).replace("postgres://", "postgresql://", 1)
+
+
 def database_url(conn_id: str) -> str:
     """SQLAlchemy URL of a database connection, for sql snapshot sources."""
     conn = _connection_or_none(conn_id)
     if conn is None:
         raise SourceError(f"Airflow connection {conn_id!r} does not exist; create it or fix connection_id")
-    return AuditStoreHook(conn_id).url()
+    return sqlalchemy_url(conn)

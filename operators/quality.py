@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
@@ -20,7 +19,6 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
     :param snapshot_task_id: the task whose XCom holds the snapshot manifest
     """
 
-    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields,)
     ui_color = "#fdf3e8"
 
     def __init__(self, *, side: Literal["desired", "actual"], snapshot_task_id: str, **kwargs: Any) -> None:

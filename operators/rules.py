@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
@@ -19,7 +18,6 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
     :param freshness_task_id: the freshness sensor; a stale source downgrades automatic decisions to review
     """
 
-    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields,)
     ui_color = "#e8fdf0"
 
     def __init__(self, *, drift_task_id: str, freshness_task_id: str | None = None, **kwargs: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
@@ -34,7 +33,6 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
     :param side: ``desired`` or ``actual``
     """
 
-    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields,)
     ui_color = "#e8f4fd"
 
     def __init__(self, *, side: Literal["desired", "actual"], **kwargs: Any) -> None:

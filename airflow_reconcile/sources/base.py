@@ -85,7 +85,7 @@ def get_source(kind: str) -> SnapshotSource:
 
 
 def finish(frame: pd.DataFrame, spec: SourceSpec, source: str, origin: str) -> pd.DataFrame:
-    """Select the spec's columns, check the key columns exist, give every column a stable dtype."""
+    """Check the key and listed columns exist (naming what the source has), keep only those listed."""
     missing = [c for c in [*spec.key, *(spec.columns or [])] if c not in frame.columns]
     if missing:
         raise SourceError(

@@ -1,0 +1,49 @@
+"""Hooks build clients and URLs from Airflow connections (here: AIRFLOW_CONN_* variables)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_reconcile.errors import SourceError
+from airflow_reconcile.hooks import AuditStoreHook, JiraClientHook, database_url
+
+
+def test_audit_url_from_a_sqlite_connection(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_CONN_AUDIT_A", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "a.db")}))
+    assert AuditStoreHook("audit_a").url() == f"sqlite:///{tmp_path / 'a.db'}"
+
+
+def test_audit_url_from_an_explicit_sqlalchemy_url(monkeypatch):
+    url = "postgresql+psycopg2://u:secret@db.internal/audit"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AUDIT_B", json.dumps({"conn_type": "reconcile_audit", "extra": {"sqlalchemy_url": url}})
+    )
+    assert AuditStoreHook("audit_b").url() == url
+
+
+def test_audit_url_defaults_to_sqlite_under_airflow_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("AIRFLOW_CONN_RECONCILE_AUDIT", raising=False)
+    assert AuditStoreHook().url() == f"sqlite:///{tmp_path / 'reconcile' / 'audit.db'}"
+
+
+def test_sql_source_connection_must_exist():
+    with pytest.raises(SourceError, match="connection 'nope' does not exist"):
+        database_url("nope")
+
+
+def test_jira_client_from_a_connection(monkeypatch, jira_standin):
+    user, token = jira_standin.credentials
+    conn = {"conn_type": "reconcile_jira", "host": jira_standin.base_url, "login": user, "password": token}
+    monkeypatch.setenv("AIRFLOW_CONN_JIRA_T", json.dumps(conn))
+    client = JiraClientHook("jira_t").get_conn()
+    assert client.server_info()["deploymentType"] == "Server"
+    monkeypatch.setenv("AIRFLOW_CONN_JIRA_BAD", json.dumps({**conn, "password": "wrong"}))
+    from jira.exceptions import JIRAError
+
+    with pytest.raises(JIRAError) as err:
+        JiraClientHook("jira_bad").get_conn()
+    assert err.value.status_code == 401
+    assert "wrong" not in str(err.value)  # the secret never shows up in the error
