@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from airflow_reconcile.errors import ReconcileError
+
+if TYPE_CHECKING:
+    from airflow_reconcile.drift import DriftReport
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -24,6 +28,83 @@ def _validate(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: ok ({spec.dag_id}, policy version {spec.policy_version})")
     return 2 if failed else 0
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ReconcileError(f"{flag} {item!r}: write COLUMN=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+def report_table(report: DriftReport, desired: str, actual: str, key: list[str]) -> str:
+    """The human summary `reconcile diff` prints by default."""
+    lines = [
+        f"desired: {desired} ({report.desired_rows} rows)",
+        f"actual:  {actual} ({report.actual_rows} rows)",
+        f"key:     {', '.join(key)}",
+        "",
+        f"{'missing':<16}{report.missing:>10}   in desired, not in actual",
+        f"{'unexpected':<16}{report.unexpected:>10}   in actual, not in desired",
+        f"{'changed':<16}{report.changed:>10}",
+        f"{'unchanged':<16}{report.unchanged:>10}",
+        f"{'duplicate keys':<16}{sum(report.duplicate_keys.values()):>10}   "
+        f"desired {report.duplicate_keys['desired']}, actual {report.duplicate_keys['actual']}",
+        f"{'null keys':<16}{sum(report.null_keys.values()):>10}   "
+        f"desired {report.null_keys['desired']}, actual {report.null_keys['actual']}",
+    ]
+    changed = {c: n for c, n in report.columns.items() if n}
+    if changed:
+        lines += ["", "changed per column:"]
+        width = max(len(c) for c in changed)
+        lines += [f"  {c:<{width}}  {n:>8}" for c, n in sorted(changed.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return "\n".join(lines)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import json
+
+    from airflow_reconcile.drift import Tolerance, detect_drift
+    from airflow_reconcile.sources.files import read_file
+
+    key = _columns(args.key) or []
+    tolerances = {c: Tolerance.parse(v) for c, v in _pairs(args.tolerance, "--tolerance").items()}
+    normalize = {c: v.split(",") for c, v in _pairs(args.normalize, "--normalize").items()}
+    column_map = _pairs(args.column_map, "--column-map")
+    frames = {}
+    for side, path in (("desired", args.desired), ("actual", args.actual)):
+        frame = read_file(path)
+        names = [column_map.get(c, c) if side == "actual" else c for c in key]
+        absent = [c for c in names if c not in frame.columns]
+        if absent:
+            raise ReconcileError(
+                f"{path}: no key column {', '.join(absent)}; it has {', '.join(map(str, frame.columns))}"
+            )
+        frames[side] = frame
+    report, rows = detect_drift(
+        frames["desired"],
+        frames["actual"],
+        key,
+        _columns(args.compare),
+        normalize_steps=normalize,
+        exclude=_columns(args.exclude) or [],
+        tolerances=tolerances,
+        column_map=column_map,
+    )
+    if args.output:
+        rows.to_parquet(args.output, index=False)
+    if args.format == "json":
+        print(json.dumps({k: v for k, v in report.to_dict().items() if k != "sample"}, sort_keys=True))
+    else:
+        print(report_table(report, args.desired, args.actual, key))
+    return 1 if report.total else 0
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -43,6 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="validate reconciliation specs")
     validate.add_argument("specs", nargs="+")
     validate.set_defaults(func=_validate)
+    diff = sub.add_parser(
+        "diff",
+        help="keyed diff of two files (CSV, Parquet, JSON, JSON Lines); exit 0 no drift, 1 drift, 2 error",
+    )
+    diff.add_argument("desired", help="the source of record")
+    diff.add_argument("actual", help="the target system's snapshot")
+    diff.add_argument("--key", required=True, help="key column(s), comma-separated")
+    diff.add_argument("--compare", help="columns to compare (default: every column both files have)")
+    diff.add_argument("--exclude", help="columns not compared, kept in the report as context")
+    diff.add_argument("--tolerance", action="append", default=[], metavar="COL=VALUE", help="0.01, 1%% or 5m")
+    diff.add_argument("--normalize", action="append", default=[], metavar="COL=STEPS",
+                      help="trim, casefold, nfc, null_equivalents, number, timestamp")  # fmt: skip
+    diff.add_argument("--column-map", action="append", default=[], metavar="DESIRED=ACTUAL",
+                      help="the actual file's name for a desired column")  # fmt: skip
+    diff.add_argument("--format", choices=["table", "json"], default="table")
+    diff.add_argument("--output", help="write the row-level report as Parquet")
+    diff.set_defaults(func=_diff)
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit hash chain")
@@ -51,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ReconcileError as exc:
+    except (ReconcileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -76,6 +76,105 @@ def normalize(series: pd.Series, steps: Sequence[str]) -> pd.Series:
     return out
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """How far two values may be apart and still be equal: absolute, relative (of the actual), or a duration."""
+
+    absolute: float = 0.0
+    relative: float = 0.0
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | float) -> Tolerance:
+        """``0.01`` (absolute), ``1%`` (relative), ``90s`` / ``5m`` / ``2h`` / ``1d`` (timestamps)."""
+        raw = str(text).strip()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+        try:
+            if raw.endswith("%"):
+                return cls(relative=float(raw[:-1]) / 100)
+            if raw[-1:] in units and raw[:-1].replace(".", "", 1).isdigit():
+                return cls(seconds=float(raw[:-1]) * units[raw[-1]])
+            return cls(absolute=float(raw))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a tolerance; write 0.01 (absolute), 1% (relative) or 5m (duration)"
+            ) from None
+
+
+def _sample(values: pd.Series) -> str:
+    return ", ".join(repr(v) for v in values.dropna().astype(str).unique()[:3])
+
+
+def _as_numbers(series: pd.Series, column: str, side: str) -> pd.Series:
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.astype("Float64")
+    numbers = pd.to_numeric(series.astype("string").str.strip(), errors="coerce").astype("Float64")
+    bad = series.notna() & numbers.isna()
+    if bad.any():
+        raise ReconcileError(
+            f"column {column!r} cannot be compared as numbers: the {side} side has {_sample(series[bad])}; "
+            "normalise those values or exclude the column"
+        )
+    return numbers
+
+
+def _as_timestamps(series: pd.Series, column: str, side: str) -> pd.Series:
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return series.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(series):
+        return series.dt.tz_localize("UTC")
+    stamps = pd.to_datetime(series.astype("string").str.strip(), utc=True, errors="coerce", format="ISO8601")
+    bad = series.notna() & stamps.isna()
+    if bad.any():
+        raise ReconcileError(
+            f"column {column!r} cannot be compared as timestamps: the {side} side has {_sample(series[bad])}; "
+            "use ISO 8601 values or exclude the column"
+        )
+    return stamps
+
+
+def _is_timestamp(series: pd.Series) -> bool:
+    import pandas as pd
+
+    return isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series)
+
+
+def column_differs(
+    left: pd.Series, right: pd.Series, column: str, steps: Sequence[str] = (), tolerance: Tolerance | None = None
+) -> pd.Series:
+    """Element-wise "these two values differ", with nulls equal to nulls.
+
+    Values are compared as timestamps (a duration tolerance, the ``timestamp`` step, or a datetime
+    column on either side), as numbers (a numeric tolerance, the ``number`` step, or a numeric
+    column on either side: ``"42"`` equals ``42``), else as text. Text on both sides stays text.
+    """
+    tol = tolerance or Tolerance()
+    text_steps = [s for s in steps if s not in ("number", "timestamp")]
+    if text_steps:
+        left, right = normalize(left, text_steps), normalize(right, text_steps)
+    if "timestamp" in steps or tol.seconds is not None or _is_timestamp(left) or _is_timestamp(right):
+        lval, rval = _as_timestamps(left, column, "desired"), _as_timestamps(right, column, "actual")
+        equal = (lval - rval).abs().dt.total_seconds() <= (tol.seconds or 0)
+    elif "number" in steps or tol.absolute or tol.relative or _is_numeric_dtype(left) or _is_numeric_dtype(right):
+        lnum, rnum = _as_numbers(left, column, "desired"), _as_numbers(right, column, "actual")
+        equal = (lnum - rnum).abs() <= tol.absolute + tol.relative * rnum.abs()
+    else:
+        lval, rval = left.astype("string"), right.astype("string")
+        equal = lval == rval
+    both_null = left.isna() & right.isna()
+    return ~(equal.fillna(False).astype(bool) | both_null)
+
+
+def _is_numeric_dtype(series: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
+
+
 def _split_bad_keys(
     frame: pd.DataFrame, key: list[str], side: str, held_out: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -105,12 +204,20 @@ def detect_drift(
     desired: pd.DataFrame,
     actual: pd.DataFrame,
     key: Sequence[str],
-    compare: Sequence[str],
+    compare: Sequence[str] | None = None,
     context: Sequence[str] = (),
     normalize_steps: Mapping[str, Sequence[str]] | None = None,
     sample_size: int = 20,
+    *,
+    exclude: Sequence[str] = (),
+    tolerances: Mapping[str, Tolerance | str | float] | None = None,
+    column_map: Mapping[str, str] | None = None,
 ) -> tuple[DriftReport, pd.DataFrame]:
     """Return the report and the row-level frame (one row per drifting entity).
+
+    ``compare`` defaults to every column both sides have (minus the key and ``exclude``);
+    excluded columns are kept as context. ``column_map`` maps desired names to actual names
+    where the two sides call a field differently; the report uses the desired names.
 
     Frame columns: the key columns, ``drift_kind``, ``side`` (for key problems),
     ``changed_columns`` (comma-separated), and ``desired.<col>`` / ``actual.<col>`` for every
@@ -119,19 +226,28 @@ def detect_drift(
     import pandas as pd
 
     key = list(key)
-    compare = list(compare)
+    if column_map:
+        actual = actual.rename(columns={a: d for d, a in column_map.items()})
+    if compare is None:
+        compare = [c for c in desired.columns if c in actual.columns and c not in key and c not in exclude]
+    compare = [c for c in compare if c not in exclude]
     normalize_steps = dict(normalize_steps or {})
+    tols = {c: t if isinstance(t, Tolerance) else Tolerance.parse(t) for c, t in (tolerances or {}).items()}
     for side, frame in (("desired", desired), ("actual", actual)):
         absent = [c for c in [*key, *compare] if c not in frame.columns]
         if absent:
-            raise ReconcileError(f"{side} snapshot has no column(s) {', '.join(absent)}: check drift.compare and key")
-    context = [c for c in context if c not in compare and c not in key]
+            raise ReconcileError(
+                f"{side} snapshot has no column(s) {', '.join(map(str, absent))}; "
+                f"it has {', '.join(map(str, frame.columns)) or 'no columns'}"
+            )
+    context = [c for c in dict.fromkeys([*context, *exclude]) if c not in compare and c not in key]
 
     def keyed(frame: pd.DataFrame) -> pd.DataFrame:
         cols = [c for c in dict.fromkeys([*key, *compare, *context]) if c in frame.columns]
         frame = frame[cols].copy()
         for c in key:
-            frame[c] = frame[c].astype("string")
+            text = frame[c].astype("string")
+            frame[c] = text.mask(text.str.strip() == "", pd.NA)  # an empty key is no key
         return frame
 
     desired, actual = keyed(desired), keyed(actual)
@@ -151,11 +267,9 @@ def detect_drift(
 
     changed_cols: dict[str, pd.Series] = {}
     for col in compare:
-        steps = normalize_steps.get(col, [])
-        left = normalize(merged[f"desired.{col}"], steps)
-        right = normalize(merged[f"actual.{col}"], steps)
-        differs = ~((left == right).fillna(False) | (left.isna() & right.isna()))
-        changed_cols[col] = differs & both
+        left, right = merged.loc[both, f"desired.{col}"], merged.loc[both, f"actual.{col}"]
+        differs = column_differs(left, right, col, normalize_steps.get(col, ()), tols.get(col))
+        changed_cols[col] = differs.reindex(merged.index, fill_value=False)
 
     changed_any = pd.Series(False, index=merged.index)
     for mask in changed_cols.values():

@@ -21,7 +21,7 @@ Mode = Literal["shadow", "apply"]
 Autonomy = Literal["observe", "recommend", "auto", "approve", "review"]
 ActionName = Literal["assign", "comment", "transition", "create_issue", "label", "notify", "none"]
 DriftKind = Literal["missing", "unexpected", "changed", "duplicate_key", "null_key"]
-NormalizeStep = Literal["trim", "casefold", "nfc", "null_equivalents"]
+NormalizeStep = Literal["trim", "casefold", "nfc", "null_equivalents", "number", "timestamp"]
 
 _NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -84,9 +84,21 @@ class Quality(_Model):
 
 
 class DriftSpec(_Model):
-    compare: list[str] = Field(min_length=1)
+    compare: list[str] | None = Field(default=None, description="Default: every column both sides have.")
+    exclude: list[str] = Field(default_factory=list, description="Not compared; kept in the report as context.")
     context: list[str] = Field(default_factory=list)
     normalize: dict[str, list[NormalizeStep]] = Field(default_factory=dict)
+    tolerances: dict[str, str] = Field(default_factory=dict)
+    column_map: dict[str, str] = Field(default_factory=dict, description="desired column -> actual column")
+
+    @field_validator("tolerances")
+    @classmethod
+    def _tolerances(cls, value: dict[str, str]) -> dict[str, str]:
+        from airflow_reconcile.drift import Tolerance
+
+        for text in value.values():
+            Tolerance.parse(text)
+        return value
 
 
 class Condition(_Model):

@@ -44,6 +44,9 @@ class DetectDriftOperator(ReconcileBaseOperator):
             compare=spec.drift.compare,
             context=spec.drift.context,
             normalize_steps=spec.drift.normalize,
+            exclude=spec.drift.exclude,
+            tolerances=spec.drift.tolerances,
+            column_map=spec.drift.column_map,
         )
         counts = {k: v for k, v in report.to_dict().items() if k != "sample"}
         manifest = self.workspace(spec, context).write("drift", rows, policy_version=spec.policy_version, **counts)

@@ -50,3 +50,61 @@ def test_audit_verify(tmp_path):
     broken = run("audit", "verify", "--url", url)
     assert broken.returncode == 1
     assert "broken at record 1" in broken.stderr
+
+
+DIFF_ARGS = [
+    "--key",
+    "id",
+    "--tolerance",
+    "amount=0.01",
+    "--tolerance",
+    "updated=1m",
+    "--normalize",
+    "name=trim,casefold",
+]
+
+
+def diff(*args, cwd=REPO / "tests" / "data"):
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_reconcile.cli", "diff", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_diff_table_and_json_match_the_golden_files():
+    golden = REPO / "tests" / "golden"
+    table = diff("desired.csv", "actual.csv", *DIFF_ARGS)
+    assert table.returncode == 1  # drift found
+    assert table.stdout == (golden / "diff_table.txt").read_text()
+    as_json = diff("desired.csv", "actual.csv", *DIFF_ARGS, "--format", "json")
+    assert as_json.returncode == 1
+    assert as_json.stdout == (golden / "diff.json").read_text()
+
+
+def test_diff_exit_zero_without_drift_and_writes_the_report(tmp_path):
+    out = tmp_path / "report.parquet"
+    result = diff("desired.csv", "desired.csv", "--key", "name", "--exclude", "id,amount", "--output", str(out))
+    # name repeats (Fay twice): those rows are duplicate keys, which is drift
+    assert result.returncode == 1
+    import pandas as pd
+
+    report = pd.read_parquet(out)
+    assert set(report.drift_kind) == {"duplicate_key"}
+    same = diff("actual.csv", "actual.csv", "--key", "name")
+    assert same.returncode == 0
+    assert "changed                  0" in same.stdout
+
+
+def test_diff_errors_are_one_line_and_name_the_file_or_column():
+    cases = [
+        (("desired.csv", "actual.csv", "--key", "ident"), "desired.csv: no key column ident; it has id, name, amount, updated"),
+        (("desired.csv", "missing.csv", "--key", "id"), "missing.csv: file not found"),
+        (("desired.csv", "actual.csv", "--key", "id", "--normalize", "name=number"),
+         "column 'name' cannot be compared as numbers: the desired side has 'Alice'"),
+        (("desired.csv", "actual.csv", "--key", "id", "--tolerance", "amount=lots"), "'lots' is not a tolerance"),
+        (("desired.csv", "actual.csv", "--key", "id", "--tolerance", "amount"), "--tolerance 'amount': write COLUMN=VALUE"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = diff(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

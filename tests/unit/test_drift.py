@@ -93,3 +93,99 @@ def test_seeded_scenario_drift_matches_planted_cases(scenario):
     assert sorted(rows.loc[rows.drift_kind == "missing", "service"]) == scenario.cases["missing_ticket"]
     assert sorted(rows.loc[rows.drift_kind == "unexpected", "service"]) == scenario.cases["orphaned"]
     assert report.unchanged == len(scenario.catalog) - len(planted_changed) - len(scenario.cases["missing_ticket"])
+
+
+def test_numeric_tolerances_absolute_and_relative():
+    desired = pd.DataFrame({"k": ["a", "b", "c"], "amount": [100.0, 100.0, 100.0]})
+    actual = pd.DataFrame({"k": ["a", "b", "c"], "amount": [100.004, 100.5, 103.0]})
+    report, _ = detect_drift(desired, actual, ["k"], ["amount"], tolerances={"amount": "0.01"})
+    assert report.changed == 2
+    report, _ = detect_drift(desired, actual, ["k"], ["amount"], tolerances={"amount": "1%"})
+    assert report.changed == 1  # only the 3% difference
+
+
+def test_text_and_numbers_coerce_but_text_stays_text():
+    desired = pd.DataFrame({"k": ["a", "b"], "n": ["42", "007"]}, dtype="string")
+    actual = pd.DataFrame({"k": ["a", "b"], "n": [42, 7]})
+    report, _ = detect_drift(desired, actual, ["k"], ["n"])
+    assert report.changed == 0  # a numeric column on one side: "42" equals 42, "007" equals 7
+    text = pd.DataFrame({"k": ["a", "b"], "n": ["42", "7"]}, dtype="string")
+    report, _ = detect_drift(desired, text, ["k"], ["n"])
+    assert report.changed == 1  # text on both sides: "007" is not "7"
+
+
+def test_uncomparable_types_name_the_column_and_values():
+    desired = pd.DataFrame({"k": ["a"], "n": ["lots"]}, dtype="string")
+    actual = pd.DataFrame({"k": ["a"], "n": [3]})
+    with pytest.raises(ReconcileError, match=r"column 'n' cannot be compared as numbers: the desired side has 'lots'"):
+        detect_drift(desired, actual, ["k"], ["n"])
+
+
+def test_timestamps_across_time_zones_precision_and_duration_tolerance():
+    desired = pd.DataFrame({"k": ["a", "b", "c"], "at": ["2026-01-01T10:00:00Z"] * 3}, dtype="string")
+    actual = pd.DataFrame(
+        {"k": ["a", "b", "c"], "at": ["2026-01-01T12:00:00.000+02:00", "2026-01-01T10:00:40Z", "2026-01-01T11:00:00Z"]},
+        dtype="string",
+    )
+    report, rows = detect_drift(desired, actual, ["k"], ["at"], normalize_steps={"at": ["timestamp"]})
+    assert report.changed == 2  # same instant in another zone is equal
+    report, rows = detect_drift(desired, actual, ["k"], ["at"], tolerances={"at": "1m"})
+    assert rows.loc[rows.drift_kind == "changed", "k"].tolist() == ["c"]
+    tz_aware = pd.DataFrame({"k": ["a"], "at": pd.to_datetime(["2026-01-01T10:00:00Z"], utc=True)})
+    report, _ = detect_drift(tz_aware, actual.iloc[:1], ["k"], ["at"])
+    assert report.changed == 0  # a datetime column on one side parses the other
+
+
+def test_compare_defaults_to_common_columns_and_exclude_keeps_context():
+    desired = pd.DataFrame({"k": ["a"], "x": ["1"], "y": ["2"], "only_desired": ["z"]}, dtype="string")
+    actual = pd.DataFrame({"k": ["a"], "x": ["1"], "y": ["3"], "note": ["n"]}, dtype="string")
+    report, rows = detect_drift(desired, actual, ["k"])
+    assert report.columns == {"x": 0, "y": 1}
+    report, rows = detect_drift(desired, actual, ["k"], exclude=["y"])
+    assert report.columns == {"x": 0}
+    assert report.unchanged == 1
+    report, rows = detect_drift(desired, actual, ["k"], ["x"], exclude=["y"])
+    assert report.changed == 0
+
+
+def test_excluded_columns_appear_as_context_in_the_report():
+    desired = pd.DataFrame({"k": ["a"], "x": ["1"], "y": ["2"]}, dtype="string")
+    actual = pd.DataFrame({"k": ["a"], "x": ["9"], "y": ["3"]}, dtype="string")
+    _, rows = detect_drift(desired, actual, ["k"], exclude=["y"])
+    assert rows.loc[0, "changed_columns"] == "x"
+    assert (rows.loc[0, "desired.y"], rows.loc[0, "actual.y"]) == ("2", "3")
+
+
+def test_column_map_for_differently_named_fields():
+    desired = pd.DataFrame({"service": ["a", "b"], "owner": ["x", "y"]}, dtype="string")
+    actual = pd.DataFrame({"svc_name": ["a", "b"], "assignee": ["x", "q"]}, dtype="string")
+    report, rows = detect_drift(
+        desired, actual, ["service"], ["owner"], column_map={"service": "svc_name", "owner": "assignee"}
+    )
+    assert report.changed == 1
+    assert rows.loc[0, "actual.owner"] == "q"
+
+
+def test_tolerance_parsing():
+    from airflow_reconcile.drift import Tolerance
+
+    assert Tolerance.parse("0.5") == Tolerance(absolute=0.5)
+    assert Tolerance.parse("2%") == Tolerance(relative=0.02)
+    assert Tolerance.parse("5m") == Tolerance(seconds=300)
+    with pytest.raises(ValueError, match="is not a tolerance"):
+        Tolerance.parse("five")
+
+
+def test_keys_of_any_type_join_as_text():
+    desired = pd.DataFrame({"id": [1, 2, 3], "v": ["a", "b", "c"]})
+    actual = pd.DataFrame({"id": ["1", "2", "4"], "v": ["a", "x", "d"]}, dtype="string")
+    report, _ = detect_drift(desired, actual, ["id"], ["v"])
+    assert (report.missing, report.unexpected, report.changed, report.unchanged) == (1, 1, 1, 1)
+
+
+def test_blank_keys_are_null_keys():
+    desired = frame(svc=["a", " "], owner=["x", "y"])
+    actual = frame(svc=["a", ""], owner=["x", "z"])
+    report, _ = detect_drift(desired, actual, ["svc"], ["owner"])
+    assert report.null_keys == {"desired": 1, "actual": 1}
+    assert report.unexpected == 0
