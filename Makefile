@@ -12,7 +12,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install demo test lint typecheck unit integration lock wheel clean
+.PHONY: install demo test lint typecheck unit integration lock wheel bench clean
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,10 +46,25 @@ integration: install
 lock: install
 	$(BIN)/uv pip compile requirements/dev.in -o requirements/lock.txt --generate-hashes \
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+	$(BIN)/uv pip compile requirements/bench.in -o requirements/bench-lock.txt --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
 DIST ?= dist
 wheel: install
 	$(BIN)/python -m build --wheel --no-isolation --outdir $(DIST) .
 
+# Benchmarks run in their own venv: datacompy is a benchmark-only dependency (it pins an older pandas).
+BENCH_VENV := .venv-bench
+BENCH_ROWS ?= 1000000
+$(BENCH_VENV)/.installed-stamp: requirements/bench-lock.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BENCH_VENV)/bin/uv pip sync --python $(BENCH_VENV)/bin/python --require-hashes requirements/bench-lock.txt
+	$(BENCH_VENV)/bin/uv pip install --python $(BENCH_VENV)/bin/python --no-deps -e .
+	@touch $@
+
+bench: $(BENCH_VENV)/.installed-stamp
+	$(BENCH_VENV)/bin/python benchmarks/drift_bench.py --rows $(BENCH_ROWS)
+
 clean:
-	rm -rf $(VENV) .airflow dist build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .airflow dist build *.egg-info

@@ -175,29 +175,29 @@ def _is_numeric_dtype(series: pd.Series) -> bool:
     return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
 
 
-def _split_bad_keys(
-    frame: pd.DataFrame, key: list[str], side: str, held_out: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(good rows, bad rows with drift_kind set).
+def _align_keys(desired: pd.DataFrame, actual: pd.DataFrame, key: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The key columns of both sides, ready to join: native when both are integers, else text.
 
-    A key that repeats on *either* side is held out on both: joining it would multiply rows, and
-    treating its clean partner as missing/unexpected could create a duplicate in the target.
+    Blank text keys become null. Only the key columns are copied, never the whole frame.
     """
     import pandas as pd
 
-    null_mask = frame[key].isna().any(axis=1)
-    repeated = pd.MultiIndex.from_frame(frame[key]).isin(pd.MultiIndex.from_frame(held_out[key]))
-    dup_mask = ~null_mask & pd.Series(repeated, index=frame.index)
-    bad = frame[null_mask | dup_mask].copy()
-    bad["drift_kind"] = "null_key"
-    bad.loc[dup_mask[null_mask | dup_mask], "drift_kind"] = "duplicate_key"
-    bad["side"] = side
-    return frame[~(null_mask | dup_mask)], bad
+    out: tuple[dict[str, pd.Series], dict[str, pd.Series]] = ({}, {})
+    for c in key:
+        left, right = desired[c], actual[c]
+        if pd.api.types.is_integer_dtype(left) and pd.api.types.is_integer_dtype(right):
+            out[0][c], out[1][c] = left.astype("Int64"), right.astype("Int64")
+            continue
+        for side, values in enumerate((left, right)):
+            text = values.astype("string")
+            out[side][c] = text.mask(text.str.strip() == "", pd.NA)  # an empty key is no key
+    return pd.DataFrame(out[0], index=desired.index), pd.DataFrame(out[1], index=actual.index)
 
 
-def _repeated_keys(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    clean = frame[key].dropna()
-    return clean[clean.duplicated(keep=False)].drop_duplicates()
+def _key_index(frame: pd.DataFrame, key: list[str]) -> pd.Index:
+    import pandas as pd
+
+    return pd.MultiIndex.from_frame(frame[key]) if len(key) > 1 else pd.Index(frame[key[0]])
 
 
 def detect_drift(
@@ -242,66 +242,80 @@ def detect_drift(
             )
     context = [c for c in dict.fromkeys([*context, *exclude]) if c not in compare and c not in key]
 
-    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
-        cols = [c for c in dict.fromkeys([*key, *compare, *context]) if c in frame.columns]
-        frame = frame[cols].copy()
-        for c in key:
-            text = frame[c].astype("string")
-            frame[c] = text.mask(text.str.strip() == "", pd.NA)  # an empty key is no key
-        return frame
+    import numpy as np
 
-    desired, actual = keyed(desired), keyed(actual)
-    held_out = pd.concat([_repeated_keys(desired, key), _repeated_keys(actual, key)]).drop_duplicates()
+    columns = [c for c in dict.fromkeys([*compare, *context]) if c not in key]
+    d_keys, a_keys = _align_keys(desired, actual, key)
+    d_index, a_index = _key_index(d_keys, key), _key_index(a_keys, key)
+    d_null = d_keys.isna().any(axis=1).to_numpy()
+    a_null = a_keys.isna().any(axis=1).to_numpy()
+    # A key that repeats on *either* side is held out on both: joining it would multiply rows, and
+    # treating its clean partner as missing/unexpected could create a duplicate in the target.
+    repeated = (
+        d_index[d_index.duplicated(keep=False) & ~d_null]
+        .append(a_index[a_index.duplicated(keep=False) & ~a_null])
+        .unique()
+    )
+    d_held = ~d_null & d_index.isin(repeated)
+    a_held = ~a_null & a_index.isin(repeated)
+    d_pos = np.flatnonzero(~d_null & ~d_held)
+    a_pos = np.flatnonzero(~a_null & ~a_held)
+    match = d_index[d_pos].get_indexer(a_index[a_pos])
+    a_matched, d_matched = a_pos[match >= 0], d_pos[match[match >= 0]]
+    hit = np.zeros(len(desired), dtype=bool)
+    hit[d_matched] = True
+    missing_pos, unexpected_pos = d_pos[~hit[d_pos]], a_pos[match < 0]
 
-    def prepare(frame: pd.DataFrame, side: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        cols = list(frame.columns)
-        good, bad = _split_bad_keys(frame, key, side, held_out)
-        good = good.rename(columns={c: f"{side}.{c}" for c in cols if c not in key})
-        bad = bad.rename(columns={c: f"{side}.{c}" for c in cols if c not in key})
-        return good, bad
-
-    d_good, d_bad = prepare(desired, "desired")
-    a_good, a_bad = prepare(actual, "actual")
-    merged = d_good.merge(a_good, on=key, how="outer", indicator=True)
-    both = merged["_merge"] == "both"
-
-    changed_cols: dict[str, pd.Series] = {}
+    changed_cols: dict[str, np.ndarray] = {}
     for col in compare:
-        left, right = merged.loc[both, f"desired.{col}"], merged.loc[both, f"actual.{col}"]
-        differs = column_differs(left, right, col, normalize_steps.get(col, ()), tols.get(col))
-        changed_cols[col] = differs.reindex(merged.index, fill_value=False)
-
-    changed_any = pd.Series(False, index=merged.index)
+        left = desired[col].iloc[d_matched].reset_index(drop=True)
+        right = actual[col].iloc[a_matched].reset_index(drop=True)
+        changed_cols[col] = column_differs(left, right, col, normalize_steps.get(col, ()), tols.get(col)).to_numpy(
+            dtype=bool
+        )
+    changed_any = np.zeros(len(d_matched), dtype=bool)
     for mask in changed_cols.values():
         changed_any |= mask
-    names = pd.Series("", index=merged.index, dtype="string")
-    for col, mask in changed_cols.items():
-        names = names.mask(mask, names.where(names == "", names + ",") + col)
 
-    merged["drift_kind"] = pd.Series(pd.NA, index=merged.index, dtype="string")
-    merged.loc[merged["_merge"] == "left_only", "drift_kind"] = "missing"
-    merged.loc[merged["_merge"] == "right_only", "drift_kind"] = "unexpected"
-    merged.loc[changed_any, "drift_kind"] = "changed"
-    merged["changed_columns"] = names.mask(~changed_any, pd.NA)
-    merged["side"] = pd.Series(pd.NA, index=merged.index, dtype="string")
-    unchanged = int((both & ~changed_any).sum())
+    keys_of = {"desired": d_keys, "actual": a_keys}
 
-    rows = merged[merged["drift_kind"].notna()].drop(columns="_merge")
-    rows = pd.concat([rows, d_bad, a_bad], ignore_index=True)
+    def side_rows(frame: pd.DataFrame, positions: np.ndarray, side: str, keys_too: bool) -> pd.DataFrame:
+        out = frame[[c for c in columns if c in frame.columns]].iloc[positions].rename(columns=lambda c: f"{side}.{c}")
+        if keys_too:
+            out = pd.concat([keys_of[side].iloc[positions], out], axis=1)
+        return out.reset_index(drop=True)
+
+    changed_d, changed_a = d_matched[changed_any], a_matched[changed_any]
+    names = [",".join(c for c, m in changed_cols.items() if m[i]) for i in np.flatnonzero(changed_any)]
+    changed = pd.concat(
+        [side_rows(desired, changed_d, "desired", True), side_rows(actual, changed_a, "actual", False)], axis=1
+    ).assign(drift_kind="changed", changed_columns=pd.Series(names, dtype="string"))
+    parts = [
+        changed,
+        side_rows(desired, missing_pos, "desired", True).assign(drift_kind="missing"),
+        side_rows(actual, unexpected_pos, "actual", True).assign(drift_kind="unexpected"),
+    ]
+    for side, frame, null, held in (("desired", desired, d_null, d_held), ("actual", actual, a_null, a_held)):
+        bad = np.flatnonzero(null | held)
+        kinds = np.where(held[bad], "duplicate_key", "null_key")
+        parts.append(side_rows(frame, bad, side, True).assign(drift_kind=kinds, side=side))
+    rows = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     ordered = [*key, "drift_kind", "side", "changed_columns"]
+    for col in ordered:
+        if col not in rows.columns:
+            rows[col] = pd.NA
     rows = rows[ordered + sorted(c for c in rows.columns if c not in ordered)]
     rows = rows.astype({c: "string" for c in rows.columns})
     rows = rows.sort_values([*key, "drift_kind"], kind="stable", na_position="last").reset_index(drop=True)
+    unchanged = int((~changed_any).sum())
 
     report = DriftReport(
-        missing=int((rows["drift_kind"] == "missing").sum()),
-        unexpected=int((rows["drift_kind"] == "unexpected").sum()),
-        changed=int((rows["drift_kind"] == "changed").sum()),
+        missing=len(missing_pos),
+        unexpected=len(unexpected_pos),
+        changed=int(changed_any.sum()),
         unchanged=unchanged,
-        duplicate_keys={
-            s: int((b["drift_kind"] == "duplicate_key").sum()) for s, b in (("desired", d_bad), ("actual", a_bad))
-        },
-        null_keys={s: int((b["drift_kind"] == "null_key").sum()) for s, b in (("desired", d_bad), ("actual", a_bad))},
+        duplicate_keys={"desired": int(d_held.sum()), "actual": int(a_held.sum())},
+        null_keys={"desired": int(d_null.sum()), "actual": int(a_null.sum())},
         columns={c: int(m.sum()) for c, m in changed_cols.items()},
         desired_rows=len(desired),
         actual_rows=len(actual),

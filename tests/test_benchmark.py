@@ -1,0 +1,22 @@
+"""`make bench` runs (on a small N here) and all three engines find the same drift.
+
+Speed is never asserted in tests: the figures live in the README and the issue notes.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from tests.conftest import REPO
+
+
+def test_make_bench_engines_agree():
+    result = subprocess.run(
+        ["make", "bench", "BENCH_ROWS=20000"], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    counts = dict(re.findall(r"^\s*(ours|datacompy|duckdb):.*= (\(\d+, \d+, \d+\))$", result.stdout, re.M))
+    assert set(counts) == {"ours", "datacompy", "duckdb"}, result.stdout
+    assert counts["ours"] == counts["datacompy"] == counts["duckdb"] == "(100, 100, 200)"
+    assert "datacompy / ours =" in result.stdout
