@@ -105,19 +105,23 @@ def _sample(values: pd.Series) -> str:
     return ", ".join(repr(v) for v in values.dropna().astype(str).unique()[:3])
 
 
+def _parsed(original: pd.Series, parsed: pd.Series, column: str, side: str, kind: str, hint: str) -> pd.Series:
+    """``parsed``, unless a value that was there did not parse: then say which column, side and values."""
+    bad = original.notna() & parsed.isna()
+    if bad.any():
+        raise ReconcileError(
+            f"column {column!r} cannot be compared as {kind}: the {side} side has {_sample(original[bad])}; {hint}"
+        )
+    return parsed
+
+
 def _as_numbers(series: pd.Series, column: str, side: str) -> pd.Series:
     import pandas as pd
 
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+    if _is_numeric_dtype(series):
         return series.astype("Float64")
     numbers = pd.to_numeric(series.astype("string").str.strip(), errors="coerce").astype("Float64")
-    bad = series.notna() & numbers.isna()
-    if bad.any():
-        raise ReconcileError(
-            f"column {column!r} cannot be compared as numbers: the {side} side has {_sample(series[bad])}; "
-            "normalise those values or exclude the column"
-        )
-    return numbers
+    return _parsed(series, numbers, column, side, "numbers", "normalise those values or exclude the column")
 
 
 def _as_timestamps(series: pd.Series, column: str, side: str) -> pd.Series:
@@ -128,13 +132,7 @@ def _as_timestamps(series: pd.Series, column: str, side: str) -> pd.Series:
     if pd.api.types.is_datetime64_dtype(series):
         return series.dt.tz_localize("UTC")
     stamps = pd.to_datetime(series.astype("string").str.strip(), utc=True, errors="coerce", format="ISO8601")
-    bad = series.notna() & stamps.isna()
-    if bad.any():
-        raise ReconcileError(
-            f"column {column!r} cannot be compared as timestamps: the {side} side has {_sample(series[bad])}; "
-            "use ISO 8601 values or exclude the column"
-        )
-    return stamps
+    return _parsed(series, stamps, column, side, "timestamps", "use ISO 8601 values or exclude the column")
 
 
 def _is_timestamp(series: pd.Series) -> bool:
