@@ -221,6 +221,7 @@ def detect_drift(
     ``changed_columns`` (comma-separated), and ``desired.<col>`` / ``actual.<col>`` for every
     compared and context column.
     """
+    import numpy as np
     import pandas as pd
 
     key = list(key)
@@ -239,9 +240,6 @@ def detect_drift(
                 f"it has {', '.join(map(str, frame.columns)) or 'no columns'}"
             )
     context = [c for c in dict.fromkeys([*context, *exclude]) if c not in compare and c not in key]
-
-    import numpy as np
-
     columns = [c for c in dict.fromkeys([*compare, *context]) if c not in key]
     d_keys, a_keys = _align_keys(desired, actual, key)
     d_index, a_index = _key_index(d_keys, key), _key_index(a_keys, key)
