@@ -40,14 +40,17 @@ class Manifest:
         )
 
 
-def content_hash(frame: pd.DataFrame) -> str:
-    """Order-sensitive hash of a frame's columns, dtypes and values."""
-    import pandas as pd
+def file_hash(path: Path) -> str:
+    """SHA-256 of a written file, streamed.
 
+    Parquet output is deterministic for the same data, so this is the content hash of the data as
+    well as an integrity check. Hashing the bytes costs ~0.1 s for 1M rows, where hashing the frame's
+    values cost ~11 s (measured with benchmarks/drift_bench.py's frames).
+    """
     digest = hashlib.sha256()
-    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
-    if len(frame):
-        digest.update(pd.util.hash_pandas_object(frame.astype("string"), index=False).to_numpy().tobytes())
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()[:32]
 
 
@@ -87,27 +90,28 @@ class Workspace:
         target = self.directory / f"{_safe(name)}.parquet"
         tmp = target.with_suffix(".parquet.tmp")
         frame.to_parquet(tmp, index=False)
+        digest = file_hash(tmp)
         os.replace(tmp, target)
         return Manifest(
             uri=target.as_uri(),
             rows=len(frame),
-            content_hash=content_hash(frame),
+            content_hash=digest,
             columns={str(c): str(t) for c, t in frame.dtypes.items()},
             meta=meta,
         )
 
 
 def read_frame(manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
-    """Read a manifest's Parquet file and check it is the data the manifest describes."""
+    """Read a manifest's Parquet file after checking it is the file the manifest describes."""
     import pandas as pd
 
     if isinstance(manifest, dict):
         manifest = Manifest.from_dict(manifest)
-    frame = pd.read_parquet(local_path(manifest.uri))
-    actual = content_hash(frame)
+    path = local_path(manifest.uri)
+    actual = file_hash(path)
     if actual != manifest.content_hash:
         raise ValueError(
             f"{manifest.uri}: content hash {actual} does not match the manifest's {manifest.content_hash}; "
             "the file changed after it was written — re-run the task that produced it"
         )
-    return frame
+    return pd.read_parquet(path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from airflow_reconcile.workspace import Manifest, Workspace, content_hash, read_frame
+from airflow_reconcile.workspace import Manifest, Workspace, read_frame
 
 
 def test_write_read_round_trip_checks_the_hash(tmp_path):
@@ -19,11 +19,15 @@ def test_write_read_round_trip_checks_the_hash(tmp_path):
         read_frame(manifest)
 
 
-def test_content_hash_sees_values_and_order():
+def test_content_hash_is_deterministic_and_sees_values_and_order(tmp_path):
     a = pd.DataFrame({"k": ["a", "b"]})
-    assert content_hash(a) == content_hash(a.copy())
-    assert content_hash(a) != content_hash(a.iloc[::-1].reset_index(drop=True))
-    assert content_hash(a) != content_hash(pd.DataFrame({"k": ["a", "c"]}))
+
+    def digest(frame, run):
+        return Workspace(root=str(tmp_path), spec_name="s", run_id=run).write("x", frame).content_hash
+
+    assert digest(a, "r1") == digest(a.copy(), "r2")
+    assert digest(a, "r1") != digest(a.iloc[::-1].reset_index(drop=True), "r3")
+    assert digest(a, "r1") != digest(pd.DataFrame({"k": ["a", "c"]}), "r4")
 
 
 def test_manifest_round_trip():
