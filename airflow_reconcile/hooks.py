@@ -19,6 +19,16 @@ DEFAULT_JIRA_CONN_ID = "reconcile_jira"
 DEFAULT_SLACK_CONN_ID = "reconcile_slack"
 
 
+def base_url(conn: Any) -> str:
+    """``https://host[:port]`` from a connection whose host may or may not carry the scheme and port."""
+    host = conn.host or ""
+    if "://" not in host:
+        host = f"{conn.schema or 'https'}://{host}"
+    if conn.port and host.count(":") < 2:
+        host = f"{host}:{conn.port}"
+    return str(host.rstrip("/"))
+
+
 def _connection_or_none(conn_id: str) -> Any:
     from airflow.exceptions import AirflowNotFoundException
 
@@ -54,13 +64,7 @@ class JiraClientHook(BaseHook):
         }
 
     def server_url(self) -> str:
-        conn = self.get_connection(self.jira_conn_id)
-        host = conn.host or ""
-        if "://" not in host:
-            host = f"{conn.schema or 'https'}://{host}"
-        if conn.port and host.count(":") < 2:
-            host = f"{host}:{conn.port}"
-        return host.rstrip("/")
+        return base_url(self.get_connection(self.jira_conn_id))
 
     def get_conn(self) -> Any:
         from jira import JIRA
@@ -133,3 +137,14 @@ def database_url(conn_id: str) -> str:
     if conn is None:
         raise SourceError(f"Airflow connection {conn_id!r} does not exist; create it or fix connection_id")
     return sqlalchemy_url(conn)
+
+
+def http_connection(conn_id: str) -> dict[str, Any]:
+    """Base URL and headers for http sources: host (with schema/port) and a bearer token in the password."""
+    conn = _connection_or_none(conn_id)
+    if conn is None:
+        raise SourceError(f"Airflow connection {conn_id!r} does not exist; create it or fix connection_id")
+    headers = dict(conn.extra_dejson.get("headers") or {})
+    if conn.password:
+        headers["Authorization"] = f"Bearer {conn.password}"
+    return {"base_url": base_url(conn), "headers": headers}

@@ -47,3 +47,15 @@ def test_jira_client_from_a_connection(monkeypatch, jira_standin):
         JiraClientHook("jira_bad").get_conn()
     assert err.value.status_code == 401
     assert "wrong" not in str(err.value)  # the secret never shows up in the error
+
+
+def test_http_connection_gives_base_url_and_bearer_header(monkeypatch):
+    from airflow_reconcile.hooks import http_connection
+
+    conn = {"conn_type": "http", "host": "catalog.internal", "schema": "https", "port": 8443, "password": "tok",
+            "extra": {"headers": {"X-Team": "ops"}}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_CATALOG_API", json.dumps(conn))
+    assert http_connection("catalog_api") == {
+        "base_url": "https://catalog.internal:8443",
+        "headers": {"X-Team": "ops", "Authorization": "Bearer tok"},
+    }

@@ -59,6 +59,7 @@ _BUILTIN = {
     "file": "airflow_reconcile.sources.files:FileSource",
     "sql": "airflow_reconcile.sources.sql:SqlSource",
     "jira": "airflow_reconcile.sources.jira:JiraSource",
+    "http": "airflow_reconcile.sources.http:HttpSource",
 }
 _REGISTRY: dict[str, SnapshotSource] = {}
 
@@ -95,6 +96,16 @@ def finish(frame: pd.DataFrame, spec: SourceSpec, source: str, origin: str) -> p
     if spec.columns:
         frame = frame[list(dict.fromkeys([*spec.key, *spec.columns]))]
     return frame.reset_index(drop=True)
+
+
+def newest_value(frame: pd.DataFrame, column: str, origin: str) -> datetime | None:
+    """The newest timestamp in a column (ISO 8601 text or datetimes), for freshness checks."""
+    import pandas as pd
+
+    if column not in frame.columns:
+        raise SourceError(f"{origin}: freshness column {column!r} is not in the snapshot")
+    stamps = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
+    return None if stamps.isna().all() else stamps.max().to_pydatetime()
 
 
 def now_utc() -> datetime:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.errors import SourceError
-from airflow_reconcile.sources.base import Snapshot, SourceContext, finish, now_utc
+from airflow_reconcile.sources.base import Snapshot, SourceContext, finish, newest_value, now_utc
 from airflow_reconcile.spec import expand_env
 
 if TYPE_CHECKING:
@@ -84,14 +84,5 @@ class FileSource:
 
     @staticmethod
     def _newest_in(frame: pd.DataFrame, spec: SourceSpec, path: Path) -> datetime | None:
-        import pandas as pd
-
         column = spec.freshness.column if spec.freshness else None
-        if not column:
-            return None
-        if column not in frame.columns:
-            raise SourceError(f"{path}: freshness column {column!r} is not in the file")
-        stamps = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
-        if stamps.isna().all():
-            return None
-        return stamps.max().to_pydatetime()
+        return newest_value(frame, column, str(path)) if column else None
