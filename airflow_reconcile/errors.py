@@ -54,3 +54,11 @@ def classify(exc: BaseException) -> type[TransientError] | type[PersistentError]
     if isinstance(exc, (TimeoutError, ConnectionError)) or name in ("ConnectionError", "Timeout", "ReadTimeout"):
         return TransientError
     return PersistentError
+
+
+def source_failure(exc: BaseException, message: str) -> SourceError | TransientError:
+    """The error a source raises for a failed call: TransientError (429, 5xx, timeouts) or SourceError.
+
+    The task's retry policy retries the first and fails at once on the second.
+    """
+    return TransientError(message) if classify(exc) is TransientError else SourceError(message)

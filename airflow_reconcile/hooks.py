@@ -131,19 +131,21 @@ def sqlalchemy_url(conn: Any) -> str:
     return str(conn.get_uri()).replace("postgres://", "postgresql://", 1)
 
 
-def database_url(conn_id: str) -> str:
-    """SQLAlchemy URL of a database connection, for sql snapshot sources."""
+def _required_connection(conn_id: str) -> Any:
     conn = _connection_or_none(conn_id)
     if conn is None:
         raise SourceError(f"Airflow connection {conn_id!r} does not exist; create it or fix connection_id")
-    return sqlalchemy_url(conn)
+    return conn
+
+
+def database_url(conn_id: str) -> str:
+    """SQLAlchemy URL of a database connection, for sql snapshot sources."""
+    return sqlalchemy_url(_required_connection(conn_id))
 
 
 def http_connection(conn_id: str) -> dict[str, Any]:
     """Base URL and headers for http sources: host (with schema/port) and a bearer token in the password."""
-    conn = _connection_or_none(conn_id)
-    if conn is None:
-        raise SourceError(f"Airflow connection {conn_id!r} does not exist; create it or fix connection_id")
+    conn = _required_connection(conn_id)
     headers = dict(conn.extra_dejson.get("headers") or {})
     if conn.password:
         headers["Authorization"] = f"Bearer {conn.password}"

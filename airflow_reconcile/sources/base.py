@@ -108,6 +108,12 @@ def newest_value(frame: pd.DataFrame, column: str, origin: str) -> datetime | No
     return None if stamps.isna().all() else stamps.max().to_pydatetime()
 
 
+def newest_by_reading(source: SnapshotSource, spec: SourceSpec, ctx: SourceContext) -> datetime | None:
+    """Freshness for sources that can only tell by reading: the newest ``freshness.column`` value."""
+    column = spec.freshness.column if spec.freshness else None
+    return newest_value(source.read(spec, ctx).frame, column, ctx.origin) if column else None
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.errors import SourceError, TransientError, classify
-from airflow_reconcile.sources.base import Progress, Snapshot, SourceContext, finish, newest_value, now_utc
+from airflow_reconcile.errors import SourceError, source_failure
+from airflow_reconcile.sources.base import Progress, Snapshot, SourceContext, finish, newest_by_reading, now_utc
 
 if TYPE_CHECKING:
     from airflow_reconcile.spec import SourceSpec
@@ -78,8 +78,7 @@ class HttpSource:
                     document = response.json()
                 except (requests.RequestException, ValueError) as exc:
                     # The URL may carry query parameters, never credentials (those travel in headers).
-                    message = f"{ctx.origin}: GET {url} failed: {type(exc).__name__}: {exc}"
-                    raise (TransientError if classify(exc) is TransientError else SourceError)(message) from None
+                    raise source_failure(exc, f"{ctx.origin}: GET {url} failed: {type(exc).__name__}: {exc}") from None
                 batch = _at(document, opts.get("records"))
                 if not isinstance(batch, list):
                     raise SourceError(
@@ -105,5 +104,4 @@ class HttpSource:
         return Snapshot(frame=finish(frame, spec, url, ctx.origin), source=url, taken_at=now_utc())
 
     def newest(self, spec: SourceSpec, ctx: SourceContext) -> datetime | None:
-        column = spec.freshness.column if spec.freshness else None
-        return newest_value(self.read(spec, ctx).frame, column, ctx.origin) if column else None
+        return newest_by_reading(self, spec, ctx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.errors import SourceError, TransientError, classify
+from airflow_reconcile.errors import SourceError, source_failure
 from airflow_reconcile.sources.base import Progress, Snapshot, SourceContext, finish, now_utc
 
 if TYPE_CHECKING:
@@ -67,9 +67,7 @@ class JiraSource:
                 if not issues or start >= total:
                     break
         except JIRAError as exc:
-            message = f"{ctx.origin}: Jira answered {exc.status_code}: {exc.text}"
-            # A 429 or 5xx may pass; a 400 (bad JQL) or 401/403 will not: let the retry policy tell them apart.
-            raise (TransientError if classify(exc) is TransientError else SourceError)(message) from None
+            raise source_failure(exc, f"{ctx.origin}: Jira answered {exc.status_code}: {exc.text}") from None
         frame = pd.DataFrame(rows, columns=list(ids), dtype="string")
         return Snapshot(frame=finish(frame, spec, "Jira", ctx.origin), source="jira", taken_at=now_utc())
 

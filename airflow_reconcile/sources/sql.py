@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from airflow_reconcile.errors import SourceError, db_error_text
-from airflow_reconcile.sources.base import Snapshot, SourceContext, finish, newest_value, now_utc
+from airflow_reconcile.sources.base import Snapshot, SourceContext, finish, newest_by_reading, now_utc
 
 if TYPE_CHECKING:
     from airflow_reconcile.spec import SourceSpec
@@ -43,5 +43,4 @@ class SqlSource:
         return Snapshot(frame=finish(frame, spec, "the query", ctx.origin), source="sql", taken_at=now_utc())
 
     def newest(self, spec: SourceSpec, ctx: SourceContext) -> datetime | None:
-        column = spec.freshness.column if spec.freshness else None
-        return newest_value(self.read(spec, ctx).frame, column, ctx.origin) if column else None
+        return newest_by_reading(self, spec, ctx)
