@@ -189,3 +189,44 @@ def test_blank_keys_are_null_keys():
     report, _ = detect_drift(desired, actual, ["svc"], ["owner"])
     assert report.null_keys == {"desired": 1, "actual": 1}
     assert report.unexpected == 0
+
+
+def test_uuid_keys_match_whatever_case_or_braces_the_text_side_uses():
+    import uuid
+
+    ids = [uuid.UUID(int=i * 7919) for i in range(1, 4)]
+    desired = pd.DataFrame({"id": ids, "owner": ["a", "b", "c"]})
+    actual = pd.DataFrame({"id": [str(ids[0]).upper(), "{" + str(ids[1]) + "}", str(uuid.UUID(int=99))],
+                           "owner": ["a", "x", "z"]})  # fmt: skip
+    report, rows = detect_drift(desired, actual, ["id"], ["owner"])
+    assert (report.changed, report.missing, report.unexpected, report.unchanged) == (1, 1, 1, 1)
+    assert rows.loc[rows["drift_kind"] == "changed", "id"].tolist() == [str(ids[1])]
+    bad = actual.assign(id=["not-a-uuid", *actual["id"][1:]])
+    with pytest.raises(ReconcileError, match="key column 'id' holds UUIDs, but the actual side has 'not-a-uuid'"):
+        detect_drift(desired, bad, ["id"], ["owner"])
+
+
+def test_date_and_timestamp_keys_compare_as_instants():
+    import datetime as dt
+
+    desired = pd.DataFrame({"day": [dt.date(2026, 1, 1), dt.date(2026, 1, 2)], "v": ["1", "2"]})
+    actual = pd.DataFrame({"day": pd.to_datetime(["2026-01-02", "2026-01-03"]), "v": ["2", "3"]})
+    report, rows = detect_drift(desired, actual, ["day"], ["v"])
+    assert (report.unchanged, report.missing, report.unexpected) == (1, 1, 1)
+    assert sorted(rows["day"]) == ["2026-01-01", "2026-01-03"]
+    # Instants across time zones: 10:00+02:00 is 08:00Z.
+    zoned = pd.DataFrame({"at": ["2026-01-01T10:00:00+02:00"], "v": ["1"]})
+    utc = pd.DataFrame({"at": pd.to_datetime(["2026-01-01 08:00"]).tz_localize("UTC"), "v": ["1"]})
+    report, _ = detect_drift(zoned, utc, ["at"], ["v"])
+    assert report.unchanged == 1
+
+
+def test_mixed_case_keys_are_distinct_unless_the_key_is_normalised():
+    desired = pd.DataFrame({"svc": ["Billing", "billing ", "Search"], "owner": ["a", "b", "c"]})
+    actual = pd.DataFrame({"svc": ["BILLING", "search"], "owner": ["a", "c"]})
+    report, _ = detect_drift(desired, actual, ["svc"], ["owner"])
+    assert (report.missing, report.unexpected, report.unchanged) == (3, 2, 0)
+    # casefold + trim on the key: "Billing" and "billing " become the same key -> held out as duplicates.
+    report, _ = detect_drift(desired, actual, ["svc"], ["owner"], normalize_steps={"svc": ["trim", "casefold"]})
+    assert report.duplicate_keys == {"desired": 2, "actual": 1}
+    assert report.unchanged == 1  # search
