@@ -12,7 +12,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install demo test lint typecheck unit integration lock wheel bench clean
+.PHONY: install system-deps demo test lint typecheck unit integration lock wheel bench clean
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python -m devkit.demo $(DEMO_FLAGS)
 
-test: install lint typecheck
+# Debian packages some tests need (PostgreSQL): installed with apt only when missing.
+system-deps:
+	@devkit/system-deps.sh
+
+test: install system-deps lint typecheck
 	$(BIN)/pytest
 
 lint: install
@@ -36,10 +40,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install system-deps
 	$(BIN)/pytest -m "not integration"
 
-integration: install
+integration: install system-deps
 	$(BIN)/pytest -m integration
 
 # Maintainers only (needs the package index): re-resolve the pins after editing requirements/*.in.

@@ -128,7 +128,11 @@ def sqlalchemy_url(conn: Any) -> str:
         return str(extra["sqlalchemy_url"])
     if conn.conn_type == "sqlite":
         return f"sqlite:///{conn.host}"
-    return str(conn.get_uri()).replace("postgres://", "postgresql://", 1)
+    uri = str(conn.get_uri())
+    for scheme in ("postgres://", "postgresql://"):
+        if uri.startswith(scheme):  # psycopg 3 is the driver this package ships with
+            return "postgresql+psycopg://" + uri[len(scheme) :]
+    return uri
 
 
 def _required_connection(conn_id: str) -> Any:
@@ -141,6 +145,18 @@ def _required_connection(conn_id: str) -> Any:
 def database_url(conn_id: str) -> str:
     """SQLAlchemy URL of a database connection, for sql snapshot sources."""
     return sqlalchemy_url(_required_connection(conn_id))
+
+
+def storage_options(conn_id: str) -> dict[str, Any]:
+    """fsspec storage options for file sources on object storage: the connection's ``extra.storage_options``,
+    plus login/password as ``key``/``secret`` (the names s3fs and most fsspec filesystems use)."""
+    conn = _required_connection(conn_id)
+    options = dict(conn.extra_dejson.get("storage_options") or {})
+    if conn.login:
+        options.setdefault("key", conn.login)
+    if conn.password:
+        options.setdefault("secret", conn.password)
+    return options
 
 
 def http_connection(conn_id: str) -> dict[str, Any]:

@@ -41,10 +41,14 @@ class _Model(BaseModel):
 
 
 class Freshness(_Model):
-    """The source is stale when its newest ``column`` value (or file mtime) is older than ``max_age``."""
+    """The source is stale when its newest ``column`` value (or file mtime, or the result of
+    ``query`` for a sql source) is older than ``max_age``."""
 
     max_age: str
     column: str | None = None
+    query: str | None = Field(
+        default=None, description="sql sources: a query returning the newest timestamp, e.g. select max(updated_at) ..."
+    )
     on_stale: Literal["review", "wait"] = "review"
 
     @field_validator("max_age")

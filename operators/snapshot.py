@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContext:
     """Credentials for a source come from its Airflow connection, never from the spec."""
-    from airflow_reconcile.hooks import JiraClientHook, database_url, http_connection
+    from airflow_reconcile.hooks import JiraClientHook, database_url, http_connection, storage_options
     from airflow_reconcile.sources import SourceContext
 
     conn_id = source.connection_id
@@ -24,6 +24,10 @@ def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContex
         return SourceContext(origin=spec_path, client_factory=hook.get_conn, progress=log.info)
     if source.kind == "sql" and conn_id:
         return SourceContext(origin=spec_path, connection={"url": database_url(conn_id)}, progress=log.info)
+    if source.kind == "file" and conn_id:
+        return SourceContext(
+            origin=spec_path, connection={"storage_options": storage_options(conn_id)}, progress=log.info
+        )
     if source.kind == "http" and conn_id:
         return SourceContext(origin=spec_path, connection=http_connection(conn_id), progress=log.info)
     return SourceContext(origin=spec_path, progress=log.info)

@@ -66,3 +66,13 @@ def spec():
     from airflow_reconcile.spec import load_spec
 
     return load_spec(SPEC)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator:
+    """A real PostgreSQL (Debian's package, see ``make system-deps``) on 127.0.0.1 for this test session."""
+    from devkit.postgres import LocalPostgres
+
+    server = LocalPostgres().start()
+    yield server
+    server.stop()

@@ -28,6 +28,10 @@ class SourceContext:
     connection: Mapping[str, Any] | None = None
     client_factory: Callable[[], Any] | None = None
     progress: Callable[[str], None] = field(default=log.info)
+    progress_every: float = 5.0  # seconds between progress lines during long reads
+
+    def tracker(self, label: str) -> Progress:
+        return Progress(self.progress, label, self.progress_every)
 
 
 @dataclass(frozen=True)
@@ -134,3 +138,8 @@ class Progress:
             rate = self.rows / max(now - self.start, 1e-9)
             of = f"/{total}" if total is not None else ""
             self.emit(f"{self.label}: {self.rows}{of} rows read ({rate:,.0f} rows/s)")
+
+    def done(self) -> None:
+        seconds = time.monotonic() - self.start
+        rate = self.rows / max(seconds, 1e-9)
+        self.emit(f"{self.label}: {self.rows} rows read in {seconds:.1f} s ({rate:,.0f} rows/s)")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.errors import SourceError, source_failure
-from airflow_reconcile.sources.base import Progress, Snapshot, SourceContext, finish, newest_by_reading, now_utc
+from airflow_reconcile.sources.base import Snapshot, SourceContext, finish, newest_by_reading, now_utc
 
 if TYPE_CHECKING:
     from airflow_reconcile.spec import SourceSpec
@@ -60,7 +60,7 @@ class HttpSource:
         params: dict[str, Any] = dict(opts.get("params") or {})
         page, offset, cursor = int(paging.get("start", 1)), 0, None
         records: list[dict[str, Any]] = []
-        progress = Progress(ctx.progress, "http")
+        progress = ctx.tracker("http")
         with requests.Session() as session:
             for _ in range(MAX_PAGES):
                 query = dict(params)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.errors import SourceError, source_failure
-from airflow_reconcile.sources.base import Progress, Snapshot, SourceContext, finish, now_utc
+from airflow_reconcile.sources.base import Snapshot, SourceContext, finish, now_utc
 
 if TYPE_CHECKING:
     from airflow_reconcile.spec import SourceSpec
@@ -51,7 +51,7 @@ class JiraSource:
             ids = self._field_ids(client, columns, ctx.origin)
             wanted = sorted({i for i in ids.values() if i != "key"})
             rows: list[dict[str, Any]] = []
-            progress = Progress(ctx.progress, "jira")
+            progress = ctx.tracker("jira")
             start = 0
             while True:
                 page = client.search_issues(jql, startAt=start, maxResults=PAGE_SIZE, fields=wanted, json_result=True)
