@@ -23,6 +23,7 @@ class ExpectationResult:
     observed: Any = None
     unexpected_count: int | None = None
     sample: tuple[Any, ...] = ()
+    blocking: bool = True  # False: a failure is reported, not gating (key_problems: review)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -38,11 +39,17 @@ class QualityResult:
 
     @property
     def success(self) -> bool:
-        return all(r.success for r in self.results)
+        return not self.failures
 
     @property
     def failures(self) -> list[ExpectationResult]:
-        return [r for r in self.results if not r.success]
+        """Failed expectations that stop the run."""
+        return [r for r in self.results if not r.success and r.blocking]
+
+    @property
+    def warnings(self) -> list[ExpectationResult]:
+        """Failed expectations the spec lets through (to review)."""
+        return [r for r in self.results if not r.success and not r.blocking]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,28 +67,30 @@ class QualityResult:
             if r.sample:
                 detail = f"{detail} e.g. {', '.join(map(str, r.sample[:5]))}".strip()
             lines.append(
-                f"{'PASS' if r.success else 'FAIL':6}  {r.expectation:45}  {r.column or '-':20}  "
+                f"{'PASS' if r.success else 'FAIL' if r.blocking else 'WARN':6}  {r.expectation:45}  {r.column or '-':20}  "
                 f"{'' if r.unexpected_count is None else r.unexpected_count:>10}  {detail}"
             )
         return "\n".join(lines)
 
 
-def _expectations(frame: pd.DataFrame, key: list[str], spec: QualitySpec) -> list[tuple[Any, str | None]]:
+def _expectations(frame: pd.DataFrame, key: list[str], spec: QualitySpec) -> list[tuple[Any, str | None, bool]]:
+    """(expectation, column for the report, blocking) for the built-in checks."""
     import great_expectations as gx
 
     exp = gx.expectations
-    out: list[tuple[Any, str | None]] = []
+    keys_block = spec.key_problems == "fail"
+    out: list[tuple[Any, str | None, bool]] = []
     for column in dict.fromkeys([*key, *spec.required_columns]):
-        out.append((exp.ExpectColumnToExist(column=column), column))
+        out.append((exp.ExpectColumnToExist(column=column), column, True))
     present = [c for c in key if c in frame.columns]
     for column in present:
-        out.append((exp.ExpectColumnValuesToNotBeNull(column=column), column))
+        out.append((exp.ExpectColumnValuesToNotBeNull(column=column), column, keys_block))
     if len(present) == len(key):
         if len(key) == 1:
-            out.append((exp.ExpectColumnValuesToBeUnique(column=key[0]), key[0]))
+            out.append((exp.ExpectColumnValuesToBeUnique(column=key[0]), key[0], keys_block))
         else:
-            out.append((exp.ExpectCompoundColumnsToBeUnique(column_list=key), ",".join(key)))
-    out.append((exp.ExpectTableRowCountToBeBetween(min_value=spec.min_rows, max_value=spec.max_rows), None))
+            out.append((exp.ExpectCompoundColumnsToBeUnique(column_list=key), ",".join(key), keys_block))
+    out.append((exp.ExpectTableRowCountToBeBetween(min_value=spec.min_rows, max_value=spec.max_rows), None, True))
     return out
 
 
@@ -100,7 +109,7 @@ def run_quality_gate(frame: pd.DataFrame, key: list[str], spec: QualitySpec, sid
         .get_batch(batch_parameters={"dataframe": frame})
     )
     results = []
-    for expectation, column in _expectations(frame, key, spec):
+    for expectation, column, blocking in _expectations(frame, key, spec):
         outcome = batch.validate(expectation)
         detail = outcome.result or {}
         results.append(
@@ -111,6 +120,7 @@ def run_quality_gate(frame: pd.DataFrame, key: list[str], spec: QualitySpec, sid
                 observed=detail.get("observed_value"),
                 unexpected_count=detail.get("unexpected_count"),
                 sample=tuple(detail.get("partial_unexpected_list") or ())[:10],
+                blocking=blocking,
             )
         )
     return QualityResult(side=side, rows=len(frame), results=tuple(results))

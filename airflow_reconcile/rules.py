@@ -120,17 +120,20 @@ def evaluate_rules(
             if stale and autonomy in ACTING:
                 autonomy, reason = "review", "source of record is stale"
                 downgraded += 1
-            ref_col = spec.targets.jira.issue_key_column
+            target_ref = actual.get(spec.targets.jira.issue_key_column)
+            # The target object is part of the identity: two tickets that claim one service (a
+            # repeated key) are two operations; copies of the same row are still one.
+            subject = entity if target_ref is None else f"{entity}@{target_ref}"
             records.append(
                 {
-                    "operation_id": operation_id(spec.name, rule.name, entity, rule.action, params_json),
+                    "operation_id": operation_id(spec.name, rule.name, subject, rule.action, params_json),
                     "rule": rule.name,
                     "action": rule.action,
                     "target": rule.target,
                     "autonomy": autonomy,
                     "severity": rule.severity,
                     "entity": entity,
-                    "target_ref": actual.get(ref_col),
+                    "target_ref": target_ref,
                     "drift_kind": row["drift_kind"],
                     "changed_columns": None if pd.isna(row["changed_columns"]) else row["changed_columns"],
                     "params": params_json,

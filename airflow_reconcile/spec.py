@@ -80,6 +80,11 @@ class QualitySpec(_Model):
     min_rows: int = Field(default=0, ge=0)
     max_rows: int | None = Field(default=None, ge=0)
     required_columns: list[str] = Field(default_factory=list)
+    key_problems: Literal["fail", "review"] = Field(
+        default="fail",
+        description="Null or repeated keys: fail the gate, or let them through to the drift report as "
+        "duplicate_key / null_key rows for rules to route to review.",
+    )
 
 
 class Quality(_Model):

@@ -39,6 +39,11 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
         result = run_quality_gate(frame, source.key, getattr(spec.quality, self.side), self.side)
         self.log.info("quality gate for the %s snapshot (%d rows):\n%s", self.side, result.rows, result.table())
         audit.details["quality"] = result.to_dict()
+        if result.warnings:
+            self.log.warning(
+                "key problems let through to review (quality.%s.key_problems: review): %s",
+                self.side, "; ".join(f"{r.expectation}({r.column}) {r.unexpected_count} rows" for r in result.warnings),
+            )  # fmt: skip
         if not result.success:
             failed = "; ".join(f"{r.expectation}({r.column or 'table'})" for r in result.failures)
             # Bad data is final: retrying the gate on the same snapshot cannot pass.

@@ -43,3 +43,37 @@ def test_compound_keys_checked_together():
     frame = pd.DataFrame({"team": ["t", "t"], "service": ["a", "a"]}, dtype="string")
     result = run_quality_gate(frame, ["team", "service"], QualitySpec(), "desired")
     assert [r.expectation for r in result.failures] == ["expect_compound_columns_to_be_unique"]
+
+
+def test_key_problems_review_lets_bad_keys_through_to_the_drift_report(spec):
+    """key_problems: review -> the gate passes with warnings; the rows reach rules as duplicate_key."""
+    import json
+
+    from airflow_reconcile.drift import detect_drift
+    from airflow_reconcile.rules import evaluate_rules
+    from airflow_reconcile.spec import Spec
+
+    frame = pd.DataFrame({"service": ["a", "a", None, "b"], "assignee": ["x", "y", "z", "w"]}, dtype="string")
+    result = run_quality_gate(frame, ["service"], QualitySpec(key_problems="review"), "actual")
+    assert result.success
+    assert {r.expectation for r in result.warnings} == {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_unique",
+    }
+    assert "WARN" in result.table()
+    assert "FAIL" not in result.table()
+    # Still blocking: a missing key column is never let through.
+    assert not run_quality_gate(frame[["assignee"]], ["service"], QualitySpec(key_problems="review"), "x").success
+
+    desired = pd.DataFrame({"service": ["a", "b"], "assignee": ["x", "w"], "team": ["t", "t"]}, dtype="string")
+    _, rows = detect_drift(desired, frame.assign(key=["OPS-1", "OPS-2", "OPS-3", "OPS-4"]), ["service"],
+                           ["assignee"], context=["team", "key"])  # fmt: skip
+    data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    match = {"kind": "duplicate_key", "when": [{"field": "actual.key", "op": "not_null"}]}  # the target's copies
+    data["rules"].insert(0, {"name": "repeated-ticket", "match": match, "action": "comment",
+                             "params": {"body": "two tickets claim this service"}, "autonomy": "review"})  # fmt: skip
+    plan, summary = evaluate_rules(Spec.model_validate(data), rows, population=4)
+    repeated = plan[plan["rule"] == "repeated-ticket"]
+    assert sorted(repeated["target_ref"]) == ["OPS-1", "OPS-2"]
+    assert set(repeated["autonomy"]) == {"review"}
+    assert json.loads(repeated["params"].iloc[0]) == {"body": "two tickets claim this service"}

@@ -97,7 +97,7 @@ def test_template_cannot_reach_python_internals(spec):
     assert "object" not in plan.params.iloc[0]
 
 
-def test_repeated_keys_plan_one_operation():
+def test_repeated_keys_plan_one_operation_per_target_object():
     text = SPEC.read_text().replace(
         "  - name: orphaned-ticket",
         "  - name: repeated-key\n    match: {kind: duplicate_key}\n    action: comment\n"
@@ -109,6 +109,10 @@ def test_repeated_keys_plan_one_operation():
     _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
     assert (rows.drift_kind == "duplicate_key").sum() == 4
     plan, _ = evaluate_rules(spec, rows, population=3)
-    # Four drift rows for entity "a", one (rule, entity, action, params): one operation, planned once.
-    assert len(plan) == 1
-    assert plan.entity.tolist() == ["a"]
+    # Four drift rows for entity "a": the three desired copies (no ticket) are one operation, the
+    # ticket O-1 is another; planning the same rows again gives the same two operations.
+    assert len(plan) == 2
+    assert plan.entity.tolist() == ["a", "a"]
+    assert sorted(plan.target_ref.fillna("-").tolist()) == ["-", "O-1"]
+    again, _ = evaluate_rules(spec, rows, population=3)
+    assert sorted(again.operation_id) == sorted(plan.operation_id)
