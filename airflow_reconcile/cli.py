@@ -107,6 +107,23 @@ def _diff(args: argparse.Namespace) -> int:
     return 1 if report.total else 0
 
 
+def spec_schema() -> str:
+    """The JSON Schema of a spec (committed as docs/spec.schema.json for editors)."""
+    import json
+
+    from airflow_reconcile.spec import Spec
+
+    schema = Spec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "airflow-reconcile spec (version 1)"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def _schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(spec_schema())
+    return 0
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from airflow_reconcile.audit import AuditStore
 
@@ -124,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="validate reconciliation specs")
     validate.add_argument("specs", nargs="+")
     validate.set_defaults(func=_validate)
+    schema = sub.add_parser("schema", help="print the spec's JSON Schema (docs/spec.schema.json)")
+    schema.set_defaults(func=_schema)
     diff = sub.add_parser(
         "diff",
         help="keyed diff of two files (CSV, Parquet, JSON, JSON Lines); exit 0 no drift, 1 drift, 2 error",

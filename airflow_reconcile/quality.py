@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.errors import SpecError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -73,7 +75,9 @@ class QualityResult:
         return "\n".join(lines)
 
 
-def _expectations(frame: pd.DataFrame, key: list[str], spec: QualitySpec) -> list[tuple[Any, str | None, bool]]:
+def _expectations(
+    frame: pd.DataFrame, key: list[str], spec: QualitySpec, side: str
+) -> list[tuple[Any, str | None, bool]]:
     """(expectation, column for the report, blocking) for the built-in checks."""
     import great_expectations as gx
 
@@ -91,7 +95,33 @@ def _expectations(frame: pd.DataFrame, key: list[str], spec: QualitySpec) -> lis
         else:
             out.append((exp.ExpectCompoundColumnsToBeUnique(column_list=key), ",".join(key), keys_block))
     out.append((exp.ExpectTableRowCountToBeBetween(min_value=spec.min_rows, max_value=spec.max_rows), None, True))
+    for index, item in enumerate(spec.expectations):
+        expectation = build_expectation(item.expectation, item.kwargs, f"{side}.expectations[{index}]")
+        named: str | None = item.kwargs.get("column") or (",".join(item.kwargs.get("column_list") or []) or None)
+        out.append((expectation, named, item.on_failure == "fail"))
     return out
+
+
+def build_expectation(name: str, kwargs: dict[str, Any], where: str) -> Any:
+    """A GX expectation from its snake_case (or class) name and arguments; errors say what to fix."""
+    import great_expectations as gx
+
+    class_name = name if name[:1].isupper() else "".join(part.title() for part in name.split("_"))
+    cls = getattr(gx.expectations, class_name, None)
+    if cls is None or not isinstance(cls, type):
+        raise SpecError(
+            f"quality.{where}.expectation: {name!r} is not a Great Expectations expectation; see "
+            "https://greatexpectations.io/expectations for names such as expect_column_values_to_match_regex"
+        )
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:  # GX validates with pydantic (v1 API): errors() names each field
+        errors = getattr(exc, "errors", None)
+        problems = errors() if callable(errors) else [{"loc": (), "msg": str(exc)}]
+        text = "; ".join(
+            f"{'.'.join(str(x) for x in p['loc'] if x != '__root__') or 'kwargs'}: {p['msg']}" for p in problems[:3]
+        )
+        raise SpecError(f"quality.{where}.kwargs: {name}: {text}") from None
 
 
 def run_quality_gate(frame: pd.DataFrame, key: list[str], spec: QualitySpec, side: str) -> QualityResult:
@@ -109,7 +139,7 @@ def run_quality_gate(frame: pd.DataFrame, key: list[str], spec: QualitySpec, sid
         .get_batch(batch_parameters={"dataframe": frame})
     )
     results = []
-    for expectation, column, blocking in _expectations(frame, key, spec):
+    for expectation, column, blocking in _expectations(frame, key, spec, side):
         outcome = batch.validate(expectation)
         detail = outcome.result or {}
         results.append(

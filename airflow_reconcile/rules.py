@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.errors import GuardTripped
+from airflow_reconcile.spec import parse_duration
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,31 +58,66 @@ def operation_id(spec_name: str, rule: str, entity: str, action: str, params: st
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def _condition_mask(drift: pd.DataFrame, cond: Condition) -> pd.Series:
+def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> pd.Series:
+    """Vectorised over the whole drift frame; a null value never satisfies a comparison (but ``ne``)."""
     import pandas as pd
 
-    column = drift[cond.field] if cond.field in drift.columns else pd.Series(pd.NA, index=drift.index)
+    if cond.all is not None:
+        return _all(drift, cond.all, now)
+    if cond.any is not None:
+        mask = pd.Series(False, index=drift.index)
+        for child in cond.any:
+            mask |= _condition_mask(drift, child, now)
+        return mask
+    if cond.not_ is not None:
+        return ~_condition_mask(drift, cond.not_, now)
+    if cond.op == "changed":
+        names = drift["changed_columns"].fillna("").astype(str)
+        return names.str.split(",").map(lambda cols: cond.column in cols).astype(bool)
+    field_name, op, value = str(cond.field), cond.op, cond.value  # a leaf has both (the spec model checks)
+    column = drift[field_name] if field_name in drift.columns else pd.Series(pd.NA, index=drift.index)
     column = column.astype("string")
-    if cond.op == "is_null":
+    if op == "is_null":
         return column.isna()
-    if cond.op == "not_null":
+    if op == "not_null":
         return column.notna()
-    if cond.op == "eq":
-        return (column == str(cond.value)).fillna(False)
-    if cond.op == "ne":
-        return (column != str(cond.value)).fillna(True)
-    values = [str(v) for v in cond.value]
-    inside = column.isin(values)
-    return inside if cond.op == "in" else ~inside
+    if op in ("in", "not_in"):
+        inside = column.isin([str(v) for v in value]).fillna(False)
+        return inside if op == "in" else ~inside
+    if op == "regex":
+        with warnings.catch_warnings():  # pandas warns about groups in the pattern: we only test for a match
+            warnings.simplefilter("ignore", UserWarning)
+            return column.str.contains(str(value), regex=True).fillna(False).astype(bool)
+    if op == "older_than":
+        stamps = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+        limit = pd.Timestamp(now) - pd.Timedelta(seconds=parse_duration(str(value)))
+        return (stamps < limit).fillna(False).astype(bool)
+    if op in ("gt", "ge", "lt", "le") and isinstance(value, int | float) and not isinstance(value, bool):
+        left: Any = pd.to_numeric(column, errors="coerce")
+    else:
+        left, value = column, str(value)
+    result = {
+        "eq": lambda: left == value, "ne": lambda: left != value, "gt": lambda: left > value,
+        "ge": lambda: left >= value, "lt": lambda: left < value, "le": lambda: left <= value,
+    }[str(op)]()  # fmt: skip
+    return result.fillna(op == "ne").astype(bool)
 
 
-def _rule_mask(drift: pd.DataFrame, rule: Rule) -> pd.Series:
+def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime) -> pd.Series:
+    import pandas as pd
+
+    mask = pd.Series(True, index=drift.index)
+    for cond in conditions:
+        mask &= _condition_mask(drift, cond, now)
+    return mask
+
+
+def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> pd.Series:
     mask = drift["drift_kind"] == rule.match.kind
     if rule.match.column:
         names = drift["changed_columns"].fillna("")
         mask &= names.str.split(",").map(lambda cols: rule.match.column in cols)
-    for cond in rule.match.when:
-        mask &= _condition_mask(drift, cond)
+    mask &= _all(drift, rule.match.when, now)
     return mask.fillna(False).astype(bool)
 
 
@@ -92,7 +130,7 @@ def _row_values(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
 
 
 def evaluate_rules(
-    spec: Spec, drift: pd.DataFrame, *, population: int, stale: bool = False
+    spec: Spec, drift: pd.DataFrame, *, population: int, stale: bool = False, now: datetime | None = None
 ) -> tuple[pd.DataFrame, PlanSummary]:
     """Turn the drift frame into an action plan; raise ``GuardTripped`` before anything acts.
 
@@ -102,12 +140,13 @@ def evaluate_rules(
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(autoescape=False)
+    now = now or datetime.now(UTC)
     key = spec.sources.desired.key
     unclaimed = pd.Series(True, index=drift.index)
     records: list[dict[str, Any]] = []
     downgraded = 0
     for rule in spec.rules:
-        mask = _rule_mask(drift, rule) & unclaimed
+        mask = _rule_mask(drift, rule, now) & unclaimed
         unclaimed &= ~mask
         templates = {name: env.from_string(text) for name, text in rule.params.items()}
         for row in drift[mask].to_dict("records"):

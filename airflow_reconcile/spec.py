@@ -76,6 +76,17 @@ class Sources(_Model):
     actual: SourceSpec
 
 
+class Expectation(_Model):
+    """Any Great Expectations expectation by name, with its arguments."""
+
+    expectation: str = Field(
+        pattern=r"^(expect_[a-z0-9_]+|Expect[A-Za-z0-9]+)$",
+        description="e.g. expect_column_values_to_match_regex (or ExpectColumnValuesToMatchRegex)",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    on_failure: Literal["fail", "warn"] = "fail"
+
+
 class QualitySpec(_Model):
     min_rows: int = Field(default=0, ge=0)
     max_rows: int | None = Field(default=None, ge=0)
@@ -85,6 +96,7 @@ class QualitySpec(_Model):
         description="Null or repeated keys: fail the gate, or let them through to the drift report as "
         "duplicate_key / null_key rows for rules to route to review.",
     )
+    expectations: list[Expectation] = Field(default_factory=list)
 
 
 class Quality(_Model):
@@ -110,26 +122,65 @@ class DriftSpec(_Model):
         return value
 
 
-class Condition(_Model):
-    """One test over a drift row. ``field`` is ``desired.<col>`` or ``actual.<col>``."""
+ConditionOp = Literal[
+    "eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "regex", "is_null", "not_null", "changed", "older_than"
+]  # fmt: skip
+_NEEDS_VALUE = {"eq", "ne", "gt", "ge", "lt", "le", "regex", "older_than"}
 
-    field: str = Field(pattern=r"^(desired|actual)\.[A-Za-z_][A-Za-z0-9_]*$")
-    op: Literal["eq", "ne", "in", "not_in", "is_null", "not_null"]
+
+class Condition(_Model):
+    """A test over a drift row, or a tree of them.
+
+    A leaf is ``{field: desired.<col> | actual.<col>, op, value}``, or ``{column: <col>, op: changed}``
+    (the column drifted). A tree is ``{all: [...]}``, ``{any: [...]}`` or ``{not: {...}}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    field: str | None = Field(default=None, pattern=r"^(desired|actual)\.[A-Za-z_][A-Za-z0-9_]*$")
+    column: str | None = Field(default=None, description="For op: changed, the compared column.")
+    op: ConditionOp | None = None
     value: Any = None
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = Field(default=None, alias="not")
 
     @model_validator(mode="after")
-    def _value_fits_op(self) -> Condition:
+    def _one_form(self) -> Condition:
+        forms = [name for name in ("op", "all", "any", "not_") if getattr(self, name) is not None]
+        if len(forms) != 1:
+            raise ValueError("a condition is one of {field, op, value}, {column, op: changed}, {all: [...]}, "
+                             "{any: [...]} or {not: {...}}")  # fmt: skip
+        if self.op is None:
+            if self.field or self.column or self.value is not None:
+                raise ValueError("all / any / not take only conditions; put field, op and value inside them")
+            return self
+        if self.op == "changed":
+            if not self.column or self.field:
+                raise ValueError("op 'changed' needs column (the compared column), not field")
+            return self
+        if not self.field:
+            raise ValueError(f"op {self.op!r} needs field: desired.<column> or actual.<column>")
         if self.op in ("in", "not_in") and not isinstance(self.value, list):
             raise ValueError(f"op {self.op!r} needs a list as value")
-        if self.op in ("eq", "ne") and self.value is None:
+        if self.op in _NEEDS_VALUE and self.value is None:
             raise ValueError(f"op {self.op!r} needs a value; use is_null / not_null to test for nulls")
+        if self.op in ("gt", "ge", "lt", "le") and not isinstance(self.value, int | float | str):
+            raise ValueError(f"op {self.op!r} needs a number or a text value")
+        if self.op == "regex":
+            try:
+                re.compile(str(self.value))
+            except re.error as exc:
+                raise ValueError(f"value {self.value!r} is not a regular expression: {exc}") from None
+        if self.op == "older_than":
+            parse_duration(str(self.value))
         return self
 
 
 class Match(_Model):
     kind: DriftKind
     column: str | None = None
-    when: list[Condition] = Field(default_factory=list, description="All must hold.")
+    when: list[Condition] = Field(default_factory=list, description="All must hold (a list is an implicit all).")
 
 
 class Rule(_Model):

@@ -108,3 +108,22 @@ def test_diff_errors_are_one_line_and_name_the_file_or_column():
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_committed_json_schema_is_current_and_checks_the_shipped_spec():
+    """docs/spec.schema.json is what `reconcile schema` prints; regenerate it when the model changes."""
+    import json
+
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from airflow_reconcile.cli import spec_schema
+    from tests.conftest import REPO, SPEC
+
+    committed = (REPO / "docs" / "spec.schema.json").read_text()
+    assert committed == spec_schema(), "run: .venv/bin/reconcile schema > docs/spec.schema.json"
+    validator = Draft202012Validator(json.loads(committed))
+    assert not list(validator.iter_errors(yaml.safe_load(SPEC.read_text())))
+    broken = yaml.safe_load(SPEC.read_text())
+    broken["rules"][0]["action"] = "asign"
+    assert any("asign" in e.message for e in validator.iter_errors(broken))

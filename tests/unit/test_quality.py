@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from airflow_reconcile.quality import run_quality_gate
 from airflow_reconcile.spec import QualitySpec
@@ -77,3 +78,40 @@ def test_key_problems_review_lets_bad_keys_through_to_the_drift_report(spec):
     assert sorted(repeated["target_ref"]) == ["OPS-1", "OPS-2"]
     assert set(repeated["autonomy"]) == {"review"}
     assert json.loads(repeated["params"].iloc[0]) == {"body": "two tickets claim this service"}
+
+
+def test_any_gx_expectation_by_name_with_kwargs():
+    from airflow_reconcile.spec import Expectation
+
+    frame = pd.DataFrame({"service": ["a", "b", "c"], "email": ["x@y.z", "nope", "q@r.s"]}, dtype="string")
+    spec = QualitySpec(expectations=[
+        Expectation(expectation="expect_column_values_to_match_regex", kwargs={"column": "email", "regex": "@"}),
+        Expectation(expectation="ExpectColumnValueLengthsToBeBetween",
+                    kwargs={"column": "service", "min_value": 2}, on_failure="warn"),
+    ])  # fmt: skip
+    result = run_quality_gate(frame, ["service"], spec, "desired")
+    regex = next(r for r in result.results if r.expectation == "expect_column_values_to_match_regex")
+    assert not regex.success
+    assert regex.unexpected_count == 1
+    assert regex.sample == ("nope",)
+    assert regex in result.failures
+    assert [r.expectation for r in result.warnings] == ["expect_column_value_lengths_to_be_between"]
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"expectation": "expect_column_values_to_be_purple"},
+         "quality.actual.expectations[0].expectation: 'expect_column_values_to_be_purple' is not a Great Expectations"),
+        ({"expectation": "expect_column_values_to_be_between", "kwargs": {"colum": "email", "min_value": 1}},
+         "quality.actual.expectations[0].kwargs: expect_column_values_to_be_between: column: field required; "
+         "colum: extra fields not permitted"),
+    ],
+)  # fmt: skip
+def test_bad_expectations_say_what_to_fix(item, message):
+    from airflow_reconcile.errors import SpecError
+
+    frame = pd.DataFrame({"service": ["a"]}, dtype="string")
+    with pytest.raises(SpecError) as err:
+        run_quality_gate(frame, ["service"], QualitySpec(expectations=[item]), "actual")
+    assert message in str(err.value)

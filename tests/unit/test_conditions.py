@@ -1,0 +1,124 @@
+"""Every condition operator, the all/any/not tree, nulls, and the errors a bad condition gets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from airflow_reconcile.errors import SpecError
+from airflow_reconcile.rules import _condition_mask
+from airflow_reconcile.spec import Condition, parse_spec
+from tests.conftest import SPEC
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+DRIFT = pd.DataFrame(
+    {
+        "service": ["api", "web", "db", "etl"],
+        "drift_kind": ["changed", "changed", "missing", "changed"],
+        "changed_columns": ["assignee", "assignee,team", None, "team"],
+        "desired.assignee": ["ana", "bo", "cy", None],
+        "actual.assignee": [None, "svc-bot", "cy", "dee"],
+        "desired.cost": ["10", "250.5", None, "7"],
+        "actual.updated": ["2026-11-25T12:00:00Z", "2026-10-01T00:00:00+02:00", None, "not a date"],
+    },
+    dtype="string",
+)
+
+
+def hits(condition: dict) -> list[str]:
+    mask = _condition_mask(DRIFT, Condition.model_validate(condition), NOW)
+    assert mask.dtype == bool
+    return DRIFT.loc[mask, "service"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ({"field": "desired.assignee", "op": "eq", "value": "bo"}, ["web"]),
+        ({"field": "desired.assignee", "op": "ne", "value": "bo"}, ["api", "db", "etl"]),  # null != "bo"
+        ({"field": "actual.assignee", "op": "in", "value": ["cy", "dee"]}, ["db", "etl"]),
+        ({"field": "actual.assignee", "op": "not_in", "value": ["cy", "dee"]}, ["api", "web"]),
+        ({"field": "desired.cost", "op": "gt", "value": 9}, ["api", "web"]),  # numbers, not text ("7" > "250")
+        ({"field": "desired.cost", "op": "ge", "value": 250.5}, ["web"]),
+        ({"field": "desired.cost", "op": "lt", "value": 10}, ["etl"]),
+        ({"field": "desired.cost", "op": "le", "value": 10}, ["api", "etl"]),
+        ({"field": "desired.assignee", "op": "lt", "value": "bz"}, ["api", "web"]),  # text compares as text
+        ({"field": "actual.assignee", "op": "regex", "value": "^svc-"}, ["web"]),
+        ({"field": "actual.assignee", "op": "is_null"}, ["api"]),
+        ({"field": "actual.assignee", "op": "not_null"}, ["web", "db", "etl"]),
+        ({"column": "team", "op": "changed"}, ["web", "etl"]),
+        ({"field": "actual.updated", "op": "older_than", "value": "7d"}, ["web"]),  # null / unparsable: no
+        ({"field": "actual.nonexistent", "op": "is_null"}, ["api", "web", "db", "etl"]),
+    ],
+)
+def test_operators(condition, expected):
+    assert hits(condition) == expected
+
+
+def test_all_any_not_nest():
+    tree = {
+        "any": [
+            {"all": [{"column": "assignee", "op": "changed"}, {"field": "actual.assignee", "op": "is_null"}]},
+            {"not": {"field": "actual.assignee", "op": "regex", "value": "^(svc-|cy$)"}},
+        ]
+    }
+    # api: changed+null; etl: "dee" is not svc-/cy; web is svc-, db is cy
+    assert hits(tree) == ["api", "etl"]
+    assert hits({"not": tree}) == ["web", "db"]
+    assert hits({"all": []}) == ["api", "web", "db", "etl"]
+    assert hits({"any": []}) == []
+
+
+def test_rules_with_trees_first_match_wins():
+    from airflow_reconcile.rules import evaluate_rules
+
+    text = SPEC.read_text().replace(
+        "rules:\n",
+        "rules:\n  - name: bots-are-reviewed\n    match:\n      kind: changed\n      when:\n"
+        "        - any:\n            - {field: actual.assignee, op: regex, value: '^svc-'}\n"
+        "            - not: {field: desired.team, op: in, value: [payments, search]}\n"
+        "    action: none\n    autonomy: review\n",
+        1,
+    )
+    spec = parse_spec(text)
+    drift = pd.DataFrame(
+        {"service": ["a", "b", "c"], "drift_kind": ["changed"] * 3, "side": [None] * 3,
+         "changed_columns": ["assignee"] * 3, "desired.assignee": ["x", "y", "z"],
+         "actual.assignee": ["svc-bot", "q", "r"], "desired.team": ["payments", "search", "infra"],
+         "actual.key": ["OPS-1", "OPS-2", "OPS-3"]},
+        dtype="string",
+    )  # fmt: skip
+    plan, summary = evaluate_rules(spec, drift, population=100, now=NOW)
+    rule = dict(zip(plan["entity"], plan["rule"], strict=True))
+    assert rule["a"] == "bots-are-reviewed"  # svc- assignee
+    assert rule["c"] == "bots-are-reviewed"  # team not in the list
+    assert rule["b"] != "bots-are-reviewed"  # later rules see it
+    assert summary.by_autonomy["review"] == 2
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        ("{field: desired.x, op: eq}", "op 'eq' needs a value; use is_null / not_null to test for nulls"),
+        ("{field: desired.x, op: in, value: a}", "op 'in' needs a list as value"),
+        ("{field: desired.x, op: regex, value: '('}", "value '(' is not a regular expression"),
+        ("{field: desired.x, op: older_than, value: soon}", "'soon' is not a duration"),
+        ("{column: x, op: eq, value: 1}", "op 'eq' needs field: desired.<column> or actual.<column>"),
+        ("{field: desired.x, op: changed}", "op 'changed' needs column (the compared column), not field"),
+        ("{any: [], all: []}", "a condition is one of"),
+        ("{field: desired.x, op: like, value: a}", "'like' is not one of"),
+        ("{field: team, op: eq, value: a}", "String should match pattern"),
+    ],
+)
+def test_bad_conditions_name_the_rule_and_say_what_to_write(condition, message):
+    text = SPEC.read_text().replace(
+        "rules:\n", f"rules:\n  - name: probe\n    match:\n      kind: changed\n      when:\n        - {condition}\n"
+        "    action: none\n", 1,
+    )  # fmt: skip
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, origin="specs/probe.yaml")
+    assert "specs/probe.yaml:" in str(err.value)
+    assert "rules[0].match.when[0]" in str(err.value)
+    assert message in str(err.value)
