@@ -107,6 +107,43 @@ def _diff(args: argparse.Namespace) -> int:
     return 1 if report.total else 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+
+    from airflow_reconcile.pipeline import plan_locally, plan_table
+    from airflow_reconcile.spec import load_spec
+
+    now = None
+    if args.now:
+        try:
+            now = datetime.fromisoformat(args.now)
+        except ValueError:
+            raise ReconcileError(
+                f"--now {args.now!r}: write an ISO 8601 time, e.g. 2026-11-26T09:00:00+00:00"
+            ) from None
+        if now.tzinfo is None:
+            raise ReconcileError(f"--now {args.now!r}: give a time zone, e.g. 2026-11-26T09:00:00+00:00")
+    spec = load_spec(args.spec)
+    result = plan_locally(spec, args.spec, args.desired, args.actual, now=now)
+    if args.format == "json":
+        plan = None if result.plan is None else result.plan.astype(object).where(result.plan.notna(), None)
+        print(json.dumps({
+            "spec": spec.name, "policy_version": spec.policy_version, "mode": spec.mode, "stale": result.stale,
+            "guard": result.guard,
+            "quality": {side: q.to_dict() for side, q in result.quality.items()},
+            "drift": None if result.report is None else {
+                k: v for k, v in result.report.to_dict().items() if k != "sample"},
+            "summary": None if result.summary is None else result.summary.to_dict(),
+            "actions": [] if plan is None else plan.to_dict("records"),
+        }, sort_keys=True, default=str))  # fmt: skip
+    else:
+        print(plan_table(result, limit=args.limit))
+    if result.blocked:
+        return 2
+    return 1 if result.summary is not None and result.summary.actions else 0
+
+
 def spec_schema() -> str:
     """The JSON Schema of a spec (committed as docs/spec.schema.json for editors)."""
     import json
@@ -141,6 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="validate reconciliation specs")
     validate.add_argument("specs", nargs="+")
     validate.set_defaults(func=_validate)
+    plan = sub.add_parser(
+        "plan",
+        help="read, check, diff and evaluate a spec locally, without Airflow, and print the action plan; "
+        "exit 0 no actions, 1 actions planned, 2 error or failed quality gate",
+    )
+    plan.add_argument("spec")
+    plan.add_argument("--desired", help="a file to use as the desired snapshot instead of the spec's source")
+    plan.add_argument("--actual", help="a file to use as the actual snapshot (e.g. an export of the Jira query)")
+    plan.add_argument("--format", choices=["table", "json"], default="table")
+    plan.add_argument("--now", help="evaluate freshness and older_than as of this ISO 8601 time (default: now)")
+    plan.add_argument("--limit", type=int, default=50, help="actions listed in the table (default 50)")
+    plan.set_defaults(func=_plan)
     schema = sub.add_parser("schema", help="print the spec's JSON Schema (docs/spec.schema.json)")
     schema.set_defaults(func=_schema)
     diff = sub.add_parser(

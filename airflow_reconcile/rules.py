@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 ACTING = ("auto", "approve")
 PLAN_COLUMNS = (
     "operation_id", "rule", "action", "target", "autonomy", "severity", "entity", "target_ref",
-    "drift_kind", "changed_columns", "params", "reason",
+    "drift_kind", "changed_columns", "before", "after", "params", "reason",
 )  # fmt: skip
 
 
@@ -121,6 +121,23 @@ def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> pd.Series:
     return mask.fillna(False).astype(bool)
 
 
+def _normalised_view(spec: Spec, drift: pd.DataFrame) -> pd.DataFrame:
+    """The drift frame as conditions see it: the spec's text normalisation applied to both sides.
+
+    With ``assignee: [trim, null_equivalents]``, an actual assignee of ``"N/A"`` or ``""`` is null
+    for ``is_null`` just as it was for the diff. Parameters and the report keep the original values.
+    """
+    from airflow_reconcile.drift import normalize
+
+    changes = {}
+    for column, steps in spec.drift.normalize.items():
+        text_steps = [s for s in steps if s not in ("number", "timestamp")]
+        for name in (f"desired.{column}", f"actual.{column}"):
+            if text_steps and name in drift.columns:
+                changes[name] = normalize(drift[name], text_steps)
+    return drift.assign(**changes) if changes else drift
+
+
 def _row_values(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
     import pandas as pd
 
@@ -130,7 +147,13 @@ def _row_values(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
 
 
 def evaluate_rules(
-    spec: Spec, drift: pd.DataFrame, *, population: int, stale: bool = False, now: datetime | None = None
+    spec: Spec,
+    drift: pd.DataFrame,
+    *,
+    population: int,
+    stale: bool = False,
+    now: datetime | None = None,
+    enforce_guards: bool = True,
 ) -> tuple[pd.DataFrame, PlanSummary]:
     """Turn the drift frame into an action plan; raise ``GuardTripped`` before anything acts.
 
@@ -145,8 +168,9 @@ def evaluate_rules(
     unclaimed = pd.Series(True, index=drift.index)
     records: list[dict[str, Any]] = []
     downgraded = 0
+    view = _normalised_view(spec, drift)
     for rule in spec.rules:
-        mask = _rule_mask(drift, rule, now) & unclaimed
+        mask = _rule_mask(view, rule, now) & unclaimed
         unclaimed &= ~mask
         templates = {name: env.from_string(text) for name, text in rule.params.items()}
         for row in drift[mask].to_dict("records"):
@@ -159,6 +183,8 @@ def evaluate_rules(
             if stale and autonomy in ACTING:
                 autonomy, reason = "review", "source of record is stale"
                 downgraded += 1
+            changed_text = None if pd.isna(row["changed_columns"]) else str(row["changed_columns"])
+            changed = changed_text.split(",") if changed_text else []
             target_ref = actual.get(spec.targets.jira.issue_key_column)
             # The target object is part of the identity: two tickets that claim one service (a
             # repeated key) are two operations; copies of the same row are still one.
@@ -174,7 +200,10 @@ def evaluate_rules(
                     "entity": entity,
                     "target_ref": target_ref,
                     "drift_kind": row["drift_kind"],
-                    "changed_columns": None if pd.isna(row["changed_columns"]) else row["changed_columns"],
+                    "changed_columns": changed_text,
+                    # The entity's prior and wanted values of its drifted columns (for humans and revert).
+                    "before": json.dumps({c: actual.get(c) for c in changed}, sort_keys=True) if changed else None,
+                    "after": json.dumps({c: desired.get(c) for c in changed}, sort_keys=True) if changed else None,
                     "params": params_json,
                     "reason": reason,
                 }
@@ -191,21 +220,25 @@ def evaluate_rules(
         downgraded=downgraded,
         stale=stale,
     )
-    _check_guards(spec, plan, population)
+    problem = guard_problem(spec, plan, population)
+    if problem and enforce_guards:
+        raise GuardTripped(problem)
     return plan, summary
 
 
-def _check_guards(spec: Spec, plan: pd.DataFrame, population: int) -> None:
+def guard_problem(spec: Spec, plan: pd.DataFrame, population: int) -> str | None:
+    """Why the blast-radius limits stop this plan, or None when it is within them."""
     acting = plan[plan["autonomy"].isin(ACTING)]
     if len(acting) > spec.limits.max_actions:
-        raise GuardTripped(
+        return (
             f"{len(acting)} actions would be applied, more than limits.max_actions={spec.limits.max_actions}; "
             "nothing was applied. Check the snapshots, or raise the limit in the spec if this is expected."
         )
     fraction = acting["entity"].nunique() / max(population, 1)
     if fraction > spec.limits.max_changed_fraction:
-        raise GuardTripped(
+        return (
             f"{fraction:.0%} of entities would be changed, more than limits.max_changed_fraction="
             f"{spec.limits.max_changed_fraction:.0%}; nothing was applied. An empty or truncated snapshot "
             "looks like this: check the sources before raising the limit."
         )
+    return None

@@ -31,23 +31,13 @@ class DetectDriftOperator(ReconcileBaseOperator):
         self.mode = mode
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.drift import detect_drift
+        from airflow_reconcile.pipeline import spec_drift
         from airflow_reconcile.workspace import read_frame
 
         desired_m = self.pull(context, self.desired_task_id)
         actual_m = self.pull(context, self.actual_task_id)
         audit.inputs.extend([desired_m, actual_m])
-        report, rows = detect_drift(
-            read_frame(desired_m),
-            read_frame(actual_m),
-            key=spec.sources.desired.key,
-            compare=spec.drift.compare,
-            context=spec.drift.context,
-            normalize_steps=spec.drift.normalize,
-            exclude=spec.drift.exclude,
-            tolerances=spec.drift.tolerances,
-            column_map=spec.drift.column_map,
-        )
+        report, rows = spec_drift(spec, read_frame(desired_m), read_frame(actual_m))
         counts = {k: v for k, v in report.to_dict().items() if k != "sample"}
         manifest = self.workspace(spec, context).write("drift", rows, policy_version=spec.policy_version, **counts)
         self.log.info(

@@ -94,7 +94,7 @@ class FileSource:
         path = Path(expanded.removeprefix("file://"))
         if not path.is_absolute():
             path = Path(ctx.origin).parent / path
-        return path
+        return path.absolute()
 
     @staticmethod
     def _storage_options(ctx: SourceContext) -> dict[str, Any]:

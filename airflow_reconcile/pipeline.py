@@ -1,0 +1,182 @@
+"""One reconciliation's read → quality → drift → rules steps as plain functions of a spec.
+
+The Airflow operators run these steps as separate tasks; ``reconcile plan`` runs them in one
+process, without Airflow, so a spec can be tried on files before it is deployed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_reconcile.errors import ReconcileError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_reconcile.drift import DriftReport
+    from airflow_reconcile.quality import QualityResult
+    from airflow_reconcile.rules import PlanSummary
+    from airflow_reconcile.spec import Spec
+
+
+def spec_drift(spec: Spec, desired: pd.DataFrame, actual: pd.DataFrame) -> tuple[DriftReport, pd.DataFrame]:
+    """The keyed diff as the spec's ``drift`` section describes it."""
+    from airflow_reconcile.drift import detect_drift
+
+    return detect_drift(
+        desired,
+        actual,
+        key=spec.sources.desired.key,
+        compare=spec.drift.compare,
+        context=spec.drift.context,
+        normalize_steps=spec.drift.normalize,
+        exclude=spec.drift.exclude,
+        tolerances=spec.drift.tolerances,
+        column_map=spec.drift.column_map,
+    )
+
+
+def is_stale(spec: Spec, newest: datetime | None, now: datetime) -> bool:
+    """Whether the source of record's newest timestamp is older than its ``freshness.max_age``."""
+    fresh = spec.sources.desired.freshness
+    if fresh is None or newest is None:
+        return False
+    return (now - newest).total_seconds() > fresh.max_age_seconds
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    spec: Spec
+    sources: dict[str, str]
+    quality: dict[str, QualityResult]
+    report: DriftReport | None
+    plan: pd.DataFrame | None
+    summary: PlanSummary | None
+    stale: bool
+    now: datetime
+    guard: str | None = None  # why the blast-radius limits would stop the run
+
+    @property
+    def gate_failed(self) -> bool:
+        return not all(q.success for q in self.quality.values())
+
+    @property
+    def blocked(self) -> bool:
+        """The DAG would stop before acting: a failed quality gate or a tripped guard."""
+        return self.gate_failed or self.guard is not None
+
+
+def read_side(spec: Spec, side: str, spec_path: str, override: str | None) -> tuple[pd.DataFrame, str]:
+    """A side's snapshot: the given file, or the spec's own source when it needs no Airflow connection."""
+    from airflow_reconcile.sources import SourceContext, get_source
+    from airflow_reconcile.sources.base import finish
+    from airflow_reconcile.sources.files import read_file
+
+    source = getattr(spec.sources, side)
+    if override:
+        frame = read_file(override)
+        return finish(frame, source, override, f"--{side} {override}"), override
+    if source.kind != "file" or source.connection_id:
+        raise ReconcileError(
+            f"{spec_path}: sources.{side} is a {source.kind} source that needs an Airflow connection; "
+            f"give --{side} FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
+        )
+    snapshot = get_source("file").read(source, SourceContext(origin=spec_path, progress=lambda _: None))
+    return snapshot.frame, snapshot.source
+
+
+def plan_locally(
+    spec: Spec, spec_path: str, desired: str | None = None, actual: str | None = None, now: datetime | None = None
+) -> LocalPlan:
+    """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
+    from airflow_reconcile.quality import run_quality_gate
+    from airflow_reconcile.rules import evaluate_rules, guard_problem
+    from airflow_reconcile.sources.base import newest_value
+
+    now = now or datetime.now(UTC)
+    frames: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for side, override in (("desired", desired), ("actual", actual)):
+        frames[side], sources[side] = read_side(spec, side, spec_path, override)
+    quality = {
+        side: run_quality_gate(frames[side], getattr(spec.sources, side).key, getattr(spec.quality, side), side)
+        for side in ("desired", "actual")
+    }
+    if not all(q.success for q in quality.values()):
+        return LocalPlan(spec, sources, quality, None, None, None, False, now)
+    fresh = spec.sources.desired.freshness
+    newest = newest_value(frames["desired"], fresh.column, sources["desired"]) if fresh and fresh.column else None
+    stale = is_stale(spec, newest, now)
+    report, rows = spec_drift(spec, frames["desired"], frames["actual"])
+    population = max(report.desired_rows, report.actual_rows)
+    plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
+    guard = guard_problem(spec, plan, population)
+    return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard)
+
+
+def plan_table(result: LocalPlan, limit: int = 50) -> str:
+    """What ``reconcile plan`` prints: the inputs, the gate, the drift, then the actions."""
+    import json
+
+    spec = result.spec
+    lines = [
+        f"reconcile plan: {spec.name} (policy {spec.policy_version}, mode {spec.mode})",
+        f"desired: {Path(result.sources['desired']).name}   actual: {Path(result.sources['actual']).name}",
+    ]
+    for side, quality in result.quality.items():
+        state = "ok" if quality.success else "FAILED"
+        warn = f", {len(quality.warnings)} warnings" if quality.warnings else ""
+        lines.append(f"quality {side}: {state} ({quality.rows} rows, {len(quality.results)} checks{warn})")
+        lines += [f"  FAIL {r.expectation}({r.column or 'table'}) unexpected {r.unexpected_count}"
+                  for r in quality.failures]  # fmt: skip
+    if result.report is None or result.plan is None or result.summary is None:
+        lines += ["", "No plan: the quality gate failed, so nothing would run after it."]
+        return "\n".join(lines)
+    r = result.report
+    lines.append(
+        f"drift: {r.changed} changed, {r.missing} missing, {r.unexpected} unexpected, {r.unchanged} unchanged; "
+        f"duplicate keys {sum(r.duplicate_keys.values())}, null keys {sum(r.null_keys.values())}"
+    )
+    if result.stale:
+        lines.append("source of record is STALE: automatic decisions are downgraded to review")
+    summary = result.summary
+
+    def counts(data: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(data.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+
+    lines += [
+        "",
+        f"Plan: {summary.actions} actions ({counts(summary.by_autonomy)})",
+        f"  by action: {counts(summary.by_action)}",
+        f"  unhandled drift rows: {summary.unhandled}",
+    ]
+    if result.guard:
+        lines += ["", f"GUARD TRIPPED: {result.guard}", "The run would stop here; the plan below is not applied."]
+    if not len(result.plan):
+        return "\n".join([*lines, "", "No changes. The target matches the source of record."])
+
+    def change(row: Mapping[Any, Any]) -> str:
+        if row["before"] is not None and row["after"] is not None:
+            before, after = json.loads(row["before"]), json.loads(row["after"])
+            return "; ".join(f"{c}: {before.get(c) or '(none)'} -> {after.get(c) or '(none)'}" for c in after)
+        return {"missing": "(absent) -> create", "unexpected": "(not in source of record)"}.get(row["drift_kind"], "")
+
+    plan = result.plan.astype(object).where(result.plan.notna(), None)
+    order = {"auto": 0, "approve": 1, "review": 2, "recommend": 3, "observe": 4}
+    rows = sorted(plan.to_dict("records"), key=lambda x: (order.get(x["autonomy"], 9), x["rule"], x["entity"]))
+    table = [(x["entity"], x["target_ref"] or "-", x["rule"], x["action"], x["autonomy"], change(x))
+             for x in rows[:limit]]  # fmt: skip
+    header = ("entity", "target", "rule", "action", "autonomy", "from -> to")
+    widths = [max(len(str(v)) for v in col) for col in zip(header, *table, strict=False)][:-1]
+    lines.append("")
+    for values in (header, *table):
+        lines.append(
+            "  " + "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=False)) + f"  {values[-1]}"
+        )
+    if len(rows) > limit:
+        lines.append(f"  ... and {len(rows) - limit} more (--format json lists all)")
+    return "\n".join(lines)

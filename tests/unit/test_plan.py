@@ -1,0 +1,87 @@
+"""`reconcile plan`: read -> quality -> drift -> rules locally, printed like `terraform plan`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from tests.conftest import REPO
+
+DATA = REPO / "tests" / "data" / "plan"
+SPEC = DATA / "ownership.yaml"
+EXPORT = DATA / "jira_export.csv"
+NOW = "2026-11-26T09:00:00+00:00"
+
+
+def plan(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_reconcile.cli", "plan", *map(str, args)], capture_output=True, text=True,
+        cwd=cwd,
+    )  # fmt: skip
+
+
+def test_table_matches_the_golden_file():
+    """The desired side comes from the spec's own file source; the Jira side from an export."""
+    result = plan(SPEC, "--actual", EXPORT, "--now", NOW)
+    assert result.returncode == 1, result.stderr  # 1: actions planned
+    assert result.stdout == (REPO / "tests" / "golden" / "plan_table.txt").read_text()
+
+
+def test_json_lists_every_action_with_before_and_after():
+    result = plan(SPEC, "--actual", EXPORT, "--now", NOW, "--format", "json")
+    data = json.loads(result.stdout)
+    assert data["summary"]["by_autonomy"] == {"auto": 3, "recommend": 1, "review": 1}
+    assert data["drift"]["changed"] == 3
+    assert data["guard"] is None
+    actions = {a["entity"]: a for a in data["actions"]}
+    # "N/A" is unassigned for the rules because the spec normalises it to null, as in the diff.
+    assert actions["search"]["rule"] == "assign-unassigned"
+    assert json.loads(actions["billing"]["before"]) == {"assignee": "zed"}
+    assert json.loads(actions["billing"]["after"]) == {"assignee": "bo"}
+    assert len({a["operation_id"] for a in data["actions"]}) == 5
+
+
+def test_stale_source_of_record_downgrades_automatic_actions_to_review():
+    result = plan(SPEC, "--actual", EXPORT, "--now", "2027-01-01T00:00:00+00:00", "--format", "json")
+    data = json.loads(result.stdout)
+    assert data["stale"] is True
+    assert data["summary"]["by_autonomy"] == {"review": 4, "recommend": 1}
+    assert {a["reason"] for a in data["actions"] if a["rule"].startswith("assign")} == {"source of record is stale"}
+
+
+def test_a_snapshot_that_would_reassign_most_tickets_trips_the_guard(tmp_path):
+    """E.g. an export whose assignee column came out shifted: 19 of 20 tickets would be reassigned."""
+    shifted = tmp_path / "shifted.csv"
+    frame = pd.read_csv(EXPORT, dtype=str, keep_default_na=False)
+    frame.assign(assignee=frame["status"]).to_csv(shifted, index=False)
+    result = plan(SPEC, "--actual", shifted, "--now", NOW)
+    assert result.returncode == 2
+    assert "GUARD TRIPPED: 95% of entities would be changed, more than limits.max_changed_fraction=25%" in result.stdout
+
+
+def test_a_failed_quality_gate_plans_nothing(tmp_path):
+    doubled = tmp_path / "doubled.csv"
+    frame = pd.read_csv(EXPORT, dtype=str, keep_default_na=False)
+    pd.concat([frame, frame.head(2)]).to_csv(doubled, index=False)
+    result = plan(SPEC, "--actual", doubled, "--now", NOW)
+    assert result.returncode == 2
+    assert "quality actual: FAILED" in result.stdout
+    assert "FAIL expect_column_values_to_be_unique(service) unexpected 4" in result.stdout
+    assert "No plan: the quality gate failed" in result.stdout
+
+
+def test_errors_say_what_to_give():
+    result = plan(SPEC, "--now", NOW)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {SPEC}: sources.actual is a jira source that needs an Airflow connection; "
+        "give --actual FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
+    )
+    result = plan(SPEC, "--actual", EXPORT, "--now", "yesterday")
+    assert "error: --now 'yesterday': write an ISO 8601 time" in result.stderr
+    missing = plan(SPEC, "--actual", DATA / "nope.csv", "--now", NOW)
+    assert missing.returncode == 2
+    assert "nope.csv: file not found" in missing.stderr
