@@ -74,14 +74,23 @@ def drift_report_asset(spec_name: str) -> Asset:
 
 
 def _schedule(spec: Spec) -> Any:
-    assets = [Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets]
-    if assets and spec.schedule.cron:
-        from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+    from datetime import timedelta
 
-        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.schedule.cron, timezone="UTC"), assets=assets)
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
+
+    from airflow_reconcile.spec import parse_duration
+
+    assets = [Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets]
+    clock: Any = None
+    if spec.schedule.cron:
+        clock = CronTriggerTimetable(spec.schedule.cron, timezone="UTC")
+    elif spec.schedule.every:
+        clock = DeltaTriggerTimetable(timedelta(seconds=parse_duration(spec.schedule.every)))
+    if assets and clock is not None:
+        return AssetOrTimeSchedule(timetable=clock, assets=assets)
     if assets:
         return AssetAny(*assets) if len(assets) > 1 else assets
-    return spec.schedule.cron
+    return clock
 
 
 def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> DAG:

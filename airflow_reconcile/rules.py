@@ -10,7 +10,7 @@ import hashlib
 import json
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_reconcile.spec import Condition, Rule, Spec
 
 ACTING = ("auto", "approve")
+STALE_REASON = {"desired": "source of record is stale", "actual": "target snapshot is stale"}
 PLAN_COLUMNS = (
     "operation_id", "rule", "action", "target", "autonomy", "severity", "entity", "target_ref",
     "drift_kind", "changed_columns", "before", "after", "params", "reason",
@@ -151,19 +152,23 @@ def evaluate_rules(
     drift: pd.DataFrame,
     *,
     population: int,
-    stale: bool = False,
+    stale: bool | Collection[str] = False,
     now: datetime | None = None,
     enforce_guards: bool = True,
 ) -> tuple[pd.DataFrame, PlanSummary]:
     """Turn the drift frame into an action plan; raise ``GuardTripped`` before anything acts.
 
     ``population`` is the number of entities in the larger snapshot (the blast-radius base).
+    ``stale`` names the stale sides (``True``: the source of record). A decision to write is
+    downgraded when its drift is in columns the target is authoritative for (to ``recommend``),
+    or when the authoritative side is stale (to ``review``): stale context never drives a write.
     """
     import pandas as pd
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(autoescape=False)
     now = now or datetime.now(UTC)
+    stale_sides = {"desired"} if stale is True else set(stale or ())
     key = spec.sources.desired.key
     unclaimed = pd.Series(True, index=drift.index)
     records: list[dict[str, Any]] = []
@@ -179,12 +184,16 @@ def evaluate_rules(
             params = {name: t.render(desired=desired, actual=actual) for name, t in templates.items()}
             params_json = json.dumps(params, sort_keys=True)
             entity = "|".join("" if pd.isna(row[k]) else str(row[k]) for k in key)
-            autonomy, reason = rule.autonomy, ""
-            if stale and autonomy in ACTING:
-                autonomy, reason = "review", "source of record is stale"
-                downgraded += 1
             changed_text = None if pd.isna(row["changed_columns"]) else str(row["changed_columns"])
             changed = changed_text.split(",") if changed_text else []
+            autonomy, reason = rule.autonomy, ""
+            owners = {spec.drift.authority.get(c, "desired") for c in changed} or {"desired"}
+            if autonomy in ACTING and owners == {"actual"}:
+                autonomy, reason = "recommend", f"the target is authoritative for {', '.join(changed)}"
+            elif autonomy in ACTING and owners & stale_sides:
+                stale_side = "desired" if "desired" in owners & stale_sides else "actual"
+                autonomy, reason = "review", STALE_REASON[stale_side]
+                downgraded += 1
             target_ref = actual.get(spec.targets.jira.issue_key_column)
             # The target object is part of the identity: two tickets that claim one service (a
             # repeated key) are two operations; copies of the same row are still one.
@@ -218,7 +227,7 @@ def evaluate_rules(
         by_rule=dict(Counter(plan["rule"].tolist())),
         unhandled=int(unclaimed.sum()),
         downgraded=downgraded,
-        stale=stale,
+        stale=bool(stale_sides),
     )
     problem = guard_problem(spec, plan, population)
     if problem and enforce_guards:

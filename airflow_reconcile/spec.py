@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from airflow_reconcile.errors import SpecError
 
 Mode = Literal["shadow", "apply"]
+Target = Literal["jira", "slack"]
 Autonomy = Literal["observe", "recommend", "auto", "approve", "review"]
 ActionName = Literal["assign", "comment", "transition", "create_issue", "label", "notify", "none"]
 DriftKind = Literal["missing", "unexpected", "changed", "duplicate_key", "null_key"]
@@ -34,6 +35,14 @@ def parse_duration(text: str) -> int:
     if not match:
         raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 6h, 7d")
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _fail_at(loc: tuple[str | int, ...], message: str, value: Any) -> None:
+    """A validation error at a field of the spec (so the message names its line), from a model check."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    detail = InitErrorDetails(type=PydanticCustomError("spec_rule", message), loc=loc, input=value)
+    raise ValidationError.from_exception_data("Spec", [detail])
 
 
 class _Model(BaseModel):
@@ -111,6 +120,11 @@ class DriftSpec(_Model):
     normalize: dict[str, list[NormalizeStep]] = Field(default_factory=dict)
     tolerances: dict[str, str] = Field(default_factory=dict)
     column_map: dict[str, str] = Field(default_factory=dict, description="desired column -> actual column")
+    authority: dict[str, Literal["desired", "actual"]] = Field(
+        default_factory=dict,
+        description="Per compared column, which side is authoritative (default: desired, the source of record). "
+        "Drift only in columns the target owns is never written to the target automatically.",
+    )
 
     @field_validator("tolerances")
     @classmethod
@@ -211,9 +225,31 @@ class Targets(_Model):
     slack: SlackTarget = SlackTarget()
 
 
+def _default_rates() -> dict[Target, float]:
+    return {"jira": 10.0, "slack": 1.0}
+
+
+CLOSING_STATUSES = ("done", "closed", "resolved", "cancelled", "canceled", "won't do", "rejected", "declined")
+
+
 class Limits(_Model):
     max_actions: int = Field(default=500, ge=0)
     max_changed_fraction: float = Field(default=0.5, gt=0, le=1)
+    rate_per_second: dict[Target, float] = Field(
+        default_factory=_default_rates,
+        description="Most calls per second per target during apply (Slack allows about one message a second).",
+    )
+    allow_closures: bool = Field(
+        default=False, description="Allow transitions that close or resolve issues (Done, Closed, Resolved...)."
+    )
+
+    @field_validator("rate_per_second")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for target, rate in value.items():
+            if rate <= 0:
+                raise ValueError(f"{target}: a rate must be more than 0 calls per second")
+        return value
 
 
 class AssetRef(_Model):
@@ -222,8 +258,24 @@ class AssetRef(_Model):
 
 
 class Schedule(_Model):
+    """When the DAG runs: a cron expression, or a fixed interval, and/or when assets are updated."""
+
     cron: str | None = None
+    every: str | None = Field(default=None, description="A fixed interval instead of cron, e.g. 30m, 6h, 1d")
     assets: list[AssetRef] = Field(default_factory=list)
+
+    @field_validator("every")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_clock(self) -> Schedule:
+        if self.cron and self.every:
+            raise ValueError("give cron or every, not both")
+        return self
 
 
 class Spec(_Model):
@@ -239,6 +291,20 @@ class Spec(_Model):
     rules: list[Rule] = Field(default_factory=list)
     targets: Targets = Targets()
     limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _closures_need_opt_in(self) -> Spec:
+        if self.limits.allow_closures:
+            return self
+        for index, rule in enumerate(self.rules):
+            status = rule.params.get("status", "")
+            if rule.action == "transition" and status.strip().casefold() in CLOSING_STATUSES:
+                _fail_at(
+                    ("rules", index, "params", "status"),
+                    f"{status!r} closes issues; set limits.allow_closures: true to allow closing automatically",
+                    status,
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> Spec:

@@ -59,7 +59,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_reconcile.actions.base import apply_plan, outcome_counts
+        from airflow_reconcile.actions.base import RateLimiter, apply_plan, outcome_counts
         from airflow_reconcile.workspace import read_frame
 
         if self.mode not in ("shadow", "apply"):
@@ -69,7 +69,8 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         plan = read_frame(plan_m)
         self.log.info("applying %d planned operations in %s mode", len(plan), self.mode)
         executors = self.executors(spec, plan) if self.mode == "apply" else {}
-        result = apply_plan(plan, executors, mode=self.mode, progress=self.log.info)
+        limiter = RateLimiter(spec.limits.rate_per_second)
+        result = apply_plan(plan, executors, mode=self.mode, progress=self.log.info, limiter=limiter)
         manifest = self.workspace(spec, context).write("outcomes", result, policy_version=spec.policy_version)
         counts = outcome_counts(result)
         self.log.info("outcomes: %s -> %s", counts, manifest.uri)

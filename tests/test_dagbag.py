@@ -82,3 +82,36 @@ def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
     assert action(SpecError("x.yaml:3: ...")) == RetryAction.FAIL
     assert action(GuardTripped("too many")) == RetryAction.FAIL
     assert action(RuntimeError("unknown")) == RetryAction.DEFAULT
+
+
+@pytest.mark.parametrize(
+    ("schedule", "timetable", "summary"),
+    [
+        ("schedule:\n  every: 6h\n", "DeltaTriggerTimetable", "6:00:00"),
+        ("schedule:\n  cron: '*/15 * * * *'\n", "CronTriggerTimetable", "*/15 * * * *"),
+        ("schedule:\n  cron: '0 6 * * *'\n  assets:\n    - name: service_catalog\n", "AssetOrTimeSchedule", None),
+        ("schedule:\n  assets:\n    - name: service_catalog\n", "AssetTriggeredTimetable", None),
+    ],
+)
+def test_schedule_forms(tmp_path, schedule, timetable, summary):
+    from airflow_reconcile.dag_factory import build_reconciliation_dag
+
+    text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    start = text.index("schedule:")
+    end = text.index("sources:")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text[:start] + schedule + "\n" + text[end:])
+    dag = build_reconciliation_dag(spec)
+    assert type(dag.timetable).__name__ == timetable
+    if summary:
+        assert str(getattr(dag.timetable, "delta", None) or dag.timetable.expression) == summary
+
+
+def test_cron_and_every_together_are_rejected():
+    from airflow_reconcile.errors import SpecError
+    from airflow_reconcile.spec import parse_spec
+
+    text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    text = text.replace("schedule:\n", "schedule:\n  cron: '@daily'\n  every: 1d\n", 1)
+    with pytest.raises(SpecError, match=r"schedule: give cron or every, not both"):
+        parse_spec(text, "s.yaml")

@@ -46,6 +46,30 @@ class ActionExecutor(Protocol):
         ...
 
 
+class RateLimiter:
+    """At most ``rate`` calls per second per target, spaced evenly (a target without a rate is not limited)."""
+
+    def __init__(
+        self,
+        rates: Mapping[str, float],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = {target: 1.0 / rate for target, rate in rates.items() if rate > 0}
+        self.clock, self.sleep = clock, sleep
+        self.next_at: dict[str, float] = {}
+
+    def wait(self, target: str) -> None:
+        interval = self.interval.get(target)
+        if interval is None:
+            return
+        now = self.clock()
+        at = max(now, self.next_at.get(target, now))
+        if at > now:
+            self.sleep(at - now)
+        self.next_at[target] = at + interval
+
+
 def _with_retries(
     call: Callable[[], Outcome], operation_id: str, attempts: int, base_delay: float, sleep: Callable[[float], None]
 ) -> Outcome:
@@ -66,6 +90,12 @@ def _with_retries(
     raise AssertionError("unreachable")
 
 
+def _limited(limiter: RateLimiter | None, target: str, call: Callable[[], Outcome]) -> Outcome:
+    if limiter is not None:
+        limiter.wait(target)
+    return call()
+
+
 def apply_plan(
     plan: pd.DataFrame,
     executors: Mapping[str, ActionExecutor],
@@ -75,8 +105,12 @@ def apply_plan(
     base_delay: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[str], None] = log.info,
+    limiter: RateLimiter | None = None,
 ) -> pd.DataFrame:
-    """Apply every ``auto`` action (in apply mode); give every planned action an outcome."""
+    """Apply every ``auto`` action (in apply mode); give every planned action an outcome.
+
+    Every call to a target, retries included, waits for the target's rate limit.
+    """
     import pandas as pd
 
     outcomes: list[Outcome] = []
@@ -98,7 +132,7 @@ def apply_plan(
             executor = executors[op["target"]]
             params = json.loads(op["params"] or "{}")
             ref = None if pd.isna(op["target_ref"]) else str(op["target_ref"])
-            call = partial(executor.apply, op["action"], ref, params, op_id)
+            call = partial(_limited, limiter, op["target"], partial(executor.apply, op["action"], ref, params, op_id))
             outcomes.append(_with_retries(call, op_id, attempts, base_delay, sleep))
         if done % 50 == 0 or done == total:
             elapsed = time.monotonic() - started

@@ -146,3 +146,39 @@ def test_action_without_an_issue_key_is_dead_lettered_with_a_clear_error(seeded,
     assert result.status.tolist() == ["dead_lettered"]
     assert "needs an issue key" in result.error.iloc[0]
     assert seeded.writes == []
+
+
+def test_rate_limit_spaces_every_call_to_a_target(seeded, jira_client):
+    """5 calls/s: the calls (first attempts and retries alike) start at least 0.2 s apart."""
+    from airflow_reconcile.actions.base import RateLimiter
+
+    clock = {"now": 100.0}
+    starts: list[float] = []
+
+    def sleep(seconds):
+        clock["now"] += seconds
+
+    class Recording(JiraExecutor):
+        def apply(self, *args):
+            starts.append(clock["now"])
+            return super().apply(*args)
+
+    limiter = RateLimiter({"jira": 5.0}, clock=lambda: clock["now"], sleep=sleep)
+    ops = plan(*[("assign", f"OPS-{i % 3 + 1}", {"assignee": "alice"}, "auto") for i in range(6)])
+    seeded.faults.set([{"method": "PUT", "status": 503, "times": 2}])  # transient: the retries are limited too
+    result = apply_plan(ops, {"jira": Recording(jira_client)}, mode="apply", sleep=sleep, limiter=limiter)
+    assert set(result.status) <= {"applied", "skipped"}
+    assert len(starts) == 8  # 6 operations + 2 retries
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.2 - 1e-9
+
+
+def test_rate_limiter_without_a_rate_never_waits():
+    from airflow_reconcile.actions.base import RateLimiter
+
+    waits: list[float] = []
+    limiter = RateLimiter({"jira": 2.0}, clock=lambda: 0.0, sleep=waits.append)
+    for _ in range(3):
+        limiter.wait("slack")
+        limiter.wait("jira")
+    assert waits == [0.5, 1.0]  # jira only: 0, 0.5, 1.0 after a fixed clock

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from airflow_reconcile.drift import detect_drift
-from airflow_reconcile.errors import GuardTripped
+from airflow_reconcile.errors import GuardTripped, SpecError
 from airflow_reconcile.rules import evaluate_rules
 from airflow_reconcile.spec import parse_spec
 from tests.conftest import SPEC
@@ -116,3 +116,63 @@ def test_repeated_keys_plan_one_operation_per_target_object():
     assert sorted(plan.target_ref.fillna("-").tolist()) == ["-", "O-1"]
     again, _ = evaluate_rules(spec, rows, population=3)
     assert sorted(again.operation_id) == sorted(plan.operation_id)
+
+
+def authority_drift():
+    return pd.DataFrame(
+        {"service": ["a", "b", "c"], "drift_kind": ["changed"] * 3, "side": [None] * 3,
+         "changed_columns": ["assignee", "priority", "assignee,priority"],
+         "desired.assignee": ["x", "y", "z"], "actual.assignee": ["q", "y", "r"],
+         "desired.priority": ["High", "Low", "Low"], "actual.priority": ["High", "High", "Medium"],
+         "actual.key": ["OPS-1", "OPS-2", "OPS-3"]},
+        dtype="string",
+    )  # fmt: skip
+
+
+def authority_spec(spec, authority):
+    data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["drift"]["compare"] = ["assignee", "priority"]
+    data["drift"]["authority"] = authority
+    data["rules"] = [{"name": "fix", "match": {"kind": "changed"}, "action": "comment",
+                      "params": {"body": "fix"}, "autonomy": "auto"}]  # fmt: skip
+    from airflow_reconcile.spec import Spec
+
+    return Spec.model_validate(data)
+
+
+def test_drift_only_in_columns_the_target_owns_is_never_written_automatically(spec):
+    plan, _ = evaluate_rules(authority_spec(spec, {"priority": "actual"}), authority_drift(), population=10)
+    by = plan.set_index("entity")
+    assert by.loc["a", "autonomy"] == "auto"  # assignee: the source of record decides
+    assert by.loc["b", "autonomy"] == "recommend"  # priority only: Jira owns it
+    assert by.loc["b", "reason"] == "the target is authoritative for priority"
+    assert by.loc["c", "autonomy"] == "auto"  # assignee drifted too
+
+
+def test_a_stale_authoritative_side_downgrades_to_review(spec):
+    s = authority_spec(spec, {"priority": "actual"})
+    plan, summary = evaluate_rules(s, authority_drift(), population=10, stale={"actual"})
+    by = plan.set_index("entity")
+    assert by.loc["a", "autonomy"] == "auto"  # desired owns assignee and is fresh
+    assert by.loc["c", "autonomy"] == "review"  # priority's owner (the target) is stale
+    assert by.loc["c", "reason"] == "target snapshot is stale"
+    assert summary.downgraded == 1
+    plan, _ = evaluate_rules(s, authority_drift(), population=10, stale=True)
+    assert set(plan.set_index("entity").loc[["a", "c"], "reason"]) == {"source of record is stale"}
+
+
+def test_closing_issues_needs_an_explicit_opt_in():
+    text = SPEC.read_text().replace(
+        "  - name: orphaned-ticket",
+        "  - name: close-orphans\n    match: {kind: unexpected}\n    action: transition\n"
+        "    params: {status: Done}\n    autonomy: approve\n  - name: orphaned-ticket",
+    )
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, origin="specs/x.yaml")
+    line = text.splitlines().index("    params: {status: Done}") + 1
+    assert str(err.value) == (
+        f"specs/x.yaml:{line}: rules[3].params.status: 'Done' closes issues; "
+        "set limits.allow_closures: true to allow closing automatically"
+    )
+    allowed = parse_spec(text.replace("limits:\n", "limits:\n  allow_closures: true\n"))
+    assert allowed.limits.allow_closures
