@@ -309,9 +309,9 @@ class Spec(_Model):
     @model_validator(mode="after")
     def _unique_rule_names(self) -> Spec:
         seen: set[str] = set()
-        for rule in self.rules:
+        for index, rule in enumerate(self.rules):
             if rule.name in seen:
-                raise ValueError(f"rule name {rule.name!r} is used twice; rule names must be unique")
+                _fail_at(("rules", index, "name"), f"{rule.name!r} is used twice; rule names must be unique", rule.name)
             seen.add(rule.name)
         return self
 
