@@ -6,6 +6,7 @@ with the Jira and Slack stand-ins reached through the real client libraries.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -174,3 +175,28 @@ def test_bad_target_data_stops_the_run_before_any_action(stack):
     assert "quality gate failed for the actual snapshot" in gate["error"]
     failed = {r["expectation"] for r in gate["details"]["quality"]["results"] if not r["success"]}
     assert failed == {"expect_column_values_to_be_unique"}
+
+
+def test_a_tripped_guard_stops_the_run_before_any_action(stack):
+    """A target snapshot that would reassign most tickets (e.g. a bad bulk edit) aborts in evaluate_rules."""
+    af, scenario = stack.airflow, stack.scenario
+    stack.jira.reset()
+    shuffled = [dict(issue, assignee="someone.else") if n % 2 else issue for n, issue in enumerate(scenario.issues)]
+    stack.jira.seed({"users": [*scenario.users, {"name": "someone.else"}], "issues": shuffled})
+    writes = list(stack.jira.writes)
+    run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
+    assert af.wait_for_run(DAG_ID, run_id, timeout=420) == "failed"
+    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+    assert states["validate_actual"] == "success"
+    assert states["detect_drift"] == "success"
+    assert states["evaluate_rules"] == "failed"
+    assert states["apply_corrections"] == "upstream_failed"
+    assert stack.jira.writes == writes  # nothing written
+    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
+    [rules] = [r for r in records if r["task_id"] == "evaluate_rules"]
+    assert rules["outcome"] == "failed"
+    assert re.match(r"\d+ actions would be applied, more than limits.max_actions=100; nothing was applied",
+                    rules["details"]["guard"])  # fmt: skip
+    # Failed once: a guard is policy, not a transient error, so the task was not retried.
+    [ti] = [t for t in af.task_instances(DAG_ID, run_id) if t["task_id"] == "evaluate_rules"]
+    assert ti["try_number"] == 1
