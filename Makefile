@@ -12,7 +12,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install system-deps demo test lint typecheck unit integration lock wheel bench clean
+.PHONY: install system-deps demo test lint typecheck unit integration lock wheel bench bench-actions clean
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ $(BENCH_VENV)/.installed-stamp: requirements/bench-lock.txt
 
 bench: $(BENCH_VENV)/.installed-stamp
 	$(BENCH_VENV)/bin/python benchmarks/drift_bench.py --rows $(BENCH_ROWS)
+
+# Jira actions per second through the real client against the stand-in (goal >= 100/s, 0 duplicates).
+ACTIONS ?= 1000
+bench-actions: install
+	PYTHONPATH=. $(BIN)/python benchmarks/actions_bench.py --actions $(ACTIONS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .airflow dist build *.egg-info

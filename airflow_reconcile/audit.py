@@ -81,13 +81,18 @@ class AuditStore:
         connect_args: dict[str, Any] = {}
         if url.startswith("sqlite"):
             connect_args = {"timeout": 30, "isolation_level": None}
-        self.engine = sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
+        # A small pool: the ledger writes twice per operation, and a new SQLite connection (with its
+        # pragmas) per write cost more than the write itself.
+        self.engine = sa.create_engine(url, connect_args=connect_args, pool_size=4, max_overflow=8, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
 
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: a commit survives the process dying (what a killed task does); only
+                # a power cut can undo the last commits. Use Postgres where that matters.
+                cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
 

@@ -239,6 +239,7 @@ class Limits(_Model):
         default_factory=_default_rates,
         description="Most calls per second per target during apply (Slack allows about one message a second).",
     )
+    concurrency: int = Field(default=4, ge=1, le=32, description="Operations applied at once (bounded).")
     allow_closures: bool = Field(
         default=False, description="Allow transitions that close or resolve issues (Done, Closed, Resolved...)."
     )

@@ -29,6 +29,7 @@ class Faults:
     "retry_after": 2, "after_write": false, "rate": 0.0}``. ``after_write`` lets the request take
     effect and then fails the response (or, with ``delay``, makes the client time out after the write).
     ``rate`` (0..1) fails that fraction of matching requests (deterministic, every n-th) instead of ``times``.
+    ``{"latency": 0.02, "rate": 1}`` answers every matching request normally, 20 ms late (a slow network).
     """
 
     def __init__(self) -> None:
@@ -107,6 +108,9 @@ class StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes; without TCP_NODELAY, Nagle's algorithm and the
+            # client's delayed ACK add ~40 ms to every keep-alive response.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # quiet: tests read state, not logs
                 pass
@@ -147,6 +151,9 @@ class StandIn:
                             401, {"errorMessages": ["authentication required"], "ok": False, "error": "not_authed"}
                         )
                     fault = app.faults.take(method, url.path)
+                    if fault and fault.get("latency"):  # a slow network, not an error
+                        time.sleep(float(fault["latency"]))
+                        fault = None
                     if fault and not fault.get("after_write"):
                         self._fault(fault)
                         return

@@ -70,7 +70,18 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         self.log.info("applying %d planned operations in %s mode", len(plan), self.mode)
         executors = self.executors(spec, plan) if self.mode == "apply" else {}
         limiter = RateLimiter(spec.limits.rate_per_second)
-        result = apply_plan(plan, executors, mode=self.mode, progress=self.log.info, limiter=limiter)
+        ledger = None
+        if self.mode == "apply":
+            from airflow_reconcile.hooks import AuditStoreHook
+            from airflow_reconcile.ledger import Ledger
+
+            # Written before and after every side effect; if it cannot be written, nothing is applied.
+            store = AuditStoreHook(self.audit_conn_id).store
+            ledger = Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
+        result = apply_plan(
+            plan, executors, mode=self.mode, progress=self.log.info, limiter=limiter, ledger=ledger,
+            workers=spec.limits.concurrency,
+        )  # fmt: skip
         manifest = self.workspace(spec, context).write("outcomes", result, policy_version=spec.policy_version)
         counts = outcome_counts(result)
         self.log.info("outcomes: %s -> %s", counts, manifest.uri)

@@ -20,3 +20,17 @@ def test_make_bench_engines_agree():
     assert set(counts) == {"ours", "datacompy", "duckdb"}, result.stdout
     assert counts["ours"] == counts["datacompy"] == counts["duckdb"] == "(100, 100, 200)"
     assert "datacompy / ours =" in result.stdout
+
+
+def test_make_bench_actions_applies_everything_once():
+    result = subprocess.run(
+        ["make", "bench-actions", "ACTIONS=100"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = re.findall(r"^.*worker\(s\): (\d+) actions in .* outcomes (\{.*\})  duplicates (\d+)$",
+                       result.stdout, re.M)  # fmt: skip
+    assert len(lines) == 4, result.stdout  # loopback and with latency, sequential and concurrent
+    for n, outcomes, duplicates in lines:
+        assert outcomes == f"{{'applied': {n}}}"
+        assert duplicates == "0"
+    assert "workers / sequential" in result.stdout

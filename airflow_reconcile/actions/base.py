@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -16,6 +17,8 @@ from airflow_reconcile.errors import PersistentError, classify
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from airflow_reconcile.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +61,18 @@ class RateLimiter:
         self.interval = {target: 1.0 / rate for target, rate in rates.items() if rate > 0}
         self.clock, self.sleep = clock, sleep
         self.next_at: dict[str, float] = {}
+        self.lock = threading.Lock()
 
     def wait(self, target: str) -> None:
         interval = self.interval.get(target)
         if interval is None:
             return
-        now = self.clock()
-        at = max(now, self.next_at.get(target, now))
+        with self.lock:  # reserve a slot; concurrent workers get consecutive slots
+            now = self.clock()
+            at = max(now, self.next_at.get(target, now))
+            self.next_at[target] = at + interval
         if at > now:
             self.sleep(at - now)
-        self.next_at[target] = at + interval
 
 
 def _with_retries(
@@ -106,38 +111,64 @@ def apply_plan(
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[str], None] = log.info,
     limiter: RateLimiter | None = None,
+    ledger: Ledger | None = None,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Apply every ``auto`` action (in apply mode); give every planned action an outcome.
 
-    Every call to a target, retries included, waits for the target's rate limit.
+    Every call to a target, retries included, waits for the target's rate limit. With a ledger,
+    each operation is recorded before and after its side effect, and an operation the ledger
+    already holds as done is not sent again (see ``airflow_reconcile.ledger``). ``workers``
+    operations run at once (bounded concurrency); one failure never stops the others.
     """
     import pandas as pd
 
-    outcomes: list[Outcome] = []
-    total = len(plan)
-    started = time.monotonic()
-    for done, op in enumerate(plan.to_dict("records"), start=1):
+    def one(op: Mapping[Any, Any]) -> Outcome:
         op_id = op["operation_id"]
         if op["autonomy"] != "auto":
-            outcomes.append(Outcome(op_id, NOT_APPLIED.get(op["autonomy"], "in_review")))
-        elif mode != "apply":
-            outcomes.append(Outcome(op_id, "shadow"))
-        elif op["action"] == "none":
-            outcomes.append(Outcome(op_id, "skipped"))
-        elif op["target"] not in executors:
-            outcomes.append(
-                Outcome(op_id, "dead_lettered", 0, "PersistentError", f"no executor for target {op['target']!r}")
-            )
-        else:
-            executor = executors[op["target"]]
-            params = json.loads(op["params"] or "{}")
-            ref = None if pd.isna(op["target_ref"]) else str(op["target_ref"])
-            call = partial(_limited, limiter, op["target"], partial(executor.apply, op["action"], ref, params, op_id))
-            outcomes.append(_with_retries(call, op_id, attempts, base_delay, sleep))
+            outcome = Outcome(op_id, NOT_APPLIED.get(op["autonomy"], "in_review"))
+            if ledger is not None and mode == "apply":
+                ledger.record(op, outcome.status)
+            return outcome
+        if mode != "apply":
+            return Outcome(op_id, "shadow")
+        if op["action"] == "none":
+            return Outcome(op_id, "skipped")
+        if op["target"] not in executors:
+            return Outcome(op_id, "dead_lettered", 0, "PersistentError", f"no executor for target {op['target']!r}")
+        done = ledger.begin(op) if ledger is not None else None  # raises AuditUnavailable: no audit, no action
+        if done is not None:
+            prior = json.loads(done["prior"] or "{}")
+            return Outcome(op_id, "skipped", 0, None, f"already {done['status']} (ledger)", prior)
+        executor = executors[op["target"]]
+        params = json.loads(op["params"] or "{}")
+        ref = None if pd.isna(op["target_ref"]) else str(op["target_ref"])
+        call = partial(_limited, limiter, op["target"], partial(executor.apply, op["action"], ref, params, op_id))
+        outcome = _with_retries(call, op_id, attempts, base_delay, sleep)
+        if ledger is not None:
+            ledger.finish(outcome)
+        return outcome
+
+    ops = plan.to_dict("records")
+    total, started = len(ops), time.monotonic()
+    outcomes: list[Outcome] = []
+
+    def report(done: int) -> None:
         if done % 50 == 0 or done == total:
-            elapsed = time.monotonic() - started
-            rate = done / max(elapsed, 1e-9)
+            rate = done / max(time.monotonic() - started, 1e-9)
             progress(f"apply: {done}/{total} operations ({rate:,.1f}/s, ETA {(total - done) / rate:,.0f}s)")
+
+    if workers > 1 and total > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(workers, total), thread_name_prefix="reconcile-apply") as pool:
+            for outcome in pool.map(one, ops):  # results come back in plan order
+                outcomes.append(outcome)
+                report(len(outcomes))
+    else:
+        for op in ops:
+            outcomes.append(one(op))
+            report(len(outcomes))
     frame = pd.DataFrame([o.to_dict() for o in outcomes], columns=list(Outcome.__dataclass_fields__))
     # One outcome per plan row, in plan order.
     return pd.concat([plan.reset_index(drop=True), frame.drop(columns="operation_id")], axis=1)

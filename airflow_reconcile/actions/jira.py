@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 from airflow_reconcile.actions.base import Outcome
@@ -22,6 +24,8 @@ class JiraExecutor:
     def __init__(self, client: Any, project: str | None = None) -> None:
         self.client = client
         self.project = project
+        self._users: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
         handler = getattr(self, f"_{action}", None)
@@ -35,13 +39,38 @@ class JiraExecutor:
     def _issue(self, key: str, fields: str) -> Any:
         return self.client.issue(key, fields=fields)
 
+    def _user_id(self, wanted: str) -> str:
+        """The Jira id of exactly this user (name, key, account id or e-mail), looked up once per run.
+
+        Jira's user search is fuzzy (``ann`` finds ``anna``): a write must never go to a near match.
+        """
+        cached = self._users.get(wanted.casefold())
+        if cached is not None:
+            return cached
+        cloud = bool(getattr(self.client, "_is_cloud", False))
+        found = self.client.search_users(**({"query": wanted} if cloud else {"user": wanted}), maxResults=50)
+        for user in found:
+            names = (getattr(user, a, None) for a in ("name", "key", "accountId", "emailAddress"))
+            if wanted.casefold() in {str(n).casefold() for n in names if n}:
+                ident = str(getattr(user, "accountId", None) if cloud else getattr(user, "name", None))
+                with self._lock:
+                    self._users[wanted.casefold()] = ident
+                return ident
+        raise PersistentError(f"no Jira user is exactly {wanted!r} (the search found {len(found)} near matches)")
+
     def _assign(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         wanted = params.get("assignee") or None
         current = _name(self._issue(key, "assignee").fields.assignee)
         prior = {"assignee": current}
         if (current or "").casefold() == (wanted or "").casefold():
             return Outcome(op, "skipped", prior=prior)
-        self.client.assign_issue(key, wanted)
+        ident = self._user_id(wanted) if wanted else None
+        cloud = bool(getattr(self.client, "_is_cloud", False))
+        # The client's assign_issue() would search the user again on every call and turn any HTTP
+        # error of that search into a status-less JIRAError (a 503 would look persistent); this is
+        # the same REST call with the user we already resolved exactly.
+        url = self.client._get_latest_url(f"issue/{key}/assignee")
+        self.client._session.put(url, data=json.dumps({"accountId": ident} if cloud else {"name": ident}))
         return Outcome(op, "applied", prior=prior)
 
     def _comment(self, key: str, params: dict[str, Any], op: str) -> Outcome:

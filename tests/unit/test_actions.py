@@ -182,3 +182,21 @@ def test_rate_limiter_without_a_rate_never_waits():
         limiter.wait("slack")
         limiter.wait("jira")
     assert waits == [0.5, 1.0]  # jira only: 0, 0.5, 1.0 after a fixed clock
+
+
+def test_assign_goes_to_exactly_the_named_user_never_a_near_match(seeded, jira_client):
+    seeded.seed({"users": [{"name": "anna"}]})
+    ops = plan(("assign", "OPS-2", {"assignee": "ann"}, "auto"), ("assign", "OPS-1", {"assignee": "ANNA"}, "auto"))
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=lambda _: None)
+    assert result.status.tolist() == ["dead_lettered", "applied"]
+    assert "no Jira user is exactly 'ann'" in result.error.iloc[0]
+    assert assignees(seeded)["OPS-2"] is None
+    assert assignees(seeded)["OPS-1"] == "anna"
+
+
+def test_a_503_from_the_user_search_is_retried(seeded, jira_client):
+    seeded.faults.set([{"method": "GET", "path": "/user/search", "status": 503, "times": 1}])
+    ops = plan(("assign", "OPS-2", {"assignee": "alice"}, "auto"))
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=lambda _: None)
+    assert result.status.tolist() == ["applied"]
+    assert result.attempts.tolist() == [2]

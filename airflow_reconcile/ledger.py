@@ -1,0 +1,153 @@
+"""The idempotency ledger: one row per operation, written before and after every side effect.
+
+An operation's id is deterministic (spec, rule, entity, target object, action, desired state), so
+the same drift planned by a re-run, a retry or the next scheduled run is the same row here:
+
+    planned -> in_flight -> applied | skipped | dead_lettered
+    planned -> awaiting_approval | in_review | recommended | observed      (not applied)
+    applied -> reverted;  awaiting_approval -> rejected
+
+It lives in the audit store's database, next to the audit trail. "No audit, no action": when the
+ledger cannot be written, the side effect does not happen (``AuditUnavailable``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from airflow_reconcile.audit import metadata
+
+if TYPE_CHECKING:
+    from airflow_reconcile.actions.base import Outcome
+    from airflow_reconcile.audit import AuditStore
+
+operations = sa.Table(
+    "reconcile_operation",
+    metadata,
+    sa.Column("operation_id", sa.String(64), primary_key=True),
+    sa.Column("spec", sa.String(100), nullable=False, index=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False, index=True),
+    sa.Column("rule", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(40), nullable=False),
+    sa.Column("target_ref", sa.String(250)),
+    sa.Column("entity", sa.String(500), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error_class", sa.String(40)),
+    sa.Column("error", sa.Text),
+    sa.Column("hint", sa.Text),
+    sa.Column("prior", sa.Text),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+# Done for good: a re-run or the next run never repeats these without asking the target first.
+FINAL = ("applied", "skipped", "reverted", "rejected")
+# Actions whose effect a search may not show at once (Jira's index lags a write): once the ledger
+# says applied, they are never sent again, even if the target's search does not see them yet.
+ONCE_ONLY = ("create_issue", "comment", "notify")
+
+HINTS = {
+    401: "the connection's credentials were refused: check the Airflow connection's login and token",
+    403: "the connection's user may not do this: grant it the permission in Jira/Slack, then replay",
+    404: "the issue or channel does not exist (deleted or moved?): check it, then replay or drop the operation",
+    400: "the target rejected the request (an unknown user or field value?): fix the data or the rule, then replay",
+}
+
+
+def hint_for(outcome: Outcome) -> str | None:
+    """What an operator should do about a dead-lettered operation, from its error."""
+    if outcome.status != "dead_lettered":
+        return None
+    for status, hint in HINTS.items():
+        if f"{status}" in (outcome.error or "")[:200]:
+            return hint
+    if outcome.error_class == "TransientError":
+        return "the target kept failing (timeouts, 5xx, rate limits): replay once it is healthy"
+    return "see the error; replay the operation after fixing its cause"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Ledger:
+    def __init__(self, store: AuditStore, *, spec: str, dag_id: str, run_id: str) -> None:
+        self.store, self.spec, self.dag_id, self.run_id = store, spec, dag_id, run_id
+        store.ensure_schema()
+
+    def _write(self, statement: Any) -> None:
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(statement)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.store._unavailable(exc) from None
+
+    def _read(self, query: Any) -> list[dict[str, Any]]:
+        try:
+            with self.store.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(query)]
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.store._unavailable(exc) from None
+
+    def get(self, operation_id: str) -> dict[str, Any] | None:
+        rows = self._read(sa.select(operations).where(operations.c.operation_id == operation_id))
+        return rows[0] if rows else None
+
+    def _upsert(self, op: Mapping[str, Any], existing: dict[str, Any] | None, **values: Any) -> None:
+        now = _now()
+        values = {"run_id": self.run_id, "updated_at": now, **values}
+        if existing is None:
+            row = {
+                "operation_id": op["operation_id"], "spec": self.spec, "dag_id": self.dag_id,
+                "rule": op["rule"], "action": op["action"], "target": op["target"],
+                "target_ref": op.get("target_ref"), "entity": op["entity"], "params": op.get("params") or "{}",
+                "attempts": 0, "created_at": now, "status": "planned", **values,
+            }  # fmt: skip
+            self._write(operations.insert().values(**row))
+        else:
+            self._write(operations.update().where(operations.c.operation_id == op["operation_id"]).values(**values))
+
+    def record(self, op: Mapping[str, Any], status: str) -> None:
+        """An operation that is not applied in this run (review, approval, recommendation)."""
+        existing = self.get(op["operation_id"])
+        if existing and existing["status"] in FINAL:
+            return
+        self._upsert(op, existing, status=status)
+
+    def begin(self, op: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Before the side effect. Returns the ledger row when the operation must not be sent again."""
+        existing = self.get(op["operation_id"])
+        if existing and existing["status"] in FINAL and op["action"] in ONCE_ONLY:
+            return existing
+        attempts = int(existing["attempts"]) if existing else 0
+        self._upsert(op, existing, status="in_flight", attempts=attempts + 1, error_class=None, error=None, hint=None)
+        return None
+
+    def finish(self, outcome: Outcome) -> None:
+        """After the side effect (or its final failure)."""
+        self._write(
+            operations.update()
+            .where(operations.c.operation_id == outcome.operation_id)
+            .values(
+                status=outcome.status, error_class=outcome.error_class, error=outcome.error, hint=hint_for(outcome),
+                prior=json.dumps(dict(outcome.prior), sort_keys=True, default=str) if outcome.prior else None,
+                updated_at=_now(),
+            )
+        )  # fmt: skip
+
+    def rows(self, *, status: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(operations).where(operations.c.spec == self.spec).order_by(operations.c.updated_at)
+        if status:
+            query = query.where(operations.c.status == status)
+        if run_id:
+            query = query.where(operations.c.run_id == run_id)
+        return self._read(query)

@@ -1,0 +1,113 @@
+"""The idempotency ledger with the real ``jira`` client against the stand-in: nothing applied twice."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from airflow_reconcile.actions.base import apply_plan
+from airflow_reconcile.actions.jira import JiraExecutor
+from airflow_reconcile.audit import AuditStore
+from airflow_reconcile.errors import AuditUnavailable
+from airflow_reconcile.ledger import Ledger
+from tests.unit.test_actions import plan
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    return Ledger(AuditStore(f"sqlite:///{tmp_path / 'audit.db'}"), spec="s", dag_id="d", run_id="run-1")
+
+
+@pytest.fixture
+def many(jira_standin):
+    issues = [{"key": f"OPS-{i}", "service": f"svc{i}", "assignee": None} for i in range(1, 61)]
+    jira_standin.seed({"users": [{"name": "alice"}, {"name": "bob"}], "issues": issues})
+    return jira_standin
+
+
+def no_sleep(_seconds):
+    return None
+
+
+def test_states_are_written_before_and_after_the_side_effect(many, jira_client, ledger):
+    ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("comment", "OPS-2", {"body": "x"}, "review"))
+    seen = []
+
+    class Spy(JiraExecutor):
+        def apply(self, action, ref, params, op_id):
+            seen.append(ledger.get(op_id)["status"])  # what the ledger says while the call is in flight
+            return super().apply(action, ref, params, op_id)
+
+    result = apply_plan(ops, {"jira": Spy(jira_client)}, mode="apply", ledger=ledger, sleep=no_sleep)
+    assert seen == ["in_flight"]
+    assert result.status.tolist() == ["applied", "in_review"]
+    row = ledger.get("op0")
+    assert (row["status"], row["attempts"], json.loads(row["prior"])) == ("applied", 1, {"assignee": None})
+    assert ledger.get("op1")["status"] == "in_review"
+    assert [r["operation_id"] for r in ledger.rows(status="in_review")] == ["op1"]
+
+
+def test_a_created_issue_the_search_cannot_see_yet_is_not_created_again(many, jira_client, ledger):
+    """Jira's search index can lag a write: the ledger, not the search, stops the duplicate."""
+    ops = plan(("create_issue", None, {"project": "OPS", "summary": "Service ownership: new"}, "auto"))
+    first = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger)
+    assert first.status.tolist() == ["applied"]
+    [created] = [w["key"] for w in many.writes if w["kind"] == "create"]
+    many.issues[created]["fields"]["labels"] = []  # the search no longer finds the operation's label
+    second = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger)
+    assert second.status.tolist() == ["skipped"]
+    assert second.error.tolist() == ["already applied (ledger)"]
+    assert json.loads(second.prior.iloc[0]) == {"created": created}
+    assert [w["kind"] for w in many.writes].count("create") == 1
+
+
+def test_no_ledger_no_action(many, jira_client, tmp_path):
+    """If the ledger cannot be written, the side effect does not happen."""
+    path = tmp_path / "audit.db"
+    ledger = Ledger(AuditStore(f"sqlite:///{path}"), spec="s", dag_id="d", run_id="r")
+    with sqlite3.connect(path) as other:  # someone broke the store: every ledger write now fails
+        other.execute("drop table reconcile_operation")
+    ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"))
+    with pytest.raises(AuditUnavailable, match="cannot be written"):
+        apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger)
+    assert many.writes == []
+
+
+def test_injected_5xx_on_a_third_of_writes_every_action_applied_exactly_once(many, jira_client, ledger):
+    many.faults.set([{"method": "PUT", "status": 503, "rate": 0.3}])
+    ops = plan(*[("assign", f"OPS-{i}", {"assignee": "alice" if i % 2 else "bob"}, "auto") for i in range(1, 61)])
+    result = apply_plan(
+        ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger, workers=4, attempts=6, sleep=no_sleep
+    )
+    assert Counter(result.status) == {"applied": 60}
+    assignments = Counter(w["key"] for w in many.writes if w["kind"] == "assign")
+    assert set(assignments.values()) == {1}  # a failed PUT wrote nothing; each issue was assigned once
+    assert len(assignments) == 60
+    assert max(result.attempts) > 1  # retries happened
+    assert {r["status"] for r in ledger.rows()} == {"applied"}
+
+
+def test_a_write_that_succeeded_but_answered_500_is_not_repeated(many, jira_client, ledger):
+    """The call times out or fails after the write: the retry asks Jira first and finds it done."""
+    many.faults.set([{"method": "POST", "path": "/issue$", "status": 500, "after_write": True, "times": 1}])
+    ops = plan(("create_issue", None, {"project": "OPS", "summary": "Service ownership: new"}, "auto"))
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger, sleep=no_sleep)
+    assert result.status.tolist() == ["skipped"]  # the second attempt found the first one's issue
+    assert result.attempts.tolist() == [2]
+    assert [w["kind"] for w in many.writes].count("create") == 1
+
+
+def test_403_is_dead_lettered_without_retry_with_a_hint(many, jira_client, ledger):
+    many.faults.set([{"method": "PUT", "status": 403, "times": 1}])
+    ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger, sleep=no_sleep)
+    assert result.status.tolist() == ["dead_lettered", "applied"]  # one bad action never stops the others
+    assert result.attempts.tolist() == [1, 1]
+    [dead] = ledger.rows(status="dead_lettered")
+    assert dead["operation_id"] == "op0"
+    assert dead["error_class"] == "PersistentError"
+    assert dead["hint"].startswith("the connection's user may not do this")
+    assert json.loads(dead["params"]) == {"assignee": "alice"}  # the payload, for replay
