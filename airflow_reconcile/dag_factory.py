@@ -153,6 +153,60 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> DAG:
     return dag
 
 
+def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[DAG, DAG]:
+    """Two manually triggered DAGs per spec: ``<dag_id>_replay`` (dead letters) and ``<dag_id>_revert`` (a run)."""
+    from airflow_reconcile.operators.recovery import ReplayOperationsOperator, RevertRunOperator
+
+    spec_path = str(Path(spec_path).resolve())
+    spec = load_spec(spec_path)
+    common: dict[str, Any] = {"spec_path": spec_path, "retries": 0}
+    shared = {"schedule": None, "start_date": START_DATE, "catchup": False, "max_active_runs": 1,
+              "tags": ["reconcile", spec.name, "recovery"], "default_args": _default_args(spec.owner)}  # fmt: skip
+    with DAG(
+        dag_id=f"{spec.dag_id}_replay",
+        description=f"Replay dead-lettered operations of {spec.name}",
+        params={
+            "operation_ids": Param(
+                [],
+                type="array",
+                items={"type": "string"},
+                title="Operation ids",
+                description="Ledger ids to replay; empty: every dead letter since the time below",
+            ),
+            "since": Param(
+                "",
+                type="string",
+                title="Since (ISO time)",
+                description="With no ids: replay the dead letters updated since then (empty: all)",
+            ),
+        },  # fmt: skip
+        doc_md=f"Re-checks each operation against the target's current state and applies it once. Spec `{spec_path}`.",
+        render_template_as_native_obj=True,  # operation_ids arrive as a list
+        **shared,
+    ) as replay:
+        ReplayOperationsOperator(
+            task_id="replay_operations", operation_ids="{{ params.operation_ids }}", since="{{ params.since }}",
+            **common,
+        )  # fmt: skip
+    with DAG(
+        dag_id=f"{spec.dag_id}_revert",
+        description=f"Undo what one run of {spec.name} applied",
+        params={
+            "run_id": Param(
+                "",
+                type="string",
+                minLength=1,
+                title="Run id to revert",
+                description="The run id of the reconciliation run whose changes to undo",
+            )
+        },  # fmt: skip
+        doc_md="Puts assignees, statuses and labels back to the state the ledger recorded before the run.",
+        **shared,
+    ) as revert:
+        RevertRunOperator(task_id="revert_run", revert_run_id="{{ params.run_id }}", **common)
+    return replay, revert
+
+
 def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(directory).glob("*.yaml"))
 

@@ -44,7 +44,8 @@ operations = sa.Table(
     sa.Column("error_class", sa.String(40)),
     sa.Column("error", sa.Text),
     sa.Column("hint", sa.Text),
-    sa.Column("prior", sa.Text),
+    sa.Column("prior", sa.Text),  # the entity's state before the run that applied it (for revert)
+    sa.Column("applied_run_id", sa.String(250), index=True),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
@@ -133,16 +134,27 @@ class Ledger:
         return None
 
     def finish(self, outcome: Outcome) -> None:
-        """After the side effect (or its final failure)."""
+        """After the side effect (or its final failure).
+
+        ``prior`` and ``applied_run_id`` change only when this run applied the operation: a later
+        run that finds it done (``skipped``) must not replace the state a revert goes back to.
+        """
+        values: dict[str, Any] = {
+            "status": outcome.status, "error_class": outcome.error_class, "error": outcome.error,
+            "hint": hint_for(outcome), "updated_at": _now(),
+        }  # fmt: skip
+        if outcome.status == "applied":
+            values["prior"] = json.dumps(dict(outcome.prior), sort_keys=True, default=str)
+            values["applied_run_id"] = self.run_id
+        self._write(operations.update().where(operations.c.operation_id == outcome.operation_id).values(**values))
+
+    def mark(self, operation_id: str, status: str) -> None:
+        """Set an operation's status (``reverted``, ``rejected``) without a side effect of its own."""
         self._write(
             operations.update()
-            .where(operations.c.operation_id == outcome.operation_id)
-            .values(
-                status=outcome.status, error_class=outcome.error_class, error=outcome.error, hint=hint_for(outcome),
-                prior=json.dumps(dict(outcome.prior), sort_keys=True, default=str) if outcome.prior else None,
-                updated_at=_now(),
-            )
-        )  # fmt: skip
+            .where(operations.c.operation_id == operation_id)
+            .values(status=status, updated_at=_now())
+        )
 
     def rows(self, *, status: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(operations).where(operations.c.spec == self.spec).order_by(operations.c.updated_at)
@@ -151,3 +163,43 @@ class Ledger:
         if run_id:
             query = query.where(operations.c.run_id == run_id)
         return self._read(query)
+
+
+def plan_from_rows(rows: list[dict[str, Any]]) -> Any:
+    """Ledger rows as an action plan (every operation automatic), for replay."""
+    import pandas as pd
+
+    from airflow_reconcile.rules import PLAN_COLUMNS
+
+    records = [
+        {**dict.fromkeys(PLAN_COLUMNS), **{k: r.get(k) for k in PLAN_COLUMNS if k in r}, "autonomy": "auto",
+         "severity": "medium", "reason": f"replay of {r['status']}"}
+        for r in rows
+    ]  # fmt: skip
+    return pd.DataFrame(records, columns=list(PLAN_COLUMNS), dtype="string")
+
+
+class LedgerQueries:
+    """Selections of ledger rows across runs (for replay, revert and the plugin)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def select(
+        self,
+        *,
+        operation_ids: list[str] | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        run_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        query = sa.select(operations).where(operations.c.spec == self.ledger.spec).order_by(operations.c.created_at)
+        if operation_ids:
+            query = query.where(operations.c.operation_id.in_(operation_ids))
+        if status:
+            query = query.where(operations.c.status == status)
+        if since:
+            query = query.where(operations.c.updated_at >= since)
+        if run_id:
+            query = query.where(operations.c.applied_run_id == run_id)
+        return self.ledger._read(query)

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
 
 if TYPE_CHECKING:
-    import pandas as pd
     from airflow.sdk import Context
 
     from airflow_reconcile.actions import ActionExecutor
     from airflow_reconcile.spec import Spec
+
+
+class LazyExecutors(Mapping[str, "ActionExecutor"]):
+    """Executors for the spec's targets, each built from its Airflow connection on first use only."""
+
+    TARGETS = ("jira", "slack")
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.built: dict[str, ActionExecutor] = {}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, target: str) -> ActionExecutor:
+        if target not in self.TARGETS:
+            raise KeyError(target)
+        with self.lock:
+            if target not in self.built:
+                self.built[target] = self._build(target)
+            return self.built[target]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.TARGETS)
+
+    def __len__(self) -> int:
+        return len(self.TARGETS)
+
+    def _build(self, target: str) -> ActionExecutor:
+        if target == "jira":
+            from airflow_reconcile.actions.jira import JiraExecutor
+            from airflow_reconcile.hooks import JiraClientHook
+
+            return JiraExecutor(JiraClientHook(self.spec.targets.jira.connection_id).get_conn())
+        from airflow.providers.slack.hooks.slack import SlackHook
+
+        from airflow_reconcile.actions.slack import SlackExecutor
+
+        client = SlackHook(slack_conn_id=self.spec.targets.slack.connection_id).client
+        return SlackExecutor(client, self.spec.targets.slack.digest_channel)
 
 
 class ApplyCorrectionsOperator(ReconcileBaseOperator):
@@ -38,24 +76,6 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         self.mode = mode
         self.fail_on_dead_letter = fail_on_dead_letter
 
-    def executors(self, spec: Spec, plan: pd.DataFrame) -> dict[str, ActionExecutor]:
-        """Clients only for targets this plan will write to, built from Airflow connections."""
-        needed = set(plan.loc[plan["autonomy"] == "auto", "target"].tolist())
-        out: dict[str, ActionExecutor] = {}
-        if "jira" in needed:
-            from airflow_reconcile.actions.jira import JiraExecutor
-            from airflow_reconcile.hooks import JiraClientHook
-
-            out["jira"] = JiraExecutor(JiraClientHook(spec.targets.jira.connection_id).get_conn())
-        if "slack" in needed:
-            from airflow.providers.slack.hooks.slack import SlackHook
-
-            from airflow_reconcile.actions.slack import SlackExecutor
-
-            client = SlackHook(slack_conn_id=spec.targets.slack.connection_id).client
-            out["slack"] = SlackExecutor(client, spec.targets.slack.digest_channel)
-        return out
-
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -68,7 +88,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
         plan = read_frame(plan_m)
         self.log.info("applying %d planned operations in %s mode", len(plan), self.mode)
-        executors = self.executors(spec, plan) if self.mode == "apply" else {}
+        executors = LazyExecutors(spec) if self.mode == "apply" else {}
         limiter = RateLimiter(spec.limits.rate_per_second)
         ledger = None
         if self.mode == "apply":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query
@@ -10,9 +11,17 @@ from airflow_reconcile import __version__
 
 
 def _audit_store() -> Any:
+    """One store (one connection pool) per audit database for the API server's lifetime."""
     from airflow_reconcile.hooks import AuditStoreHook
 
-    return AuditStoreHook().store
+    return _store_for(AuditStoreHook().url())
+
+
+@lru_cache(maxsize=8)
+def _store_for(url: str) -> Any:
+    from airflow_reconcile.audit import AuditStore
+
+    return AuditStore(url)
 
 
 def create_app() -> FastAPI:

@@ -16,7 +16,20 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"reconcile_ticket_ownership", "reconcile_drift_digest"}
+    assert set(dagbag.dag_ids) == {
+        "reconcile_ticket_ownership", "reconcile_ticket_ownership_replay", "reconcile_ticket_ownership_revert",
+        "reconcile_drift_digest",
+    }  # fmt: skip
+
+
+def test_recovery_dags_take_their_input_from_the_trigger_form(dagbag):
+    replay = dagbag.dags["reconcile_ticket_ownership_replay"]
+    assert replay.timetable.__class__.__name__ == "NullTimetable"  # manual only
+    assert replay.params["operation_ids"] == []
+    assert [t.task_id for t in replay.tasks] == ["replay_operations"]
+    revert = dagbag.dags["reconcile_ticket_ownership_revert"]
+    assert revert.params.get_param("run_id").schema["minLength"] == 1
+    assert revert.get_task("revert_run").revert_run_id == "{{ params.run_id }}"
 
 
 def test_reconciliation_dag_shape(dagbag):

@@ -136,11 +136,11 @@ def apply_plan(
             return Outcome(op_id, "skipped")
         if op["target"] not in executors:
             return Outcome(op_id, "dead_lettered", 0, "PersistentError", f"no executor for target {op['target']!r}")
+        executor = executors[op["target"]]  # a client that cannot be built fails the task before any write
         done = ledger.begin(op) if ledger is not None else None  # raises AuditUnavailable: no audit, no action
         if done is not None:
             prior = json.loads(done["prior"] or "{}")
             return Outcome(op_id, "skipped", 0, None, f"already {done['status']} (ledger)", prior)
-        executor = executors[op["target"]]
         params = json.loads(op["params"] or "{}")
         ref = None if pd.isna(op["target_ref"]) else str(op["target_ref"])
         call = partial(_limited, limiter, op["target"], partial(executor.apply, op["action"], ref, params, op_id))

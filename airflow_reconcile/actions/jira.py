@@ -90,6 +90,16 @@ class JiraExecutor:
         issue.update(fields={"labels": [*labels, label]})
         return Outcome(op, "applied", prior={"labels": labels})
 
+    def _set_labels(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        """Exactly these labels (a revert of ``label``)."""
+        wanted = list(params.get("labels") or [])
+        issue = self._issue(key, "labels")
+        labels = list(issue.fields.labels or [])
+        if sorted(labels) == sorted(wanted):
+            return Outcome(op, "skipped", prior={"labels": labels})
+        issue.update(fields={"labels": wanted})
+        return Outcome(op, "applied", prior={"labels": labels})
+
     def _transition(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         wanted = params["status"]
         current = self._issue(key, "status").fields.status.name

@@ -47,6 +47,17 @@ def assignees(stack):
     }
 
 
+def finished(stack, dag_id, run_id, task_id, timeout=300):
+    """The run's final state, and the task's log when it is not a success (for the assertion message)."""
+    af = stack.airflow
+    state = af.wait_for_run(dag_id, run_id, timeout=timeout)
+    if state == "success":
+        return state, ""
+    log = af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+                 headers={"Accept": "application/json"})  # fmt: skip
+    return state, log.text[-3000:]
+
+
 def digest_runs(stack, at_least, timeout=180):
     deadline = time.monotonic() + timeout
     runs: list = []
@@ -200,3 +211,51 @@ def test_a_tripped_guard_stops_the_run_before_any_action(stack):
     # Failed once: a guard is policy, not a transient error, so the task was not retried.
     [ti] = [t for t in af.task_instances(DAG_ID, run_id) if t["task_id"] == "evaluate_rules"]
     assert ti["try_number"] == 1
+
+
+def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
+    """403 on one ticket: the apply run fails with that one dead-lettered and the rest applied; after
+    the permission is fixed, the replay DAG applies it exactly once; the revert DAG puts the apply
+    run's assignees back, except where Jira no longer accepts the old one."""
+    af, scenario = stack.airflow, stack.scenario
+    stack.jira.reset()
+    stack.jira.seed(scenario.jira_seed())
+    before = assignees(stack)
+    wrong = scenario.cases["wrong_owner"][0]
+    key = next(i["key"] for i in scenario.issues if i["service"] == wrong)
+    stack.jira.faults.set([{"method": "PUT", "path": f"/issue/{key}/assignee$", "status": 403, "times": 10}])
+    apply_run = af.trigger(DAG_ID, conf={"mode": "apply"})
+    assert af.wait_for_run(DAG_ID, apply_run, timeout=420) == "failed"
+    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, apply_run)}
+    assert states["apply_corrections"] == "failed"
+    outcomes = af.xcom(DAG_ID, apply_run, "evaluate_rules")  # the plan ran; the outcomes are in the audit
+    assert outcomes["summary"]["by_autonomy"]["auto"] == 47
+    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": apply_run})["records"]
+    [apply_record] = [r for r in records if r["task_id"] == "apply_corrections"]
+    assert apply_record["details"]["outcomes"] == {"applied": 46, "dead_lettered": 1, "recommended": 10,
+                                                   "in_review": 5}  # fmt: skip
+    assert assignees(stack)[wrong] == before[wrong]
+
+    stack.jira.faults.set([])
+    replay = af.trigger(f"{DAG_ID}_replay", conf={})
+    state, log = finished(stack, f"{DAG_ID}_replay", replay, "replay_operations")
+    assert state == "success", log
+    assert assignees(stack)[wrong] == next(r["assignee"] for r in scenario.catalog if r["service"] == wrong)
+    assert sum(1 for w in stack.jira.writes if w["kind"] == "assign" and w["key"] == key) == 1
+
+    revert = af.trigger(f"{DAG_ID}_revert", conf={"run_id": apply_run})
+    state, log = finished(stack, f"{DAG_ID}_revert", revert, "revert_run")
+    # The stale owners were deactivated: Jira refuses to assign them again, so those 12 undos are
+    # dead-lettered (and fail the run, so it shows); every other change of the apply run is undone.
+    assert state == "failed", log
+    records = af.get(f"/reconcile/dags/{DAG_ID}_revert/audit", params={"run_id": revert})["records"]
+    [record] = [r for r in records if r["task_id"] == "revert_run"]
+    stale = set(scenario.cases["stale_owner"])
+    assert record["details"]["outcomes"] == {"applied": 46 - len(stale), "dead_lettered": len(stale)}
+    dead = {op["entity"] for op in record["details"]["operations"] if op["status"] == "dead_lettered"}
+    assert dead == stale
+    after = assignees(stack)
+    # Undone: everything the apply run changed except the stale owners; the replayed one belongs to the replay run.
+    assert {s: after[s] for s in after if s not in stale | {wrong}} == {
+        s: before[s] for s in before if s not in stale | {wrong}
+    }

@@ -1,0 +1,100 @@
+"""Replay dead-lettered operations, and revert what a run applied: both through the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+    from airflow_reconcile.ledger import Ledger
+    from airflow_reconcile.spec import Spec
+
+
+class _LedgerOperator(ReconcileBaseOperator):
+    def ledger(self, spec: Spec, context: Context) -> Ledger:
+        from airflow_reconcile.hooks import AuditStoreHook
+        from airflow_reconcile.ledger import Ledger
+
+        store = AuditStoreHook(self.audit_conn_id).store
+        return Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
+
+    def report(self, result: pd.DataFrame, audit: AuditDraft, what: str) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_reconcile.actions.base import outcome_counts
+
+        counts = outcome_counts(result)
+        ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
+        audit.details.update(outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records"))
+        self.log.info("%s: %d operation(s): %s", what, len(result), counts)
+        if counts.get("dead_lettered"):
+            raise AirflowFailException(
+                f"{what}: {counts['dead_lettered']} operation(s) failed again and stay dead-lettered; "
+                "see the audit record's operations for each error and hint"
+            )
+        return {"outcomes": counts}
+
+
+class ReplayOperationsOperator(_LedgerOperator):
+    """Apply dead-lettered operations again: the given ids, or every dead letter of the spec since a time.
+
+    :param operation_ids: ledger operation ids (templated; the DAG passes ``{{ params.operation_ids }}``)
+    :param since: ISO time; with no ids, replay the spec's dead letters updated since then (templated)
+    """
+
+    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields, "operation_ids", "since")
+    ui_color = "#fff4d6"
+
+    def __init__(self, *, operation_ids: Any = None, since: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.operation_ids, self.since = operation_ids, since
+
+    def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow_reconcile.actions.base import RateLimiter
+        from airflow_reconcile.actions.revert import replay_operations
+        from airflow_reconcile.operators.apply import LazyExecutors
+
+        ids = [str(i).strip() for i in (self.operation_ids or []) if str(i).strip()]
+        audit.details.update(operation_ids=ids, since=self.since or None)
+        result = replay_operations(
+            self.ledger(spec, context), LazyExecutors(spec), operation_ids=ids or None, since=self.since or None,
+            limiter=RateLimiter(spec.limits.rate_per_second), progress=self.log.info,
+        )  # fmt: skip
+        return self.report(result, audit, "replay")
+
+
+class RevertRunOperator(_LedgerOperator):
+    """Undo the operations a reconciliation run applied, from the prior state the ledger recorded.
+
+    :param revert_run_id: the run whose applied operations to undo (templated: ``{{ params.run_id }}``)
+    """
+
+    template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields, "revert_run_id")
+    ui_color = "#f3e8fd"
+
+    def __init__(self, *, revert_run_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.revert_run_id = revert_run_id
+
+    def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_reconcile.actions.base import RateLimiter
+        from airflow_reconcile.actions.revert import revert_run
+        from airflow_reconcile.operators.apply import LazyExecutors
+
+        if not (self.revert_run_id or "").strip():
+            raise AirflowFailException("give the run id to revert (the run_id field of the trigger form)")
+        result, not_reversible = revert_run(
+            self.ledger(spec, context), LazyExecutors(spec), self.revert_run_id.strip(),
+            limiter=RateLimiter(spec.limits.rate_per_second), progress=self.log.info,
+        )  # fmt: skip
+        audit.details.update(reverted_run_id=self.revert_run_id, not_reversible=not_reversible)
+        for item in not_reversible:
+            self.log.warning("not reverted: %s (%s): %s", item["operation_id"], item["action"], item["reason"])
+        return {**self.report(result, audit, f"revert of {self.revert_run_id}"), "not_reversible": len(not_reversible)}
