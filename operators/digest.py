@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -105,10 +106,16 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         if post:
             from airflow.providers.slack.hooks.slack import SlackHook
 
-            client = SlackHook(slack_conn_id=spec.targets.slack.connection_id).client
+            from airflow_reconcile.actions.slack import SlackExecutor
+
+            slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
             for channel, text in messages.items():
-                client.chat_postMessage(channel=channel, text=text, mrkdwn=True)
-                self.log.info("posted the digest to %s", channel)
+                # One id per (spec, source run, channel): a retried digest task never posts twice.
+                op_id = "digest-" + hashlib.sha256(f"{spec.name}|{extra['run_id']}|{channel}".encode()).hexdigest()[:16]
+                outcome = slack.post_once(channel, text, op_id, mrkdwn=True)
+                self.log.info(
+                    "digest for %s: %s", channel, "posted" if outcome.status == "applied" else "already there"
+                )
         else:
             for channel, text in messages.items():
                 self.log.info("shadow mode, not posted to %s:\n%s", channel, text)

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,6 +76,28 @@ class RateLimiter:
             self.sleep(at - now)
 
 
+MAX_RETRY_AFTER = 120.0
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds from a 429/503 response's ``Retry-After`` header (jira, slack_sdk and requests errors)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except (TypeError, ValueError):
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(str(value))
+        except (TypeError, ValueError):
+            return None
+        return max((when - datetime.now(when.tzinfo)).total_seconds(), 0.0)
+
+
 def _with_retries(
     call: Callable[[], Outcome], operation_id: str, attempts: int, base_delay: float, sleep: Callable[[float], None]
 ) -> Outcome:
@@ -90,6 +113,9 @@ def _with_retries(
                 log.warning("operation %s %s after %d attempt(s): %s", operation_id, status, attempt, message)
                 return Outcome(operation_id, status, attempt, kind.__name__, message)
             delay = random.uniform(0, base_delay * 2 ** (attempt - 1))  # noqa: S311 - jitter, not crypto
+            asked = retry_after(exc)
+            if asked is not None:  # the target said when: never sooner (capped, so a task cannot hang)
+                delay = max(delay, min(asked, MAX_RETRY_AFTER))
             log.info("operation %s: transient failure (%s), retry in %.1fs", operation_id, message, delay)
             sleep(delay)
     raise AssertionError("unreachable")

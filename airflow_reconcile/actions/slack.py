@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from typing import Any
 
 from airflow_reconcile.actions.base import Outcome
 from airflow_reconcile.errors import PersistentError
 
 EVENT_TYPE = "reconcile_operation"
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
 
 def escape_mrkdwn(text: str) -> str:
@@ -16,19 +20,77 @@ def escape_mrkdwn(text: str) -> str:
 
 
 class SlackExecutor:
+    """Posts through the Slack Web API, at most once per operation id.
+
+    Every message carries the operation id in its metadata. Before posting, the channel's recent
+    history (``conversations.history`` with ``include_all_metadata``, by channel id) is searched for
+    it, so a retry after a timeout, or a re-run, never posts twice.
+    """
+
     target = "slack"
+    LOOKBACK_SECONDS = 7 * 86400
 
     def __init__(self, client: Any, default_channel: str) -> None:
         self.client = client
         self.default_channel = default_channel
+        self._ids: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
         if action != "notify":
             raise PersistentError(f"the slack target does not support action {action!r}")
         channel = params.get("channel") or self.default_channel
-        self.client.chat_postMessage(
-            channel=channel,
-            text=escape_mrkdwn(params.get("text", "")),
+        return self.post_once(channel, escape_mrkdwn(params.get("text", "")), operation_id)
+
+    def post_once(self, channel: str, text: str, operation_id: str, **extra: Any) -> Outcome:
+        """Post ``text`` (already safe mrkdwn) unless a message with this operation id is there."""
+        channel_id = self._channel_id(channel)
+        if channel_id and self._posted(channel_id, operation_id):
+            return Outcome(operation_id, "skipped", prior={"channel": channel_id})
+        response = self.client.chat_postMessage(
+            channel=channel_id or channel,
+            text=text,
             metadata={"event_type": EVENT_TYPE, "event_payload": {"operation_id": operation_id}},
+            **extra,
         )
-        return Outcome(operation_id, "applied")
+        if response.get("channel"):
+            with self._lock:
+                self._ids[channel.lstrip("#")] = str(response["channel"])
+        return Outcome(operation_id, "applied", prior={"channel": response.get("channel"), "ts": response.get("ts")})
+
+    def _channel_id(self, channel: str) -> str | None:
+        """A channel's id (``conversations.history`` takes no names); None when the bot cannot see it yet."""
+        if CHANNEL_ID.match(channel):
+            return channel
+        name = channel.lstrip("#")
+        if name in self._ids:
+            return self._ids[name]
+        cursor = None
+        while True:
+            page = self.client.conversations_list(
+                types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor
+            )
+            with self._lock:
+                for item in page.get("channels", []):
+                    self._ids[str(item["name"])] = str(item["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if name in self._ids or not cursor:
+                return self._ids.get(name)
+
+    def _posted(self, channel_id: str, operation_id: str) -> bool:
+        oldest = f"{time.time() - self.LOOKBACK_SECONDS:.6f}"
+        cursor = None
+        while True:
+            page = self.client.conversations_history(
+                channel=channel_id, include_all_metadata=True, oldest=oldest, limit=200, cursor=cursor
+            )
+            for message in page.get("messages", []):
+                meta = message.get("metadata") or {}
+                if (
+                    meta.get("event_type") == EVENT_TYPE
+                    and (meta.get("event_payload") or {}).get("operation_id") == operation_id
+                ):
+                    return True
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return False

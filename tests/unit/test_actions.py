@@ -200,3 +200,58 @@ def test_a_503_from_the_user_search_is_retried(seeded, jira_client):
     result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=lambda _: None)
     assert result.status.tolist() == ["applied"]
     assert result.attempts.tolist() == [2]
+
+
+def test_429_with_retry_after_is_honoured(seeded, jira_client):
+    seeded.faults.set([{"method": "PUT", "status": 429, "retry_after": 3, "times": 1}])
+    slept: list[float] = []
+    ops = plan(("assign", "OPS-2", {"assignee": "alice"}, "auto"))
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=slept.append, base_delay=0.01)
+    assert result.status.tolist() == ["applied"]
+    assert result.attempts.tolist() == [2]
+    assert slept == [3.0]  # not the 0-10 ms of jitter: what Jira asked for
+
+
+def test_retry_after_forms():
+    from email.utils import format_datetime
+
+    from airflow_reconcile.actions.base import retry_after
+
+    class Response:
+        def __init__(self, value):
+            self.headers = {"Retry-After": value}
+
+    class Failed(Exception):
+        def __init__(self, value):
+            self.response = Response(value)
+
+    assert retry_after(Failed("7")) == 7.0
+    assert retry_after(Failed("soon")) is None
+    assert retry_after(ValueError()) is None
+    from datetime import UTC, datetime, timedelta
+
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= retry_after(Failed(later)) <= 30
+
+
+def test_slack_posts_at_most_once_per_operation_even_after_a_failed_response(slack_standin):
+    """chat.postMessage answers 500 after posting: the retry finds the message in the channel's
+    history (by channel id, with its metadata) and does not post again."""
+    from slack_sdk import WebClient
+
+    client = WebClient(token=slack_standin.token, base_url=f"{slack_standin.base_url}/api/")
+    slack_standin.seed({"channels": ["team-payments"]})
+    slack_standin.faults.set([{"path": "chat.postMessage", "status": 500, "after_write": True, "times": 1}])
+    ops = plan(("notify", None, {"channel": "#team-payments", "text": "billing drifted"}, "auto"))
+    ops["target"] = "slack"
+    executors = {"slack": SlackExecutor(client, "#ops")}
+    first = apply_plan(ops, executors, mode="apply", sleep=lambda _: None)
+    assert first.status.tolist() == ["skipped"]  # attempt 2 found attempt 1's message
+    assert first.attempts.tolist() == [2]
+    again = apply_plan(ops, {"slack": SlackExecutor(client, "#ops")}, mode="apply", sleep=lambda _: None)
+    assert again.status.tolist() == ["skipped"]
+    assert [m["text"] for m in slack_standin.messages] == ["billing drifted"]
+    other = plan(("notify", None, {"channel": "#team-payments", "text": "another"}, "auto"))
+    other["target"], other["operation_id"] = "slack", "op-other"
+    assert apply_plan(other, executors, mode="apply").status.tolist() == ["applied"]
+    assert len(slack_standin.messages) == 2
