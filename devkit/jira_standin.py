@@ -43,7 +43,7 @@ def _tokens(jql: str) -> list[tuple[str, bool]]:
         if not match:
             raise _jira_error(400, f"Error in the JQL Query: unexpected character at position {pos}.")
         if match.group(1) is not None:
-            out.append((match.group(1).replace('\\"', '"'), True))
+            out.append((re.sub(r"\\(.)", r"\1", match.group(1)), True))
         else:
             out.append((match.group(0).strip(), False))
         pos = match.end()
@@ -193,6 +193,9 @@ class JiraStandIn(StandIn):
         missing = [f for f in ("project", "summary", "issuetype") if not fields.get(f)]
         if missing:
             raise Reply(400, {"errorMessages": [], "errors": {f: f"{f} is required." for f in missing}})
+        projects = {"OPS"} | {i["fields"]["project"]["key"] for i in self.issues.values()}
+        if fields["project"].get("key") not in projects:
+            raise Reply(400, {"errorMessages": [], "errors": {"project": "valid project is required"}})
         issue = self._store(
             {
                 "project": fields["project"].get("key"),

@@ -12,6 +12,11 @@ from airflow_reconcile.errors import PersistentError
 OP_LABEL_PREFIX = "reconcile-op-"
 
 
+def jql_string(value: str) -> str:
+    """A JQL string literal: data inside it can never end the string or add a clause."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _name(user: Any) -> str | None:
     if user is None:
         return None
@@ -119,7 +124,9 @@ class JiraExecutor:
         project = params.get("project") or self.project
         if not project:
             raise PersistentError("create_issue needs params.project")
-        found = self.client.search_issues(f'project = "{project}" AND labels = "{label}"', maxResults=1)
+        found = self.client.search_issues(
+            f"project = {jql_string(project)} AND labels = {jql_string(label)}", maxResults=1
+        )
         if found:
             return Outcome(op, "skipped", prior={"created": found[0].key})
         fields = {

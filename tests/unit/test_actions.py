@@ -255,3 +255,27 @@ def test_slack_posts_at_most_once_per_operation_even_after_a_failed_response(sla
     other["target"], other["operation_id"] = "slack", "op-other"
     assert apply_plan(other, executors, mode="apply").status.tolist() == ["applied"]
     assert len(slack_standin.messages) == 2
+
+
+def test_data_cannot_change_the_meaning_of_a_jql_query(seeded, jira_client):
+    """A value from the data that tries to close the JQL string and add a clause stays one value."""
+    searched: list[str] = []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(jira_client, name)
+
+        def search_issues(self, jql, **kwargs):
+            searched.append(jql)
+            return jira_client.search_issues(jql, **kwargs)
+
+    # An issue the injected clause would find (and so wrongly treat the operation as done).
+    seeded.seed({"issues": [{"key": "OPS-50", "service": "z", "labels": ["reconcile-op-op0"]}]})
+    evil = 'NOPE" OR project = "OPS'
+    ops = plan(("create_issue", None, {"project": evil, "summary": "s"}, "auto"))
+    result = apply_plan(ops, {"jira": JiraExecutor(Spy())}, mode="apply", sleep=lambda _: None)
+    assert searched == ['project = "NOPE\\" OR project = \\"OPS" AND labels = "reconcile-op-op0"']
+    # Not "skipped" because of OPS-50: the project really is the odd string, which Jira refuses.
+    assert result.status.tolist() == ["dead_lettered"]
+    assert "valid project is required" in result.error.iloc[0]
+    assert [w for w in seeded.writes if w["kind"] == "create"] == []
