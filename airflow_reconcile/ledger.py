@@ -76,6 +76,13 @@ def hint_for(outcome: Outcome) -> str | None:
     return "see the error; replay the operation after fixing its cause"
 
 
+def _text(value: Any) -> str | None:
+    """A plan cell as text for the database: pandas' missing values (NA, NaN) become NULL."""
+    if value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -110,7 +117,8 @@ class Ledger:
             row = {
                 "operation_id": op["operation_id"], "spec": self.spec, "dag_id": self.dag_id,
                 "rule": op["rule"], "action": op["action"], "target": op["target"],
-                "target_ref": op.get("target_ref"), "entity": op["entity"], "params": op.get("params") or "{}",
+                "target_ref": _text(op.get("target_ref")), "entity": op["entity"],
+                "params": _text(op.get("params")) or "{}",
                 "attempts": 0, "created_at": now, "status": "planned", **values,
             }  # fmt: skip
             self._write(operations.insert().values(**row))

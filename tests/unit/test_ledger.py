@@ -111,3 +111,14 @@ def test_403_is_dead_lettered_without_retry_with_a_hint(many, jira_client, ledge
     assert dead["error_class"] == "PersistentError"
     assert dead["hint"].startswith("the connection's user may not do this")
     assert json.loads(dead["params"]) == {"assignee": "alice"}  # the payload, for replay
+
+
+def test_missing_plan_values_are_stored_as_null(ledger):
+    import pandas as pd
+
+    op = {"operation_id": "op-na", "rule": "r", "action": "create_issue", "target": "jira",
+          "target_ref": pd.NA, "entity": "svc", "params": float("nan")}  # fmt: skip
+    assert ledger.begin(op) is None
+    row = ledger.get("op-na")
+    assert row["target_ref"] is None
+    assert row["params"] == "{}"
