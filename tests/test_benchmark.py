@@ -34,3 +34,19 @@ def test_make_bench_actions_applies_everything_once():
         assert outcomes == f"{{'applied': {n}}}"
         assert duplicates == "0"
     assert "workers / sequential" in result.stdout
+
+
+def test_the_readme_10m_command_line_runs_at_a_small_size():
+    """README's 10M-row line, with --rows 20000: the flags work and DuckDB is the only baseline."""
+    setup = subprocess.run(["make", ".venv-bench/.installed-stamp"], cwd=REPO, capture_output=True, text=True)
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    result = subprocess.run(
+        [str(REPO / ".venv-bench" / "bin" / "python"), "benchmarks/drift_bench.py", "--rows", "20000",
+         "--skip", "datacompy"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    engines = re.findall(r"^\s*(ours|datacompy|duckdb):", result.stdout, re.M)
+    assert engines == ["ours", "duckdb"]
+    assert "ours / duckdb" in result.stdout
+    assert re.search(r"ours: .* peak \+\s*[\d,]+ MiB = [\d.]+x inputs", result.stdout)
