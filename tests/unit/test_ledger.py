@@ -122,3 +122,60 @@ def test_missing_plan_values_are_stored_as_null(ledger):
     row = ledger.get("op-na")
     assert row["target_ref"] is None
     assert row["params"] == "{}"
+
+
+CHILD = """
+import sys, json
+from jira import JIRA
+from airflow_reconcile.actions.base import apply_plan
+from airflow_reconcile.actions.jira import JiraExecutor
+from airflow_reconcile.audit import AuditStore
+from airflow_reconcile.ledger import Ledger
+from tests.unit.test_actions import plan
+url, user, token, db, n = sys.argv[1:6]
+client = JIRA(server=url, basic_auth=(user, token), options={"rest_api_version": "2"}, max_retries=0, timeout=10)
+ledger = Ledger(AuditStore(f"sqlite:///{db}"), spec="s", dag_id="d", run_id="run-1")
+ops = plan(*[("create_issue", None, {"project": "OPS", "summary": f"finding {i}"}, "auto") for i in range(int(n))])
+apply_plan(ops, {"jira": JiraExecutor(client)}, mode="apply", ledger=ledger)
+"""
+
+
+def test_a_worker_killed_mid_batch_leaves_nothing_duplicated_on_the_next_try(jira_standin, tmp_path):
+    """SIGKILL while creating issues (the try dies between Jira's write and the ledger's "applied"):
+    the next try skips what the ledger or Jira's labels show as done and creates only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from jira import JIRA
+
+    from tests.conftest import REPO
+
+    n = 30
+    jira_standin.faults.set([{"latency": 0.03, "rate": 1}])  # slow enough to be killed mid-batch
+    user, token = jira_standin.credentials
+    db = tmp_path / "audit.db"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, jira_standin.base_url, user, token, str(db), str(n)],
+                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    deadline = time.monotonic() + 60
+    while sum(w["kind"] == "create" for w in jira_standin.writes) < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    time.sleep(0.5)  # a request the child had already sent may still finish on the server
+    created_before = sum(w["kind"] == "create" for w in jira_standin.writes)
+    assert 8 <= created_before < n, "the kill must land mid-batch"
+
+    jira_standin.faults.set([])
+    client = JIRA(server=jira_standin.base_url, basic_auth=(user, token), options={"rest_api_version": "2"},
+                  max_retries=0, timeout=10)  # fmt: skip
+    ledger = Ledger(AuditStore(f"sqlite:///{db}"), spec="s", dag_id="d", run_id="run-1")
+    ops = plan(*[("create_issue", None, {"project": "OPS", "summary": f"finding {i}"}, "auto") for i in range(n)])
+    result = apply_plan(ops, {"jira": JiraExecutor(client)}, mode="apply", ledger=ledger)
+    assert set(result.status) <= {"applied", "skipped"}
+    labels = [w["labels"][0] for w in jira_standin.writes if w["kind"] == "create"]
+    assert len(labels) == n  # every finding exists exactly once
+    assert len(set(labels)) == n
+    assert Counter(result.status)["skipped"] == created_before  # all of the killed try's work was recognised
