@@ -20,7 +20,7 @@ from airflow_reconcile.errors import SpecError
 Mode = Literal["shadow", "apply"]
 Target = Literal["jira", "slack"]
 Autonomy = Literal["observe", "recommend", "auto", "approve", "review"]
-ActionName = Literal["assign", "comment", "transition", "create_issue", "label", "notify", "none"]
+ActionName = Literal["assign", "comment", "transition", "create_issue", "label", "unlabel", "notify", "none"]
 DriftKind = Literal["missing", "unexpected", "changed", "duplicate_key", "null_key"]
 NormalizeStep = Literal["trim", "casefold", "nfc", "null_equivalents", "number", "timestamp"]
 

@@ -95,6 +95,15 @@ class JiraExecutor:
         issue.update(fields={"labels": [*labels, label]})
         return Outcome(op, "applied", prior={"labels": labels})
 
+    def _unlabel(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        label = params["label"]
+        issue = self._issue(key, "labels")
+        labels = list(issue.fields.labels or [])
+        if label not in labels:
+            return Outcome(op, "skipped", prior={"labels": labels})
+        issue.update(update={"labels": [{"remove": label}]})
+        return Outcome(op, "applied", prior={"labels": labels})
+
     def _set_labels(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         """Exactly these labels (a revert of ``label``)."""
         wanted = list(params.get("labels") or [])

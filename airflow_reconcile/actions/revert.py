@@ -14,6 +14,7 @@ UNDO: dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None]] =
     "assign": lambda prior: ("assign", {"assignee": prior.get("assignee") or ""}),
     "transition": lambda prior: ("transition", {"status": prior["status"]}) if prior.get("status") else None,
     "label": lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])}),
+    "unlabel": lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])}),
 }
 WHY_NOT = {
     "comment": "a comment stays in the issue's history; delete it in Jira if it must go",
@@ -85,7 +86,9 @@ def revert_run(ledger: Any, executors: Any, run_id: str, **apply_options: Any) -
     from airflow_reconcile.actions.base import apply_plan
     from airflow_reconcile.ledger import LedgerQueries
 
-    rows = LedgerQueries(ledger).select(run_id=run_id, status="applied")
+    # What that run applied, whatever later runs found since (they record "skipped" but keep the
+    # applying run and its prior state); not what was reverted already.
+    rows = [r for r in LedgerQueries(ledger).select(run_id=run_id) if r["status"] != "reverted"]
     plan, not_reversible = revert_plan(rows)
     result = apply_plan(plan, executors, mode="apply", ledger=ledger, **apply_options)
     undone = {r["operation_id"] for r in not_reversible}

@@ -78,3 +78,15 @@ def test_revert_restores_the_prior_assignees_and_labels_idempotently(seeded, jir
     result, _ = revert_run(undo, jira, "run-7", sleep=nap)  # nothing applied is left in run-7
     assert len(result) == 0
     assert len(seeded.writes) == writes
+
+
+def test_unlabel_is_idempotent_and_reverted_to_the_prior_labels(seeded, jira_client, store):
+    jira = {"jira": JiraExecutor(jira_client)}
+    ledger = Ledger(store, spec="s", dag_id="d", run_id="run-9")
+    ops = plan(("unlabel", "OPS-1", {"label": "x"}, "auto"), ("unlabel", "OPS-2", {"label": "x"}, "auto"))
+    assert apply_plan(ops, jira, mode="apply", ledger=ledger).status.tolist() == ["applied", "skipped"]
+    assert seeded.issues["OPS-1"]["fields"]["labels"] == []
+    assert apply_plan(ops, jira, mode="apply", ledger=ledger).status.tolist() == ["skipped", "skipped"]
+    result, _ = revert_run(Ledger(store, spec="s", dag_id="r", run_id="rv"), jira, "run-9")
+    assert result.status.tolist() == ["applied"]
+    assert seeded.issues["OPS-1"]["fields"]["labels"] == ["x"]
