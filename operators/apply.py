@@ -9,10 +9,21 @@ from typing import TYPE_CHECKING, Any
 from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
 
 if TYPE_CHECKING:
+    import pandas as pd
     from airflow.sdk import Context
 
     from airflow_reconcile.actions import ActionExecutor
     from airflow_reconcile.spec import Spec
+
+
+def audit_outcomes(result: pd.DataFrame, audit: AuditDraft) -> dict[str, int]:
+    """Put each operation's outcome and the counts in the audit record; return the counts."""
+    from airflow_reconcile.actions.base import outcome_counts
+
+    counts = outcome_counts(result)
+    ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
+    audit.details.update(outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records"))
+    return counts
 
 
 class LazyExecutors(Mapping[str, "ActionExecutor"]):
@@ -79,7 +90,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_reconcile.actions.base import RateLimiter, apply_plan, outcome_counts
+        from airflow_reconcile.actions.base import RateLimiter, apply_plan
         from airflow_reconcile.workspace import read_frame
 
         if self.mode not in ("shadow", "apply"):
@@ -103,13 +114,10 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
             workers=spec.limits.concurrency,
         )  # fmt: skip
         manifest = self.workspace(spec, context).write("outcomes", result, policy_version=spec.policy_version)
-        counts = outcome_counts(result)
+        counts = audit_outcomes(result, audit)
         self.log.info("outcomes: %s -> %s", counts, manifest.uri)
         audit.outputs.append(manifest.to_dict())
-        ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
-        audit.details.update(
-            mode=self.mode, outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records")
-        )
+        audit.details["mode"] = self.mode
         dead = counts.get("dead_lettered", 0)
         if dead and self.fail_on_dead_letter:
             raise AirflowFailException(

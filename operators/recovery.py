@@ -26,11 +26,9 @@ class _LedgerOperator(ReconcileBaseOperator):
     def report(self, result: pd.DataFrame, audit: AuditDraft, what: str) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_reconcile.actions.base import outcome_counts
+        from airflow_reconcile.operators.apply import audit_outcomes
 
-        counts = outcome_counts(result)
-        ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
-        audit.details.update(outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records"))
+        counts = audit_outcomes(result, audit)
         self.log.info("%s: %d operation(s): %s", what, len(result), counts)
         if counts.get("dead_lettered"):
             raise AirflowFailException(

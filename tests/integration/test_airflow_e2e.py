@@ -58,6 +58,16 @@ def finished(stack, dag_id, run_id, task_id, timeout=300):
     return state, log.text[-3000:]
 
 
+def failed_apply_run(stack):
+    """Trigger an apply run that must fail: its id, its task states and its audit records."""
+    af = stack.airflow
+    run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
+    assert af.wait_for_run(DAG_ID, run_id, timeout=420) == "failed"
+    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
+    return run_id, states, records
+
+
 def digest_runs(stack, at_least, timeout=180):
     deadline = time.monotonic() + timeout
     runs: list = []
@@ -167,20 +177,16 @@ def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack):
 
 
 def test_bad_target_data_stops_the_run_before_any_action(stack):
-    af = stack.airflow
     # A second ticket for the same service: the actual snapshot's key is no longer unique.
     duplicate = dict(stack.scenario.issues[0], key="OPS-9999")
     stack.jira.seed({"issues": [duplicate]})
     writes = list(stack.jira.writes)
-    run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
-    assert af.wait_for_run(DAG_ID, run_id, timeout=420) == "failed"
-    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+    _, states, records = failed_apply_run(stack)
     assert states["validate_actual"] == "failed"
     assert states["validate_desired"] == "success"
     assert states["apply_corrections"] == "upstream_failed"
     assert stack.jira.writes == writes
     # The gate failed once, without retries, and its audit record says why.
-    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
     [gate] = [r for r in records if r["task_id"] == "validate_actual"]
     assert gate["outcome"] == "failed"
     assert "quality gate failed for the actual snapshot" in gate["error"]
@@ -195,15 +201,12 @@ def test_a_tripped_guard_stops_the_run_before_any_action(stack):
     shuffled = [dict(issue, assignee="someone.else") if n % 2 else issue for n, issue in enumerate(scenario.issues)]
     stack.jira.seed({"users": [*scenario.users, {"name": "someone.else"}], "issues": shuffled})
     writes = list(stack.jira.writes)
-    run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
-    assert af.wait_for_run(DAG_ID, run_id, timeout=420) == "failed"
-    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+    run_id, states, records = failed_apply_run(stack)
     assert states["validate_actual"] == "success"
     assert states["detect_drift"] == "success"
     assert states["evaluate_rules"] == "failed"
     assert states["apply_corrections"] == "upstream_failed"
     assert stack.jira.writes == writes  # nothing written
-    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
     [rules] = [r for r in records if r["task_id"] == "evaluate_rules"]
     assert rules["outcome"] == "failed"
     assert re.match(r"\d+ actions would be applied, more than limits.max_actions=100; nothing was applied",
@@ -224,13 +227,10 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     wrong = scenario.cases["wrong_owner"][0]
     key = next(i["key"] for i in scenario.issues if i["service"] == wrong)
     stack.jira.faults.set([{"method": "PUT", "path": f"/issue/{key}/assignee$", "status": 403, "times": 10}])
-    apply_run = af.trigger(DAG_ID, conf={"mode": "apply"})
-    assert af.wait_for_run(DAG_ID, apply_run, timeout=420) == "failed"
-    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, apply_run)}
+    apply_run, states, records = failed_apply_run(stack)
     assert states["apply_corrections"] == "failed"
     outcomes = af.xcom(DAG_ID, apply_run, "evaluate_rules")  # the plan ran; the outcomes are in the audit
     assert outcomes["summary"]["by_autonomy"]["auto"] == 47
-    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": apply_run})["records"]
     [apply_record] = [r for r in records if r["task_id"] == "apply_corrections"]
     assert apply_record["details"]["outcomes"] == {"applied": 46, "dead_lettered": 1, "recommended": 10,
                                                    "in_review": 5}  # fmt: skip
