@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -20,8 +21,18 @@ if TYPE_CHECKING:
 MAX_ITEMS = 15
 
 
-def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, str]:
-    """channel → message text (mrkdwn): one per owning team, the digest channel for the rest.
+@dataclass(frozen=True)
+class Digest:
+    """One channel's digest: a summary message (text and Block Kit blocks) and the items, posted
+    as a reply in its thread so a busy channel sees one message per run."""
+
+    summary: str
+    blocks: list[dict[str, Any]]
+    items: str
+
+
+def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, Digest]:
+    """channel → digest: one per owning team, the digest channel for the rest.
 
     Values that come from data are escaped: they can never mention, link or format.
     """
@@ -37,15 +48,24 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, s
             team = team.fillna(drift[column])
     channel = team.map(lambda t: slack.channel_template.format(team=t), na_action="ignore").fillna(slack.digest_channel)
     key = spec.sources.desired.key
-    messages: dict[str, str] = {}
+    messages: dict[str, Digest] = {}
     for name, rows in drift.groupby(channel, sort=True):
         teams = sorted(team[rows.index].dropna().unique())
         kinds = rows["drift_kind"].value_counts().to_dict()
-        lines = [
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        title = f"Drift digest: {spec.name}" + (f" for team {', '.join(teams)}" if teams else "")
+        summary = (
             f"*Drift digest: {spec.name}* (run `{escape_mrkdwn(run_id)}`)"
-            + (f" for team *{escape_mrkdwn(', '.join(teams))}*" if teams else ""),
-            ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
-        ]
+            + (f" for team *{escape_mrkdwn(', '.join(teams))}*" if teams else "")
+            + f"\n{counts}"
+        )
+        blocks = [
+            {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},  # plain text: never markup
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{n}"} for k, n in sorted(kinds.items())]},
+            {"type": "context", "elements": [{"type": "mrkdwn",
+                                              "text": f"run `{escape_mrkdwn(run_id)}` · details in the thread"}]},
+        ]  # fmt: skip
+        lines = []
         for row in rows.head(MAX_ITEMS).to_dict("records"):
             entity = escape_mrkdwn("|".join(str(row[k]) for k in key))
             detail = ""
@@ -57,7 +77,7 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, s
             lines.append(f"• `{entity}` {row['drift_kind']} {detail}".rstrip())
         if len(rows) > MAX_ITEMS:
             lines.append(f"… and {len(rows) - MAX_ITEMS} more")
-        messages[str(name)] = "\n".join(lines)
+        messages[str(name)] = Digest(summary=summary, blocks=blocks, items="\n".join(lines))
     return messages
 
 
@@ -109,14 +129,17 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
             from airflow_reconcile.actions.slack import SlackExecutor
 
             slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
-            for channel, text in messages.items():
+            for channel, digest in messages.items():
                 # One id per (spec, source run, channel): a retried digest task never posts twice.
                 op_id = "digest-" + hashlib.sha256(f"{spec.name}|{extra['run_id']}|{channel}".encode()).hexdigest()[:16]
-                outcome = slack.post_once(channel, text, op_id, mrkdwn=True)
+                outcome = slack.post_once(channel, digest.summary, op_id, blocks=digest.blocks)
+                # The items go in the summary's thread, once as well (found there by their own id).
+                slack.post_once(channel, digest.items, f"{op_id}-items",
+                                thread_ts=str(outcome.prior["ts"]), mrkdwn=True)  # fmt: skip
                 self.log.info(
                     "digest for %s: %s", channel, "posted" if outcome.status == "applied" else "already there"
                 )
         else:
-            for channel, text in messages.items():
-                self.log.info("shadow mode, not posted to %s:\n%s", channel, text)
+            for channel, digest in messages.items():
+                self.log.info("shadow mode, not posted to %s:\n%s\n%s", channel, digest.summary, digest.items)
         return {"spec": spec.name, "source_run": extra["run_id"], "channels": sorted(messages), "posted": post}

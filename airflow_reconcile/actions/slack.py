@@ -12,6 +12,8 @@ from airflow_reconcile.errors import PersistentError
 
 EVENT_TYPE = "reconcile_operation"
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def escape_mrkdwn(text: str) -> str:
@@ -23,8 +25,10 @@ class SlackExecutor:
     """Posts through the Slack Web API, at most once per operation id.
 
     Every message carries the operation id in its metadata. Before posting, the channel's recent
-    history (``conversations.history`` with ``include_all_metadata``, by channel id) is searched for
-    it, so a retry after a timeout, or a re-run, never posts twice.
+    history (``conversations.history`` with ``include_all_metadata``, by channel id) — or, for a
+    threaded follow-up, the thread (``conversations.replies``) — is searched for it, so a retry after
+    a timeout, or a re-run, never posts twice. A channel is a ``#name``, a channel id, or a person
+    (a user id ``U…`` or an e-mail address): a direct message through ``conversations.open``.
     """
 
     target = "slack"
@@ -42,18 +46,34 @@ class SlackExecutor:
         channel = params.get("channel") or self.default_channel
         return self.post_once(channel, escape_mrkdwn(params.get("text", "")), operation_id)
 
-    def post_once(self, channel: str, text: str, operation_id: str, **extra: Any) -> Outcome:
-        """Post ``text`` (already safe mrkdwn) unless a message with this operation id is there."""
+    def post_once(
+        self,
+        channel: str,
+        text: str,
+        operation_id: str,
+        *,
+        thread_ts: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+        **extra: Any,
+    ) -> Outcome:
+        """Post ``text`` (already safe mrkdwn; the notification text when ``blocks`` are given) unless
+        a message with this operation id is there; ``thread_ts`` posts it as a reply in that thread."""
         channel_id = self._channel_id(channel)
-        if channel_id and self._posted(channel_id, operation_id):
-            return Outcome(operation_id, "skipped", prior={"channel": channel_id})
+        if channel_id:
+            found = self._posted(channel_id, operation_id, thread_ts)
+            if found is not None:
+                return Outcome(operation_id, "skipped", prior={"channel": channel_id, "ts": found.get("ts")})
+        if thread_ts:
+            extra["thread_ts"] = thread_ts
+        if blocks:
+            extra["blocks"] = blocks
         response = self.client.chat_postMessage(
             channel=channel_id or channel,
             text=text,
             metadata={"event_type": EVENT_TYPE, "event_payload": {"operation_id": operation_id}},
             **extra,
         )
-        if response.get("channel"):
+        if response.get("channel") and not channel_id:
             with self._lock:
                 self._ids[channel.lstrip("#")] = str(response["channel"])
         return Outcome(operation_id, "applied", prior={"channel": response.get("channel"), "ts": response.get("ts")})
@@ -62,6 +82,8 @@ class SlackExecutor:
         """A channel's id (``conversations.history`` takes no names); None when the bot cannot see it yet."""
         if CHANNEL_ID.match(channel):
             return channel
+        if USER_ID.match(channel) or EMAIL.match(channel):
+            return self._direct(channel)
         name = channel.lstrip("#")
         if name in self._ids:
             return self._ids[name]
@@ -77,20 +99,38 @@ class SlackExecutor:
             if name in self._ids or not cursor:
                 return self._ids.get(name)
 
-    def _posted(self, channel_id: str, operation_id: str) -> bool:
+    def _direct(self, person: str) -> str:
+        """The direct-message channel with a person, by user id or e-mail (scopes im:write, users:read.email)."""
+        if person in self._ids:
+            return self._ids[person]
+        user = person
+        if EMAIL.match(person):
+            user = str(self.client.users_lookupByEmail(email=person)["user"]["id"])
+        channel = str(self.client.conversations_open(users=user)["channel"]["id"])
+        with self._lock:
+            self._ids[person] = channel
+        return channel
+
+    def _posted(self, channel_id: str, operation_id: str, thread_ts: str | None = None) -> dict[str, Any] | None:
+        """The message carrying this operation id in the channel's recent history (or the thread)."""
         oldest = f"{time.time() - self.LOOKBACK_SECONDS:.6f}"
         cursor = None
         while True:
-            page = self.client.conversations_history(
-                channel=channel_id, include_all_metadata=True, oldest=oldest, limit=200, cursor=cursor
-            )
+            if thread_ts:
+                page = self.client.conversations_replies(
+                    channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
+                )
+            else:
+                page = self.client.conversations_history(
+                    channel=channel_id, include_all_metadata=True, oldest=oldest, limit=200, cursor=cursor
+                )
             for message in page.get("messages", []):
                 meta = message.get("metadata") or {}
                 if (
                     meta.get("event_type") == EVENT_TYPE
                     and (meta.get("event_payload") or {}).get("operation_id") == operation_id
                 ):
-                    return True
+                    return dict(message)
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not page.get("has_more") or not cursor:
-                return False
+                return None

@@ -17,9 +17,15 @@ def test_one_message_per_team_and_the_rest_to_the_digest_channel(spec):
     _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
     messages = digest_messages(spec, rows, "run-1")
     assert set(messages) == {"#team-pay", "#ops-reconcile"}
-    assert "1 changed, 1 missing" in messages["#team-pay"]
-    assert "for team *pay*" in messages["#team-pay"]
-    assert "`orphan` unexpected" in messages["#ops-reconcile"]
+    pay = messages["#team-pay"]
+    assert "1 changed, 1 missing" in pay.summary
+    assert "for team *pay*" in pay.summary
+    assert pay.blocks[0] == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": "Drift digest: ticket_ownership for team pay"},
+    }
+    assert [f["text"] for f in pay.blocks[1]["fields"]] == ["*changed*\n1", "*missing*\n1"]
+    assert "`orphan` unexpected" in messages["#ops-reconcile"].items
     # data is escaped: a value cannot mention @channel
-    assert "<!channel>" not in messages["#team-pay"]
-    assert "assignee: &lt;!channel&gt; → x" in messages["#team-pay"]
+    assert "<!channel>" not in pay.items + pay.summary + str(pay.blocks)
+    assert "assignee: &lt;!channel&gt; → x" in pay.items
