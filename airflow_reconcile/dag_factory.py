@@ -106,14 +106,7 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["reconcile", spec.name],
-        params={
-            "mode": Param(
-                spec.mode,
-                enum=["shadow", "apply"],
-                title="Mode",
-                description="shadow plans and writes nothing; apply applies the automatic actions",
-            )
-        },
+        params=_params(spec),
         default_args=_default_args(spec.owner),
         doc_md=f"Reconciliation **{spec.name}** from `{spec_path}` (policy version `{spec.policy_version}`).",
     ) as dag:
@@ -148,9 +141,46 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> DAG:
             inlets=[drift_report_asset(spec.name)],
             **common,
         )
-        apply = ApplyCorrectionsOperator(task_id="apply_corrections", plan_task_id="evaluate_rules", **common)
+        failing = {"fail_on_dead_letter": spec.limits.fail_on_dead_letter}
+        apply = ApplyCorrectionsOperator(
+            task_id="apply_corrections", plan_task_id="evaluate_rules", **failing, **common
+        )
         [validations["desired"], validations["actual"]] >> drift >> rules >> apply
+        if spec.needs_approval:
+            # Beside apply_corrections, not after it: a dead letter there does not hold approvals back.
+            from airflow_reconcile.operators.approval import RequestApprovalOperator
+
+            request = RequestApprovalOperator(
+                task_id="request_approval", plan_task_id="evaluate_rules", retries=0,
+                doc_md="Answer in Required Actions: Approve applies the listed actions, Reject records them "
+                "as rejected; no answer in time sends them to review.",
+                **common,
+            )  # fmt: skip
+            approved = ApplyCorrectionsOperator(
+                task_id="apply_approved", plan_task_id="request_approval", approved_only=True, **failing, **common
+            )
+            rules >> request >> approved
     return dag
+
+
+def _params(spec: Spec) -> dict[str, Param]:
+    params = {
+        "mode": Param(
+            spec.mode,
+            enum=["shadow", "apply"],
+            title="Mode",
+            description="shadow plans and writes nothing; apply applies the automatic actions",
+        )
+    }
+    if spec.needs_approval:
+        params["approval_timeout"] = Param(
+            spec.approval.timeout,
+            type="string",
+            pattern=r"^\s*\d+\s*[smhdw]\s*$",
+            title="Approval timeout",
+            description="How long the approval request waits for an answer (e.g. 30m, 4h, 2d); then: review",
+        )
+    return params
 
 
 def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[DAG, DAG]:

@@ -5,7 +5,8 @@ the same drift planned by a re-run, a retry or the next scheduled run is the sam
 
     planned -> in_flight -> applied | skipped | dead_lettered
     planned -> awaiting_approval | in_review | recommended | observed      (not applied)
-    applied -> reverted;  awaiting_approval -> rejected
+    awaiting_approval -> approved -> in_flight -> ...  |  rejected  |  in_review (no answer in time)
+    applied -> reverted
 
 It lives in the audit store's database, next to the audit trail. "No audit, no action": when the
 ledger cannot be written, the side effect does not happen (``AuditUnavailable``).
@@ -52,6 +53,8 @@ operations = sa.Table(
 
 # Done for good: a re-run or the next run never repeats these without asking the target first.
 FINAL = ("applied", "skipped", "reverted", "rejected")
+# A person's decision: a later plan of the same operation does not put it back to waiting.
+DECIDED = (*FINAL, "approved", "in_flight")
 # Actions whose effect a search may not show at once (Jira's index lags a write): once the ledger
 # says applied, they are never sent again, even if the target's search does not see them yet.
 ONCE_ONLY = ("create_issue", "comment", "notify")
@@ -125,12 +128,46 @@ class Ledger:
         else:
             self._write(operations.update().where(operations.c.operation_id == op["operation_id"]).values(**values))
 
-    def record(self, op: Mapping[str, Any], status: str) -> None:
-        """An operation that is not applied in this run (review, approval, recommendation)."""
+    def record(self, op: Mapping[str, Any], status: str) -> str:
+        """An operation that is not applied in this run (review, approval, recommendation).
+
+        Returns the operation's status afterwards: a done or decided operation keeps its status
+        (the update is conditional, so it cannot overwrite a decision made meanwhile).
+        """
         existing = self.get(op["operation_id"])
-        if existing and existing["status"] in FINAL:
-            return
-        self._upsert(op, existing, status=status)
+        if existing is None:
+            self._upsert(op, None, status=status)
+            return status
+        if existing["status"] in DECIDED:
+            return str(existing["status"])
+        self._write(
+            operations.update()
+            .where(operations.c.operation_id == op["operation_id"], operations.c.status.not_in(DECIDED))
+            .values(status=status, run_id=self.run_id, updated_at=_now())
+        )
+        return str((self.get(op["operation_id"]) or {"status": status})["status"])
+
+    def decide(self, operation_ids: list[str], status: str) -> int:
+        """A person's answer (``approved``/``rejected``) or its absence (``in_review``) for operations
+        still awaiting approval; returns how many changed (one that was decided meanwhile keeps its status)."""
+        if not operation_ids:
+            return 0
+        changed = 0
+        try:
+            with self.store.engine.begin() as conn:  # one transaction: all of the answer or none of it
+                for start in range(0, len(operation_ids), 500):
+                    result = conn.execute(
+                        operations.update()
+                        .where(
+                            operations.c.operation_id.in_(operation_ids[start : start + 500]),
+                            operations.c.status == "awaiting_approval",
+                        )
+                        .values(status=status, run_id=self.run_id, updated_at=_now())
+                    )
+                    changed += int(result.rowcount or 0)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.store._unavailable(exc) from None
+        return changed
 
     def begin(self, op: Mapping[str, Any]) -> dict[str, Any] | None:
         """Before the side effect. Returns the ledger row when the operation must not be sent again."""

@@ -40,12 +40,21 @@ def spec_drift(spec: Spec, desired: pd.DataFrame, actual: pd.DataFrame) -> tuple
     )
 
 
-def is_stale(spec: Spec, newest: datetime | None, now: datetime) -> bool:
-    """Whether the source of record's newest timestamp is older than its ``freshness.max_age``."""
+def desired_is_stale(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> bool:
+    """The freshness sensor's verdict on the source of record, from what ``reconcile plan`` can see:
+    the freshness column of the snapshot, or a local file's modification time. A ``freshness.query``
+    needs the source's connection, so it is not checked here."""
+    from airflow_reconcile.sources.base import newest_value
+
     fresh = spec.sources.desired.freshness
-    if fresh is None or newest is None:
+    if fresh is None:
         return False
-    return (now - newest).total_seconds() > fresh.max_age_seconds
+    if fresh.column:
+        return fresh.is_stale(newest_value(frame, fresh.column, origin), now)
+    path = Path(origin)
+    if spec.sources.desired.kind == "file" and path.is_file():
+        return fresh.is_stale(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), now)
+    return False
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,6 @@ def plan_locally(
     """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
     from airflow_reconcile.quality import run_quality_gate
     from airflow_reconcile.rules import evaluate_rules, guard_problem
-    from airflow_reconcile.sources.base import newest_value
 
     now = now or datetime.now(UTC)
     frames: dict[str, Any] = {}
@@ -108,9 +116,7 @@ def plan_locally(
     }
     if not all(q.success for q in quality.values()):
         return LocalPlan(spec, sources, quality, None, None, None, False, now)
-    fresh = spec.sources.desired.freshness
-    newest = newest_value(frames["desired"], fresh.column, sources["desired"]) if fresh and fresh.column else None
-    stale = is_stale(spec, newest, now)
+    stale = desired_is_stale(spec, frames["desired"], sources["desired"], now)
     report, rows = spec_drift(spec, frames["desired"], frames["actual"])
     population = max(report.desired_rows, report.actual_rows)
     plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
@@ -118,10 +124,19 @@ def plan_locally(
     return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard)
 
 
-def plan_table(result: LocalPlan, limit: int = 50) -> str:
-    """What ``reconcile plan`` prints: the inputs, the gate, the drift, then the actions."""
+def describe_change(row: Mapping[Any, Any]) -> str:
+    """One planned action's change, ``column: before -> after`` (a plan row with None for missing cells)."""
     import json
 
+    if row.get("before") and row.get("after"):
+        before, after = json.loads(row["before"]), json.loads(row["after"])
+        return "; ".join(f"{c}: {before.get(c) or '(none)'} -> {after.get(c) or '(none)'}" for c in after)
+    kinds = {"missing": "(absent) -> create", "unexpected": "(not in source of record)"}
+    return kinds.get(str(row.get("drift_kind")), "")
+
+
+def plan_table(result: LocalPlan, limit: int = 50) -> str:
+    """What ``reconcile plan`` prints: the inputs, the gate, the drift, then the actions."""
     spec = result.spec
     lines = [
         f"reconcile plan: {spec.name} (policy {spec.policy_version}, mode {spec.mode})",
@@ -159,16 +174,10 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
     if not len(result.plan):
         return "\n".join([*lines, "", "No changes. The target matches the source of record."])
 
-    def change(row: Mapping[Any, Any]) -> str:
-        if row["before"] is not None and row["after"] is not None:
-            before, after = json.loads(row["before"]), json.loads(row["after"])
-            return "; ".join(f"{c}: {before.get(c) or '(none)'} -> {after.get(c) or '(none)'}" for c in after)
-        return {"missing": "(absent) -> create", "unexpected": "(not in source of record)"}.get(row["drift_kind"], "")
-
     plan = result.plan.astype(object).where(result.plan.notna(), None)
     order = {"auto": 0, "approve": 1, "review": 2, "recommend": 3, "observe": 4}
     rows = sorted(plan.to_dict("records"), key=lambda x: (order.get(x["autonomy"], 9), x["rule"], x["entity"]))
-    table = [(x["entity"], x["target_ref"] or "-", x["rule"], x["action"], x["autonomy"], change(x))
+    table = [(x["entity"], x["target_ref"] or "-", x["rule"], x["action"], x["autonomy"], describe_change(x))
              for x in rows[:limit]]  # fmt: skip
     header = ("entity", "target", "rule", "action", "autonomy", "from -> to")
     widths = [max(len(str(v)) for v in col) for col in zip(header, *table, strict=False)][:-1]

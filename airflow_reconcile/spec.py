@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,16 @@ from airflow_reconcile.errors import SpecError
 Mode = Literal["shadow", "apply"]
 Target = Literal["jira", "slack"]
 Autonomy = Literal["observe", "recommend", "auto", "approve", "review"]
-ActionName = Literal["assign", "comment", "transition", "create_issue", "label", "unlabel", "notify", "none"]
+ActionName = Literal[
+    "assign", "comment", "transition", "create_issue", "label", "unlabel", "set_field", "link", "notify", "none"
+]
+# The params each action needs (a rule without them is a spec error, not a dead letter at 2 a.m.).
+REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
+    "assign": ("assignee",), "transition": ("status",), "comment": ("body",), "label": ("label",),
+    "unlabel": ("label",), "set_field": ("field", "value"), "create_issue": ("project", "summary"),
+    "link": ("type", "to"), "notify": ("text",),
+}  # fmt: skip
+ACTION_TARGET = {"notify": "slack"}  # every other action is a Jira action
 DriftKind = Literal["missing", "unexpected", "changed", "duplicate_key", "null_key"]
 NormalizeStep = Literal["trim", "casefold", "nfc", "null_equivalents", "number", "timestamp"]
 
@@ -69,6 +79,10 @@ class Freshness(_Model):
     @property
     def max_age_seconds(self) -> int:
         return parse_duration(self.max_age)
+
+    def is_stale(self, newest: datetime | None, now: datetime) -> bool:
+        """Older than ``max_age`` — or unknown (no timestamp at all): stale context never drives a write."""
+        return newest is None or (now - newest).total_seconds() > self.max_age_seconds
 
 
 class SourceSpec(_Model):
@@ -243,6 +257,11 @@ class Limits(_Model):
     allow_closures: bool = Field(
         default=False, description="Allow transitions that close or resolve issues (Done, Closed, Resolved...)."
     )
+    fail_on_dead_letter: bool = Field(
+        default=True,
+        description="End the apply task failed when any operation was dead-lettered, so the UI shows it "
+        "(the other operations are applied either way).",
+    )
 
     @field_validator("rate_per_second")
     @classmethod
@@ -251,6 +270,39 @@ class Limits(_Model):
             if rate <= 0:
                 raise ValueError(f"{target}: a rate must be more than 0 calls per second")
         return value
+
+
+class Approval(_Model):
+    """How actions at autonomy ``approve`` wait for a person in Airflow's Required Actions."""
+
+    timeout: str = Field(
+        default="24h",
+        description="How long a request waits for an answer; unanswered, its operations go to review (e.g. 4h, 2d).",
+    )
+    assigned_users: list[str] = Field(
+        default_factory=list,
+        description="Airflow user ids who may answer (empty: anyone who may edit the DAG's runs).",
+    )
+    notify_channel: str | None = Field(
+        default=None, description="A Slack channel told when a request is waiting, with a link to answer it."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        approval_timeout(value)
+        return value
+
+
+MIN_APPROVAL_TIMEOUT = 30
+
+
+def approval_timeout(text: str) -> int:
+    """Seconds of an approval timeout; at least 30 s (a shorter wait would race the task's own parking)."""
+    seconds = parse_duration(text)
+    if seconds < MIN_APPROVAL_TIMEOUT:
+        raise ValueError(f"{text!r} is too short for a person to answer; give at least {MIN_APPROVAL_TIMEOUT}s")
+    return seconds
 
 
 class AssetRef(_Model):
@@ -292,6 +344,7 @@ class Spec(_Model):
     rules: list[Rule] = Field(default_factory=list)
     targets: Targets = Targets()
     limits: Limits = Limits()
+    approval: Approval = Approval()
 
     @model_validator(mode="after")
     def _closures_need_opt_in(self) -> Spec:
@@ -308,6 +361,21 @@ class Spec(_Model):
         return self
 
     @model_validator(mode="after")
+    def _actions_have_their_params(self) -> Spec:
+        for index, rule in enumerate(self.rules):
+            if rule.action == "none":
+                continue
+            target = ACTION_TARGET.get(rule.action, "jira")
+            if rule.target != target:
+                _fail_at(("rules", index, "target"), f"{rule.action!r} is a {target} action; set target: {target}",
+                         rule.target)  # fmt: skip
+            missing = [p for p in REQUIRED_PARAMS.get(rule.action, ()) if p not in rule.params]
+            if missing:
+                _fail_at(("rules", index, "params"),
+                         f"{rule.action!r} needs params {', '.join(missing)}", rule.params)  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
     def _unique_rule_names(self) -> Spec:
         seen: set[str] = set()
         for index, rule in enumerate(self.rules):
@@ -315,6 +383,11 @@ class Spec(_Model):
                 _fail_at(("rules", index, "name"), f"{rule.name!r} is used twice; rule names must be unique", rule.name)
             seen.add(rule.name)
         return self
+
+    @property
+    def needs_approval(self) -> bool:
+        """Some rule acts only after a person approves (the DAG gets approval tasks)."""
+        return any(rule.autonomy == "approve" and rule.action != "none" for rule in self.rules)
 
     @property
     def dag_id(self) -> str:

@@ -119,7 +119,15 @@ def run_once(stack: Stack, mode: str, log: Any = print) -> tuple[str, str]:
     started = time.monotonic()
     run_id = af.trigger(DAG_ID, conf={"mode": mode})
     log(f"triggered {DAG_ID} ({mode} mode): {run_id}")
-    state = af.wait_for_run(DAG_ID, run_id)
+    if mode == "apply":  # the missing tickets wait for a person: say where to answer
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and af.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"] == "running":
+            states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+            if states.get("request_approval") == "awaiting_input":
+                log(f"approval needed: {af.url}/dags/{DAG_ID}/runs/{run_id}/tasks/request_approval/required_actions")
+                break
+            time.sleep(2)
+    state = af.wait_for_run(DAG_ID, run_id, timeout=86400 if mode == "apply" else 300)
     for line in summarize(stack, run_id, state, time.monotonic() - started):
         log(line)
     return run_id, state

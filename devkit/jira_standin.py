@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,10 @@ SERVICE_FIELD = {
 SYSTEM_FIELDS = ["summary", "description", "project", "issuetype", "status", "priority", "assignee", "labels",
                  "updated", "created", "comment", "reporter"]  # fmt: skip
 STATUSES = ["Open", "In Progress", "Done"]
+LINK_TYPES = [
+    {"id": "10000", "name": "Relates", "inward": "relates to", "outward": "relates to"},
+    {"id": "10001", "name": "Blocks", "inward": "is blocked by", "outward": "blocks"},
+]
 
 
 def _now() -> str:
@@ -53,8 +58,11 @@ def _tokens(jql: str) -> list[tuple[str, bool]]:
 class JiraStandIn(StandIn):
     name = "jira"
 
-    def __init__(self, user: str = "reconcile-bot", password: str = "stand-in-token") -> None:
+    def __init__(self, user: str = "reconcile-bot", password: str = "stand-in-token", cloud: bool = False) -> None:
+        """``cloud``: answer as Jira Cloud does — users by ``accountId`` only (no names), user search by
+        ``query``, and issue search only through ``/search/jql`` with page tokens (``/search`` is gone)."""
         self.credentials = (user, password)
+        self.cloud = cloud
         super().__init__()
         self.route("GET", f"{API}/serverInfo", self.server_info)
         self.route("GET", f"{API}/field", lambda **_: self.fields)
@@ -62,7 +70,9 @@ class JiraStandIn(StandIn):
         self.route("GET", f"{API}/search", self.search)
         self.route("POST", f"{API}/search", lambda body, **_: self.search(query=body or {}))
         self.route("GET", f"{API}/user/search", self.user_search)
-        self.route("GET", f"{API}/user", lambda query, **_: self._user(query.get("username", "")))
+        self.route("GET", f"{API}/user", self.get_user)
+        self.route("GET", f"{API}/search/jql", self.search_jql)
+        self.route("POST", f"{API}/search/jql", lambda body, **_: self.search_jql(query=body or {}))
         self.route("POST", f"{API}/issue", self.create_issue)
         self.route("GET", f"{API}/issue/(?P<key>[^/]+)", self.get_issue)
         self.route("PUT", f"{API}/issue/(?P<key>[^/]+)", self.edit_issue)
@@ -71,6 +81,9 @@ class JiraStandIn(StandIn):
         self.route("POST", f"{API}/issue/(?P<key>[^/]+)/transitions", self.do_transition)
         self.route("GET", f"{API}/issue/(?P<key>[^/]+)/comment", self.comments)
         self.route("POST", f"{API}/issue/(?P<key>[^/]+)/comment", self.add_comment)
+        self.route("GET", f"{API}/issueLinkType", lambda **_: {"issueLinkTypes": LINK_TYPES})
+        self.route("POST", f"{API}/issueLink", self.link)
+        self.route("DELETE", f"{API}/issueLink/(?P<link_id>[^/]+)", self.unlink)
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -119,6 +132,7 @@ class JiraStandIn(StandIn):
                 "created": issue.get("created", issue.get("updated", _now())),
                 "customfield_10100": issue.get("service"),
                 "comment": {"comments": [], "total": 0},
+                "issuelinks": [],
             },
         }
         self.issues[key] = stored
@@ -126,8 +140,24 @@ class JiraStandIn(StandIn):
 
     def _user_ref(self, name: str) -> dict[str, Any]:
         user = self.users.setdefault(name, {"name": name, "displayName": name, "active": True})
+        if self.cloud:  # Cloud exposes no user names: an account id, and the e-mail if visible
+            return {"self": f"{self.base_url}/rest/api/2/user?accountId={self.account_id(name)}",
+                    "accountId": self.account_id(name), "displayName": user["displayName"], "active": user["active"],
+                    **({"emailAddress": user["email"]} if user.get("email") else {})}  # fmt: skip
         return {"self": f"{self.base_url}/rest/api/2/user?username={user['name']}", "name": user["name"],
                 "key": user["name"], "displayName": user["displayName"], "active": user["active"]}  # fmt: skip
+
+    @staticmethod
+    def account_id(name: str) -> str:
+        return "5b10ac8d82e05b22cc7d" + hashlib.sha256(name.encode()).hexdigest()[:4]
+
+    def _by_account(self, account: str) -> str | None:
+        return next((n for n in self.users if self.account_id(n) == account), None)
+
+    def get_user(self, query: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if self.cloud:
+            return self._user(self._by_account(str(query.get("accountId", ""))) or "")
+        return self._user(query.get("username", ""))
 
     def _user(self, name: str) -> dict[str, Any]:
         if name not in self.users:
@@ -150,7 +180,7 @@ class JiraStandIn(StandIn):
     # -- API ---------------------------------------------------------------------------------
     def server_info(self, **_: Any) -> dict[str, Any]:
         return {"baseUrl": self.base_url, "version": "9.12.0", "versionNumbers": [9, 12, 0],
-                "deploymentType": "Server", "buildNumber": 912000, "serverTitle": "Jira stand-in"}  # fmt: skip
+                "deploymentType": "Cloud" if self.cloud else "Server", "buildNumber": 912000, "serverTitle": "Jira stand-in"}  # fmt: skip
 
     def _self(self, issue: dict[str, Any]) -> str:
         return f"{self.base_url}/rest/api/2/issue/{issue['id']}"
@@ -176,6 +206,8 @@ class JiraStandIn(StandIn):
         return self._project(self._issue(key), self._field_list(query.get("fields")))
 
     def search(self, query: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if self.cloud:
+            raise Reply(410, {"errorMessages": ["The requested API has been removed. Please use /search/jql."]})
         matches = self._run_jql(str(query.get("jql", "")))
         start = int(query.get("startAt", 0))
         size = min(int(query.get("maxResults", 50)), 100)
@@ -185,8 +217,23 @@ class JiraStandIn(StandIn):
                 "issues": [self._project(i, fields) for i in page]}  # fmt: skip
 
     def user_search(self, query: dict[str, Any], **_: Any) -> list[dict[str, Any]]:
-        term = str(query.get("username", "")).casefold()
-        return [self._user_ref(n) for n in sorted(self.users) if term and term in n.casefold()]
+        term = str(query.get("query" if self.cloud else "username", "")).casefold()
+        return [
+            self._user_ref(n) for n in sorted(self.users)
+            if term and (term in n.casefold() or term in str(self.users[n].get("email", "")).casefold())
+        ]  # fmt: skip
+
+    def search_jql(self, query: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """Cloud's enhanced search: pages by ``nextPageToken``; no total."""
+        if not self.cloud:
+            raise _jira_error(404, "search/jql is a Jira Cloud API")
+        matches = self._run_jql(str(query.get("jql", "")))
+        start = int(query.get("nextPageToken") or 0)
+        size = min(int(query.get("maxResults", 50)), 100)
+        page = matches[start : start + size]
+        last = start + size >= len(matches)
+        return {"issues": [self._project(i, self._field_list(query.get("fields"))) for i in page], "isLast": last,
+                **({} if last else {"nextPageToken": str(start + size)})}  # fmt: skip
 
     def create_issue(self, body: dict[str, Any], **_: Any) -> tuple[int, dict[str, Any]]:
         fields = (body or {}).get("fields", {})
@@ -204,9 +251,11 @@ class JiraStandIn(StandIn):
                 "issuetype": fields["issuetype"].get("name"),
                 "labels": fields.get("labels", []),
                 "service": fields.get("customfield_10100"),
+                "assignee": (fields.get("assignee") or {}).get("name"),
             }
         )
-        self.writes.append({"kind": "create", "key": issue["key"], "labels": issue["fields"]["labels"]})
+        self.writes.append({"kind": "create", "key": issue["key"], "labels": issue["fields"]["labels"],
+                            "summary": fields["summary"]})  # fmt: skip
         return 201, {"id": issue["id"], "key": issue["key"], "self": self._self(issue)}
 
     def edit_issue(self, key: str, body: dict[str, Any], **_: Any) -> tuple[int, None]:
@@ -228,6 +277,9 @@ class JiraStandIn(StandIn):
     def assign(self, key: str, body: dict[str, Any], **_: Any) -> tuple[int, None]:
         issue = self._issue(key)
         name = (body or {}).get("name")
+        if self.cloud:
+            account = (body or {}).get("accountId")
+            name = None if account in (None, "-1") else (self._by_account(str(account)) or f"unknown:{account}")
         if name in (None, "-1"):
             issue["fields"]["assignee"] = None
         else:
@@ -268,6 +320,31 @@ class JiraStandIn(StandIn):
         self._touch(issue, "comment", body=comment["body"])
         return 201, comment
 
+    def link(self, body: dict[str, Any], **_: Any) -> tuple[int, None]:
+        body = body or {}
+        kind = next((t for t in LINK_TYPES if t["name"] == (body.get("type") or {}).get("name")), None)
+        if kind is None:
+            raise _jira_error(404, f"No issue link type with name '{(body.get('type') or {}).get('name')}' found.")
+        inward, outward = self._issue(body["inwardIssue"]["key"]), self._issue(body["outwardIssue"]["key"])
+        self.next_id += 1
+        link_id = str(self.next_id)
+        inward["fields"]["issuelinks"].append({"id": link_id, "type": kind, "outwardIssue": {"key": outward["key"]}})
+        outward["fields"]["issuelinks"].append({"id": link_id, "type": kind, "inwardIssue": {"key": inward["key"]}})
+        self._touch(inward, "link", to=outward["key"], type=kind["name"])
+        return 201, None
+
+    def unlink(self, link_id: str, **_: Any) -> tuple[int, None]:
+        found = False
+        for issue in self.issues.values():
+            links = issue["fields"].get("issuelinks", [])
+            kept = [link for link in links if link["id"] != link_id]
+            if len(kept) != len(links):
+                issue["fields"]["issuelinks"], found = kept, True
+                self._touch(issue, "unlink", link=link_id)
+        if not found:
+            raise _jira_error(404, f"No issue link with id '{link_id}' exists.")
+        return 204, None
+
     # -- JQL subset: clauses joined by AND, then ORDER BY -------------------------------------
     def _value_of(self, issue: dict[str, Any], field: str) -> Any:
         f = field.casefold()
@@ -282,7 +359,8 @@ class JiraStandIn(StandIn):
             value = fields.get("issuetype" if f == "type" else f)
             return value["name"] if value else None
         if f == "assignee":
-            return fields["assignee"]["name"] if fields.get("assignee") else None
+            ref = fields.get("assignee")
+            return (ref.get("name") or self._by_account(ref.get("accountId", ""))) if ref else None
         if f == "labels":
             return fields.get("labels", [])
         if f in ("updated", "created"):

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_reconcile.actions import ActionExecutor
+    from airflow_reconcile.ledger import Ledger
     from airflow_reconcile.spec import Spec
 
 
@@ -69,6 +70,8 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
 
     :param mode: ``shadow`` or ``apply`` (templated; the DAG passes ``{{ params.mode }}``)
     :param fail_on_dead_letter: end the task failed when any operation was dead-lettered
+    :param approved_only: ``plan_task_id`` is the approval task: apply the operations of its request
+        that the ledger holds as approved (the ``apply_approved`` task)
     """
 
     template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields, "mode")
@@ -80,9 +83,11 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         plan_task_id: str,
         mode: str = "{{ params.mode }}",
         fail_on_dead_letter: bool = True,
+        approved_only: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.approved_only = approved_only
         self.plan_task_id = plan_task_id
         self.mode = mode
         self.fail_on_dead_letter = fail_on_dead_letter
@@ -98,7 +103,6 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         plan_m = self.pull(context, self.plan_task_id)
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
         plan = read_frame(plan_m)
-        self.log.info("applying %d planned operations in %s mode", len(plan), self.mode)
         executors = LazyExecutors(spec) if self.mode == "apply" else {}
         limiter = RateLimiter(spec.limits.rate_per_second)
         ledger = None
@@ -109,6 +113,9 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
             # Written before and after every side effect; if it cannot be written, nothing is applied.
             store = AuditStoreHook(self.audit_conn_id).store
             ledger = Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
+        if self.approved_only:
+            plan = self._approved(plan, ledger)
+        self.log.info("applying %d planned operations in %s mode", len(plan), self.mode)
         result = apply_plan(
             plan, executors, mode=self.mode, progress=self.log.info, limiter=limiter, ledger=ledger,
             workers=spec.limits.concurrency,
@@ -125,3 +132,15 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
                 "the other operations were applied"
             )
         return {**manifest.to_dict(), "mode": self.mode, "outcomes": counts}
+
+    def _approved(self, request: pd.DataFrame, ledger: Ledger | None) -> pd.DataFrame:
+        from airflow_reconcile.approval import approved_plan
+        from airflow_reconcile.ledger import LedgerQueries
+
+        if ledger is None:  # shadow: the approval task was skipped, and this one with it
+            return request.iloc[0:0]
+        ids = request["operation_id"].tolist()
+        rows = {r["operation_id"]: r for r in LedgerQueries(ledger).select(operation_ids=ids)} if ids else {}
+        approved = approved_plan(request, rows)
+        self.log.info("%d of the %d requested operation(s) are approved", len(approved), len(request))
+        return approved

@@ -32,6 +32,33 @@ class AuditDraft:
     policy_version: str = ""
 
 
+def _outcome_of(exc: BaseException) -> tuple[str, str | None]:
+    """How a try that raised ended: parked for a person, deferred and skipped are not failures."""
+    from airflow.sdk.exceptions import (
+        AirflowRescheduleException,
+        AirflowSkipException,
+        DownstreamTasksSkipped,
+        TaskDeferred,
+    )
+
+    try:
+        from airflow.sdk.exceptions import TaskAwaitingInput
+    except ImportError:  # Airflow < 3.3 defers human-in-the-loop tasks instead
+        TaskAwaitingInput = TaskDeferred  # noqa: N806
+
+    if isinstance(exc, TaskAwaitingInput):
+        return "awaiting_input", None
+    if isinstance(exc, TaskDeferred):
+        return "deferred", None
+    if isinstance(exc, DownstreamTasksSkipped):  # the task succeeded and skips what follows it
+        return "success", None
+    if isinstance(exc, AirflowRescheduleException):  # a sensor in reschedule mode, poking again later
+        return "rescheduled", None
+    if isinstance(exc, AirflowSkipException):
+        return "skipped", str(exc) or None
+    return "failed", f"{type(exc).__name__}: {exc}"
+
+
 class AuditedTaskMixin:
     """Mixed into our operators and sensors. Subclasses implement ``run(context, spec, audit)``."""
 
@@ -65,7 +92,7 @@ class AuditedTaskMixin:
                 draft.spec, draft.policy_version = spec.name, spec.policy_version
             return body(spec, draft)
         except BaseException as exc:
-            outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+            outcome, error = _outcome_of(exc)
             raise
         finally:
             ti = context["ti"]
@@ -87,6 +114,13 @@ class AuditedTaskMixin:
             )
             digest = store.append(record)
             log.info("audit record %s written (%s)", digest[:12], outcome)
+
+    def pull(self, context: Context, task_id: str, key: str = "return_value") -> dict[str, Any]:
+        """A manifest an upstream task returned; fails clearly when it is absent."""
+        value = context["ti"].xcom_pull(task_ids=task_id, key=key)
+        if not value:
+            raise ValueError(f"task {task_id!r} left no manifest in XCom; did it run in this DAG run?")
+        return dict(value)
 
     def set_outlet_extra(self, context: Context, extra: dict[str, Any]) -> None:
         """Every asset event this task emits carries counts, URIs and the policy version."""
@@ -122,10 +156,3 @@ class ReconcileBaseOperator(AuditedTaskMixin, BaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
         raise NotImplementedError
-
-    def pull(self, context: Context, task_id: str) -> dict[str, Any]:
-        """A manifest an upstream task returned; fails clearly when it is absent."""
-        value = context["ti"].xcom_pull(task_ids=task_id)
-        if not value:
-            raise ValueError(f"task {task_id!r} left no manifest in XCom; did it run in this DAG run?")
-        return dict(value)

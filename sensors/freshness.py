@@ -62,13 +62,11 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
         if source.freshness is None:
             return PokeReturnValue(True, {"side": self.side, "stale": False, "checked": False})
         newest = get_source(source.kind).newest(source, source_context(self.spec_path, source, self.log))
+        now = datetime.now(UTC)
         if newest is None:
             self.log.warning("%s source cannot tell how fresh it is; treating it as stale", self.side)
-            age = None
-            stale = True
-        else:
-            age = (datetime.now(UTC) - newest).total_seconds()
-            stale = age > source.freshness.max_age_seconds
+        age = (now - newest).total_seconds() if newest else None
+        stale = source.freshness.is_stale(newest, now)
         info = {
             "side": self.side,
             "stale": stale,

@@ -37,14 +37,44 @@ def test_reconciliation_dag_shape(dagbag):
     assert dag.params["mode"] == "shadow"
     assert {t.task_id for t in dag.tasks} == {
         "check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
-        "detect_drift", "evaluate_rules", "apply_corrections",
+        "detect_drift", "evaluate_rules", "apply_corrections", "request_approval", "apply_approved",
     }  # fmt: skip
     assert dag.get_task("read_desired").upstream_task_ids == {"check_freshness"}
     assert dag.get_task("detect_drift").upstream_task_ids == {"validate_desired", "validate_actual"}
     assert dag.get_task("apply_corrections").upstream_task_ids == {"evaluate_rules"}
+    # Approvals beside apply_corrections (a dead letter there does not hold them back).
+    assert dag.get_task("request_approval").upstream_task_ids == {"evaluate_rules"}
+    assert dag.get_task("apply_approved").upstream_task_ids == {"request_approval"}
+    assert dag.get_task("request_approval").retries == 0  # a retry would ask the same question again
+    assert dag.params["approval_timeout"] == "24h"
+    assert dag.get_task("request_approval").approval_timeout == "{{ params.approval_timeout }}"
     assert [a.name for a in dag.get_task("detect_drift").outlets] == ["reconcile.ticket_ownership.drift_report"]
     assert [a.name for a in dag.get_task("read_actual").outlets] == ["reconcile.ticket_ownership.snapshot_actual"]
     assert dag.max_active_runs == 1
+
+
+def test_a_spec_without_approve_rules_has_no_approval_tasks(tmp_path):
+    from airflow_reconcile.dag_factory import build_reconciliation_dag
+
+    text = (
+        (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text().replace("autonomy: approve", "autonomy: review")
+    )
+    (tmp_path / "spec.yaml").write_text(text)
+    dag = build_reconciliation_dag(tmp_path / "spec.yaml")
+    assert not {"request_approval", "apply_approved"} & set(dag.task_ids)
+    assert "approval_timeout" not in dag.params
+
+
+def test_dead_letters_fail_the_apply_task_unless_the_spec_says_otherwise(tmp_path):
+    from airflow_reconcile.dag_factory import build_reconciliation_dag
+
+    text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(text.replace("limits:\n", "limits:\n  fail_on_dead_letter: false\n"))
+    relaxed = build_reconciliation_dag(tmp_path / "spec.yaml")
+    assert relaxed.get_task("apply_corrections").fail_on_dead_letter is False
+    assert relaxed.get_task("apply_approved").fail_on_dead_letter is False
+    (tmp_path / "spec.yaml").write_text(text)
+    assert build_reconciliation_dag(tmp_path / "spec.yaml").get_task("apply_corrections").fail_on_dead_letter
 
 
 def test_digest_dag_is_scheduled_on_the_drift_report(dagbag):

@@ -152,10 +152,14 @@ def apply_plan(
     def one(op: Mapping[Any, Any]) -> Outcome:
         op_id = op["operation_id"]
         if op["autonomy"] != "auto":
-            outcome = Outcome(op_id, NOT_APPLIED.get(op["autonomy"], "in_review"))
+            status = NOT_APPLIED.get(op["autonomy"], "in_review")
+            if mode != "apply" and status == "awaiting_approval":
+                status = "needs_approval"  # shadow mode asks no one
             if ledger is not None and mode == "apply":
-                ledger.record(op, outcome.status)
-            return outcome
+                status = ledger.record(op, status)  # an earlier decision (rejected, approved...) stands
+                if status in ("applied", "skipped"):
+                    return Outcome(op_id, "skipped", 0, None, f"already {status} (ledger)")
+            return Outcome(op_id, status)
         if mode != "apply":
             return Outcome(op_id, "shadow")
         if op["action"] == "none":

@@ -17,10 +17,36 @@ def jql_string(value: str) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+USER_IDS = ("name", "key", "accountId", "emailAddress")
+
+
 def _name(user: Any) -> str | None:
+    """A user as the snapshot shows it: name (Server/DC); e-mail if visible, else account id (Cloud)."""
     if user is None:
         return None
-    return getattr(user, "name", None) or getattr(user, "accountId", None)
+    return getattr(user, "name", None) or getattr(user, "emailAddress", None) or getattr(user, "accountId", None)
+
+
+def _is(user: Any, wanted: str | None) -> bool:
+    """Whether a Jira user (or nobody) is the wanted one, by any of its identifiers."""
+    if user is None or not wanted:
+        return user is None and not wanted
+    return wanted.casefold() in {str(getattr(user, a, None) or "").casefold() for a in USER_IDS} - {""}
+
+
+def _shown(value: Any) -> str | None:
+    """A field's current value as the text a rule compares with (option, user, number or list)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return ",".join(filter(None, map(_shown, value)))
+    for attr in ("value", "name", "accountId"):
+        inner = getattr(value, attr, None) if not isinstance(value, dict) else value.get(attr)
+        if inner is not None:
+            return str(inner)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 class JiraExecutor:
@@ -30,7 +56,49 @@ class JiraExecutor:
         self.client = client
         self.project = project
         self._users: dict[str, str] = {}
+        self._fields: dict[str, dict[str, Any]] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def _cloud(self) -> bool:
+        return bool(getattr(self.client, "_is_cloud", False))
+
+    def _field(self, name: str) -> dict[str, Any]:
+        """Jira's description of a field, by id (``customfield_10100``), name (``Service``) or JQL clause."""
+        with self._lock:
+            if self._fields is None:
+                fields: dict[str, dict[str, Any]] = {}
+                for field in self.client.fields():
+                    for alias in (field["id"], field.get("name"), *field.get("clauseNames", [])):
+                        if alias:
+                            fields.setdefault(str(alias).casefold(), field)
+                self._fields = fields
+        found = self._fields.get(name.casefold())
+        if found is None:
+            raise PersistentError(f"Jira has no field {name!r} (give its name as Jira shows it, or its id)")
+        return found
+
+    def _user_ref(self, wanted: str) -> dict[str, str]:
+        ident = self._user_id(wanted)
+        return {"accountId": ident} if self._cloud else {"name": ident}
+
+    def _field_value(self, field: dict[str, Any], value: str) -> Any:
+        """A rule's text value in the shape Jira expects for the field's type."""
+        kind = (field.get("schema") or {}).get("type", "string")
+        if kind == "number":
+            try:
+                return float(value)
+            except ValueError:
+                raise PersistentError(f"field {field.get('name')!r} is a number; {value!r} is not") from None
+        if kind == "option":
+            return {"value": value}
+        if kind == "user":
+            return self._user_ref(value)
+        if kind in ("priority", "issuetype", "status", "resolution", "version", "component"):
+            return {"name": value}
+        if kind == "array":
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
         handler = getattr(self, f"_{action}", None)
@@ -52,11 +120,18 @@ class JiraExecutor:
         cached = self._users.get(wanted.casefold())
         if cached is not None:
             return cached
-        cloud = bool(getattr(self.client, "_is_cloud", False))
+        cloud = self._cloud
         found = self.client.search_users(**({"query": wanted} if cloud else {"user": wanted}), maxResults=50)
+        if cloud and not found and "@" not in wanted:  # an account id (a revert's prior state) is not searchable
+            from jira.exceptions import JIRAError
+
+            try:
+                found = [self.client.user(wanted)]
+            except JIRAError as exc:
+                if exc.status_code != 404:
+                    raise
         for user in found:
-            names = (getattr(user, a, None) for a in ("name", "key", "accountId", "emailAddress"))
-            if wanted.casefold() in {str(n).casefold() for n in names if n}:
+            if _is(user, wanted):
                 ident = str(getattr(user, "accountId", None) if cloud else getattr(user, "name", None))
                 with self._lock:
                     self._users[wanted.casefold()] = ident
@@ -65,12 +140,14 @@ class JiraExecutor:
 
     def _assign(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         wanted = params.get("assignee") or None
-        current = _name(self._issue(key, "assignee").fields.assignee)
-        prior = {"assignee": current}
-        if (current or "").casefold() == (wanted or "").casefold():
+        user = self._issue(key, "assignee").fields.assignee
+        prior = {"assignee": _name(user)}
+        if _is(user, wanted):
             return Outcome(op, "skipped", prior=prior)
         ident = self._user_id(wanted) if wanted else None
-        cloud = bool(getattr(self.client, "_is_cloud", False))
+        if user is not None and ident == (getattr(user, "accountId", None) or getattr(user, "name", None)):
+            return Outcome(op, "skipped", prior=prior)  # e.g. wanted by e-mail, Cloud hides the e-mail
+        cloud = self._cloud
         # The client's assign_issue() would search the user again on every call and turn any HTTP
         # error of that search into a status-less JIRAError (a 503 would look persistent); this is
         # the same REST call with the user we already resolved exactly.
@@ -138,12 +215,72 @@ class JiraExecutor:
         )
         if found:
             return Outcome(op, "skipped", prior={"created": found[0].key})
-        fields = {
+        fields: dict[str, Any] = {
             "project": {"key": project},
             "summary": params.get("summary", "Reconciliation finding"),
             "description": params.get("description", ""),
             "issuetype": {"name": params.get("issuetype", "Task")},
             "labels": [label],
         }
+        if params.get("assignee"):
+            fields["assignee"] = self._user_ref(params["assignee"])
+        for name, value in params.items():  # ``field.<name>: value`` sets any other field
+            if name.startswith("field."):
+                field = self._field(name.removeprefix("field."))
+                fields[field["id"]] = self._field_value(field, value)
         issue = self.client.create_issue(fields=fields)
         return Outcome(op, "applied", prior={"created": issue.key})
+
+    def _link_type(self, wanted: str) -> dict[str, Any]:
+        """The link type by name or either description (``Blocks``, ``blocks``, ``is blocked by``)."""
+        with self._lock:
+            if not hasattr(self, "_link_types"):
+                self._link_types = [t.raw for t in self.client.issue_link_types()]
+        for kind in self._link_types:
+            if wanted.casefold() in {str(kind.get(a, "")).casefold() for a in ("name", "outward", "inward")}:
+                return kind
+        names = ", ".join(sorted(str(t.get("name")) for t in self._link_types))
+        raise PersistentError(f"Jira has no issue link type {wanted!r} (it has: {names})")
+
+    def _links(self, key: str, kind: dict[str, Any], other: str) -> list[dict[str, Any]]:
+        """This issue's links of ``kind`` with ``other``, in either direction."""
+        raw = self._issue(key, "issuelinks").raw.get("fields", {}).get("issuelinks") or []
+        return [
+            link for link in raw
+            if (link.get("type") or {}).get("name") == kind["name"]
+            and other.casefold() in {str((link.get(side) or {}).get("key", "")).casefold()
+                                     for side in ("inwardIssue", "outwardIssue")}
+        ]  # fmt: skip
+
+    def _link(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        """Link this issue to ``params.to`` with ``params.type``; skipped when that link exists."""
+        kind, other = self._link_type(params["type"]), str(params["to"])
+        prior = {"type": kind["name"], "to": other}
+        if self._links(key, kind, other):
+            return Outcome(op, "skipped", prior=prior)
+        body = {"type": {"name": kind["name"]}, "inwardIssue": {"key": key}, "outwardIssue": {"key": other}}
+        self.client._session.post(self.client._get_url("issueLink"), data=json.dumps(body))
+        return Outcome(op, "applied", prior=prior)
+
+    def _unlink(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        """Remove this issue's ``params.type`` links with ``params.to`` (a revert of ``link``)."""
+        kind, other = self._link_type(params["type"]), str(params["to"])
+        links = self._links(key, kind, other)
+        for link in links:
+            self.client.delete_issue_link(str(link["id"]))
+        return Outcome(op, "applied" if links else "skipped", prior={"type": kind["name"], "to": other})
+
+    def _set_field(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+        """Set one field (``params.field`` by name or id) to ``params.value``; skipped when it already is."""
+        if "field" not in params:
+            raise PersistentError("set_field needs params.field (a field name or id) and params.value")
+        field = self._field(params["field"])
+        wanted = params.get("value")
+        issue = self._issue(key, field["id"])
+        shown = _shown(getattr(issue.fields, field["id"], None))
+        prior = {"field": field["id"], "value": shown}
+        if (shown or "") == (wanted or ""):
+            return Outcome(op, "skipped", prior=prior)
+        value = self._field_value(field, wanted) if wanted else None
+        issue.update(fields={field["id"]: value})
+        return Outcome(op, "applied", prior=prior)

@@ -15,6 +15,10 @@ UNDO: dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None]] =
     "transition": lambda prior: ("transition", {"status": prior["status"]}) if prior.get("status") else None,
     "label": lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])}),
     "unlabel": lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])}),
+    "set_field": lambda prior: (
+        ("set_field", {"field": prior["field"], "value": prior.get("value") or ""}) if prior.get("field") else None
+    ),
+    "link": lambda prior: ("unlink", {"type": prior["type"], "to": prior["to"]}) if prior.get("type") else None,
 }
 WHY_NOT = {
     "comment": "a comment stays in the issue's history; delete it in Jira if it must go",

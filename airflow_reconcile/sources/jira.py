@@ -14,12 +14,16 @@ if TYPE_CHECKING:
 PAGE_SIZE = 100
 
 
+USER_IDS = ("name", "emailAddress", "accountId")  # Server/DC: name; Cloud: e-mail if visible, else account id
+
+
 def _plain(value: Any) -> str | None:
-    """Jira field values as text: users by name, options and statuses by name/value."""
+    """Jira field values as text: users by name (Cloud: e-mail or account id), options and statuses by name/value."""
     if value is None:
         return None
     if isinstance(value, dict):
-        for attr in ("name", "value", "key", "displayName"):
+        is_user = "accountId" in value or "emailAddress" in value
+        for attr in USER_IDS if is_user else ("name", "value", "key", "displayName"):
             if attr in value and value[attr] is not None:
                 return str(value[attr])
         return str(value)
@@ -52,24 +56,41 @@ class JiraSource:
             wanted = sorted({i for i in ids.values() if i != "key"})
             rows: list[dict[str, Any]] = []
             progress = ctx.tracker("jira")
-            start = 0
-            while True:
-                page = client.search_issues(jql, startAt=start, maxResults=PAGE_SIZE, fields=wanted, json_result=True)
-                issues = page.get("issues", [])
+            for issues, total in self._pages(client, jql, wanted):
                 for issue in issues:
                     fields = issue.get("fields", {})
                     rows.append(
                         {col: issue["key"] if fid == "key" else _plain(fields.get(fid)) for col, fid in ids.items()}
                     )
-                total = int(page.get("total", len(rows)))
                 progress.add(len(issues), total)
-                start += len(issues)
-                if not issues or start >= total:
-                    break
         except JIRAError as exc:
             raise source_failure(exc, f"{ctx.origin}: Jira answered {exc.status_code}: {exc.text}") from None
         frame = pd.DataFrame(rows, columns=list(ids), dtype="string")
         return Snapshot(frame=finish(frame, spec, "Jira", ctx.origin), source="jira", taken_at=now_utc())
+
+    @staticmethod
+    def _pages(client: Any, jql: str, fields: list[str]) -> Any:
+        """(issues, total or None) per page: Server/DC page by ``startAt``; Cloud only by page token
+        (``/search/jql``; the old ``/search`` is gone there and gives no total)."""
+        if getattr(client, "_is_cloud", False):
+            token = None
+            while True:
+                page = client.enhanced_search_issues(
+                    jql, nextPageToken=token, maxResults=PAGE_SIZE, fields=fields, json_result=True
+                )
+                yield page.get("issues", []), None
+                token = page.get("nextPageToken")
+                if page.get("isLast", True) or not token:
+                    return
+        start = 0
+        while True:
+            page = client.search_issues(jql, startAt=start, maxResults=PAGE_SIZE, fields=fields, json_result=True)
+            issues = page.get("issues", [])
+            total = int(page.get("total", start + len(issues)))
+            yield issues, total
+            start += len(issues)
+            if not issues or start >= total:
+                return
 
     @staticmethod
     def _field_ids(client: Any, columns: dict[str, str], origin: str) -> dict[str, str]:

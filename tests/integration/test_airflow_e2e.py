@@ -18,6 +18,7 @@ from devkit.demo import DAG_ID, DIGEST_DAG_ID, start_stack
 pytestmark = pytest.mark.integration
 TASKS = {"check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
          "detect_drift", "evaluate_rules", "apply_corrections"}  # fmt: skip
+APPROVAL_TASKS = {"request_approval", "apply_approved"}  # the spec creates missing tickets on approval
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +33,39 @@ def stack(tmp_path_factory):
         stack.stop()
 
 
-def run(stack, mode):
-    run_id = stack.airflow.trigger(DAG_ID, conf={"mode": mode})
+def run(stack, mode, answer=None, **conf):
+    """Trigger a run and wait for it to succeed; ``answer`` (Approve/Reject) the approval request first."""
+    run_id = stack.airflow.trigger(DAG_ID, conf={"mode": mode, **conf})
+    if answer:
+        respond(stack, run_id, answer)
     state = stack.airflow.wait_for_run(DAG_ID, run_id, timeout=420)
     tis = stack.airflow.task_instances(DAG_ID, run_id)
     assert state == "success", {ti["task_id"]: ti["state"] for ti in tis}
     return run_id, tis
+
+
+def approval_request(stack, run_id, timeout=300):
+    """The run's approval request once its task waits in Required Actions (as the UI lists it)."""
+    af, deadline = stack.airflow, time.monotonic() + timeout
+    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/request_approval/-1/hitlDetails"
+    while time.monotonic() < deadline:
+        states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+        if states.get("request_approval") == "awaiting_input":
+            return af.get(path)
+        assert states.get("request_approval") not in ("failed", "upstream_failed", "skipped", "success"), states
+        time.sleep(1)
+    raise AssertionError(f"request_approval never waited for input in {run_id}")
+
+
+def respond(stack, run_id, choice):
+    """Answer the approval request through the REST API, as the Required Actions page does."""
+    approval_request(stack, run_id)
+    response = stack.airflow.api(
+        "PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/request_approval/-1/hitlDetails",
+        json={"chosen_options": [choice], "params_input": {}},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text[:500]
+    return response.json()
 
 
 def assignees(stack):
@@ -96,8 +124,10 @@ def test_plugin_api_requires_auth(stack):
 def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     af, cases = stack.airflow, stack.scenario.cases
     run_id, tis = run(stack, "shadow")
-    assert {ti["task_id"] for ti in tis} == TASKS
-    assert all(ti["state"] == "success" for ti in tis)
+    assert {ti["task_id"]: ti["state"] for ti in tis} == {
+        **dict.fromkeys(TASKS, "success"),
+        **dict.fromkeys(APPROVAL_TASKS, "skipped"),  # shadow asks no one
+    }
 
     desired, actual = af.xcom(DAG_ID, run_id, "read_desired"), af.xcom(DAG_ID, run_id, "read_actual")
     assert desired["rows"] == len(stack.scenario.catalog)
@@ -111,7 +141,7 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     assert plan["by_rule"]["assign-unassigned"] == len(cases["unassigned"])
     assert plan["by_autonomy"]["auto"] == planted_changed
     outcomes = af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"]
-    assert outcomes == {"shadow": planted_changed, "recommended": len(cases["missing_ticket"]),
+    assert outcomes == {"shadow": planted_changed, "needs_approval": len(cases["missing_ticket"]),
                         "in_review": len(cases["orphaned"])}  # fmt: skip
     assert stack.jira.writes == []
     assert stack.slack.messages == []
@@ -119,8 +149,15 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     # Every task instance wrote its audit record, readable through the plugin's API.
     audit = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})
     records = audit["records"]
-    assert sorted((r["task_id"], r["try_number"]) for r in records) == sorted((t, 1) for t in TASKS)
-    assert all(r["outcome"] == "success" and r["policy_version"] for r in records)
+    assert sorted((r["task_id"], r["try_number"]) for r in records) == sorted(
+        (t, 1)
+        for t in TASKS | {"request_approval"}  # apply_approved never ran: skipped by Airflow
+    )
+    assert {r["task_id"]: r["outcome"] for r in records} == {
+        **dict.fromkeys(TASKS, "success"),
+        "request_approval": "skipped",
+    }
+    assert all(r["policy_version"] for r in records)
     detect = next(r for r in records if r["task_id"] == "detect_drift")
     assert detect["details"]["drift"]["changed"] == planted_changed
     assert [i["uri"] for i in detect["inputs"]] == [desired["uri"], actual["uri"]]
@@ -152,9 +189,32 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
 
 
 def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack):
-    af, catalog = stack.airflow, stack.scenario.catalog
-    run_id, _ = run(stack, "apply")
-    planted_changed = sum(len(stack.scenario.cases[c]) for c in ("wrong_owner", "unassigned", "stale_owner"))
+    """The automatic fixes are applied; the approval request for the missing tickets is shown with its
+    summary, announced in Slack, and rejected: nothing is created, and the next run does not ask again."""
+    af, catalog, cases = stack.airflow, stack.scenario.catalog, stack.scenario.cases
+    run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
+    request = approval_request(stack, run_id)
+    missing = len(cases["missing_ticket"])
+    assert request["subject"] == f"ticket_ownership: approve {missing} actions?"
+    assert all(service.replace("-", "\\-") in request["body"] for service in cases["missing_ticket"])
+    assert request["options"] == ["Approve", "Reject"]
+    [notice] = [m for m in stack.slack.messages if "wait for approval" in m["text"]]
+    assert notice["channel"] == "#ops-reconcile"
+    assert f"/dags/{DAG_ID}/runs/{run_id}/tasks/request_approval/required_actions" in notice["text"]
+    respond(stack, run_id, "Reject")
+    assert af.wait_for_run(DAG_ID, run_id, timeout=300) == "success"
+    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+    assert states["request_approval"] == "success"
+    assert states["apply_approved"] == "skipped"
+    assert not [w for w in stack.jira.writes if w["kind"] == "create"]
+    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
+    waiting, answered = sorted((r for r in records if r["task_id"] == "request_approval"), key=lambda r: r["id"])
+    assert (waiting["outcome"], answered["outcome"]) == ("awaiting_input", "success")
+    assert answered["details"]["approval"]["decision"] == "rejected"
+    assert answered["details"]["approval"]["changed"] == missing
+    assert answered["details"]["approval"]["responded_by"]["name"] == "admin"
+
+    planted_changed = sum(len(cases[c]) for c in ("wrong_owner", "unassigned", "stale_owner"))
     outcomes = af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"]
     assert outcomes["applied"] == planted_changed
     current = assignees(stack)
@@ -168,12 +228,49 @@ def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack):
     cases = stack.scenario.cases
     drifted = cases["wrong_owner"] + cases["unassigned"] + cases["stale_owner"] + cases["missing_ticket"]
     expected = {f"#team-{team_of[s]}" for s in drifted} | {"#ops-reconcile"}
-    assert {m["channel"] for m in stack.slack.messages} == expected
+    name = {cid: f"#{n}" for n, cid in stack.slack.channels.items()}  # posts name a channel or give its id
+    assert {name.get(m["channel"], m["channel"]) for m in stack.slack.messages} == expected
+    # One summary per channel (Block Kit), its items as a reply in the summary's thread.
+    summaries = [m for m in stack.slack.messages if m["text"].startswith("*Drift digest")]
+    replies = [m for m in stack.slack.messages if m["thread_ts"]]
+    assert len(summaries) == len(replies) == len(expected)
+    assert all(m["blocks"][0]["type"] == "header" for m in summaries)
+    assert {r["thread_ts"] for r in replies} == {m["ts"] for m in summaries}
 
-    run_id, _ = run(stack, "apply")
+    run_id, _ = run(stack, "apply")  # no answer needed: the rejected tickets are not asked about again
     drift = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
     assert drift["changed"] == 0
     assert [w for w in stack.jira.writes if w["kind"] == "assign"] == assigns
+    assert af.xcom(DAG_ID, run_id, "request_approval")["decision"] == "nothing to ask"
+    assert af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"] == {"rejected": missing, "in_review": 5}
+
+
+def test_approved_tickets_are_created_once_and_an_unanswered_request_goes_to_review(stack):
+    af, scenario = stack.airflow, stack.scenario
+    drifted = {s for case in scenario.cases.values() for s in case}
+    fine = [i for i in scenario.issues if i["service"] not in drifted]
+    stack.jira.reset()
+    stack.jira.seed({"users": scenario.users, "issues": [i for i in scenario.issues if i not in fine[:5]]})
+    # Five more services lost their ticket; the ten rejected earlier are not asked about again.
+    run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
+    assert approval_request(stack, run_id)["subject"] == "ticket_ownership: approve 5 actions?"
+    respond(stack, run_id, "Approve")
+    state, log = finished(stack, DAG_ID, run_id, "apply_approved")
+    assert state == "success", log
+    created = [w for w in stack.jira.writes if w["kind"] == "create"]
+    assert sorted(w["summary"].split(": ")[1].split(" ")[0] for w in created) == sorted(i["service"] for i in fine[:5])
+    assert af.xcom(DAG_ID, run_id, "apply_approved")["outcomes"] == {"applied": 5}
+
+    # Nobody answers the next request within its (per-run) timeout: its operations go to review.
+    for issue in fine[5:7]:
+        del stack.jira.issues[issue["key"]]
+    run_id = af.trigger(DAG_ID, conf={"mode": "apply", "approval_timeout": "30s"})  # the shortest allowed
+    assert approval_request(stack, run_id)["subject"] == "ticket_ownership: approve 2 actions?"
+    assert af.wait_for_run(DAG_ID, run_id, timeout=300) == "success"
+    states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
+    assert (states["request_approval"], states["apply_approved"]) == ("success", "skipped")
+    assert af.xcom(DAG_ID, run_id, "request_approval")["decision"] == "in_review"
+    assert [w for w in stack.jira.writes if w["kind"] == "create"] == created  # nothing new, nothing twice
 
 
 def test_bad_target_data_stops_the_run_before_any_action(stack):
@@ -232,7 +329,7 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     outcomes = af.xcom(DAG_ID, apply_run, "evaluate_rules")  # the plan ran; the outcomes are in the audit
     assert outcomes["summary"]["by_autonomy"]["auto"] == 47
     [apply_record] = [r for r in records if r["task_id"] == "apply_corrections"]
-    assert apply_record["details"]["outcomes"] == {"applied": 46, "dead_lettered": 1, "recommended": 10,
+    assert apply_record["details"]["outcomes"] == {"applied": 46, "dead_lettered": 1, "rejected": 10,
                                                    "in_review": 5}  # fmt: skip
     assert assignees(stack)[wrong] == before[wrong]
 

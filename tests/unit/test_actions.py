@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from airflow_reconcile.actions.base import apply_plan, classify
 from airflow_reconcile.actions.jira import JiraExecutor
@@ -22,21 +21,6 @@ def plan(*ops):
                    entity=f"e{i}", target_ref=ref, params=json.dumps(params))  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows, columns=list(PLAN_COLUMNS), dtype="string")
-
-
-@pytest.fixture
-def seeded(jira_standin):
-    jira_standin.seed(
-        {
-            "users": [{"name": "alice"}, {"name": "bob"}, {"name": "gone", "active": False}],
-            "issues": [
-                {"key": "OPS-1", "service": "a", "assignee": "bob"},
-                {"key": "OPS-2", "service": "b", "assignee": None},
-                {"key": "OPS-3", "service": "c", "assignee": "alice"},
-            ],
-        }
-    )
-    return jira_standin
 
 
 def assignees(standin):
@@ -279,3 +263,97 @@ def test_data_cannot_change_the_meaning_of_a_jql_query(seeded, jira_client):
     assert result.status.tolist() == ["dead_lettered"]
     assert "valid project is required" in result.error.iloc[0]
     assert [w for w in seeded.writes if w["kind"] == "create"] == []
+
+
+def test_create_issue_sets_the_type_assignee_and_any_field_by_name(seeded, jira_client):
+    params = {"project": "OPS", "summary": "Service ownership: d", "issuetype": "Service Ownership",
+              "assignee": "alice", "field.Service": "d"}  # fmt: skip
+    result = apply_plan(plan(("create_issue", None, params, "auto")), {"jira": JiraExecutor(jira_client)}, mode="apply")
+    assert result.status.tolist() == ["applied"]
+    [created] = [w for w in seeded.writes if w["kind"] == "create"]
+    fields = seeded.issues[created["key"]]["fields"]
+    assert fields["issuetype"]["name"] == "Service Ownership"
+    assert fields["assignee"]["name"] == "alice"
+    assert fields["customfield_10100"] == "d"  # "Service" resolved to its id
+    # An unknown field or user is the rule's mistake: dead-lettered, nothing created.
+    bad = plan(("create_issue", None, {**params, "field.Servcie": "e", "summary": "e"}, "auto"))
+    bad.loc[0, "operation_id"] = "op-typo"
+    outcome = apply_plan(bad, {"jira": JiraExecutor(jira_client)}, mode="apply", sleep=lambda _: None)
+    assert outcome.status.tolist() == ["dead_lettered"]
+    assert "Jira has no field 'Servcie'" in outcome.error[0]
+    assert len([w for w in seeded.writes if w["kind"] == "create"]) == 1
+
+
+def test_set_field_is_idempotent_and_reverted_to_the_prior_value(seeded, jira_client, tmp_path):
+    from airflow_reconcile.actions.revert import revert_run
+    from airflow_reconcile.audit import AuditStore
+    from airflow_reconcile.ledger import Ledger
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    jira = {"jira": JiraExecutor(jira_client)}
+    ops = plan(("set_field", "OPS-1", {"field": "Service", "value": "payments"}, "auto"),
+               ("set_field", "OPS-2", {"field": "customfield_10100", "value": "b"}, "auto"))  # fmt: skip
+    ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
+    assert apply_plan(ops, jira, mode="apply", ledger=ledger).status.tolist() == ["applied", "skipped"]
+    assert seeded.issues["OPS-1"]["fields"]["customfield_10100"] == "payments"
+    writes = len(seeded.writes)
+    assert apply_plan(ops, jira, mode="apply", ledger=ledger).status.tolist() == ["skipped", "skipped"]
+    assert len(seeded.writes) == writes
+    result, not_reversible = revert_run(Ledger(store, spec="s", dag_id="r", run_id="rv"), jira, "run-1")
+    assert (result.status.tolist(), not_reversible) == (["applied"], [])
+    assert seeded.issues["OPS-1"]["fields"]["customfield_10100"] == "a"
+
+
+def test_link_is_idempotent_in_either_direction_and_reverted(seeded, jira_client, tmp_path):
+    from airflow_reconcile.actions.revert import revert_run
+    from airflow_reconcile.audit import AuditStore
+    from airflow_reconcile.ledger import Ledger
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    jira = {"jira": JiraExecutor(jira_client)}
+    ops = plan(("link", "OPS-1", {"type": "blocks", "to": "OPS-2"}, "auto"),
+               ("link", "OPS-2", {"type": "Blocks", "to": "OPS-1"}, "auto"),  # the same link, seen from OPS-2
+               ("link", "OPS-3", {"type": "Duplicates", "to": "OPS-1"}, "auto"))  # fmt: skip
+    ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
+    result = apply_plan(ops, jira, mode="apply", ledger=ledger, sleep=lambda _: None)
+    assert result.status.tolist() == ["applied", "skipped", "dead_lettered"]
+    assert "no issue link type 'Duplicates' (it has: Blocks, Relates)" in result.error[2]
+    assert [(w["key"], w["to"]) for w in seeded.writes if w["kind"] == "link"] == [("OPS-1", "OPS-2")]
+    assert len(seeded.issues["OPS-2"]["fields"]["issuelinks"]) == 1
+    revert, _ = revert_run(Ledger(store, spec="s", dag_id="r", run_id="rv"), jira, "run-1")
+    assert revert.status.tolist() == ["applied"]
+    assert seeded.issues["OPS-1"]["fields"]["issuelinks"] == seeded.issues["OPS-2"]["fields"]["issuelinks"] == []
+
+
+def test_slack_direct_messages_and_threaded_follow_ups_are_posted_once(slack_standin):
+    from slack_sdk import WebClient
+
+    slack_standin.seed({"users": [{"id": "U0ANN0001", "name": "ann", "email": "ann@example.com"}]})
+    client = WebClient(token=slack_standin.token, base_url=f"{slack_standin.base_url}/api/")
+    executor = SlackExecutor(client, "#ops")
+    by_mail = executor.apply("notify", None, {"channel": "ann@example.com", "text": "you own svc-1"}, "dm-1")
+    by_id = executor.apply("notify", None, {"channel": "U0ANN0001", "text": "you own svc-2"}, "dm-2")
+    assert (by_mail.status, by_id.status) == ("applied", "applied")
+    assert {m["channel"] for m in slack_standin.messages} == {"D0ANN0001"}  # the direct-message channel
+
+    parent = executor.post_once(
+        "#ops", "summary", "p-1", blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "s"}}]
+    )
+    ts = parent.prior["ts"]
+    reply = executor.post_once("#ops", "details", "p-1-items", thread_ts=ts)
+    assert reply.status == "applied"
+    assert slack_standin.messages[-1]["thread_ts"] == ts
+    assert slack_standin.messages[-2]["blocks"][0]["type"] == "section"
+    # A retry finds both (the reply in the thread, where the channel history does not list it).
+    fresh = SlackExecutor(client, "#ops")
+    assert fresh.post_once("#ops", "summary", "p-1").status == "skipped"
+    again = fresh.post_once("#ops", "details", "p-1-items", thread_ts=ts)
+    assert (again.status, again.prior["ts"]) == ("skipped", reply.prior["ts"])
+    assert len(slack_standin.messages) == 4
+    # Nobody by that address: the rule's data is wrong, so it is dead-lettered, not retried.
+    ops = pd.DataFrame([{**dict.fromkeys(PLAN_COLUMNS, ""), "operation_id": "dm-3", "rule": "r", "action": "notify",
+                         "target": "slack", "autonomy": "auto", "entity": "e",
+                         "params": json.dumps({"channel": "bob@example.com", "text": "hi"})}], dtype="string")  # fmt: skip
+    result = apply_plan(ops, {"slack": executor}, mode="apply", sleep=lambda _: None)
+    assert result.status.tolist() == ["dead_lettered"]
+    assert "users_not_found" in result.error[0]

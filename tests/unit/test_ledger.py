@@ -100,6 +100,41 @@ def test_a_write_that_succeeded_but_answered_500_is_not_repeated(many, jira_clie
     assert [w["kind"] for w in many.writes].count("create") == 1
 
 
+def test_a_client_timeout_after_the_write_creates_assigns_and_posts_nothing_twice(many, ledger, slack_standin):
+    """The target does the write, then answers too late: the client's read timeout fires (a real
+    timeout, not an error status); the retry finds the effect and does not repeat it."""
+    from jira import JIRA
+    from slack_sdk import WebClient
+
+    from airflow_reconcile.actions.slack import SlackExecutor
+
+    user, token = many.credentials
+    impatient = JIRA(server=many.base_url, basic_auth=(user, token), options={"rest_api_version": "2"},
+                     max_retries=0, timeout=0.5)  # fmt: skip
+    many.faults.set([
+        {"method": "POST", "path": "/issue$", "after_write": True, "delay": 2, "times": 1},
+        {"method": "PUT", "path": "/issue/OPS-1/assignee$", "after_write": True, "delay": 2, "times": 1},
+    ])  # fmt: skip
+    slack_standin.faults.set([{"path": "chat.postMessage", "after_write": True, "delay": 2, "times": 1}])
+    slack = SlackExecutor(WebClient(token=slack_standin.token, base_url=f"{slack_standin.base_url}/api/", timeout=0.5),
+                          "#ops")  # fmt: skip
+    ops = plan(
+        ("create_issue", None, {"project": "OPS", "summary": "Service ownership: new"}, "auto"),
+        ("assign", "OPS-1", {"assignee": "alice"}, "auto"),
+        ("notify", None, {"channel": "#ops", "text": "drift"}, "auto"),
+    )
+    ops.loc[2, "target"] = "slack"
+    result = apply_plan(ops, {"jira": JiraExecutor(impatient), "slack": slack}, mode="apply", ledger=ledger,
+                        sleep=no_sleep)  # fmt: skip
+    assert result.status.tolist() == ["skipped", "skipped", "skipped"]  # each retry found its write done
+    assert result.attempts.tolist() == [2, 2, 2]
+    assert [w["kind"] for w in many.writes].count("create") == 1
+    assert [w for w in many.writes if w["kind"] == "assign"] == [
+        {"kind": "assign", "key": "OPS-1", "assignee": "alice"}
+    ]
+    assert len(slack_standin.messages) == 1
+
+
 def test_403_is_dead_lettered_without_retry_with_a_hint(many, jira_client, ledger):
     many.faults.set([{"method": "PUT", "status": 403, "times": 1}])
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))

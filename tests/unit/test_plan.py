@@ -89,3 +89,34 @@ def test_errors_say_what_to_give():
     missing = plan(SPEC, "--actual", DATA / "nope.csv", "--now", NOW)
     assert missing.returncode == 2
     assert "nope.csv: file not found" in missing.stderr
+
+
+def test_plan_judges_freshness_as_the_sensor_does(tmp_path):
+    """Unknown is stale (a freshness column with no timestamps); without a column, the file's mtime counts."""
+    import os
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from airflow_reconcile.pipeline import desired_is_stale
+    from airflow_reconcile.spec import parse_spec
+
+    text = (DATA / "ownership.yaml").read_text()
+    spec = load_spec(DATA / "ownership.yaml")
+    assert spec.sources.desired.freshness
+    assert spec.sources.desired.freshness.column == "updated_at"
+    now = datetime(2026, 11, 26, 9, tzinfo=UTC)
+    no_dates = pd.DataFrame({"service": ["a"], "updated_at": [None]}, dtype="string")
+    assert desired_is_stale(spec, no_dates, "x.csv", now)
+    recent = pd.DataFrame({"service": ["a"], "updated_at": ["2026-11-25T09:00:00+00:00"]}, dtype="string")
+    assert not desired_is_stale(spec, recent, "x.csv", now)
+
+    by_mtime = parse_spec(text.replace("      column: updated_at\n", ""), origin="ownership.yaml")
+    assert by_mtime.sources.desired.freshness.column is None
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("service\na\n")
+    old = datetime(2026, 10, 1, tzinfo=UTC).timestamp()
+    os.utime(catalog, (old, old))
+    assert desired_is_stale(by_mtime, recent, str(catalog), now)
+    os.utime(catalog, (now.timestamp(), now.timestamp()))
+    assert not desired_is_stale(by_mtime, recent, str(catalog), now)

@@ -28,16 +28,16 @@ def drift_for(desired_owner, actual_owner, extra_missing=()):
 
 
 def test_first_match_wins_and_params_are_rendered(spec):
-    rows, population = drift_for(["a", "b"] + ["ok"] * 8, [None, "zz"] + ["ok"] * 8, extra_missing=["new"])
+    rows, population = drift_for(["a", "b"] + ["ok"] * 12, [None, "zz"] + ["ok"] * 12, extra_missing=["new"])
     plan, summary = evaluate_rules(spec, rows, population=population)
     by_entity = plan.set_index("entity")
     assert by_entity.loc["s0", "rule"] == "assign-unassigned"
     assert by_entity.loc["s1", "rule"] == "reassign-to-on-call"
     assert json.loads(by_entity.loc["s1", "params"]) == {"assignee": "b"}
     assert by_entity.loc["s1", "target_ref"] == "OPS-1"
-    assert by_entity.loc["new", "autonomy"] == "recommend"
+    assert by_entity.loc["new", "autonomy"] == "approve"
     assert "new" in json.loads(by_entity.loc["new", "params"])["summary"]
-    assert summary.by_autonomy == {"auto": 2, "recommend": 1}
+    assert summary.by_autonomy == {"auto": 2, "approve": 1}
     assert summary.unhandled == 0
 
 

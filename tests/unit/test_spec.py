@@ -31,7 +31,7 @@ def test_error_names_file_line_and_allowed_values():
         parse_spec(bad, origin="specs/ownership.yaml")
     message = str(err.value)
     assert f"specs/ownership.yaml:{line}: rules[3].action: 'asign' is not one of" in message
-    assert "assign, comment, transition, create_issue, label, unlabel, notify" in message
+    assert "assign, comment, transition, create_issue, label, unlabel, set_field, link, notify" in message
 
 
 def test_unknown_field_and_missing_field_are_named():

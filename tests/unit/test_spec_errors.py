@@ -24,6 +24,13 @@ CASES = {
     "cron and every": ("schedule:\n", "schedule:\n  cron: '@daily'\n  every: 1d\n"),
     "bad yaml": ("version: 1\n", "version: 1\n  name: [oops\n"),
     "bad rate": ("limits:\n", "limits:\n  rate_per_second: {jira: 0}\n"),
+    "action without its params": (
+        'params: {assignee: "{{ desired.assignee }}"}\n    autonomy: auto\n',
+        "params: {}\n    autonomy: auto\n",
+    ),
+    "jira action sent to slack": ("action: comment\n", "action: comment\n    target: slack\n"),
+    "bad approval timeout": ("  timeout: 24h", "  timeout: tomorrow"),
+    "approval timeout too short": ("  timeout: 24h", "  timeout: 5s"),
 }
 
 
