@@ -67,6 +67,17 @@ class AuditRecord:
         return data
 
 
+def _utc_text(when: str) -> str:
+    """An ISO time as the stored form (UTC ``isoformat``), so text comparison is time order."""
+    from datetime import UTC
+
+    try:
+        parsed = datetime.fromisoformat(when)
+    except ValueError:
+        raise ValueError(f"{when!r} is not an ISO 8601 time (e.g. 2026-11-01 or 2026-11-01T00:00:00+00:00)") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
 def _chain_hash(prev: str, row: dict[str, Any]) -> str:
     fields = [prev] + [str(row[c]) for c in (
         "dag_id", "run_id", "task_id", "map_index", "try_number", "started_at", "ended_at",
@@ -141,12 +152,17 @@ class AuditStore:
             raise self._unavailable(exc) from None
         return str(row["record_hash"])
 
-    def records(self, *, dag_id: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+    def records(
+        self, *, dag_id: str | None = None, run_id: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Records in chain order, their bodies unpacked; ``since``: those that ended at or after it (ISO)."""
         query = sa.select(audit_records).order_by(audit_records.c.id)
         if dag_id:
             query = query.where(audit_records.c.dag_id == dag_id)
         if run_id:
             query = query.where(audit_records.c.run_id == run_id)
+        if since:
+            query = query.where(audit_records.c.ended_at >= _utc_text(since))
         self.ensure_schema()
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]

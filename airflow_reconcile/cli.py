@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.errors import ReconcileError
 
@@ -161,15 +161,61 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _broken_link(store: Any, broken: int | None) -> str:
+    """The first record whose hash does not follow from its predecessor, named as a task try."""
+    row = next((r for r in store.records() if r["id"] == broken), None)
+    where = f" ({row['dag_id']} / {row['run_id']} / {row['task_id']} try {row['try_number']})" if row else ""
+    return (
+        f"audit chain broken at record {broken}{where}: it, or the record before it, was changed or removed "
+        "after it was written"
+    )
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from airflow_reconcile.audit import AuditStore
 
-    ok, broken = AuditStore(args.url).verify()
+    store = AuditStore(args.url)
+    ok, broken = store.verify()
     if ok:
-        print("audit chain intact")
+        print(f"audit chain intact ({len(store.records())} records)")
         return 0
-    print(f"audit chain broken at record {broken}", file=sys.stderr)
+    print(_broken_link(store, broken), file=sys.stderr)
     return 1
+
+
+EXPORT_COLUMNS = (
+    "id", "dag_id", "run_id", "task_id", "map_index", "try_number", "started_at", "ended_at", "outcome",
+    "spec", "policy_version", "error", "inputs", "outputs", "details", "prev_hash", "record_hash",
+)  # fmt: skip
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    """Compliance evidence: the records (with their chain hashes) as JSON Lines or CSV, chain checked."""
+    import csv
+    import json
+
+    from airflow_reconcile.audit import AuditStore
+
+    store = AuditStore(args.url)
+    rows = store.records(dag_id=args.dag_id, since=args.since)
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        if args.format == "jsonl":
+            for row in rows:
+                out.write(json.dumps({c: row.get(c) for c in EXPORT_COLUMNS}, sort_keys=True, default=str) + "\n")
+        else:
+            writer = csv.DictWriter(out, fieldnames=list(EXPORT_COLUMNS))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: json.dumps(row.get(c), sort_keys=True, default=str)
+                                 if c in ("inputs", "outputs", "details") else row.get(c) for c in EXPORT_COLUMNS})  # fmt: skip
+    finally:
+        if args.output:
+            out.close()
+    ok, broken = store.verify()
+    print(f"{len(rows)} audit records exported; " + ("chain intact" if ok else _broken_link(store, broken)),
+          file=sys.stderr)  # fmt: skip
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     verify = audit_sub.add_parser("verify", help="check the audit hash chain")
     verify.add_argument("--url", required=True, help="SQLAlchemy URL of the audit store")
     verify.set_defaults(func=_audit_verify)
+    export = audit_sub.add_parser("export", help="write audit records as compliance evidence (chain checked)")
+    export.add_argument("--url", required=True, help="SQLAlchemy URL of the audit store")
+    export.add_argument("--since", help="records that ended at or after this ISO 8601 time")
+    export.add_argument("--dag-id", help="only this DAG's records")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(func=_audit_export)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -63,3 +63,44 @@ def test_unwritable_store_is_reported(tmp_path):
     blocker.write_text("x")
     with pytest.raises(AuditUnavailable, match="cannot be written"):
         AuditStore(f"sqlite:///{blocker}/audit.db").append(record("a"))
+
+
+def _append_many(url: str, worker: int, count: int) -> None:
+    """One task process appending records (run in a child process)."""
+    store = AuditStore(url)
+    for i in range(count):
+        store.append(record(f"w{worker}-{i}"))
+
+
+def _fresh_postgres_url(postgres, name: str) -> str:
+    engine = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return postgres.url().rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_task_processes_writing_at_once_lose_nothing_and_keep_one_chain(backend, tmp_path, request):
+    """Parallel tasks are separate processes: each appends through its own engine, at the same time."""
+    import multiprocessing
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+    else:
+        url = _fresh_postgres_url(request.getfixturevalue("postgres"), "audit_concurrency")
+    AuditStore(url).ensure_schema()
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters, like Airflow's task processes
+    workers = [ctx.Process(target=_append_many, args=(url, n, 25)) for n in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0] * 6
+    store = AuditStore(url)
+    rows = store.records()
+    assert len(rows) == 150
+    assert len({r["task_id"] for r in rows}) == 150
+    assert store.verify() == (True, None)  # one linear chain: no two records share a predecessor
+    assert len({r["prev_hash"] for r in rows}) == 150

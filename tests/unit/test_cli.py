@@ -49,7 +49,44 @@ def test_audit_verify(tmp_path):
         conn.execute(sa.update(audit_records).where(audit_records.c.task_id == "a").values(run_id="other"))
     broken = run("audit", "verify", "--url", url)
     assert broken.returncode == 1
-    assert "broken at record 1" in broken.stderr
+    assert "broken at record 1 (d / other / a try 1)" in broken.stderr
+
+
+def test_audit_export_writes_evidence_since_a_time_and_checks_the_chain(tmp_path):
+    import csv
+    import json
+    from datetime import datetime
+
+    import sqlalchemy as sa
+
+    from airflow_reconcile.audit import AuditRecord, AuditStore, audit_records
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store = AuditStore(url)
+    for day, task in ((1, "a"), (2, "b"), (3, "c")):
+        when = datetime(2026, 11, day, 12, tzinfo=UTC)
+        store.append(AuditRecord("d", "r", task, -1, 1, when, when, "success", "s", "pv",
+                                 details={"outcomes": {"applied": day}}))  # fmt: skip
+    out = tmp_path / "evidence.jsonl"
+    result = run("audit", "export", "--url", url, "--since", "2026-11-02", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "2 audit records exported; chain intact" in result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["task_id"] for r in lines] == ["b", "c"]
+    assert lines[0]["details"] == {"outcomes": {"applied": 2}}
+    assert lines[1]["prev_hash"] == lines[0]["record_hash"]
+    as_csv = run("audit", "export", "--url", url, "--format", "csv")
+    rows = list(csv.DictReader(as_csv.stdout.splitlines()))
+    assert [r["task_id"] for r in rows] == ["a", "b", "c"]
+    assert json.loads(rows[2]["details"]) == {"outcomes": {"applied": 3}}
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(audit_records).where(audit_records.c.task_id == "b").values(outcome="failed"))
+    tampered = run("audit", "export", "--url", url)
+    assert tampered.returncode == 1
+    assert "broken at record 2 (d / r / b try 1)" in tampered.stderr
+    bad = run("audit", "export", "--url", url, "--since", "last week")
+    assert bad.returncode == 2
+    assert "'last week' is not an ISO 8601 time" in bad.stderr
 
 
 DIFF_ARGS = [
