@@ -125,6 +125,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         self.log.info("outcomes: %s -> %s", counts, manifest.uri)
         audit.outputs.append(manifest.to_dict())
         audit.details["mode"] = self.mode
+        self._metrics(context, spec, counts, ledger)
         dead = counts.get("dead_lettered", 0)
         if dead and self.fail_on_dead_letter:
             raise AirflowFailException(
@@ -132,6 +133,22 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
                 "the other operations were applied"
             )
         return {**manifest.to_dict(), "mode": self.mode, "outcomes": counts}
+
+    def _metrics(self, context: Context, spec: Spec, counts: dict[str, int], ledger: Ledger | None) -> None:
+        """Outcomes of this task, the ledger's queues now, and how long the run took to get here."""
+        from datetime import UTC, datetime
+
+        from airflow_reconcile.ledger import REVIEW_QUEUE, operations_page
+        from airflow_reconcile.metrics import emit, emit_counts
+
+        emit_counts("incr", spec.name, "actions", counts)
+        if ledger is not None:
+            _, _, by_status = operations_page(ledger.store, dag_id=self.dag_id, limit=1)
+            emit("gauge", spec.name, "dead_letters", by_status.get("dead_lettered", 0))
+            emit("gauge", spec.name, "review_queue", sum(by_status.get(s, 0) for s in REVIEW_QUEUE))
+        started = getattr(context.get("dag_run"), "start_date", None)
+        if started is not None:
+            emit("timing", spec.name, "run_latency", datetime.now(UTC) - started)
 
     def _approved(self, request: pd.DataFrame, ledger: Ledger | None) -> pd.DataFrame:
         from airflow_reconcile.approval import approved_plan

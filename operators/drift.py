@@ -31,6 +31,7 @@ class DetectDriftOperator(ReconcileBaseOperator):
         self.mode = mode
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow_reconcile.metrics import emit_counts
         from airflow_reconcile.pipeline import spec_drift
         from airflow_reconcile.workspace import read_frame
 
@@ -48,6 +49,9 @@ class DetectDriftOperator(ReconcileBaseOperator):
         )  # fmt: skip
         audit.outputs.append(manifest.to_dict())
         audit.details["drift"] = counts
+        emit_counts(
+            "gauge", spec.name, "drift", {k: counts[k] for k in ("changed", "missing", "unexpected", "unchanged")}
+        )
         self.set_outlet_extra(
             context,
             {"spec": spec.name, "spec_path": self.spec_path, "mode": self.mode, "run_id": context["run_id"],

@@ -46,6 +46,7 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         self.side = side
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow_reconcile.metrics import emit
         from airflow_reconcile.sources import get_source
 
         source_spec = getattr(spec.sources, self.side)
@@ -54,6 +55,7 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
             self.side, snapshot.frame, side=self.side, policy_version=spec.policy_version, **snapshot.meta()
         )
         self.log.info("%s snapshot: %d rows from %s -> %s", self.side, manifest.rows, snapshot.source, manifest.uri)
+        emit("gauge", spec.name, f"rows_read.{self.side}", manifest.rows)
         audit.outputs.append(manifest.to_dict())
         self.set_outlet_extra(
             context,
