@@ -170,6 +170,59 @@ class AuditStore:
             r.update(json.loads(r.pop("body")))
         return rows
 
+    def page(
+        self, *, dag_id: str, run_id: str | None = None, task_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(how many match, one page of them in chain order) — counted and paged in the database."""
+        where = [audit_records.c.dag_id == dag_id]
+        if run_id:
+            where.append(audit_records.c.run_id == run_id)
+        if task_id:
+            where.append(audit_records.c.task_id == task_id)
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(audit_records).where(*where)).scalar() or 0
+            query = sa.select(audit_records).where(*where).order_by(audit_records.c.id).limit(limit).offset(offset)
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for r in rows:
+            r.update(json.loads(r.pop("body")))
+        return int(total), rows
+
+    def drift_trend(self, dag_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The drift counts of the DAG's last ``limit`` successful detect_drift tries, newest first."""
+        self.ensure_schema()
+        query = (
+            sa.select(audit_records.c.run_id, audit_records.c.ended_at, audit_records.c.policy_version,
+                      audit_records.c.body)
+            .where(audit_records.c.dag_id == dag_id, audit_records.c.task_id == "detect_drift",
+                   audit_records.c.outcome == "success")
+            .order_by(audit_records.c.id.desc())
+            .limit(limit)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        trend = []
+        for r in rows:
+            drift = json.loads(r.pop("body")).get("details", {}).get("drift", {})
+            keep = ("changed", "missing", "unexpected", "unchanged", "duplicate_keys", "null_keys")
+            trend.append({**r, **{k: drift.get(k) for k in keep}})
+        return trend
+
+    def has_record(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> bool:
+        """Whether this task-instance try has a record (its own, or one written for it)."""
+        self.ensure_schema()
+        query = sa.select(audit_records.c.id).where(
+            audit_records.c.dag_id == dag_id, audit_records.c.run_id == run_id, audit_records.c.task_id == task_id,
+            audit_records.c.map_index == map_index, audit_records.c.try_number == try_number,
+        ).limit(1)  # fmt: skip
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def dag_ids(self) -> list[str]:
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            return sorted(str(d) for d in conn.execute(sa.select(audit_records.c.dag_id).distinct()).scalars())
+
     def verify(self) -> tuple[bool, int | None]:
         """Check the hash chain; returns (ok, id of the first broken record)."""
         self.ensure_schema()

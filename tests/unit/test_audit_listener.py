@@ -1,0 +1,38 @@
+"""The plugin's listener writes a record for a try of our operators that has none (and only then)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from airflow_reconcile.audit import AuditRecord, AuditStore
+from airflow_reconcile.plugins.listener import record_missing_try
+
+
+def ti(task_id="read_actual", try_number=1, operator="ReadSnapshotOperator"):
+    now = datetime(2026, 11, 26, 9, tzinfo=UTC)
+    return SimpleNamespace(dag_id="reconcile_x", run_id="r1", task_id=task_id, map_index=-1, try_number=try_number,
+                           operator=operator, start_date=now, end_date=now)  # fmt: skip
+
+
+def test_a_try_without_its_own_record_gets_one_once(tmp_path):
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    assert record_missing_try(ti(), "failed", "killed by signal 9", store) is True
+    assert record_missing_try(ti(), "failed", "killed by signal 9", store) is False  # already recorded
+    [record] = store.records()
+    assert (record["task_id"], record["try_number"], record["outcome"]) == ("read_actual", 1, "failed")
+    assert record["details"]["recorded_by"] == "listener"
+    assert record["error"] == "killed by signal 9"
+    assert store.verify() == (True, None)  # part of the same chain
+
+
+def test_a_try_that_wrote_its_own_record_and_other_operators_are_left_alone(tmp_path):
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    now = datetime.now(UTC)
+    store.append(AuditRecord("reconcile_x", "r1", "read_actual", -1, 2, now, now, "success", "x", "pv"))
+    assert record_missing_try(ti(try_number=2), "success", None, store) is False
+    assert record_missing_try(ti(task_id="other", operator="BashOperator"), "failed", "x", store) is False
+    assert len(store.records()) == 1
+    # An exception object becomes "Class: message".
+    assert record_missing_try(ti(try_number=3), "failed", RuntimeError("template did not render"), store)
+    assert store.records()[-1]["error"] == "RuntimeError: template did not render"
