@@ -248,3 +248,39 @@ class LedgerQueries:
         if run_id:
             query = query.where(operations.c.applied_run_id == run_id)
         return self.ledger._read(query)
+
+
+REVIEW_QUEUE = ("in_review", "awaiting_approval")
+
+
+def operations_page(
+    store: AuditStore,
+    *,
+    dag_id: str,
+    statuses: tuple[str, ...] | list[str] | None = None,
+    run_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]], dict[str, int]]:
+    """(how many match, one page, newest first, and the DAG's counts per status) for the plugin."""
+    store.ensure_schema()
+    where = [operations.c.dag_id == dag_id]
+    if statuses:
+        where.append(operations.c.status.in_(list(statuses)))
+    if run_id:
+        where.append(operations.c.run_id == run_id)
+    with store.engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(operations).where(*where)).scalar() or 0
+        query = sa.select(operations).where(*where).order_by(operations.c.updated_at.desc()).limit(limit).offset(offset)
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        counts = {
+            str(status): int(n)
+            for status, n in conn.execute(
+                sa.select(operations.c.status, sa.func.count()).where(operations.c.dag_id == dag_id)
+                .group_by(operations.c.status)
+            )
+        }  # fmt: skip
+    for row in rows:
+        for column in ("params", "prior"):
+            row[column] = json.loads(row[column]) if row.get(column) else None
+    return int(total), rows, counts

@@ -54,9 +54,19 @@ def connections(jira_url: str, slack_url: str, audit_db: Path) -> dict[str, str]
 
 
 def start_stack(
-    home: Path, *, airflow_port: int, jira_port: int, slack_port: int, log: Any = print, fresh: bool = True
+    home: Path,
+    *,
+    airflow_port: int,
+    jira_port: int,
+    slack_port: int,
+    log: Any = print,
+    fresh: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> Stack:
-    """Stand-ins seeded with the scenario, sample data on disk, a migrated DB and a running Airflow."""
+    """Stand-ins seeded with the scenario, sample data on disk, a migrated DB and a running Airflow.
+
+    ``extra_env``: more Airflow settings (e.g. ``AIRFLOW__METRICS__*`` to send metrics somewhere).
+    """
     if fresh and home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
@@ -73,6 +83,7 @@ def start_stack(
         "RECONCILE_DATA_DIR": str(data_dir),
         "AIRFLOW_RECONCILE_WORKSPACE": str(home / "reconcile" / "workspace"),
         **connections(jira.base_url, slack.base_url.rstrip("/"), audit_db),
+        **(extra_env or {}),
     }
     airflow = LocalAirflow(home, port=airflow_port, extra_env=env, log=log)
     airflow.prepare()

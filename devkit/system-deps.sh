@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses: PostgreSQL (sql sources, audit store) and, later, Chromium.
+# Debian packages the test suite uses: PostgreSQL (sql sources, audit store) and Chromium (the browser
+# test drives it through Playwright; no browser is ever downloaded).
 # Installs only what is missing; needs root or sudo the first time, nothing afterwards.
 set -euo pipefail
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 command -v runuser >/dev/null || missing+=(util-linux)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,13 +1,21 @@
-"""JSON endpoints of the plugin (FastAPI, mounted by the API server)."""
+"""JSON endpoints and the HTML page of the plugin (FastAPI, mounted by the API server at ``/reconcile``).
 
-from __future__ import annotations
+Every endpoint goes through Airflow's auth manager: no token (header or the UI's session cookie) →
+401; a DAG the user may not read → 403, and ``/dags`` lists only the DAGs the user may read.
+"""
 
+# No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at
+# definition time, and some name types imported inside create_app() (GetUserDep).
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query
+from fastapi.responses import HTMLResponse
 
 from airflow_reconcile import __version__
+
+PAGE = Path(__file__).with_name("page.html")
 
 
 def _audit_store() -> Any:
@@ -24,23 +32,89 @@ def _store_for(url: str) -> Any:
     return AuditStore(url)
 
 
+def _operations(dag_id: str, statuses: Any, run_id: str | None, limit: int, offset: int) -> dict[str, Any]:
+    from airflow_reconcile.ledger import operations_page
+
+    total, rows, counts = operations_page(
+        _audit_store(), dag_id=dag_id, statuses=statuses, run_id=run_id, limit=limit, offset=offset
+    )
+    return {"total_entries": total, "operations": rows, "counts_by_status": counts}
+
+
 def create_app() -> FastAPI:
-    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 
     app = FastAPI(title="airflow-reconcile", version=__version__)
+    readable = [Depends(requires_access_dag("GET"))]
+    Limit = Annotated[int, Query(ge=1, le=1000)]  # noqa: N806 - a type alias
+    Offset = Annotated[int, Query(ge=0)]  # noqa: N806
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/dags/{dag_id}/audit", dependencies=[Depends(requires_access_dag("GET"))])
+    @app.get("/ui", response_class=HTMLResponse)
+    def page(user: GetUserDep) -> str:
+        """The page the UI's navigation opens (and the DAG run's tab, with ``dag_id`` and ``run_id``)."""
+        return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/dags")
+    def dags(user: GetUserDep) -> dict[str, Any]:
+        """The reconciliation DAGs with audit records that this user may read, with their latest figures."""
+        from airflow.api_fastapi.app import get_auth_manager
+
+        from airflow_reconcile.ledger import REVIEW_QUEUE, operations_page
+
+        store = _audit_store()
+        allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+        out = []
+        for dag_id in store.dag_ids():
+            if dag_id not in allowed or dag_id.endswith(("_replay", "_revert")):
+                continue
+            latest = store.drift_trend(dag_id, limit=1)
+            _, _, counts = operations_page(store, dag_id=dag_id, limit=1)
+            if not latest and not counts:  # not a reconciliation (e.g. the digest DAG)
+                continue
+            out.append({"dag_id": dag_id, "latest_drift": latest[0] if latest else None,
+                        "dead_letters": counts.get("dead_lettered", 0),
+                        "review_queue": sum(counts.get(s, 0) for s in REVIEW_QUEUE),
+                        "counts_by_status": counts})  # fmt: skip
+        return {"dags": out}
+
+    @app.get("/dags/{dag_id}/audit", dependencies=readable)
     def audit_records(
-        dag_id: str,
-        run_id: str | None = None,
-        limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        dag_id: str, run_id: str | None = None, task_id: str | None = None, limit: Limit = 100, offset: Offset = 0
     ) -> dict[str, Any]:
-        rows = _audit_store().records(dag_id=dag_id, run_id=run_id)
-        return {"total_entries": len(rows), "records": rows[offset : offset + limit]}
+        total, rows = _audit_store().page(dag_id=dag_id, run_id=run_id, task_id=task_id, limit=limit, offset=offset)
+        return {"total_entries": total, "records": rows}
+
+    @app.get("/dags/{dag_id}/drift", dependencies=readable)
+    def drift(dag_id: str, limit: Limit = 50) -> dict[str, Any]:
+        """Drift counts of the last runs, newest first (the page's trend chart)."""
+        return {"runs": _audit_store().drift_trend(dag_id, limit=limit)}
+
+    @app.get("/dags/{dag_id}/operations", dependencies=readable)
+    def operations(
+        dag_id: str,
+        status: Annotated[list[str] | None, Query()] = None,
+        run_id: str | None = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> dict[str, Any]:
+        return _operations(dag_id, status, run_id, limit, offset)
+
+    @app.get("/dags/{dag_id}/dead_letters", dependencies=readable)
+    def dead_letters(dag_id: str, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+        """Dead-lettered operations with their error and hint; replay them with ``<dag_id>_replay``."""
+        result = _operations(dag_id, ["dead_lettered"], None, limit, offset)
+        result["replay_dag_id"] = f"{dag_id}_replay"
+        return result
+
+    @app.get("/dags/{dag_id}/review_queue", dependencies=readable)
+    def review_queue(dag_id: str, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+        """Operations waiting for a person: in review, or awaiting approval in Required Actions."""
+        from airflow_reconcile.ledger import REVIEW_QUEUE
+
+        return _operations(dag_id, list(REVIEW_QUEUE), None, limit, offset)
 
     return app

@@ -78,7 +78,8 @@ def test_built_wheel_has_one_namespace_and_imports(tmp_path):
     wheel = next((tmp_path / "dist").glob("airflow_reconcile-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for expected in ("airflow_reconcile/operators/apply.py", "airflow_reconcile/sensors/freshness.py",
-                     "airflow_reconcile/plugins/api.py", "airflow_reconcile/dag_factory.py"):  # fmt: skip
+                     "airflow_reconcile/plugins/api.py", "airflow_reconcile/plugins/page.html",
+                     "airflow_reconcile/plugins/listener.py", "airflow_reconcile/dag_factory.py"):  # fmt: skip
         assert expected in names
     assert not [n for n in names if n.split("/")[0] in ("operators", "sensors", "plugins", "dags", "devkit", "tests")]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -39,7 +39,7 @@ def test_make_demo_once_prints_the_summary_and_exits_zero(tmp_path):
         f"drift: {cases['missing_ticket']} missing, {cases['orphaned']} unexpected, {changed} changed, {unchanged} unchanged"
         in out
     )
-    outcomes = {"shadow": changed, "recommended": cases["missing_ticket"], "in_review": cases["orphaned"]}
+    outcomes = {"shadow": changed, "needs_approval": cases["missing_ticket"], "in_review": cases["orphaned"]}
     assert f"outcomes (shadow mode): {outcomes}" in out
-    assert "audit records written: 8" in out
+    assert "audit records written: 9" in out  # eight tasks, and request_approval skipped in shadow mode
     assert f"http://127.0.0.1:{ports['AIRFLOW_PORT']}/dags/reconcile_ticket_ownership/runs/" in out
