@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 APPROVE, REJECT = "Approve", "Reject"
 # What each answer does to the operations of the request, in the ledger.
 DECISIONS = {APPROVE: "approved", REJECT: "rejected", "timeout": "in_review"}
+APPROVED = ("approved", "in_flight")  # a person said yes; not applied (completely) yet
 SHOWN = 50  # rows in the request's table; the rest are in the request's Parquet file
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
@@ -40,14 +41,16 @@ def pending_approval(plan: pd.DataFrame, ledger: Ledger) -> tuple[pd.DataFrame, 
     """(the operations of this request, how many of the plan's approvals each ledger status holds).
 
     Each operation is recorded as ``awaiting_approval`` unless already decided. The request holds
-    the ones to ask about now and the ones approved earlier but not applied yet (applied without
-    asking again); one rejected or applied earlier is left out: the same drift is not asked twice.
+    the ones to ask about now and the ones approved earlier but not applied yet, or whose apply was
+    cut short (applied without asking again); one rejected or applied earlier is left out: the same
+    drift is not asked twice.
     """
     waiting = needs_approval(plan)
     records: list[dict[str, Any]] = waiting.to_dict("records")  # type: ignore[assignment]
     statuses = [ledger.record(op, "awaiting_approval") for op in records]
     waiting["ledger_status"] = statuses
-    request = waiting[waiting["ledger_status"].isin(["awaiting_approval", "approved"])]
+    # in_flight: approved, and its apply was cut short (a killed worker): applied again, idempotently.
+    request = waiting[waiting["ledger_status"].isin(["awaiting_approval", *APPROVED])]
     return request.reset_index(drop=True), dict(Counter(statuses))
 
 
@@ -93,6 +96,6 @@ def request_text(
 def approved_plan(request: pd.DataFrame, ledger_rows: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """The requested operations a person approved (per the ledger), as automatic actions to apply."""
     status = request["operation_id"].map(lambda op: (ledger_rows.get(op) or {}).get("status"))
-    approved = request[status == "approved"].drop(columns=["ledger_status"], errors="ignore")
+    approved = request[status.isin(APPROVED)].drop(columns=["ledger_status"], errors="ignore")
     approved["autonomy"] = "auto"
     return approved.reset_index(drop=True)

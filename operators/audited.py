@@ -59,6 +59,30 @@ def _outcome_of(exc: BaseException) -> tuple[str, str | None]:
     return "failed", f"{type(exc).__name__}: {exc}"
 
 
+RUN_PARAMS = ("mode", "approval_timeout", "operation_ids", "since", "run_id")  # ours; other conf is not recorded
+
+
+def trigger_of(context: Context) -> dict[str, Any]:
+    """What started this DAG run: its type (scheduled, manual, asset_triggered...), the user who
+    triggered it, our run parameters, and the asset events it consumed."""
+    run = context.get("dag_run")
+    if run is None:
+        return {}
+    kind = getattr(run, "run_type", None)
+    events = [
+        {"asset": getattr(e.asset, "name", None) or getattr(e.asset, "uri", None), "source_dag_id": e.source_dag_id,
+         "source_run_id": e.source_run_id, "source_task_id": e.source_task_id}
+        for e in (getattr(run, "consumed_asset_events", None) or [])[:50]
+    ]  # fmt: skip
+    conf = getattr(run, "conf", None) or {}
+    return {
+        "run_type": getattr(kind, "value", kind),
+        "user": getattr(run, "triggering_user_name", None),
+        "params": {k: conf[k] for k in RUN_PARAMS if k in conf},
+        "asset_events": events,
+    }
+
+
 class AuditedTaskMixin:
     """Mixed into our operators and sensors. Subclasses implement ``run(context, spec, audit)``."""
 
@@ -85,6 +109,7 @@ class AuditedTaskMixin:
         store = AuditStoreHook(self.audit_conn_id).store
         store.ensure_schema()  # no audit, no action: fail before doing anything
         draft = AuditDraft()
+        draft.details["trigger"] = trigger_of(context)
         outcome, error = "success", None
         try:
             spec = load_spec(self.spec_path) if self.spec_path else None

@@ -209,6 +209,11 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
         "request_approval": "skipped",
     }
     assert all(r["policy_version"] for r in records)
+    # Each record says what started the run: triggered by hand, by whom, with which mode.
+    assert {(r["details"]["trigger"]["run_type"], r["details"]["trigger"]["user"]) for r in records} == {
+        ("manual", "admin")
+    }
+    assert {r["details"]["trigger"]["params"]["mode"] for r in records} == {"shadow"}
     detect = next(r for r in records if r["task_id"] == "detect_drift")
     assert detect["details"]["drift"]["changed"] == planted_changed
     assert [i["uri"] for i in detect["inputs"]] == [desired["uri"], actual["uri"]]
@@ -236,6 +241,11 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     assert record["task_id"] == "post_digest"
     assert record["spec"] == "ticket_ownership"
     assert record["details"]["digests"][0]["source_run"] == run_id
+    trigger = record["details"]["trigger"]
+    assert trigger["run_type"] == "asset_triggered"
+    assert [(e["asset"], e["source_run_id"]) for e in trigger["asset_events"]] == [
+        ("reconcile.ticket_ownership.drift_report", run_id)
+    ]
     assert record["details"]["digests"][0]["posted"] is False
 
 

@@ -64,6 +64,17 @@ def test_rejected_is_not_asked_again_and_approved_is_carried_without_asking(stor
     assert counts == {"rejected": 1, "approved": 1, "awaiting_approval": 1}
 
 
+def test_an_approved_operation_whose_apply_was_cut_short_is_applied_again_without_asking(store):
+    first = ledger_for(store, "run-1")
+    pending_approval(approvals(), first)
+    first.decide(["op0"], "approved")
+    first.begin(approvals().iloc[0].to_dict())  # apply_approved's worker died after this
+    request, counts = pending_approval(approvals(), ledger_for(store, "run-2"))
+    assert dict(zip(request["operation_id"], request["ledger_status"], strict=True))["op0"] == "in_flight"
+    rows = {op: ledger_for(store, "run-2").get(op) for op in request["operation_id"]}
+    assert approved_plan(request, rows)["operation_id"].tolist() == ["op0"]
+
+
 def test_an_answer_changes_only_operations_still_waiting(store):
     ledger = ledger_for(store, "run-1")
     pending_approval(approvals(), ledger)
