@@ -188,6 +188,19 @@ class AuditStore:
             r.update(json.loads(r.pop("body")))
         return int(total), rows
 
+    def latest(self, dag_id: str, task_id: str, *, outcome: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
+        """A task's newest records (newest first), bodies unpacked."""
+        self.ensure_schema()
+        where = [audit_records.c.dag_id == dag_id, audit_records.c.task_id == task_id]
+        if outcome:
+            where.append(audit_records.c.outcome == outcome)
+        query = sa.select(audit_records).where(*where).order_by(audit_records.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for r in rows:
+            r.update(json.loads(r.pop("body")))
+        return rows
+
     def drift_trend(self, dag_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The drift counts of the DAG's last ``limit`` successful detect_drift tries, newest first."""
         self.ensure_schema()

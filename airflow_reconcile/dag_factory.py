@@ -261,3 +261,23 @@ def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile
     ) as dag:
         SlackDriftDigestOperator(task_id="post_digest", inlets=assets)
     return dag
+
+
+def build_watchdog_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_watchdog") -> DAG:
+    """Every 30 minutes: alerts for reconciliations that went quiet, growing queues, stale sources."""
+    from airflow.sdk import DeltaTriggerTimetable
+
+    from airflow_reconcile.operators.watchdog import ReconcileWatchdogOperator
+
+    with DAG(
+        dag_id=dag_id,
+        description="Makes silence visible: no recent success, dead letters, a growing review queue, a stale source",
+        schedule=DeltaTriggerTimetable(timedelta(minutes=30)),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["reconcile", "watchdog"],
+        default_args=_default_args(),
+    ) as dag:
+        ReconcileWatchdogOperator(task_id="watch", specs_dir=str(Path(specs_dir).resolve()))
+    return dag

@@ -246,6 +246,27 @@ def _default_rates() -> dict[Target, float]:
 CLOSING_STATUSES = ("done", "closed", "resolved", "cancelled", "canceled", "won't do", "rejected", "declined")
 
 
+class Watchdog(_Model):
+    """When the watchdog DAG raises an alert for this spec (silence is as loud as an error)."""
+
+    max_silence: str = Field(default="1d", description="Alert when no run has applied successfully for this long.")
+    max_dead_letters: int = Field(
+        default=0, ge=0, description="Alert when more operations than this are dead-lettered."
+    )
+    max_review_queue: int = Field(
+        default=100, ge=0, description="Alert when more operations than this wait for a person."
+    )
+    stale_runs: int = Field(
+        default=3, ge=1, description="Alert when the source of record was stale this many runs in a row."
+    )
+
+    @field_validator("max_silence")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class Limits(_Model):
     max_actions: int = Field(default=500, ge=0)
     max_changed_fraction: float = Field(default=0.5, gt=0, le=1)
@@ -345,6 +366,7 @@ class Spec(_Model):
     targets: Targets = Targets()
     limits: Limits = Limits()
     approval: Approval = Approval()
+    watchdog: Watchdog = Watchdog()
 
     @model_validator(mode="after")
     def _closures_need_opt_in(self) -> Spec:

@@ -67,6 +67,8 @@ def create_app() -> FastAPI:
 
         store = _audit_store()
         allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+        [watch] = store.latest("reconcile_watchdog", "watch", limit=1) or [None]
+        alerts = (watch or {}).get("details", {}).get("alerts", [])
         out = []
         for dag_id in store.dag_ids():
             if dag_id not in allowed or dag_id.endswith(("_replay", "_revert")):
@@ -78,8 +80,9 @@ def create_app() -> FastAPI:
             out.append({"dag_id": dag_id, "latest_drift": latest[0] if latest else None,
                         "dead_letters": counts.get("dead_lettered", 0),
                         "review_queue": sum(counts.get(s, 0) for s in REVIEW_QUEUE),
-                        "counts_by_status": counts})  # fmt: skip
-        return {"dags": out}
+                        "counts_by_status": counts,
+                        "alerts": [a for a in alerts if a.get("dag_id") == dag_id]})  # fmt: skip
+        return {"dags": out, "watchdog_checked_at": (watch or {}).get("ended_at")}
 
     @app.get("/dags/{dag_id}/audit", dependencies=readable)
     def audit_records(

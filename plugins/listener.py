@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 OPERATORS = frozenset({
     "SourceFreshnessSensor", "ReadSnapshotOperator", "ValidateSnapshotOperator", "DetectDriftOperator",
     "EvaluateRulesOperator", "ApplyCorrectionsOperator", "RequestApprovalOperator", "ReplayOperationsOperator",
-    "RevertRunOperator", "SlackDriftDigestOperator",
+    "RevertRunOperator", "SlackDriftDigestOperator", "ReconcileWatchdogOperator",
 })  # fmt: skip
 
 

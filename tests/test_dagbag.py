@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.conftest import REPO
@@ -18,8 +20,14 @@ def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == {
         "reconcile_ticket_ownership", "reconcile_ticket_ownership_replay", "reconcile_ticket_ownership_revert",
-        "reconcile_drift_digest",
+        "reconcile_drift_digest", "reconcile_watchdog",
     }  # fmt: skip
+
+
+def test_watchdog_runs_every_half_hour_over_the_specs_folder(dagbag):
+    watchdog = dagbag.dags["reconcile_watchdog"]
+    assert watchdog.timetable.delta == timedelta(minutes=30)
+    assert watchdog.get_task("watch").specs_dir == str(REPO / "dags" / "specs")
 
 
 def test_recovery_dags_take_their_input_from_the_trigger_form(dagbag):

@@ -102,7 +102,7 @@ def respond(stack, run_id, choice):
     the task (a second or two) makes it fail ("state changed externally"); a person is never that fast.
     """
     approval_request(stack, run_id)
-    time.sleep(6)
+    time.sleep(10)
     response = stack.airflow.api(
         "PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/request_approval/-1/hitlDetails",
         json={"chosen_options": [choice], "params_input": {}},
@@ -422,6 +422,15 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     assert (letter["target_ref"], letter["run_id"], letter["error_class"]) == (key, apply_run, "PersistentError")
     assert "grant it the permission" in letter["hint"]
     assert dead["replay_dag_id"] == f"{DAG_ID}_replay"
+    # The watchdog sees it too, and the plugin's page shows its alert as a banner.
+    af.wait_for_dag("reconcile_watchdog")
+    watch = af.trigger("reconcile_watchdog", conf={})
+    state, log = finished(stack, "reconcile_watchdog", watch, "watch")
+    assert state == "success", log
+    [summary] = [d for d in af.get("/reconcile/dags")["dags"] if d["dag_id"] == DAG_ID]
+    assert [(a["kind"], a["message"].split(" (")[0]) for a in summary["alerts"]] == [
+        ("dead_letters", "1 dead-lettered operation(s)")
+    ]
 
     stack.jira.faults.set([])
     replay = af.trigger(f"{DAG_ID}_replay", conf={})

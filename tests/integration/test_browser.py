@@ -95,7 +95,7 @@ def test_an_operator_reconciles_from_the_ui(stack, page, shots):
         return states.get("request_approval") == "awaiting_input"
 
     wait_for(waiting)
-    time.sleep(6)  # as a person would (see respond() in test_airflow_e2e.py)
+    time.sleep(10)  # as a person would (see respond() in test_airflow_e2e.py)
     page.goto(f"{url}/dags/{DAG_ID}/runs/{run_id}/tasks/request_approval/required_actions")
     page.get_by_text(f"ticket_ownership: approve {len(cases['missing_ticket'])} actions?").wait_for()
     page.get_by_text(cases["missing_ticket"][0], exact=True).wait_for()

@@ -1,0 +1,79 @@
+"""The watchdog task: alerts for reconciliations that went quiet, queues that grow, sources that stay stale."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
+from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.watchdog import Alert
+
+
+class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
+    """Check every spec in ``specs_dir`` (see ``airflow_reconcile.watchdog``) and alert.
+
+    Alerts go to the task log, the audit record (the plugin's page shows them as banners) and, for
+    a spec whose mode is ``apply`` (or that sets ``targets.slack.post_in_shadow``), to its Slack
+    digest channel — once per spec, kind and day, so a silence is not repeated every half hour.
+    """
+
+    template_fields: Sequence[str] = ("specs_dir",)
+    ui_color = "#ffe8e8"
+
+    def __init__(self, *, specs_dir: str, audit_conn_id: str = DEFAULT_AUDIT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.specs_dir = specs_dir
+        self.audit_conn_id = audit_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self.audited(context, lambda _spec, audit: self._watch(audit))
+
+    def _watch(self, audit: AuditDraft) -> dict[str, Any]:
+        from airflow_reconcile.dag_factory import specs_in
+        from airflow_reconcile.hooks import AuditStoreHook
+        from airflow_reconcile.spec import load_spec
+        from airflow_reconcile.watchdog import check
+
+        store = AuditStoreHook(self.audit_conn_id).store
+        now = datetime.now(UTC)
+        specs, alerts = [], []
+        for path in specs_in(self.specs_dir):
+            try:
+                spec = load_spec(path)
+            except ValueError as exc:  # that spec's own DAG shows the error; the others are still watched
+                self.log.warning("not watched: %s", exc)
+                continue
+            specs.append(spec)
+            found = check(spec, store, now)
+            alerts.extend(found)
+            for alert in found:
+                self.log.warning("ALERT %s %s: %s", alert.dag_id, alert.kind, alert.message)
+            if found and (spec.mode == "apply" or spec.targets.slack.post_in_shadow):
+                self._post(spec, found, now)
+        audit.spec = ",".join(s.name for s in specs)
+        audit.policy_version = ",".join(s.policy_version for s in specs)
+        audit.details["alerts"] = [a.to_dict() for a in alerts]
+        self.log.info("watchdog: %d spec(s), %d alert(s)", len(specs), len(alerts))
+        return {"specs": [s.name for s in specs], "alerts": [a.to_dict() for a in alerts]}
+
+    def _post(self, spec: Spec, alerts: list[Alert], now: datetime) -> None:
+        from airflow.providers.slack.hooks.slack import SlackHook
+
+        from airflow_reconcile.actions.slack import SlackExecutor, escape_mrkdwn
+
+        slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
+        for alert in alerts:
+            key = f"{spec.name}|{alert.kind}|{now:%Y-%m-%d}"
+            op_id = "watchdog-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+            text = f":rotating_light: *{spec.name}* watchdog: {escape_mrkdwn(alert.message)}"
+            slack.post_once(spec.targets.slack.digest_channel, text, op_id, mrkdwn=True)
