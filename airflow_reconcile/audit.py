@@ -86,6 +86,16 @@ def _chain_hash(prev: str, row: dict[str, Any]) -> str:
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
+def _unpacked(rows: Any) -> list[dict[str, Any]]:
+    """Records as dicts with their JSON body merged in (the body's keys next to the columns)."""
+    unpacked = []
+    for row in rows:
+        record = dict(row._mapping)
+        record.update(json.loads(record.pop("body")))
+        unpacked.append(record)
+    return unpacked
+
+
 class AuditStore:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -165,10 +175,7 @@ class AuditStore:
             query = query.where(audit_records.c.ended_at >= _utc_text(since))
         self.ensure_schema()
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-        for r in rows:
-            r.update(json.loads(r.pop("body")))
-        return rows
+            return _unpacked(conn.execute(query))
 
     def page(
         self, *, dag_id: str, run_id: str | None = None, task_id: str | None = None, limit: int = 100, offset: int = 0
@@ -183,9 +190,7 @@ class AuditStore:
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(audit_records).where(*where)).scalar() or 0
             query = sa.select(audit_records).where(*where).order_by(audit_records.c.id).limit(limit).offset(offset)
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-        for r in rows:
-            r.update(json.loads(r.pop("body")))
+            rows = _unpacked(conn.execute(query))
         return int(total), rows
 
     def latest(self, dag_id: str, task_id: str, *, outcome: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
@@ -196,10 +201,7 @@ class AuditStore:
             where.append(audit_records.c.outcome == outcome)
         query = sa.select(audit_records).where(*where).order_by(audit_records.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-        for r in rows:
-            r.update(json.loads(r.pop("body")))
-        return rows
+            return _unpacked(conn.execute(query))
 
     def drift_trend(self, dag_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The drift counts of the DAG's last ``limit`` successful detect_drift tries, newest first."""

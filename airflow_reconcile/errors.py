@@ -40,15 +40,21 @@ def db_error_text(exc: BaseException) -> str:
     return str(getattr(exc, "orig", None) or exc).strip()
 
 
-def classify(exc: BaseException) -> type[TransientError] | type[PersistentError]:
-    """Transient (retry) or persistent (dead letter) from the exception a client raised."""
-    if isinstance(exc, (TransientError, PersistentError)):
-        return type(exc)
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the response a client's exception carries (Jira, Slack, requests), if any."""
     status = getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
     if status is None and response is not None:
         status = getattr(response, "status_code", None)
-    if isinstance(status, int):
+    return status if isinstance(status, int) else None
+
+
+def classify(exc: BaseException) -> type[TransientError] | type[PersistentError]:
+    """Transient (retry) or persistent (dead letter) from the exception a client raised."""
+    if isinstance(exc, (TransientError, PersistentError)):
+        return type(exc)
+    status = http_status(exc)
+    if status is not None:
         return TransientError if status == 429 or status >= 500 else PersistentError
     name = type(exc).__name__
     if isinstance(exc, (TimeoutError, ConnectionError)) or name in ("ConnectionError", "Timeout", "ReadTimeout"):

@@ -71,9 +71,8 @@ def hint_for(outcome: Outcome) -> str | None:
     """What an operator should do about a dead-lettered operation, from its error."""
     if outcome.status != "dead_lettered":
         return None
-    for status, hint in HINTS.items():
-        if f"{status}" in (outcome.error or "")[:200]:
-            return hint
+    if outcome.http_status in HINTS:  # the status the target answered, never a number in the message
+        return HINTS[outcome.http_status]
     if outcome.error_class == "TransientError":
         return "the target kept failing (timeouts, 5xx, rate limits): replay once it is healthy"
     return "see the error; replay the operation after fixing its cause"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -126,12 +125,12 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         if post:
             from airflow.providers.slack.hooks.slack import SlackHook
 
-            from airflow_reconcile.actions.slack import SlackExecutor
+            from airflow_reconcile.actions.slack import SlackExecutor, message_id
 
             slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
             for channel, digest in messages.items():
                 # One id per (spec, source run, channel): a retried digest task never posts twice.
-                op_id = "digest-" + hashlib.sha256(f"{spec.name}|{extra['run_id']}|{channel}".encode()).hexdigest()[:16]
+                op_id = message_id("digest", spec.name, extra["run_id"], channel)
                 outcome = slack.post_once(channel, digest.summary, op_id, blocks=digest.blocks)
                 # The items go in the summary's thread, once as well (found there by their own id).
                 slack.post_once(channel, digest.items, f"{op_id}-items",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -69,11 +68,10 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
     def _post(self, spec: Spec, alerts: list[Alert], now: datetime) -> None:
         from airflow.providers.slack.hooks.slack import SlackHook
 
-        from airflow_reconcile.actions.slack import SlackExecutor, escape_mrkdwn
+        from airflow_reconcile.actions.slack import SlackExecutor, escape_mrkdwn, message_id
 
         slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
         for alert in alerts:
-            key = f"{spec.name}|{alert.kind}|{now:%Y-%m-%d}"
-            op_id = "watchdog-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+            op_id = message_id("watchdog", spec.name, alert.kind, f"{now:%Y-%m-%d}")
             text = f":rotating_light: *{spec.name}* watchdog: {escape_mrkdwn(alert.message)}"
             slack.post_once(spec.targets.slack.digest_channel, text, op_id, mrkdwn=True)

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_reconcile.errors import PersistentError, classify
+from airflow_reconcile.errors import PersistentError, classify, http_status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +35,7 @@ class Outcome:
     error_class: str | None = None
     error: str | None = None
     prior: Mapping[str, Any] = field(default_factory=dict)
+    http_status: int | None = None  # of the failed call, when the target answered one
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -111,7 +112,7 @@ def _with_retries(
             if kind is PersistentError or attempt == attempts:
                 status = "dead_lettered"
                 log.warning("operation %s %s after %d attempt(s): %s", operation_id, status, attempt, message)
-                return Outcome(operation_id, status, attempt, kind.__name__, message)
+                return Outcome(operation_id, status, attempt, kind.__name__, message, http_status=http_status(exc))
             delay = random.uniform(0, base_delay * 2 ** (attempt - 1))  # noqa: S311 - jitter, not crypto
             asked = retry_after(exc)
             if asked is not None:  # the target said when: never sooner (capped, so a task cannot hang)

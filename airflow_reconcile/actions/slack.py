@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -19,6 +20,14 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def escape_mrkdwn(text: str) -> str:
     """Data never changes the meaning of a message: no mentions, links or markup from values."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message_id(kind: str, *parts: str) -> str:
+    """A stable id for a message the package posts on its own (digest, watchdog): ``kind-<hash>``.
+
+    The same parts give the same id, so a retried or repeated task finds its message and never posts twice.
+    """
+    return f"{kind}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 class SlackExecutor:

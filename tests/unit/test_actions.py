@@ -8,7 +8,7 @@ import pandas as pd
 
 from airflow_reconcile.actions.base import apply_plan, classify
 from airflow_reconcile.actions.jira import JiraExecutor
-from airflow_reconcile.actions.slack import SlackExecutor
+from airflow_reconcile.actions.slack import SlackExecutor, message_id
 from airflow_reconcile.errors import PersistentError, TransientError
 from airflow_reconcile.rules import PLAN_COLUMNS
 
@@ -357,3 +357,10 @@ def test_slack_direct_messages_and_threaded_follow_ups_are_posted_once(slack_sta
     result = apply_plan(ops, {"slack": executor}, mode="apply", sleep=lambda _: None)
     assert result.status.tolist() == ["dead_lettered"]
     assert "users_not_found" in result.error[0]
+
+
+def test_message_ids_are_stable_across_releases():
+    # Digest and watchdog find their earlier posts by these ids (values from the first release's
+    # formula): changing them would post the day's messages again after an upgrade.
+    assert message_id("digest", "service_ownership", "manual__2026-01-01", "#ops") == "digest-260f952d1e91ca48"
+    assert message_id("watchdog", "svc", "silence", "2026-11-26") == "watchdog-07581ee64ca3f3c1"

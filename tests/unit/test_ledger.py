@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
-from airflow_reconcile.actions.base import apply_plan
+from airflow_reconcile.actions.base import Outcome, apply_plan
 from airflow_reconcile.actions.jira import JiraExecutor
 from airflow_reconcile.audit import AuditStore
 from airflow_reconcile.errors import AuditUnavailable
-from airflow_reconcile.ledger import Ledger
+from airflow_reconcile.ledger import HINTS, Ledger, hint_for
 from tests.unit.test_actions import plan
 
 
@@ -146,6 +146,16 @@ def test_403_is_dead_lettered_without_retry_with_a_hint(many, jira_client, ledge
     assert dead["error_class"] == "PersistentError"
     assert dead["hint"].startswith("the connection's user may not do this")
     assert json.loads(dead["params"]) == {"assignee": "alice"}  # the payload, for replay
+
+
+def test_the_hint_follows_the_status_the_target_answered_not_numbers_in_the_message():
+    # Jira's error text carries the server's URL: a port such as 40165 contains "401".
+    message = "JIRAError: HTTP 403 url: http://127.0.0.1:40165/rest/api/2/issue/OPS-1/assignee"
+    forbidden = Outcome("op", "dead_lettered", 1, "PersistentError", message, http_status=403)
+    assert hint_for(forbidden) == HINTS[403]
+    unknown = Outcome("op", "dead_lettered", 1, "PersistentError", "ValueError: 401 things", http_status=None)
+    assert hint_for(unknown) == "see the error; replay the operation after fixing its cause"
+    assert hint_for(Outcome("op", "applied", 1)) is None
 
 
 def test_missing_plan_values_are_stored_as_null(ledger):
