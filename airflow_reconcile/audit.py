@@ -55,9 +55,10 @@ class AuditRecord:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    trace_id: str | None = None  # the try's OpenLineage run id (airflow_reconcile.lineage.trace_id)
 
     def body(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if k in ("inputs", "outputs", "details", "error")}
+        data = {k: v for k, v in asdict(self).items() if k in ("inputs", "outputs", "details", "error", "trace_id")}
         return json.dumps(data, sort_keys=True, default=str)
 
     def to_dict(self) -> dict[str, Any]:

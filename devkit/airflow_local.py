@@ -53,6 +53,11 @@ class LocalAirflow:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def lineage_file(self) -> Path:
+        """Where the OpenLineage events go: one JSON event per line."""
+        return self.home / "openlineage.jsonl"
+
+    @property
     def env(self) -> dict[str, str]:
         home = self.home
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
@@ -81,6 +86,10 @@ class LocalAirflow:
                 "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                # OpenLineage events (apache-airflow-providers-openlineage) as JSON lines in AIRFLOW_HOME.
+                "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                    {"type": "file", "log_file_path": str(self.lineage_file), "append": True}
+                ),
                 "GX_ANALYTICS_ENABLED": "False",
                 "NO_PROXY": "127.0.0.1,localhost",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),

@@ -59,6 +59,11 @@ def _outcome_of(exc: BaseException) -> tuple[str, str | None]:
     return "failed", f"{type(exc).__name__}: {exc}"
 
 
+def record_index(ti: Any) -> int:
+    """The map index as records store it: -1 for an unmapped task."""
+    return ti.map_index if ti.map_index is not None else -1
+
+
 RUN_PARAMS = ("mode", "approval_timeout", "operation_ids", "since", "run_id")  # ours; other conf is not recorded
 
 
@@ -103,6 +108,7 @@ class AuditedTaskMixin:
         """
         from airflow_reconcile.audit import AuditRecord
         from airflow_reconcile.hooks import AuditStoreHook
+        from airflow_reconcile.lineage import run_date, trace_id
         from airflow_reconcile.spec import load_spec
 
         started = datetime.now(UTC)
@@ -125,7 +131,7 @@ class AuditedTaskMixin:
                 dag_id=ti.dag_id,
                 run_id=ti.run_id,
                 task_id=ti.task_id,
-                map_index=ti.map_index if ti.map_index is not None else -1,
+                map_index=record_index(ti),
                 try_number=ti.try_number,
                 started_at=started,
                 ended_at=datetime.now(UTC),
@@ -136,9 +142,25 @@ class AuditedTaskMixin:
                 outputs=draft.outputs,
                 details=draft.details,
                 error=error,
+                trace_id=trace_id(
+                    ti.dag_id, ti.task_id, ti.try_number, record_index(ti), run_date(context.get("dag_run"))
+                ),
             )
             digest = store.append(record)
-            log.info("audit record %s written (%s)", digest[:12], outcome)
+            log.info("audit record %s written (%s, trace id %s)", digest[:12], outcome, record.trace_id)
+            self._lineage_record = {**record.to_dict(), "record_hash": digest}
+
+    # OpenLineage (apache-airflow-providers-openlineage calls these after the try): the lineage comes
+    # from this try's audit record, so the two always agree. See airflow_reconcile.lineage.
+    _lineage_record: dict[str, Any] | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_reconcile.lineage import operator_lineage
+
+        return operator_lineage(self._lineage_record)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
 
     def pull(self, context: Context, task_id: str, key: str = "return_value") -> dict[str, Any]:
         """A manifest an upstream task returned; fails clearly when it is absent."""

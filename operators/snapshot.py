@@ -21,7 +21,9 @@ def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContex
     conn_id = source.connection_id
     if source.kind == "jira":
         hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
-        return SourceContext(origin=spec_path, client_factory=hook.get_conn, progress=log.info)
+        return SourceContext(
+            origin=spec_path, client_factory=hook.get_conn, progress=log.info, connection={"server": hook.server_url()}
+        )
     if source.kind == "sql" and conn_id:
         return SourceContext(origin=spec_path, connection={"url": database_url(conn_id)}, progress=log.info)
     if source.kind == "file" and conn_id:
@@ -46,11 +48,15 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         self.side = side
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow_reconcile.lineage import source_location
         from airflow_reconcile.metrics import emit
         from airflow_reconcile.sources import get_source
 
         source_spec = getattr(spec.sources, self.side)
-        snapshot = get_source(source_spec.kind).read(source_spec, source_context(self.spec_path, source_spec, self.log))
+        ctx = source_context(self.spec_path, source_spec, self.log)
+        snapshot = get_source(source_spec.kind).read(source_spec, ctx)
+        # Where it was read from (no credentials): the audit record's input and the lineage input.
+        audit.inputs.append(source_location(source_spec.kind, source_spec.options, ctx.connection, snapshot.source))
         manifest = self.workspace(spec, context).write(
             self.side, snapshot.frame, side=self.side, policy_version=spec.policy_version, **snapshot.meta()
         )

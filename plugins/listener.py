@@ -34,11 +34,28 @@ def _operator_name(ti: Any) -> str | None:
     return getattr(ti, "operator", None)  # the scheduler's TaskInstance row
 
 
-def record_missing_try(ti: Any, outcome: str, error: Any, store: Any = None) -> bool:
-    """Append a record for this try unless it has one; True when one was written."""
+def _run_date(ti: Any) -> Any:
+    """The DAG run's logical date (else run_after) of a task instance, for the trace id; None if unknown."""
+    from airflow_reconcile.lineage import run_date
+
+    try:
+        run = getattr(ti, "dag_run", None)
+        if run is None and hasattr(ti, "get_template_context"):
+            run = ti.get_template_context().get("dag_run")
+        return run_date(run)
+    except Exception:  # noqa: BLE001 - a record without a trace id beats no record
+        return None
+
+
+def record_missing_try(ti: Any, outcome: str, error: Any, store: Any = None, when: Any = None) -> bool:
+    """Append a record for this try unless it has one; True when one was written.
+
+    ``when``: the DAG run's logical date (or run_after), for the trace id; looked up from ``ti`` if not given.
+    """
     if _operator_name(ti) not in OPERATORS:
         return False
     from airflow_reconcile.audit import AuditRecord
+    from airflow_reconcile.lineage import trace_id
 
     if store is None:
         from airflow_reconcile.hooks import AuditStoreHook
@@ -61,6 +78,7 @@ def record_missing_try(ti: Any, outcome: str, error: Any, store: Any = None) -> 
             details={"recorded_by": "listener", "why": "the try ended without writing its own audit record "
                      "(its process was killed, or it failed before the operator's code ran)"},
             error=(message or "")[:2000] or None,
+            trace_id=trace_id(ti.dag_id, ti.task_id, int(ti.try_number), map_index, when or _run_date(ti)),
         )
     )  # fmt: skip
     log.warning("audit: the try %s had no record of its own; one was written for it (%s)", key, outcome)
@@ -77,7 +95,7 @@ def _safely(ti: Any, outcome: str, error: Any = None) -> None:
 FINISHED = ("success", "failed", "up_for_retry")  # tries that ran (a skipped or upstream-failed task never did)
 
 
-def sweep_run(session: Any, dag_id: str, run_id: str, store: Any = None) -> int:
+def sweep_run(session: Any, dag_id: str, run_id: str, store: Any = None, when: Any = None) -> int:
     """Write a record for every finished try of the run that has none; returns how many were written.
 
     ``session`` is the caller's (the scheduler's) database session: only read here, never committed
@@ -101,7 +119,7 @@ def sweep_run(session: Any, dag_id: str, run_id: str, store: Any = None) -> int:
                 tries.append(SimpleNamespace(**row._mapping))
     for ti in tries:
         outcome = "success" if ti.state == "success" else "failed"
-        written += record_missing_try(ti, outcome, f"the task ended {ti.state} without its own record", store)
+        written += record_missing_try(ti, outcome, f"the task ended {ti.state} without its own record", store, when)
     return written
 
 
@@ -115,7 +133,9 @@ def _sweep_safely(dag_run: Any) -> None:
         if session is None:
             log.warning("audit listener: run %s has no database session; its tries are not checked", run_id)
             return
-        sweep_run(session, dag_id, run_id)
+        from airflow_reconcile.lineage import run_date
+
+        sweep_run(session, dag_id, run_id, when=run_date(dag_run))
     except Exception:  # noqa: BLE001 - a listener must never break the scheduler
         log.exception("audit listener could not check the tries of %s", run_id)
 

@@ -6,12 +6,14 @@ with the Jira and Slack stand-ins reached through the real client libraries.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -247,6 +249,77 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
         ("reconcile.ticket_ownership.drift_report", run_id)
     ]
     assert record["details"]["digests"][0]["posted"] is False
+
+
+def lineage_events(stack, run_id, tasks=TASKS, timeout=60):
+    """The OpenLineage COMPLETE events of the run's tasks, by task id (the file transport's lines)."""
+    deadline, found = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        found = {}
+        lines = stack.airflow.lineage_file.read_text().splitlines() if stack.airflow.lineage_file.exists() else []
+        for line in lines:
+            event = json.loads(line)
+            airflow = event.get("run", {}).get("facets", {}).get("airflow", {})
+            if event.get("eventType") == "COMPLETE" and airflow.get("dagRun", {}).get("run_id") == run_id:
+                found[airflow["task"]["task_id"]] = event
+        if set(tasks) <= set(found):
+            return found
+        time.sleep(1)
+    raise AssertionError(f"lineage events for {sorted(set(tasks) - set(found))} of {run_id} never arrived")
+
+
+def test_lineage_events_report_inputs_outputs_facets_and_the_audit_trace_id(stack):
+    af = stack.airflow
+    [first] = af.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"order_by": "run_after", "limit": 1})["dag_runs"]
+    run_id = first["dag_run_id"]  # the shadow run above
+    events = lineage_events(stack, run_id)
+    records = {r["task_id"]: r for r in af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]}
+
+    # One id for a try in both places: the event's run id is the audit record's trace id, and the
+    # event names the audit record.
+    for task_id in TASKS:
+        facet = events[task_id]["run"]["facets"]["reconcile"]
+        assert events[task_id]["run"]["runId"] == records[task_id]["trace_id"], task_id
+        assert facet["auditRecord"] == records[task_id]["record_hash"], task_id
+        assert facet["policyVersion"] == records[task_id]["policy_version"]
+
+    def names(datasets):
+        return [(d["namespace"], d["name"]) for d in datasets]
+
+    root = Path(af.xcom(DAG_ID, run_id, "read_desired")["uri"].removeprefix("file://")).parent.parent
+    # read_desired: the catalog file in, the snapshot out under the asset's stable name, with its rows.
+    desired = events["read_desired"]
+    assert names(desired["inputs"]) == [("file", str(af.home / "sample-data" / "service_catalog.csv"))]
+    [out] = desired["outputs"]
+    assert (out["namespace"], out["name"]) == ("file", str(root / "snapshot_desired"))
+    assert out["outputFacets"]["outputStatistics"]["rowCount"] == len(stack.scenario.catalog)
+    assert out["facets"]["version"]["datasetVersion"] == records["read_desired"]["outputs"][0]["content_hash"]
+    assert {f["name"] for f in out["facets"]["schema"]["fields"]} >= {"service", "assignee"}
+    # read_actual: Jira (its URL, never the credentials) and the JQL.
+    [jira] = events["read_actual"]["inputs"]
+    assert jira["namespace"] == stack.jira.base_url
+    assert "Service Ownership" in jira["name"]
+    # validate_*: the quality gate's assertions on the snapshot it checked.
+    [checked] = events["validate_desired"]["inputs"]
+    assertions = checked["inputFacets"]["dataQualityAssertions"]["assertions"]
+    assert assertions
+    assert all(a["success"] for a in assertions)
+    assert len(assertions) == len(records["validate_desired"]["details"]["quality"]["results"])
+    # detect_drift: both snapshots in, the drift report out, drift counts in the run facet.
+    drift = events["detect_drift"]
+    assert names(drift["inputs"]) == [("file", str(root / "snapshot_desired")), ("file", str(root / "snapshot_actual"))]
+    assert names(drift["outputs"]) == [("file", str(root / "drift_report"))]
+    assert drift["run"]["facets"]["reconcile"]["details"]["drift"] == records["detect_drift"]["details"]["drift"]
+    # apply_corrections: the plan in, the outcomes out, outcome counts in the run facet.
+    apply = events["apply_corrections"]
+    assert names(apply["inputs"]) == [("file", str(root / "plan"))]
+    assert (
+        apply["run"]["facets"]["reconcile"]["details"]["outcomes"]
+        == records["apply_corrections"]["details"]["outcomes"]
+    )
+    lineage = af.lineage_file.read_text()
+    assert stack.jira.credentials[1] not in lineage
+    assert stack.slack.token not in lineage
 
 
 def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack, metrics):
@@ -504,3 +577,7 @@ def test_a_killed_task_try_still_gets_an_audit_record(stack):
     assert by_try[2]["outputs"][0]["rows"] == len(scenario.issues)
     assert sum(1 for r in af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
                if r["details"].get("recorded_by") == "listener") == 1  # fmt: skip
+    # The listener's record has the try's trace id too; the retry's is the run id of its lineage event.
+    assert by_try[1]["trace_id"]
+    assert by_try[1]["trace_id"] != by_try[2]["trace_id"]
+    assert lineage_events(stack, run_id, {"read_actual"})["read_actual"]["run"]["runId"] == by_try[2]["trace_id"]

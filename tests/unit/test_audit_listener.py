@@ -24,6 +24,22 @@ def test_a_try_without_its_own_record_gets_one_once(tmp_path):
     assert record["details"]["recorded_by"] == "listener"
     assert record["error"] == "killed by signal 9"
     assert store.verify() == (True, None)  # part of the same chain
+    assert record["trace_id"] is None  # the run's date is unknown here (the sweep passes it)
+
+
+def test_the_record_written_for_a_try_carries_its_lineage_trace_id(tmp_path):
+    from airflow_reconcile.lineage import trace_id
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    logical = datetime(2026, 11, 26, 8, tzinfo=UTC)
+    assert record_missing_try(ti(), "failed", "killed", store, when=logical)
+    # Found through the DAG run when not given (the scheduler's TaskInstance has one).
+    retry = ti(try_number=2)
+    retry.dag_run = SimpleNamespace(logical_date=None, run_after=logical)  # a run without a logical date
+    assert record_missing_try(retry, "failed", "killed", store)
+    first, second = store.records()
+    assert first["trace_id"] == trace_id("reconcile_x", "read_actual", 1, -1, logical)
+    assert second["trace_id"] == trace_id("reconcile_x", "read_actual", 2, -1, logical)
 
 
 def test_a_try_that_wrote_its_own_record_and_other_operators_are_left_alone(tmp_path):
