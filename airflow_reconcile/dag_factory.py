@@ -73,6 +73,39 @@ def drift_report_asset(spec_name: str) -> Asset:
     return _asset(spec_name, "drift_report")
 
 
+def run_deadline(spec: Spec) -> Any:
+    """Airflow's deadline alert for a run that hangs: ``watchdog.max_run_duration`` after it was queued
+    (plus the approval timeout when the DAG waits for a person), the triggerer posts to the digest
+    channel with the Slack provider's ``SlackNotifier``. None when the spec sets no duration."""
+    from airflow.providers.slack.notifications.slack import SlackNotifier
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    from airflow_reconcile.spec import approval_timeout, parse_duration
+
+    if spec.watchdog.max_run_duration is None:
+        return None
+    seconds = parse_duration(spec.watchdog.max_run_duration)
+    if spec.needs_approval:
+        seconds += approval_timeout(spec.approval.timeout)
+    slack = spec.targets.slack
+    allowed = spec.watchdog.max_run_duration + (
+        f" + {spec.approval.timeout} for approval" if spec.needs_approval else ""
+    )
+    text = (
+        f":hourglass: reconciliation *{spec.name}*: run `{{{{ dag_run.dag_run_id }}}}` of `{spec.dag_id}` is still "
+        f"not finished {allowed} after it was queued (deadline {{{{ deadline.deadline_time }}}}). "
+        "Open the run in Airflow: which task is waiting, retrying or stuck?"
+    )
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(seconds=seconds),
+        callback=AsyncCallback(
+            SlackNotifier, kwargs={"slack_conn_id": slack.connection_id, "channel": slack.digest_channel, "text": text}
+        ),
+        name=f"{spec.dag_id} run duration",
+    )
+
+
 def _schedule(spec: Spec) -> Any:
     from datetime import timedelta
 
@@ -109,6 +142,7 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> DAG:
         params=_params(spec),
         default_args=_default_args(spec.owner),
         doc_md=f"Reconciliation **{spec.name}** from `{spec_path}` (policy version `{spec.policy_version}`).",
+        deadline=run_deadline(spec),
     ) as dag:
         freshness = SourceFreshnessSensor(
             task_id="check_freshness", side="desired", poke_interval=60, timeout=3600, retries=0, **common

@@ -259,11 +259,17 @@ class Watchdog(_Model):
     stale_runs: int = Field(
         default=3, ge=1, description="Alert when the source of record was stale this many runs in a row."
     )
+    max_run_duration: str | None = Field(
+        default="2h",
+        description="A run still going this long after it was queued (plus approval.timeout when actions wait "
+        "for approval) misses its Airflow deadline: a Slack message to the digest channel. null: no deadline.",
+    )
 
-    @field_validator("max_silence")
+    @field_validator("max_silence", "max_run_duration")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
         return value
 
 

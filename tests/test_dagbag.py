@@ -85,6 +85,51 @@ def test_dead_letters_fail_the_apply_task_unless_the_spec_says_otherwise(tmp_pat
     assert build_reconciliation_dag(tmp_path / "spec.yaml").get_task("apply_corrections").fail_on_dead_letter
 
 
+def test_a_run_that_hangs_misses_its_deadline_and_slack_hears_of_it(dagbag, slack_standin, monkeypatch):
+    import asyncio
+    import json
+
+    from airflow.triggers.callback import CallbackTrigger
+
+    [alert] = dagbag.dags["reconcile_ticket_ownership"].deadline
+    assert alert.reference.reference_name == "DagRunQueuedAtDeadline"
+    assert alert.interval == timedelta(hours=2 + 24)  # watchdog.max_run_duration + approval.timeout
+    assert alert.callback.path == "airflow.providers.slack.notifications.slack.SlackNotifier"
+    assert alert.callback.kwargs["channel"] == "#ops-reconcile"
+
+    # What the triggerer does when the deadline passes: Airflow's CallbackTrigger with the context the
+    # scheduler attaches (the DAG run as the REST API shows it, and the deadline).
+    monkeypatch.setenv("AIRFLOW_CONN_RECONCILE_SLACK", json.dumps(
+        {"conn_type": "slack", "password": slack_standin.token, "extra": {"base_url": f"{slack_standin.base_url}/api/"}}
+    ))  # fmt: skip
+    context = {"dag_run": {"dag_id": "reconcile_ticket_ownership", "dag_run_id": "manual__2026-11-26T01:00:00"},
+               "deadline": {"id": "d1", "deadline_time": "2026-11-27T03:00:00+00:00"}}  # fmt: skip
+    trigger = CallbackTrigger(alert.callback.path, {**alert.callback.kwargs, "context": context})
+
+    async def events():
+        return [e.payload async for e in trigger.run()]
+
+    assert [e["state"] for e in asyncio.run(events())] == ["running", "success"]
+    [message] = slack_standin.messages
+    assert message["channel"] == "#ops-reconcile"
+    assert "run `manual__2026-11-26T01:00:00` of `reconcile_ticket_ownership` is still not finished" in message["text"]
+    assert "2h + 24h for approval" in message["text"]
+    assert "2026-11-27T03:00:00+00:00" in message["text"]
+
+
+def test_a_spec_can_go_without_a_run_deadline(tmp_path):
+    from airflow_reconcile.dag_factory import build_reconciliation_dag
+
+    text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(text + "\nwatchdog:\n  max_run_duration: null\n")
+    assert not build_reconciliation_dag(tmp_path / "spec.yaml").deadline
+    (tmp_path / "spec.yaml").write_text(
+        text.replace("autonomy: approve", "autonomy: review") + "\nwatchdog:\n  max_run_duration: 90m\n"
+    )
+    [alert] = build_reconciliation_dag(tmp_path / "spec.yaml").deadline
+    assert alert.interval == timedelta(minutes=90)  # no approval wait to add
+
+
 def test_digest_dag_is_scheduled_on_the_drift_report(dagbag):
     condition = dagbag.dags["reconcile_drift_digest"].timetable.asset_condition
     assert [asset.name for asset in condition.objects] == ["reconcile.ticket_ownership.drift_report"]
