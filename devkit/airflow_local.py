@@ -38,9 +38,12 @@ class LocalAirflow:
         port: int = 8080,
         dags_folder: Path = REPO / "dags",
         extra_env: dict[str, str] | None = None,
+        users: dict[str, tuple[str, str]] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
+        """``users``: more users than the admin, name → (role, password); roles as SimpleAuthManager's."""
         self.home = Path(home).resolve()
+        self.users = {ADMIN[0]: ("admin", ADMIN[1]), **(users or {})}
         self.port = port
         self.dags_folder = dags_folder
         self.extra_env = extra_env or {}
@@ -70,7 +73,7 @@ class LocalAirflow:
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN[0]}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, (r, _) in self.users.items()),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
                 "AIRFLOW__API__HOST": "127.0.0.1",
@@ -103,9 +106,9 @@ class LocalAirflow:
         return subprocess.run([exe, *args], env=self.env, check=check, capture_output=True, text=True)
 
     def prepare(self) -> None:
-        """Create AIRFLOW_HOME, the fixed admin password and the migrated SQLite metadata DB."""
+        """Create AIRFLOW_HOME, the fixed passwords and the migrated SQLite metadata DB."""
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "passwords.json").write_text(json.dumps({ADMIN[0]: ADMIN[1]}))
+        (self.home / "passwords.json").write_text(json.dumps({n: p for n, (_, p) in self.users.items()}))
         started = time.monotonic()
         result = self.airflow("db", "migrate", check=False)
         if result.returncode != 0:

@@ -62,10 +62,12 @@ def start_stack(
     log: Any = print,
     fresh: bool = True,
     extra_env: dict[str, str] | None = None,
+    users: dict[str, tuple[str, str]] | None = None,
 ) -> Stack:
     """Stand-ins seeded with the scenario, sample data on disk, a migrated DB and a running Airflow.
 
-    ``extra_env``: more Airflow settings (e.g. ``AIRFLOW__METRICS__*`` to send metrics somewhere).
+    ``extra_env``: more Airflow settings (e.g. ``AIRFLOW__METRICS__*`` to send metrics somewhere);
+    ``users``: more users than the admin (see ``LocalAirflow``).
     """
     if fresh and home.exists():
         shutil.rmtree(home)
@@ -85,7 +87,7 @@ def start_stack(
         **connections(jira.base_url, slack.base_url.rstrip("/"), audit_db),
         **(extra_env or {}),
     }
-    airflow = LocalAirflow(home, port=airflow_port, extra_env=env, log=log)
+    airflow = LocalAirflow(home, port=airflow_port, extra_env=env, users=users, log=log)
     airflow.prepare()
     airflow.start()
     try:

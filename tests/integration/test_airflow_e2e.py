@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 TASKS = {"check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
          "detect_drift", "evaluate_rules", "apply_corrections"}  # fmt: skip
 APPROVAL_TASKS = {"request_approval", "apply_approved"}  # the spec creates missing tickets on approval
+READER = ("digest-reader", "digest-reader-password")  # a viewer who may read only the digest DAG
 
 
 class StatsdCollector:
@@ -63,8 +64,11 @@ def stack(tmp_path_factory, metrics):
     home = tmp_path_factory.mktemp("airflow")
     statsd = {"AIRFLOW__METRICS__STATSD_ON": "True", "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
               "AIRFLOW__METRICS__STATSD_PORT": str(metrics.port), "AIRFLOW__METRICS__STATSD_PREFIX": "airflow"}  # fmt: skip
+    # Per-DAG rights (devkit.auth): READER may read the digest DAG and nothing else.
+    auth = {"AIRFLOW__CORE__AUTH_MANAGER": "devkit.auth.PerDagAuthManager",
+            "RECONCILE_DAG_GRANTS": json.dumps({READER[0]: [DIGEST_DAG_ID]})}  # fmt: skip
     stack = start_stack(home, airflow_port=free_port(), jira_port=0, slack_port=0, log=lambda _: None,
-                        extra_env=statsd)  # fmt: skip
+                        extra_env={**statsd, **auth}, users={READER[0]: ("viewer", READER[1])})  # fmt: skip
     try:
         stack.airflow.wait_for_dag(DAG_ID)
         stack.airflow.wait_for_dag(DIGEST_DAG_ID)
@@ -320,6 +324,30 @@ def test_lineage_events_report_inputs_outputs_facets_and_the_audit_trace_id(stac
     lineage = af.lineage_file.read_text()
     assert stack.jira.credentials[1] not in lineage
     assert stack.slack.token not in lineage
+
+
+def test_a_user_sees_only_the_records_of_dags_they_may_read(stack):
+    af = stack.airflow
+    headers = {"Authorization": f"Bearer {af.token(*READER)}"}
+
+    def get(path, **params):
+        return requests.get(f"{af.url}{path}", headers=headers, params=params, timeout=30)
+
+    # Airflow itself refuses the reconciliation DAG to this user; so does every endpoint of the plugin.
+    assert get(f"/api/v2/dags/{DAG_ID}").status_code == 403
+    for what in ("audit", "drift", "operations", "dead_letters", "review_queue"):
+        response = get(f"/reconcile/dags/{DAG_ID}/{what}")
+        assert response.status_code == 403, (what, response.text[:300])
+    # The digest DAG they may read: its records are there.
+    digest = get(f"/reconcile/dags/{DIGEST_DAG_ID}/audit")
+    assert digest.status_code == 200
+    assert digest.json()["records"]
+    assert {r["dag_id"] for r in digest.json()["records"]} == {DIGEST_DAG_ID}
+    # The list of reconciliations leaves out what they may not read; the admin sees it.
+    assert DAG_ID in {d["dag_id"] for d in af.get("/reconcile/dags")["dags"]}
+    listed = get("/reconcile/dags")
+    assert listed.status_code == 200
+    assert DAG_ID not in {d["dag_id"] for d in listed.json()["dags"]}
 
 
 def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack, metrics):
