@@ -234,6 +234,48 @@ class AuditStore:
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
+    def runs_page(self, dag_id: str, *, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        """(how many runs the DAG has records of, one page of them, newest first): per run its first start,
+        last end, records and failed tries (grouped and paged in the database), with what the run found and
+        did — drift counts, apply outcomes and mode, and what started it — from its records' bodies."""
+        c = audit_records.c
+        self.ensure_schema()
+        grouped = (
+            sa.select(c.run_id, sa.func.min(c.started_at).label("started_at"), sa.func.max(c.ended_at).label("ended_at"),
+                      sa.func.count().label("records"),
+                      sa.func.sum(sa.case((c.outcome == "failed", 1), else_=0)).label("failed_tries"),
+                      sa.func.max(c.id).label("last_id"))
+            .where(c.dag_id == dag_id)
+            .group_by(c.run_id)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(grouped.subquery())).scalar() or 0
+            runs = [
+                dict(r._mapping) for r in conn.execute(grouped.order_by(sa.desc("last_id")).limit(limit).offset(offset))
+            ]
+            ids = [r["run_id"] for r in runs]
+            bodies = conn.execute(
+                sa.select(c.run_id, c.task_id, c.outcome, c.body)
+                .where(c.dag_id == dag_id, c.run_id.in_(ids))
+                .order_by(c.id)
+            ).all() if ids else []  # fmt: skip
+        by_run: dict[str, dict[str, Any]] = {r["run_id"]: {"trigger": None, "drift": None, "mode": None, "outcomes": {}}
+                                             for r in runs}  # fmt: skip
+        for run_id, task_id, outcome, body in bodies:
+            details = json.loads(body).get("details", {})
+            found = by_run[run_id]
+            found["trigger"] = found["trigger"] or details.get("trigger")
+            if task_id == "detect_drift" and outcome == "success":
+                found["drift"] = details.get("drift")
+            if "outcomes" in details and outcome == "success":  # apply_corrections, apply_approved
+                found["outcomes"][task_id] = details["outcomes"]
+                found["mode"] = details.get("mode", found["mode"])
+        for run in runs:
+            run.pop("last_id")
+            run["failed_tries"] = int(run["failed_tries"] or 0)
+            run.update(by_run[run["run_id"]])
+        return int(total), runs
+
     def dag_ids(self) -> list[str]:
         self.ensure_schema()
         with self.engine.connect() as conn:

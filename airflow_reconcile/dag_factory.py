@@ -76,10 +76,11 @@ def drift_report_asset(spec_name: str) -> Asset:
 def run_deadline(spec: Spec) -> Any:
     """Airflow's deadline alert for a run that hangs: ``watchdog.max_run_duration`` after it was queued
     (plus the approval timeout when the DAG waits for a person), the triggerer posts to the digest
-    channel with the Slack provider's ``SlackNotifier``. None when the spec sets no duration."""
-    from airflow.providers.slack.notifications.slack import SlackNotifier
+    channel with the Slack provider's ``SlackNotifier`` (through ``airflow_reconcile.deadline``, which
+    keeps the Slack SDK out of DAG parsing). None when the spec sets no duration."""
     from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
+    from airflow_reconcile.deadline import notify_slack
     from airflow_reconcile.spec import approval_timeout, parse_duration
 
     if spec.watchdog.max_run_duration is None:
@@ -100,7 +101,7 @@ def run_deadline(spec: Spec) -> Any:
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=timedelta(seconds=seconds),
         callback=AsyncCallback(
-            SlackNotifier, kwargs={"slack_conn_id": slack.connection_id, "channel": slack.digest_channel, "text": text}
+            notify_slack, kwargs={"slack_conn_id": slack.connection_id, "channel": slack.digest_channel, "text": text}
         ),
         name=f"{spec.dag_id} run duration",
     )

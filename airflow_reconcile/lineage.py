@@ -99,8 +99,9 @@ def source_location(
     elif kind == "sql":  # a query, named by its hash (its text is in the spec)
         query = hashlib.sha256(str(options.get("query") or "").encode()).hexdigest()[:12]
         namespace, name = _database(str(connection.get("url") or "")), f"query:{query}"
-    elif kind == "jira":
-        namespace, name = _base(str(connection.get("server") or "jira")), str(options.get("jql") or "")
+    elif kind == "jira":  # the server's URL (scheme, host, port) and the JQL
+        server = str(connection.get("server") or "")
+        namespace, name = dataset_name(server)[0] if "://" in server else "jira", str(options.get("jql") or "")
     else:
         namespace, name = kind, source
     return {"source": kind, "namespace": namespace, "name": name}
@@ -119,14 +120,6 @@ def _database(url: str) -> str:
     backend = "postgres" if backend == "postgresql" else backend
     port = f":{parsed.port}" if parsed.port else ""
     return f"{backend}://{parsed.host or 'localhost'}{port}/{parsed.database or ''}"
-
-
-def _base(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.scheme:
-        return url
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}:{parts.port}" if parts.port else f"{parts.scheme}://{host}"
 
 
 def operator_lineage(record: Mapping[str, Any] | None) -> Any:

@@ -123,7 +123,20 @@ def summarize(stack: Stack, run_id: str, state: str, seconds: float) -> list[str
         lines.append(f"  outcomes ({applied['mode']} mode): {applied['outcomes']}")
     audit = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})
     lines.append(f"  audit records written: {audit['total_entries']}")
+    lines.append(f"  lineage events: {len(lineage_events(af.lineage_file, run_id))} in {af.lineage_file}")
     return lines
+
+
+def lineage_events(path: Path, run_id: str) -> list[dict[str, Any]]:
+    """The OpenLineage events of one run's tasks in the file transport's file (one JSON event per line)."""
+    if not path.exists():
+        return []
+    events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        e
+        for e in events
+        if e.get("run", {}).get("facets", {}).get("airflow", {}).get("dagRun", {}).get("run_id") == run_id
+    ]
 
 
 def run_once(stack: Stack, mode: str, log: Any = print) -> tuple[str, str]:

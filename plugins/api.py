@@ -91,6 +91,12 @@ def create_app() -> FastAPI:
         total, rows = _audit_store().page(dag_id=dag_id, run_id=run_id, task_id=task_id, limit=limit, offset=offset)
         return {"total_entries": total, "records": rows}
 
+    @app.get("/dags/{dag_id}/runs", dependencies=readable)
+    def runs(dag_id: str, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+        """The DAG's runs with audit records, newest first: timings, failed tries, drift, outcomes, trigger."""
+        total, rows = _audit_store().runs_page(dag_id, limit=limit, offset=offset)
+        return {"total_entries": total, "runs": rows}
+
     @app.get("/dags/{dag_id}/drift", dependencies=readable)
     def drift(dag_id: str, limit: Limit = 50) -> dict[str, Any]:
         """Drift counts of the last runs, newest first (the page's trend chart)."""

@@ -94,7 +94,7 @@ def test_a_run_that_hangs_misses_its_deadline_and_slack_hears_of_it(dagbag, slac
     [alert] = dagbag.dags["reconcile_ticket_ownership"].deadline
     assert alert.reference.reference_name == "DagRunQueuedAtDeadline"
     assert alert.interval == timedelta(hours=2 + 24)  # watchdog.max_run_duration + approval.timeout
-    assert alert.callback.path == "airflow.providers.slack.notifications.slack.SlackNotifier"
+    assert alert.callback.path == "airflow_reconcile.deadline.notify_slack"  # SlackNotifier, imported late
     assert alert.callback.kwargs["channel"] == "#ops-reconcile"
 
     # What the triggerer does when the deadline passes: Airflow's CallbackTrigger with the context the

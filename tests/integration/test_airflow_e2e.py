@@ -166,7 +166,7 @@ def test_trigger_form_offers_mode(stack):
 
 def test_plugin_api_requires_auth(stack):
     for path in (f"/reconcile/dags/{DAG_ID}/audit", f"/reconcile/dags/{DAG_ID}/dead_letters", "/reconcile/dags",
-                 "/reconcile/ui"):  # fmt: skip
+                 f"/reconcile/dags/{DAG_ID}/runs", "/reconcile/ui"):  # fmt: skip
         assert requests.get(f"{stack.airflow.url}{path}", timeout=10).status_code == 401, path
     assert requests.get(f"{stack.airflow.url}/reconcile/health", timeout=10).json()["status"] == "ok"
     # The page is in the UI's navigation and on every DAG run.
@@ -223,6 +223,11 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     detect = next(r for r in records if r["task_id"] == "detect_drift")
     assert detect["details"]["drift"]["changed"] == planted_changed
     assert [i["uri"] for i in detect["inputs"]] == [desired["uri"], actual["uri"]]
+    # The run, as the plugin's runs endpoint sums it up.
+    [summary] = [r for r in af.get(f"/reconcile/dags/{DAG_ID}/runs")["runs"] if r["run_id"] == run_id]
+    assert (summary["records"], summary["failed_tries"], summary["mode"]) == (len(records), 0, "shadow")
+    assert summary["drift"] == detect["details"]["drift"]
+    assert summary["outcomes"] == {"apply_corrections": outcomes}
 
     # The drift-report asset event carries counts, URIs and the policy version.
     events = af.get("/api/v2/assets/events", params={"source_run_id": run_id, "source_task_id": "detect_drift"})
@@ -335,7 +340,7 @@ def test_a_user_sees_only_the_records_of_dags_they_may_read(stack):
 
     # Airflow itself refuses the reconciliation DAG to this user; so does every endpoint of the plugin.
     assert get(f"/api/v2/dags/{DAG_ID}").status_code == 403
-    for what in ("audit", "drift", "operations", "dead_letters", "review_queue"):
+    for what in ("audit", "runs", "drift", "operations", "dead_letters", "review_queue"):
         response = get(f"/reconcile/dags/{DAG_ID}/{what}")
         assert response.status_code == 403, (what, response.text[:300])
     # The digest DAG they may read: its records are there.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
 
 from devkit.airflow_local import free_port
+from devkit.demo import lineage_events
 from devkit.seed import ticket_ownership
 from tests.conftest import REPO
 
@@ -42,4 +44,13 @@ def test_make_demo_once_prints_the_summary_and_exits_zero(tmp_path):
     outcomes = {"shadow": changed, "needs_approval": cases["missing_ticket"], "in_review": cases["orphaned"]}
     assert f"outcomes (shadow mode): {outcomes}" in out
     assert "audit records written: 9" in out  # eight tasks, and request_approval skipped in shadow mode
+    # Lineage as OpenLineage events (file transport), each task's COMPLETE event among them.
+    lineage = tmp_path / "demo" / "openlineage.jsonl"
+    [run_id] = re.findall(r"^Run (\S+): success in ", out, flags=re.MULTILINE)
+    events = lineage_events(lineage, run_id)
+    assert f"lineage events: {len(events)} in {lineage}" in out
+    completed = {e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"}
+    assert {
+        f"reconcile_ticket_ownership.{t}" for t in ("read_desired", "detect_drift", "apply_corrections")
+    } <= completed
     assert f"http://127.0.0.1:{ports['AIRFLOW_PORT']}/dags/reconcile_ticket_ownership/runs/" in out

@@ -104,3 +104,33 @@ def test_task_processes_writing_at_once_lose_nothing_and_keep_one_chain(backend,
     assert len({r["task_id"] for r in rows}) == 150
     assert store.verify() == (True, None)  # one linear chain: no two records share a predecessor
     assert len({r["prev_hash"] for r in rows}) == 150
+
+
+def test_runs_are_grouped_and_paged_newest_first_with_what_each_found_and_did(tmp_path):
+    from dataclasses import replace
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    trigger = {"run_type": "manual", "user": "admin", "params": {"mode": "apply"}, "asset_events": []}
+    first = [
+        replace(record("read_actual", "failed"), run_id="r1", details={"trigger": trigger}),
+        replace(record("read_actual"), run_id="r1", try_number=2, details={"trigger": trigger}),
+        replace(record("detect_drift"), run_id="r1", details={"trigger": trigger, "drift": {"changed": 3}}),
+        replace(record("apply_corrections"), run_id="r1",
+                details={"trigger": trigger, "outcomes": {"applied": 3}, "mode": "apply"}),
+    ]  # fmt: skip
+    for r in first:
+        store.append(r)
+    store.append(replace(record("read_desired", "failed"), run_id="r2"))
+    store.append(replace(record("detect_drift"), dag_id="other", run_id="r9"))  # another DAG's run
+
+    total, runs = store.runs_page("reconcile_x")
+    assert total == 2
+    assert [r["run_id"] for r in runs] == ["r2", "r1"]  # newest first
+    newest, oldest = runs
+    assert (newest["records"], newest["failed_tries"], newest["drift"], newest["outcomes"]) == (1, 1, None, {})
+    assert (oldest["records"], oldest["failed_tries"]) == (4, 1)
+    assert oldest["drift"] == {"changed": 3}
+    assert oldest["outcomes"] == {"apply_corrections": {"applied": 3}}
+    assert oldest["mode"] == "apply"
+    assert oldest["trigger"]["user"] == "admin"
+    assert store.runs_page("reconcile_x", limit=1, offset=1) == (2, [oldest])

@@ -115,3 +115,20 @@ def test_the_trace_id_is_the_run_id_openlineage_gives_the_try():
     assert trace_id("d", "t", 2, -1, when) == expected
     assert trace_id("d", "t", 3, -1, when) != expected  # every try its own
     assert trace_id("d", "t", 2, -1, None) is None
+
+
+def test_a_workspace_file_is_the_dataset_openlineage_makes_of_its_asset():
+    # The assets' file:// URIs convert through the common.io provider's converter; a run's files must
+    # name the same datasets, or a lineage graph would show the asset and the file as two nodes.
+    from airflow.providers.openlineage.utils.utils import translate_airflow_asset
+
+    from airflow_reconcile.dag_factory import drift_report_asset, snapshot_asset
+    from airflow_reconcile.workspace import Workspace, default_root
+
+    run = Workspace(root=default_root(), spec_name="ticket_ownership", run_id="manual__2026-11-26T10:00:00+00:00")
+    for asset, name in ((snapshot_asset("ticket_ownership", "desired"), "desired"),
+                        (snapshot_asset("ticket_ownership", "actual"), "actual"),
+                        (drift_report_asset("ticket_ownership"), "drift")):  # fmt: skip
+        converted = translate_airflow_asset(asset, None)
+        assert converted is not None, asset.uri
+        assert (converted.namespace, converted.name) == manifest_dataset((run.directory / f"{name}.parquet").as_uri())
