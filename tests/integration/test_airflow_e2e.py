@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from devkit.airflow_local import free_port
-from devkit.demo import DAG_ID, DIGEST_DAG_ID, start_stack
+from devkit.demo import DAG_ID, DIGEST_DAG_ID, lineage_events, start_stack
 
 pytestmark = pytest.mark.integration
 TASKS = {"check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
@@ -260,17 +260,12 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     assert record["details"]["digests"][0]["posted"] is False
 
 
-def lineage_events(stack, run_id, tasks=TASKS, timeout=60):
-    """The OpenLineage COMPLETE events of the run's tasks, by task id (the file transport's lines)."""
+def completed_tasks(stack, run_id, tasks=TASKS, timeout=60):
+    """The OpenLineage COMPLETE events of the run's tasks, by task id, once all of ``tasks`` have one."""
     deadline, found = time.monotonic() + timeout, {}
     while time.monotonic() < deadline:
-        found = {}
-        lines = stack.airflow.lineage_file.read_text().splitlines() if stack.airflow.lineage_file.exists() else []
-        for line in lines:
-            event = json.loads(line)
-            airflow = event.get("run", {}).get("facets", {}).get("airflow", {})
-            if event.get("eventType") == "COMPLETE" and airflow.get("dagRun", {}).get("run_id") == run_id:
-                found[airflow["task"]["task_id"]] = event
+        found = {e["run"]["facets"]["airflow"]["task"]["task_id"]: e
+                 for e in lineage_events(stack.airflow.lineage_file, run_id) if e["eventType"] == "COMPLETE"}  # fmt: skip
         if set(tasks) <= set(found):
             return found
         time.sleep(1)
@@ -281,7 +276,7 @@ def test_lineage_events_report_inputs_outputs_facets_and_the_audit_trace_id(stac
     af = stack.airflow
     [first] = af.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"order_by": "run_after", "limit": 1})["dag_runs"]
     run_id = first["dag_run_id"]  # the shadow run above
-    events = lineage_events(stack, run_id)
+    events = completed_tasks(stack, run_id)
     records = {r["task_id"]: r for r in af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]}
 
     # One id for a try in both places: the event's run id is the audit record's trace id, and the
@@ -613,4 +608,4 @@ def test_a_killed_task_try_still_gets_an_audit_record(stack):
     # The listener's record has the try's trace id too; the retry's is the run id of its lineage event.
     assert by_try[1]["trace_id"]
     assert by_try[1]["trace_id"] != by_try[2]["trace_id"]
-    assert lineage_events(stack, run_id, {"read_actual"})["read_actual"]["run"]["runId"] == by_try[2]["trace_id"]
+    assert completed_tasks(stack, run_id, {"read_actual"})["read_actual"]["run"]["runId"] == by_try[2]["trace_id"]
