@@ -272,14 +272,29 @@ def operations_page(
         total = conn.execute(sa.select(sa.func.count()).select_from(operations).where(*where)).scalar() or 0
         query = sa.select(operations).where(*where).order_by(operations.c.updated_at.desc()).limit(limit).offset(offset)
         rows = [dict(r._mapping) for r in conn.execute(query)]
-        counts = {
-            str(status): int(n)
-            for status, n in conn.execute(
-                sa.select(operations.c.status, sa.func.count()).where(operations.c.dag_id == dag_id)
-                .group_by(operations.c.status)
-            )
-        }  # fmt: skip
+        counts = _status_counts(conn, dag_id)
     for row in rows:
         for column in ("params", "prior"):
             row[column] = json.loads(row[column]) if row.get(column) else None
     return int(total), rows, counts
+
+
+def _status_counts(conn: Any, dag_id: str) -> dict[str, int]:
+    query = (
+        sa.select(operations.c.status, sa.func.count())
+        .where(operations.c.dag_id == dag_id)
+        .group_by(operations.c.status)
+    )
+    return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def status_counts(store: AuditStore, dag_id: str) -> dict[str, int]:
+    """How many of the DAG's operations the ledger holds in each status."""
+    store.ensure_schema()
+    with store.engine.connect() as conn:
+        return _status_counts(conn, dag_id)
+
+
+def queue_depths(counts: Mapping[str, int]) -> tuple[int, int]:
+    """(dead letters, operations waiting for a person) from ``status_counts``."""
+    return counts.get("dead_lettered", 0), sum(counts.get(s, 0) for s in REVIEW_QUEUE)

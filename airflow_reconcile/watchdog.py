@@ -28,7 +28,7 @@ class Alert:
 
 
 def check(spec: Spec, store: AuditStore, now: datetime) -> list[Alert]:
-    from airflow_reconcile.ledger import REVIEW_QUEUE, operations_page
+    from airflow_reconcile.ledger import queue_depths, status_counts
     from airflow_reconcile.spec import parse_duration
 
     rules, dag_id, alerts = spec.watchdog, spec.dag_id, []
@@ -46,12 +46,10 @@ def check(spec: Spec, store: AuditStore, now: datetime) -> list[Alert]:
         if age > silence:
             alert("silence", f"{dag_id} last completed {age / 3600:.1f} h ago (run {last['run_id']}); "
                   f"watchdog.max_silence is {rules.max_silence}")  # fmt: skip
-    _, _, counts = operations_page(store, dag_id=dag_id, limit=1)
-    dead = counts.get("dead_lettered", 0)
+    dead, waiting = queue_depths(status_counts(store, dag_id))
     if dead > rules.max_dead_letters:
         alert("dead_letters", f"{dead} dead-lettered operation(s) (allowed {rules.max_dead_letters}): "
               f"fix their cause, then trigger {dag_id}_replay")  # fmt: skip
-    waiting = sum(counts.get(s, 0) for s in REVIEW_QUEUE)
     if waiting > rules.max_review_queue:
         alert("review_queue", f"{waiting} operation(s) wait for review or approval (allowed {rules.max_review_queue})")
     checks = store.latest(dag_id, "check_freshness", outcome="success", limit=rules.stale_runs)

@@ -138,14 +138,14 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         """Outcomes of this task, the ledger's queues now, and how long the run took to get here."""
         from datetime import UTC, datetime
 
-        from airflow_reconcile.ledger import REVIEW_QUEUE, operations_page
+        from airflow_reconcile.ledger import queue_depths, status_counts
         from airflow_reconcile.metrics import emit, emit_counts
 
         emit_counts("incr", spec.name, "actions", counts)
         if ledger is not None:
-            _, _, by_status = operations_page(ledger.store, dag_id=self.dag_id, limit=1)
-            emit("gauge", spec.name, "dead_letters", by_status.get("dead_lettered", 0))
-            emit("gauge", spec.name, "review_queue", sum(by_status.get(s, 0) for s in REVIEW_QUEUE))
+            dead, waiting = queue_depths(status_counts(ledger.store, self.dag_id))
+            emit("gauge", spec.name, "dead_letters", dead)
+            emit("gauge", spec.name, "review_queue", waiting)
         started = getattr(context.get("dag_run"), "start_date", None)
         if started is not None:
             emit("timing", spec.name, "run_latency", datetime.now(UTC) - started)

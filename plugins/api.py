@@ -63,7 +63,7 @@ def create_app() -> FastAPI:
         """The reconciliation DAGs with audit records that this user may read, with their latest figures."""
         from airflow.api_fastapi.app import get_auth_manager
 
-        from airflow_reconcile.ledger import REVIEW_QUEUE, operations_page
+        from airflow_reconcile.ledger import queue_depths, status_counts
 
         store = _audit_store()
         allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
@@ -74,12 +74,12 @@ def create_app() -> FastAPI:
             if dag_id not in allowed or dag_id.endswith(("_replay", "_revert")):
                 continue
             latest = store.drift_trend(dag_id, limit=1)
-            _, _, counts = operations_page(store, dag_id=dag_id, limit=1)
+            counts = status_counts(store, dag_id)
             if not latest and not counts:  # not a reconciliation (e.g. the digest DAG)
                 continue
+            dead, waiting = queue_depths(counts)
             out.append({"dag_id": dag_id, "latest_drift": latest[0] if latest else None,
-                        "dead_letters": counts.get("dead_lettered", 0),
-                        "review_queue": sum(counts.get(s, 0) for s in REVIEW_QUEUE),
+                        "dead_letters": dead, "review_queue": waiting,
                         "counts_by_status": counts,
                         "alerts": [a for a in alerts if a.get("dag_id") == dag_id]})  # fmt: skip
         return {"dags": out, "watchdog_checked_at": (watch or {}).get("ended_at")}
