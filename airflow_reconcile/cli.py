@@ -185,7 +185,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 EXPORT_COLUMNS = (
     "id", "dag_id", "run_id", "task_id", "map_index", "try_number", "started_at", "ended_at", "outcome",
-    "spec", "policy_version", "error", "inputs", "outputs", "details", "prev_hash", "record_hash",
+    "spec", "policy_version", "error", "trace_id", "inputs", "outputs", "details", "prev_hash", "record_hash",
 )  # fmt: skip
 
 

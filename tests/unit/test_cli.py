@@ -66,7 +66,7 @@ def test_audit_export_writes_evidence_since_a_time_and_checks_the_chain(tmp_path
     for day, task in ((1, "a"), (2, "b"), (3, "c")):
         when = datetime(2026, 11, day, 12, tzinfo=UTC)
         store.append(AuditRecord("d", "r", task, -1, 1, when, when, "success", "s", "pv",
-                                 details={"outcomes": {"applied": day}}))  # fmt: skip
+                                 details={"outcomes": {"applied": day}}, trace_id=f"trace-{task}"))  # fmt: skip
     out = tmp_path / "evidence.jsonl"
     result = run("audit", "export", "--url", url, "--since", "2026-11-02", "--output", str(out))
     assert result.returncode == 0, result.stderr
@@ -75,10 +75,12 @@ def test_audit_export_writes_evidence_since_a_time_and_checks_the_chain(tmp_path
     assert [r["task_id"] for r in lines] == ["b", "c"]
     assert lines[0]["details"] == {"outcomes": {"applied": 2}}
     assert lines[1]["prev_hash"] == lines[0]["record_hash"]
+    assert [r["trace_id"] for r in lines] == ["trace-b", "trace-c"]  # the id its lineage events carry
     as_csv = run("audit", "export", "--url", url, "--format", "csv")
     rows = list(csv.DictReader(as_csv.stdout.splitlines()))
     assert [r["task_id"] for r in rows] == ["a", "b", "c"]
     assert json.loads(rows[2]["details"]) == {"outcomes": {"applied": 3}}
+    assert rows[2]["trace_id"] == "trace-c"
     with store.engine.begin() as conn:
         conn.execute(sa.update(audit_records).where(audit_records.c.task_id == "b").values(outcome="failed"))
     tampered = run("audit", "export", "--url", url)
