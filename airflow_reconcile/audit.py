@@ -68,6 +68,11 @@ class AuditRecord:
         return data
 
 
+def record_index(ti: Any) -> int:
+    """A task instance's map index as records store it: -1 for an unmapped task."""
+    return ti.map_index if ti.map_index is not None else -1
+
+
 def _utc_text(when: str) -> str:
     """An ISO time as the stored form (UTC ``isoformat``), so text comparison is time order."""
     from datetime import UTC

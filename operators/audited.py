@@ -59,11 +59,6 @@ def _outcome_of(exc: BaseException) -> tuple[str, str | None]:
     return "failed", f"{type(exc).__name__}: {exc}"
 
 
-def record_index(ti: Any) -> int:
-    """The map index as records store it: -1 for an unmapped task."""
-    return ti.map_index if ti.map_index is not None else -1
-
-
 RUN_PARAMS = ("mode", "approval_timeout", "operation_ids", "since", "run_id")  # ours; other conf is not recorded
 
 
@@ -106,7 +101,7 @@ class AuditedTaskMixin:
         ``spec`` is the loaded spec, or None for a task that serves several specs (it then fills
         ``draft.spec`` and ``draft.policy_version`` itself). An invalid spec is audited too.
         """
-        from airflow_reconcile.audit import AuditRecord
+        from airflow_reconcile.audit import AuditRecord, record_index
         from airflow_reconcile.hooks import AuditStoreHook
         from airflow_reconcile.lineage import run_date, trace_id
         from airflow_reconcile.spec import load_spec

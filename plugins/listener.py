@@ -54,14 +54,14 @@ def record_missing_try(ti: Any, outcome: str, error: Any, store: Any = None, whe
     """
     if _operator_name(ti) not in OPERATORS:
         return False
-    from airflow_reconcile.audit import AuditRecord
+    from airflow_reconcile.audit import AuditRecord, record_index
     from airflow_reconcile.lineage import trace_id
 
     if store is None:
         from airflow_reconcile.hooks import AuditStoreHook
 
         store = AuditStoreHook().store
-    map_index = ti.map_index if ti.map_index is not None else -1
+    map_index = record_index(ti)
     key = (ti.dag_id, ti.run_id, ti.task_id, map_index, int(ti.try_number))
     if store.has_record(*key):
         return False
