@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAny, ExceptionRetryPolicy, Param, RetryAction, RetryRule
+from airflow.sdk import Asset, AssetAny, Param
 
-from airflow_reconcile.errors import AuditUnavailable, ReconcileError, TransientError
+from airflow_reconcile.compat import ReconcileDAG, retry_policy_args
+from airflow_reconcile.locations import workspace_root
 from airflow_reconcile.operators.apply import ApplyCorrectionsOperator
 from airflow_reconcile.operators.digest import SlackDriftDigestOperator
 from airflow_reconcile.operators.drift import DetectDriftOperator
@@ -22,45 +23,20 @@ from airflow_reconcile.operators.rules import EvaluateRulesOperator
 from airflow_reconcile.operators.snapshot import ReadSnapshotOperator
 from airflow_reconcile.sensors.freshness import SourceFreshnessSensor
 from airflow_reconcile.spec import Spec, load_spec
-from airflow_reconcile.workspace import default_root
+from airflow_reconcile.workspace import local_path
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def retry_policy() -> ExceptionRetryPolicy:
-    """Retry what may pass (timeouts, 429/5xx, a locked audit DB); fail at once on bad input or policy."""
-    return ExceptionRetryPolicy(
-        rules=[
-            RetryRule(
-                exception=[
-                    TransientError,
-                    AuditUnavailable,
-                    ConnectionError,
-                    TimeoutError,
-                    "requests.exceptions.ConnectionError",
-                    "requests.exceptions.Timeout",
-                ],  # fmt: skip
-                action=RetryAction.RETRY,
-                reason="transient failure: the source, target or audit store may recover",
-            ),
-            RetryRule(
-                exception=[ReconcileError, ValueError],
-                action=RetryAction.FAIL,
-                reason="bad spec, bad data or a policy stop: retrying the same input cannot help",
-            ),
-        ]
-    )
-
-
 def _default_args(owner: str | None = None) -> dict[str, Any]:
-    args: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_policy": retry_policy()}
+    args: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(seconds=30), **retry_policy_args()}
     if owner:
         args["owner"] = owner
     return args
 
 
 def _asset(spec_name: str, what: str) -> Asset:
-    location = Path(default_root()) / spec_name / what
+    location = local_path(workspace_root()) / spec_name / what
     return Asset(name=f"reconcile.{spec_name}.{what}", uri=location.as_uri(), group="reconcile")
 
 
@@ -78,8 +54,7 @@ def run_deadline(spec: Spec) -> Any:
     (plus the approval timeout when the DAG waits for a person), the triggerer posts to the digest
     channel with the Slack provider's ``SlackNotifier`` (through ``airflow_reconcile.deadline``, which
     keeps the Slack SDK out of DAG parsing). None when the spec sets no duration."""
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-
+    from airflow_reconcile.compat import deadline_alert
     from airflow_reconcile.deadline import notify_slack
     from airflow_reconcile.spec import approval_timeout, parse_duration
 
@@ -97,21 +72,16 @@ def run_deadline(spec: Spec) -> Any:
         f"not finished {allowed} after it was queued (deadline {{{{ deadline.deadline_time }}}}). "
         "Open the run in Airflow: which task is waiting, retrying or stuck?"
     )
-    return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=timedelta(seconds=seconds),
-        callback=AsyncCallback(
-            notify_slack, kwargs={"slack_conn_id": slack.connection_id, "channel": slack.digest_channel, "text": text}
-        ),
+    return deadline_alert(
+        timedelta(seconds=seconds),
+        notify_slack,
+        kwargs={"slack_conn_id": slack.connection_id, "channel": slack.digest_channel, "text": text},
         name=f"{spec.dag_id} run duration",
     )
 
 
 def _schedule(spec: Spec) -> Any:
-    from datetime import timedelta
-
-    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
-
+    from airflow_reconcile.compat import AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
     from airflow_reconcile.spec import parse_duration
 
     assets = [Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets]
@@ -127,12 +97,12 @@ def _schedule(spec: Spec) -> Any:
     return clock
 
 
-def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> DAG:
+def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
     """freshness → read desired ∥ read actual → validate each → detect drift → evaluate rules → apply."""
     spec_path = str(Path(spec_path).resolve())
     spec = load_spec(spec_path)
     common: dict[str, Any] = {"spec_path": spec_path}
-    with DAG(
+    with ReconcileDAG(
         dag_id=spec.dag_id,
         description=spec.description or f"Reconciliation {spec.name}",
         schedule=_schedule(spec),
@@ -218,7 +188,7 @@ def _params(spec: Spec) -> dict[str, Param]:
     return params
 
 
-def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[DAG, DAG]:
+def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG, ReconcileDAG]:
     """Two manually triggered DAGs per spec: ``<dag_id>_replay`` (dead letters) and ``<dag_id>_revert`` (a run)."""
     from airflow_reconcile.operators.recovery import ReplayOperationsOperator, RevertRunOperator
 
@@ -227,7 +197,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[DAG, DAG]:
     common: dict[str, Any] = {"spec_path": spec_path, "retries": 0}
     shared = {"schedule": None, "start_date": START_DATE, "catchup": False, "max_active_runs": 1,
               "tags": ["reconcile", spec.name, "recovery"], "default_args": _default_args(spec.owner)}  # fmt: skip
-    with DAG(
+    with ReconcileDAG(
         dag_id=f"{spec.dag_id}_replay",
         description=f"Replay dead-lettered operations of {spec.name}",
         params={
@@ -253,7 +223,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[DAG, DAG]:
             task_id="replay_operations", operation_ids="{{ params.operation_ids }}", since="{{ params.since }}",
             **common,
         )  # fmt: skip
-    with DAG(
+    with ReconcileDAG(
         dag_id=f"{spec.dag_id}_revert",
         description=f"Undo what one run of {spec.name} applied",
         params={
@@ -276,7 +246,7 @@ def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(directory).glob("*.yaml"))
 
 
-def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_drift_digest") -> DAG:
+def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_drift_digest") -> ReconcileDAG:
     """A Slack digest after every reconciliation: scheduled on every spec's drift-report asset."""
     names = []
     for path in specs_in(specs_dir):
@@ -285,7 +255,7 @@ def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile
         except ValueError:
             continue  # that spec's own DAG file reports the error; the digest serves the others
     assets = [drift_report_asset(n) for n in names]
-    with DAG(
+    with ReconcileDAG(
         dag_id=dag_id,
         description="Slack digest of drift to the owning teams, after every reconciliation",
         schedule=AssetAny(*assets) if assets else None,
@@ -298,13 +268,12 @@ def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile
     return dag
 
 
-def build_watchdog_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_watchdog") -> DAG:
+def build_watchdog_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_watchdog") -> ReconcileDAG:
     """Every 30 minutes: alerts for reconciliations that went quiet, growing queues, stale sources."""
-    from airflow.sdk import DeltaTriggerTimetable
-
+    from airflow_reconcile.compat import DeltaTriggerTimetable
     from airflow_reconcile.operators.watchdog import ReconcileWatchdogOperator
 
-    with DAG(
+    with ReconcileDAG(
         dag_id=dag_id,
         description="Makes silence visible: no recent success, dead letters, a growing review queue, a stale source",
         schedule=DeltaTriggerTimetable(timedelta(minutes=30)),

@@ -35,6 +35,36 @@ class PersistentError(ReconcileError):
     """The target refused the operation (4xx, validation): retrying will not help."""
 
 
+# How a task's failure is retried, one list for every Airflow version (airflow_reconcile.compat turns
+# it into Airflow's retry policy on 3.3, and into a decision inside the task before): the first list
+# that names a class of the exception (or of one of its bases) decides.
+TRANSIENT_FAILURES: tuple[type[BaseException] | str, ...] = (
+    TransientError,
+    AuditUnavailable,
+    ConnectionError,
+    TimeoutError,
+    "requests.exceptions.ConnectionError",
+    "requests.exceptions.Timeout",
+)
+"""Retry: the source, the target or the audit store may recover."""
+FINAL_FAILURES: tuple[type[BaseException] | str, ...] = (ReconcileError, ValueError)
+"""Fail at once: a bad spec, bad data or a policy stop fails the same way on every try."""
+
+
+def _names(failures: tuple[type[BaseException] | str, ...], exc: BaseException) -> bool:
+    names = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
+    return any(isinstance(exc, f) if isinstance(f, type) else f in names for f in failures)
+
+
+def retry_decision(exc: BaseException) -> str:
+    """``retry``, ``fail`` (at once) or ``default`` (the task's retries) for a task's failure."""
+    if _names(TRANSIENT_FAILURES, exc):
+        return "retry"
+    if _names(FINAL_FAILURES, exc):
+        return "fail"
+    return "default"
+
+
 def db_error_text(exc: BaseException) -> str:
     """The driver's own message of a SQLAlchemy error, without SQLAlchemy's wrapping (and no URL)."""
     return str(getattr(exc, "orig", None) or exc).strip()

@@ -5,14 +5,13 @@ Part of the Airflow layer, like ``operators``, ``sensors``, ``plugins`` and ``da
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook
 
 from airflow_reconcile.errors import SourceError
+from airflow_reconcile.locations import absolute, default_audit_db
 
 DEFAULT_AUDIT_CONN_ID = "reconcile_audit"
 DEFAULT_JIRA_CONN_ID = "reconcile_jira"
@@ -105,8 +104,7 @@ class AuditStoreHook(BaseHook):
     def url(self) -> str:
         conn = _connection_or_none(self.audit_conn_id)
         if conn is None:
-            home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
-            path = home / "reconcile" / "audit.db"
+            path = default_audit_db()
             path.parent.mkdir(parents=True, exist_ok=True)
             return f"sqlite:///{path}"
         return sqlalchemy_url(conn)
@@ -127,7 +125,7 @@ def sqlalchemy_url(conn: Any) -> str:
     if extra.get("sqlalchemy_url"):
         return str(extra["sqlalchemy_url"])
     if conn.conn_type == "sqlite":
-        return f"sqlite:///{conn.host}"
+        return f"sqlite:///{absolute(conn.host)}"
     uri = str(conn.get_uri())
     for scheme in ("postgres://", "postgresql://"):
         if uri.startswith(scheme):  # psycopg 3 is the driver this package ships with

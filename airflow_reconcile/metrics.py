@@ -22,15 +22,17 @@ log = logging.getLogger(__name__)
 
 
 def _name(spec: str, what: str) -> str:
-    from airflow.sdk.observability.stats import normalize_name_for_stats
+    from airflow_reconcile.compat import metric_name
 
-    return normalize_name_for_stats(f"reconcile.{spec}.{what}", log_warning=False)
+    return metric_name(f"reconcile.{spec}.{what}")
 
 
 def emit(kind: str, spec: str, what: str, value: Any) -> None:
     """``kind``: ``gauge``, ``incr`` or ``timing`` (a timedelta or milliseconds)."""
     try:
-        from airflow.sdk.observability import stats
+        from airflow_reconcile.compat import stats as airflow_stats
+
+        stats = airflow_stats()
 
         if kind == "incr":
             stats.incr(_name(spec, what), count=int(value))

@@ -13,8 +13,6 @@ from urllib.parse import unquote, urlparse
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_ROOT_ENV = "AIRFLOW_RECONCILE_WORKSPACE"
-
 
 @dataclass(frozen=True)
 class Manifest:
@@ -58,18 +56,14 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_") or "_"
 
 
-def default_root() -> str:
-    if os.environ.get(DEFAULT_ROOT_ENV):
-        return os.environ[DEFAULT_ROOT_ENV]
-    home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
-    return str(Path(home) / "reconcile" / "workspace")
-
-
 def local_path(uri: str) -> Path:
+    """The absolute local path of a workspace path or ``file://`` URL."""
+    from airflow_reconcile.locations import absolute
+
     parsed = urlparse(uri)
     if parsed.scheme not in ("", "file"):
         raise ValueError(f"{uri}: only local file:// workspaces are supported in this release")
-    return Path(unquote(parsed.path))
+    return absolute(unquote(parsed.path) if parsed.scheme else uri)
 
 
 @dataclass(frozen=True)

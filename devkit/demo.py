@@ -69,6 +69,7 @@ def start_stack(
     ``extra_env``: more Airflow settings (e.g. ``AIRFLOW__METRICS__*`` to send metrics somewhere);
     ``users``: more users than the admin (see ``LocalAirflow``).
     """
+    home = home.absolute()  # a relative --home (make demo's default) names the same place in every process
     if fresh and home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)

@@ -93,9 +93,8 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         self.fail_on_dead_letter = fail_on_dead_letter
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from airflow_reconcile.actions.base import RateLimiter, apply_plan
+        from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.workspace import read_frame
 
         if self.mode not in ("shadow", "apply"):

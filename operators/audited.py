@@ -34,17 +34,13 @@ class AuditDraft:
 
 def _outcome_of(exc: BaseException) -> tuple[str, str | None]:
     """How a try that raised ended: parked for a person, deferred and skipped are not failures."""
-    from airflow.sdk.exceptions import (
+    from airflow_reconcile.compat import (
         AirflowRescheduleException,
         AirflowSkipException,
         DownstreamTasksSkipped,
+        TaskAwaitingInput,
         TaskDeferred,
     )
-
-    try:
-        from airflow.sdk.exceptions import TaskAwaitingInput
-    except ImportError:  # Airflow < 3.3 defers human-in-the-loop tasks instead
-        TaskAwaitingInput = TaskDeferred  # noqa: N806
 
     if isinstance(exc, TaskAwaitingInput):
         return "awaiting_input", None
@@ -91,9 +87,10 @@ class AuditedTaskMixin:
     workspace_root: str | None = None
 
     def workspace(self, spec: Spec, context: Context) -> Workspace:
-        from airflow_reconcile.workspace import Workspace, default_root
+        from airflow_reconcile.locations import workspace_root
+        from airflow_reconcile.workspace import Workspace
 
-        return Workspace(root=self.workspace_root or default_root(), spec_name=spec.name, run_id=context["run_id"])
+        return Workspace(root=self.workspace_root or workspace_root(), spec_name=spec.name, run_id=context["run_id"])
 
     def audited(self, context: Context, body: Callable[[Any, AuditDraft], Any]) -> Any:
         """Run ``body(spec, draft)`` and write one audit record for this try, whatever happens.
@@ -102,6 +99,7 @@ class AuditedTaskMixin:
         ``draft.spec`` and ``draft.policy_version`` itself). An invalid spec is audited too.
         """
         from airflow_reconcile.audit import AuditRecord, record_index
+        from airflow_reconcile.compat import final_failure
         from airflow_reconcile.hooks import AuditStoreHook
         from airflow_reconcile.lineage import run_date, trace_id
         from airflow_reconcile.spec import load_spec
@@ -119,6 +117,9 @@ class AuditedTaskMixin:
             return body(spec, draft)
         except BaseException as exc:
             outcome, error = _outcome_of(exc)
+            final = final_failure(exc)
+            if final is not None:  # Airflow < 3.3: no retry policy, the task decides
+                raise final from exc
             raise
         finally:
             ti = context["ti"]

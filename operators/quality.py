@@ -27,8 +27,7 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
         self.snapshot_task_id = snapshot_task_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
+        from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.quality import run_quality_gate
         from airflow_reconcile.workspace import read_frame
 

@@ -24,8 +24,7 @@ class _LedgerOperator(ReconcileBaseOperator):
         return Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
 
     def report(self, result: pd.DataFrame, audit: AuditDraft, what: str) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
+        from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.operators.apply import audit_outcomes
 
         counts = audit_outcomes(result, audit)
@@ -80,10 +79,9 @@ class RevertRunOperator(_LedgerOperator):
         self.revert_run_id = revert_run_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from airflow_reconcile.actions.base import RateLimiter
         from airflow_reconcile.actions.revert import revert_run
+        from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.operators.apply import LazyExecutors
 
         if not (self.revert_run_id or "").strip():

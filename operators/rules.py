@@ -26,8 +26,7 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
         self.freshness_task_id = freshness_task_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
+        from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.errors import GuardTripped
         from airflow_reconcile.rules import evaluate_rules
         from airflow_reconcile.workspace import read_frame

@@ -162,7 +162,9 @@ def test_invalid_spec_breaks_only_its_own_dag(tmp_path):
 def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
     from airflow.sdk import RetryAction
 
-    from airflow_reconcile.errors import GuardTripped, SourceError, SpecError, TransientError
+    import requests
+
+    from airflow_reconcile.errors import GuardTripped, SourceError, SpecError, TransientError, retry_decision
 
     dag = dagbag.dags["reconcile_ticket_ownership"]
     for task in dag.tasks:
@@ -172,12 +174,19 @@ def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
     def action(exc):
         return policy.evaluate(exc, try_number=1, max_tries=3).action
 
-    assert action(TransientError("Jira answered 503")) == RetryAction.RETRY
-    assert action(ConnectionError("refused")) == RetryAction.RETRY
-    assert action(SourceError("Jira answered 400: bad JQL")) == RetryAction.FAIL
-    assert action(SpecError("x.yaml:3: ...")) == RetryAction.FAIL
-    assert action(GuardTripped("too many")) == RetryAction.FAIL
-    assert action(RuntimeError("unknown")) == RetryAction.DEFAULT
+    cases = {
+        TransientError("Jira answered 503"): RetryAction.RETRY,
+        ConnectionError("refused"): RetryAction.RETRY,
+        requests.exceptions.ReadTimeout("read timed out"): RetryAction.RETRY,
+        SourceError("Jira answered 400: bad JQL"): RetryAction.FAIL,
+        SpecError("x.yaml:3: ..."): RetryAction.FAIL,
+        GuardTripped("too many"): RetryAction.FAIL,
+        RuntimeError("unknown"): RetryAction.DEFAULT,
+    }
+    for exc, expected in cases.items():
+        assert action(exc) == expected, exc
+        # Before 3.3 the task decides from the same lists (airflow_reconcile.compat.final_failure).
+        assert retry_decision(exc) == expected.value, exc
 
 
 @pytest.mark.parametrize(

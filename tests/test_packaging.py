@@ -13,7 +13,7 @@ import pytest
 import airflow_reconcile
 from tests.conftest import REPO
 
-AIRFLOW_LAYER = {"hooks", "dag_factory", "operators", "sensors", "plugins"}
+AIRFLOW_LAYER = {"hooks", "dag_factory", "compat", "operators", "sensors", "plugins"}
 HEAVY = ("pandas", "great_expectations", "jira", "slack_sdk")
 
 

@@ -123,9 +123,10 @@ def test_a_workspace_file_is_the_dataset_openlineage_makes_of_its_asset():
     from airflow.providers.openlineage.utils.utils import translate_airflow_asset
 
     from airflow_reconcile.dag_factory import drift_report_asset, snapshot_asset
-    from airflow_reconcile.workspace import Workspace, default_root
+    from airflow_reconcile.locations import workspace_root
+    from airflow_reconcile.workspace import Workspace
 
-    run = Workspace(root=default_root(), spec_name="ticket_ownership", run_id="manual__2026-11-26T10:00:00+00:00")
+    run = Workspace(root=workspace_root(), spec_name="ticket_ownership", run_id="manual__2026-11-26T10:00:00+00:00")
     for asset, name in ((snapshot_asset("ticket_ownership", "desired"), "desired"),
                         (snapshot_asset("ticket_ownership", "actual"), "actual"),
                         (drift_report_asset("ticket_ownership"), "drift")):  # fmt: skip

@@ -33,3 +33,30 @@ def test_content_hash_is_deterministic_and_sees_values_and_order(tmp_path):
 def test_manifest_round_trip():
     m = Manifest(uri="file:///x", rows=3, content_hash="abc", columns={"k": "str"}, meta={"side": "actual"})
     assert Manifest.from_dict(m.to_dict()) == m
+
+
+def test_relative_locations_become_absolute_once(tmp_path, monkeypatch):
+    """A relative AIRFLOW_HOME or workspace (make demo's default .airflow/demo) names one absolute place."""
+    from airflow_reconcile.locations import airflow_home, default_audit_db, workspace_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIRFLOW_HOME", ".airflow/demo")
+    monkeypatch.delenv("AIRFLOW_RECONCILE_WORKSPACE", raising=False)
+    assert airflow_home() == tmp_path / ".airflow" / "demo"
+    assert workspace_root() == str(tmp_path / ".airflow" / "demo" / "reconcile" / "workspace")
+    assert default_audit_db() == tmp_path / ".airflow" / "demo" / "reconcile" / "audit.db"
+    monkeypatch.setenv("AIRFLOW_RECONCILE_WORKSPACE", "ws")
+    assert workspace_root() == str(tmp_path / "ws")
+    monkeypatch.setenv("AIRFLOW_RECONCILE_WORKSPACE", "file:///srv/ws")
+    assert workspace_root() == "file:///srv/ws"
+    monkeypatch.delenv("AIRFLOW_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert airflow_home() == tmp_path / "user" / "airflow"
+
+
+def test_a_relative_workspace_root_writes_absolute_manifest_uris(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = Workspace(root="ws", spec_name="s", run_id="r").write("x", pd.DataFrame({"k": ["a"]}))
+    assert manifest.uri == (tmp_path / "ws" / "s" / "r" / "x.parquet").as_uri()
+    monkeypatch.chdir("/")
+    assert read_frame(manifest)["k"].tolist() == ["a"]
