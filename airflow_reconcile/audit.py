@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_reconcile.database import create_engine
 from airflow_reconcile.errors import AuditUnavailable, db_error_text
 
 metadata = sa.MetaData()
@@ -110,7 +111,7 @@ class AuditStore:
             connect_args = {"timeout": 30, "isolation_level": None}
         # A small pool: the ledger writes twice per operation, and a new SQLite connection (with its
         # pragmas) per write cost more than the write itself.
-        self.engine = sa.create_engine(url, connect_args=connect_args, pool_size=4, max_overflow=8, pool_pre_ping=True)
+        self.engine = create_engine(url, connect_args=connect_args, pool_size=4, max_overflow=8, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
 
             @sa.event.listens_for(self.engine, "connect")

@@ -218,9 +218,46 @@ def _audit_export(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _dags_folder() -> str:
+    """Airflow's ``[core] dags_folder`` (the default folder of ``reconcile init``)."""
+    try:
+        from airflow.configuration import conf
+    except ImportError:
+        raise ReconcileError("Airflow is not installed here, so its DAGs folder is unknown: give the folder") from None
+    return str(conf.get("core", "dags_folder"))
+
+
+def _init(args: argparse.Namespace) -> int:
+    from airflow_reconcile.examples import init_example
+
+    folder = args.directory or _dags_folder()
+    written = init_example(folder, args.example, force=args.force)
+    root = written[0].parent
+    print(f"example {args.example!r} written to {root}:")
+    for path in written:
+        print(f"  {path.relative_to(root)}")
+    spec = root / "specs" / f"{args.example}.yaml"
+    data = spec.parent / "data"
+    print(
+        "\nwithout Airflow services:\n"
+        f"  reconcile validate {spec}\n"
+        f"  reconcile plan {spec} --actual {data / 'jira_export.csv'}\n"
+        "in Airflow: create the connections (README, Deploy), then\n"
+        f"  airflow dags test reconcile_{args.example}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reconcile", description="airflow-reconcile command-line tools")
     sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser(
+        "init", help="write an example (its DAG file, spec and sample data) into a DAGs folder; overwrites nothing"
+    )
+    init.add_argument("directory", nargs="?", help="where to write (default: Airflow's [core] dags_folder)")
+    init.add_argument("--example", default="ticket_ownership", help="which example (default ticket_ownership)")
+    init.add_argument("--force", action="store_true", help="overwrite files that are already there")
+    init.set_defaults(func=_init)
     validate = sub.add_parser("validate", help="validate reconciliation specs")
     validate.add_argument("specs", nargs="+")
     validate.set_defaults(func=_validate)

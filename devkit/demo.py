@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_reconcile.examples.ticket_ownership import Scenario, ticket_ownership
 from devkit.airflow_local import ADMIN, REPO, LocalAirflow
 from devkit.jira_standin import JiraStandIn
-from devkit.seed import Scenario, ticket_ownership
 from devkit.slack_standin import SlackStandIn
 
 DAG_ID = "reconcile_ticket_ownership"

@@ -104,6 +104,12 @@ class JiraStandIn(StandIn):
     def state(self) -> dict[str, Any]:
         return {"issues": list(self.issues.values()), "users": list(self.users.values()), "writes": list(self.writes)}
 
+    def assignees(self) -> dict[str, str | None]:
+        """Service -> the user name its ownership ticket is assigned to (None: unassigned)."""
+        return {
+            i["fields"]["customfield_10100"]: (i["fields"]["assignee"] or {}).get("name") for i in self.issues.values()
+        }
+
     def authorised(self, headers: Any) -> bool:
         auth = headers.get("Authorization", "")
         if auth.startswith("Basic "):

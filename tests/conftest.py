@@ -56,7 +56,7 @@ def jira_client(jira_standin):
 
 @pytest.fixture
 def scenario():
-    from devkit.seed import ticket_ownership
+    from airflow_reconcile.examples.ticket_ownership import ticket_ownership
 
     return ticket_ownership()
 

@@ -160,9 +160,8 @@ def test_invalid_spec_breaks_only_its_own_dag(tmp_path):
 
 
 def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
-    from airflow.sdk import RetryAction
-
     import requests
+    from airflow.sdk import RetryAction
 
     from airflow_reconcile.errors import GuardTripped, SourceError, SpecError, TransientError, retry_decision
 

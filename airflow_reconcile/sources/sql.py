@@ -18,12 +18,12 @@ class SqlSource:
     kind = "sql"
 
     def _engine(self, ctx: SourceContext):  # type: ignore[no-untyped-def]
-        import sqlalchemy as sa
+        from airflow_reconcile.database import create_engine
 
         url = (ctx.connection or {}).get("url")
         if not url:
             raise SourceError(f"{ctx.origin}: a sql source needs connection_id naming a database connection")
-        return sa.create_engine(url)
+        return create_engine(url)
 
     def _run(self, ctx: SourceContext, work):  # type: ignore[no-untyped-def]
         import pandas as pd

@@ -117,13 +117,6 @@ def respond(stack, run_id, choice):
     return response.json()
 
 
-def assignees(stack):
-    return {
-        i["fields"]["customfield_10100"]: (i["fields"]["assignee"] or {}).get("name")
-        for i in stack.jira.issues.values()
-    }
-
-
 def finished(stack, dag_id, run_id, task_id, timeout=300):
     """The run's final state, and the task's log when it is not a success (for the assertion message)."""
     af = stack.airflow
@@ -190,10 +183,9 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     assert desired["rows"] == len(stack.scenario.catalog)
     assert actual["rows"] == len(stack.scenario.issues)
     drift = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
-    planted_changed = len(cases["wrong_owner"]) + len(cases["unassigned"]) + len(cases["stale_owner"])
-    assert drift["changed"] == planted_changed
-    assert drift["missing"] == len(cases["missing_ticket"])
-    assert drift["unexpected"] == len(cases["orphaned"])
+    expected = stack.scenario.expected_drift()
+    planted_changed = expected["changed"]
+    assert {k: drift[k] for k in expected} == expected
     plan = af.xcom(DAG_ID, run_id, "evaluate_rules")["summary"]
     assert plan["by_rule"]["assign-unassigned"] == len(cases["unassigned"])
     assert plan["by_autonomy"]["auto"] == planted_changed
@@ -376,7 +368,7 @@ def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack, metrics):
     assert answered["details"]["approval"]["changed"] == missing
     assert answered["details"]["approval"]["responded_by"]["name"] == "admin"
 
-    planted_changed = sum(len(cases[c]) for c in ("wrong_owner", "unassigned", "stale_owner"))
+    planted_changed = stack.scenario.expected_drift()["changed"]
     outcomes = af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"]
     assert outcomes["applied"] == planted_changed
 
@@ -389,7 +381,7 @@ def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack, metrics):
     assert {v for v, _ in metrics.values(f"{prefix}.review_queue")} & {5, 15}
     assert (0, "g") in metrics.values(f"{prefix}.dead_letters")
     assert [kind for _, kind in metrics.values(f"{prefix}.run_latency")][-1] == "ms"
-    current = assignees(stack)
+    current = stack.jira.assignees()
     assert all(current[row["service"]] == row["assignee"] for row in catalog if row["service"] in current)
     assigns = [w for w in stack.jira.writes if w["kind"] == "assign"]
     assert len(assigns) == planted_changed
@@ -505,7 +497,7 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     af, scenario = stack.airflow, stack.scenario
     stack.jira.reset()
     stack.jira.seed(scenario.jira_seed())
-    before = assignees(stack)
+    before = stack.jira.assignees()
     wrong = scenario.cases["wrong_owner"][0]
     key = next(i["key"] for i in scenario.issues if i["service"] == wrong)
     stack.jira.faults.set([{"method": "PUT", "path": f"/issue/{key}/assignee$", "status": 403, "times": 10}])
@@ -516,7 +508,7 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     [apply_record] = [r for r in records if r["task_id"] == "apply_corrections"]
     assert apply_record["details"]["outcomes"] == {"applied": 46, "dead_lettered": 1, "rejected": 10,
                                                    "in_review": 5}  # fmt: skip
-    assert assignees(stack)[wrong] == before[wrong]
+    assert stack.jira.assignees()[wrong] == before[wrong]
     dead = af.get(f"/reconcile/dags/{DAG_ID}/dead_letters")
     assert dead["total_entries"] == 1
     [letter] = dead["operations"]
@@ -537,7 +529,7 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     replay = af.trigger(f"{DAG_ID}_replay", conf={})
     state, log = finished(stack, f"{DAG_ID}_replay", replay, "replay_operations")
     assert state == "success", log
-    assert assignees(stack)[wrong] == next(r["assignee"] for r in scenario.catalog if r["service"] == wrong)
+    assert stack.jira.assignees()[wrong] == next(r["assignee"] for r in scenario.catalog if r["service"] == wrong)
     assert sum(1 for w in stack.jira.writes if w["kind"] == "assign" and w["key"] == key) == 1
     assert af.get(f"/reconcile/dags/{DAG_ID}/dead_letters")["total_entries"] == 0
 
@@ -552,7 +544,7 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     assert record["details"]["outcomes"] == {"applied": 46 - len(stale), "dead_lettered": len(stale)}
     dead = {op["entity"] for op in record["details"]["operations"] if op["status"] == "dead_lettered"}
     assert dead == stale
-    after = assignees(stack)
+    after = stack.jira.assignees()
     # Undone: everything the apply run changed except the stale owners; the replayed one belongs to the replay run.
     assert {s: after[s] for s in after if s not in stale | {wrong}} == {
         s: before[s] for s in before if s not in stale | {wrong}

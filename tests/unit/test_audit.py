@@ -134,3 +134,22 @@ def test_runs_are_grouped_and_paged_newest_first_with_what_each_found_and_did(tm
     assert oldest["mode"] == "apply"
     assert oldest["trigger"]["user"] == "admin"
     assert store.runs_page("reconcile_x", limit=1, offset=1) == (2, [oldest])
+
+
+def test_a_missing_database_driver_says_what_to_install(tmp_path):
+    """psycopg 3 comes with the ``postgres`` extra; without it the error names the extra, not a traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"  # as if psycopg were not installed
+        "from airflow_reconcile.audit import AuditStore\n"
+        "from airflow_reconcile.errors import ReconcileError\n"
+        "try:\n    AuditStore('postgresql+psycopg://audit:s3cret@127.0.0.1:5/audit')\n"
+        "except ReconcileError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == (
+        "postgresql+psycopg://audit:***@127.0.0.1:5/audit: the database driver 'psycopg' is not installed here; "
+        "pip install 'airflow-reconcile[postgres]'"
+    )

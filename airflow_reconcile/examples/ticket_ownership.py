@@ -1,8 +1,10 @@
-"""Sample data for the "ticket ownership" scenario, deterministic for a given seed.
+"""Sample data for the "ticket ownership" example, deterministic for a given seed.
 
 The service catalog (source of record) says who owns and is on call for each service; Jira holds
 one "Service Ownership" ticket per service, assigned to whoever is on call. The generator plants
 known cases and returns them, so tests can compare what the pipeline finds with what was planted.
+``reconcile init`` writes the catalog (and the Jira side as an export, for ``reconcile plan``); the
+Jira stand-in of the demo and the tests is seeded with the Jira side.
 """
 
 from __future__ import annotations
@@ -31,6 +33,23 @@ class Scenario:
             writer.writeheader()
             writer.writerows(self.catalog)
         return path
+
+    def write_jira_export(self, path: Path) -> Path:
+        """The Jira side as the example spec's actual snapshot reads it (its ``fields`` as columns)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns = ["key", "service", "assignee", "status", "priority", "updated"]
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({**issue, "assignee": issue["assignee"] or ""} for issue in self.issues)
+        return path
+
+    def expected_drift(self) -> dict[str, int]:
+        """What a diff of the catalog against the Jira side finds: the planted cases, counted."""
+        changed = sum(len(self.cases[c]) for c in ("wrong_owner", "unassigned", "stale_owner"))
+        missing = len(self.cases["missing_ticket"])
+        return {"missing": missing, "unexpected": len(self.cases["orphaned"]), "changed": changed,
+                "unchanged": len(self.catalog) - changed - missing}  # fmt: skip
 
     def jira_seed(self) -> dict[str, Any]:
         return {"users": self.users, "issues": self.issues}

@@ -1,0 +1,144 @@
+"""Airflow 3.1, 3.2 and 3.3: the README's deploy section, as written, then `airflow dags test` of every shipped DAG.
+
+For 3.1 and 3.2, ``make compat`` built ``.venv-airflow-X``: a plain Airflow X environment
+(``requirements/airflow-X-lock.txt``) into which the README's ``deploy-install`` commands installed the
+wheel. 3.3 is the development venv (the lock's Airflow, this package installed from the checkout).
+Each test then follows the rest of the deploy section in a fresh AIRFLOW_HOME, against the Jira and
+Slack stand-ins: ``reconcile init`` (``deploy-example``) and the two ``airflow dags test`` commands
+(``deploy-try``), then the other shipped DAGs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from airflow_reconcile.audit import AuditStore
+from airflow_reconcile.examples.ticket_ownership import ticket_ownership
+from devkit.demo import connections
+from devkit.readme import activated, commands, run
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+VENVS = {"3.1": REPO / ".venv-airflow-3.1", "3.2": REPO / ".venv-airflow-3.2", "3.3": REPO / ".venv"}
+LOCKS = {"3.1": "requirements/airflow-3.1-lock.txt", "3.2": "requirements/airflow-3.2-lock.txt",
+         "3.3": "requirements/lock.txt"}  # fmt: skip
+DAG_ID = "reconcile_ticket_ownership"
+SHIPPED = {DAG_ID, f"{DAG_ID}_replay", f"{DAG_ID}_revert", "reconcile_drift_digest", "reconcile_watchdog"}
+RECONCILIATION_TASKS = {"check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
+                        "detect_drift", "evaluate_rules", "apply_corrections"}  # fmt: skip
+
+
+def pinned(lock: str, package: str) -> str:
+    [version] = re.findall(rf"^{re.escape(package)}==(\S+)", (REPO / lock).read_text(), flags=re.MULTILINE)
+    return version
+
+
+def in_venv(env: dict[str, str], code: str, cwd: object) -> object:
+    result = subprocess.run(["python", "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def records_by_task(audit: AuditStore, dag_id: str, run_id: str | None = None) -> dict[str, dict]:
+    rows = audit.records(dag_id=dag_id)
+    run_id = run_id or rows[-1]["run_id"]
+    return {r["task_id"]: r for r in rows if r["run_id"] == run_id}
+
+
+@pytest.mark.parametrize("version", list(VENVS))
+def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, jira_standin, slack_standin):
+    venv = VENVS[version]
+    assert (venv / "bin" / "airflow").exists(), f"{venv} is missing: `make compat` builds it (make test runs it)"
+    scenario = ticket_ownership()
+    jira_standin.seed(scenario.jira_seed())
+    home, audit_db = tmp_path / "airflow", tmp_path / "audit.db"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
+    env = activated(venv, clean) | {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+        "NO_PROXY": "127.0.0.1,localhost",
+        **connections(jira_standin.base_url, slack_standin.base_url.rstrip("/"), audit_db),
+    }
+
+    def sh(command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return run(command, cwd=tmp_path, env=env, timeout=timeout)
+
+    # The wheel went into this Airflow without changing it (3.1, 3.2: pip, as the README says).
+    installed = in_venv(env, "import json, airflow, importlib.metadata as m; print(json.dumps("
+                        "[airflow.__version__, m.version('apache-airflow-core'), m.version('airflow-reconcile')]))",
+                        tmp_path)  # fmt: skip
+    assert installed[:2] == [pinned(LOCKS[version], "apache-airflow")] * 2
+    assert installed[0].startswith(version + ".")
+    migrated = sh("airflow db migrate")
+    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
+
+    # Deploy, step 2: the example into [core] dags_folder ($AIRFLOW_HOME/dags).
+    [init] = commands("deploy-example")
+    written = sh(init)
+    assert written.returncode == 0, written.stderr
+    dags = home / "dags"
+    assert {p.name for p in dags.glob("*.py")} == {f"{DAG_ID}.py", "reconcile_drift_digest.py", "reconcile_watchdog.py"}
+    assert (dags / "specs" / "data" / "service_catalog.csv").exists()
+    bag = in_venv(env, "import json\ntry:\n    from airflow.dag_processing.dagbag import DagBag\n"
+                  "except ImportError:\n    from airflow.models.dagbag import DagBag  # 3.1\n"
+                  f"b = DagBag(dag_folder={str(dags)!r})\n"
+                  "print(json.dumps({'errors': {k: v[-500:] for k, v in b.import_errors.items()}, 'dags': sorted(b.dag_ids)}))",
+                  tmp_path)  # fmt: skip
+    assert bag == {"errors": {}, "dags": sorted(SHIPPED)}
+    # Retries: Airflow's retry policy on 3.3; before, the same decision inside the task.
+    retries = in_venv(env, "import json\nfrom airflow_reconcile.compat import RETRY_POLICY_IN_AIRFLOW, final_failure\n"
+                      "from airflow_reconcile.errors import SourceError, TransientError\n"
+                      "print(json.dumps([RETRY_POLICY_IN_AIRFLOW, type(final_failure(SourceError('bad JQL'))).__name__,"
+                      " final_failure(TransientError('503')) is None]))", tmp_path)  # fmt: skip
+    assert retries == ([True, "NoneType", True] if version == "3.3" else [False, "AirflowFailException", True])
+
+    audit = AuditStore(f"sqlite:///{audit_db}")
+    expected = scenario.expected_drift()
+    shadow, apply = commands("deploy-try")
+
+    # Deploy, step 4: shadow, then apply with the approval timed out.
+    result = sh(shadow)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    tasks = records_by_task(audit, DAG_ID)
+    assert {t for t, r in tasks.items() if r["outcome"] == "success"} == RECONCILIATION_TASKS
+    assert tasks["request_approval"]["outcome"] == "skipped"  # shadow asks no one
+    assert tasks["detect_drift"]["details"]["drift"] | expected == tasks["detect_drift"]["details"]["drift"]
+    assert tasks["apply_corrections"]["details"]["outcomes"] == {
+        "shadow": expected["changed"], "needs_approval": expected["missing"], "in_review": expected["unexpected"]}  # fmt: skip
+    assert jira_standin.writes == []
+    assert "apache/airflow#73428" in result.stdout + result.stderr  # the deadline left out of the test run, said once
+
+    result = sh(apply)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    tasks = records_by_task(audit, DAG_ID)
+    applied_run = tasks["apply_corrections"]["run_id"]
+    assert tasks["apply_corrections"]["details"]["outcomes"] == {
+        "applied": expected["changed"], "awaiting_approval": expected["missing"], "in_review": expected["unexpected"]}  # fmt: skip
+    assert tasks["request_approval"]["details"]["approval"]["decision"] == "in_review"  # no answer: review
+    assert "apply_approved" not in tasks or tasks["apply_approved"]["outcome"] == "skipped"
+    assert [w["kind"] for w in jira_standin.writes] == ["assign"] * expected["changed"]
+    if version != "3.3":
+        assert "cannot wait for an answer" in result.stdout + result.stderr
+
+    # The other shipped DAGs.
+    for dag_id in (f"{DAG_ID}_replay", "reconcile_drift_digest", "reconcile_watchdog"):
+        result = sh(f"airflow dags test {dag_id}")
+        assert result.returncode == 0, dag_id + result.stdout[-3000:] + result.stderr[-3000:]
+        assert {r["outcome"] for r in records_by_task(audit, dag_id).values()} == {"success"}, dag_id
+    # Revert the apply run: owners back, except the former (inactive) ones Jira refuses to take back.
+    result = sh(f"airflow dags test {DAG_ID}_revert -c '{json.dumps({'run_id': applied_run})}'")
+    [revert] = records_by_task(audit, f"{DAG_ID}_revert").values()
+    outcomes = revert["details"]["outcomes"]
+    stale = len(scenario.cases["stale_owner"])
+    assert outcomes == {"applied": expected["changed"] - stale, "dead_lettered": stale}
+    assert result.returncode == 1  # a revert that could not undo everything fails, and says what is left
+    owners, seeded = jira_standin.assignees(), {i["service"]: i["assignee"] for i in scenario.issues}
+    for service in scenario.cases["wrong_owner"] + scenario.cases["unassigned"]:
+        assert owners[service] == seeded[service], service
