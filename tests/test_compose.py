@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import tomllib
+
 import yaml
 
 from tests.conftest import REPO
@@ -34,8 +37,19 @@ def test_package_is_installed_from_the_mounted_project():
     service = load()["services"]["airflow-scheduler"]
     env = service["environment"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
-    assert mounts[env["_PIP_ADDITIONAL_REQUIREMENTS"]] == "."
+    project, extras = env["_PIP_ADDITIONAL_REQUIREMENTS"].rstrip("]").split("[")
+    assert mounts[project] == "."
     assert (REPO / "pyproject.toml").exists()
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras.split(",")) == {"postgres", "lineage"} <= set(declared)
+
+
+def test_audit_store_uses_the_driver_the_postgres_extra_installs():
+    env = load()["services"]["airflow-scheduler"]["environment"]
+    url = json.loads(env["AIRFLOW_CONN_RECONCILE_AUDIT"])["extra"]["sqlalchemy_url"]
+    assert url.startswith("postgresql+psycopg://")
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("psycopg[binary]") for dep in declared["postgres"])
 
 
 def test_audit_store_database_is_created():
