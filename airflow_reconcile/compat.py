@@ -52,7 +52,7 @@ try:  # Airflow >= 3.2
         TaskDeferred,
     )
 except ImportError:  # Airflow 3.1
-    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined]
+    from airflow.exceptions import (  # type: ignore[no-redef]
         AirflowFailException,
         AirflowRescheduleException,
         AirflowSkipException,
@@ -71,8 +71,8 @@ except ImportError:  # Airflow < 3.3 defers human-in-the-loop tasks to a trigger
 try:  # Airflow >= 3.2
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
 except ImportError:  # Airflow 3.1
-    from airflow.timetables.assets import AssetOrTimeSchedule  # type: ignore[no-redef]
-    from airflow.timetables.trigger import CronTriggerTimetable, DeltaTriggerTimetable  # type: ignore[no-redef]
+    from airflow.timetables.assets import AssetOrTimeSchedule  # type: ignore[assignment]
+    from airflow.timetables.trigger import CronTriggerTimetable, DeltaTriggerTimetable  # type: ignore[assignment]
 
 __all__ = [
     "AIRFLOW_VERSION",
@@ -138,7 +138,7 @@ def deadline_alert(interval: timedelta, callback: Callable[..., Any], kwargs: di
     import inspect
 
     try:
-        from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+        from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference  # type: ignore[attr-defined]
     except ImportError:  # Airflow 3.1
         from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
 

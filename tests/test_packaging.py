@@ -79,8 +79,21 @@ def test_built_wheel_has_one_namespace_and_imports(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for expected in ("airflow_reconcile/operators/apply.py", "airflow_reconcile/sensors/freshness.py",
                      "airflow_reconcile/plugins/api.py", "airflow_reconcile/plugins/page.html",
-                     "airflow_reconcile/plugins/listener.py", "airflow_reconcile/dag_factory.py"):  # fmt: skip
+                     "airflow_reconcile/plugins/listener.py", "airflow_reconcile/dag_factory.py",
+                     "airflow_reconcile/compat.py", "airflow_reconcile/examples/ticket_ownership.py"):  # fmt: skip
         assert expected in names
+    # The shipped DAG files and specs, for `reconcile init` (a wheel is all a user needs for the example).
+    shipped = sorted(
+        n.removeprefix("airflow_reconcile/dags/") for n in names if n.startswith("airflow_reconcile/dags/")
+    )
+    in_repo = sorted(
+        str(p.relative_to(REPO / "dags")) for p in (REPO / "dags").rglob("*") if p.suffix in (".py", ".yaml")
+    )
+    assert shipped == in_repo
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "Requires-Dist: apache-airflow<3.4,>=3.1" in metadata
+    assert "Provides-Extra: postgres" in metadata
+    assert "Provides-Extra: lineage" in metadata
     assert not [n for n in names if n.split("/")[0] in ("operators", "sensors", "plugins", "dags", "devkit", "tests")]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -111,6 +124,21 @@ def test_built_wheel_has_one_namespace_and_imports(tmp_path):
     files = [line for line in out.splitlines() if line.endswith("__init__.py")]
     assert len(files) == 3, out
     assert all(f.startswith(str(target)) for f in files), out
+
+
+def test_the_environment_is_installed_with_bytecode():
+    """These machines set PYTHONDONTWRITEBYTECODE=1: bytecode comes from the install, or every process
+    recompiles what it imports (import great_expectations: 11.5 s without, 5.9 s with). The Airflow 3.1
+    and 3.2 environments are checked in tests/integration/test_airflow_versions.py."""
+    assert missing_bytecode(REPO / ".venv") == []
+
+
+def missing_bytecode(venv: object, modules: tuple[str, ...] = ("airflow", "pandas", "great_expectations")) -> list[str]:
+    """The packages of ``venv`` whose ``__init__`` has no compiled bytecode."""
+    from pathlib import Path
+
+    site = next((Path(str(venv)) / "lib").glob("python3.*/site-packages"))
+    return [m for m in modules if not list((site / m / "__pycache__").glob("__init__.cpython-3*.pyc"))]
 
 
 def test_provider_and_plugin_are_registered_with_airflow():

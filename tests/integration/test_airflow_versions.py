@@ -22,6 +22,7 @@ from airflow_reconcile.examples.ticket_ownership import ticket_ownership
 from devkit.demo import connections
 from devkit.readme import activated, commands, run
 from tests.conftest import REPO
+from tests.test_packaging import missing_bytecode
 
 pytestmark = pytest.mark.integration
 
@@ -71,11 +72,13 @@ def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, j
         return run(command, cwd=tmp_path, env=env, timeout=timeout)
 
     # The wheel went into this Airflow without changing it (3.1, 3.2: pip, as the README says).
-    installed = in_venv(env, "import json, airflow, importlib.metadata as m; print(json.dumps("
-                        "[airflow.__version__, m.version('apache-airflow-core'), m.version('airflow-reconcile')]))",
-                        tmp_path)  # fmt: skip
-    assert installed[:2] == [pinned(LOCKS[version], "apache-airflow")] * 2
+    airflow_parts = ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk")
+    installed = in_venv(env, "import json, importlib.metadata as m; print(json.dumps("
+                        f"[m.version(p) for p in {airflow_parts!r}]))", tmp_path)  # fmt: skip
+    assert installed == [pinned(LOCKS[version], p) for p in airflow_parts]
     assert installed[0].startswith(version + ".")
+    packages = ("airflow", "pandas", "great_expectations") + (("airflow_reconcile",) if version != "3.3" else ())
+    assert missing_bytecode(venv, packages) == []
     migrated = sh("airflow db migrate")
     assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
 

@@ -1,0 +1,73 @@
+"""`reconcile init`: the example from the installed package into a DAGs folder, never over a user's files."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from airflow_reconcile.cli import main
+from airflow_reconcile.errors import ReconcileError
+from airflow_reconcile.examples import init_example, shipped_dags
+from airflow_reconcile.examples.ticket_ownership import ticket_ownership
+from airflow_reconcile.spec import load_spec
+from tests.conftest import REPO
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def test_init_writes_the_shipped_dag_files_spec_and_fresh_sample_data(tmp_path):
+    written = init_example(tmp_path / "dags", "ticket_ownership", now=NOW)
+    names = [str(p.relative_to(tmp_path / "dags")) for p in written]
+    assert names == ["reconcile_ticket_ownership.py", "specs/ticket_ownership.yaml", "reconcile_drift_digest.py",
+                     "reconcile_watchdog.py", "specs/data/service_catalog.csv", "specs/data/jira_export.csv"]  # fmt: skip
+    for name in names[:4]:  # the shipped files themselves, not copies kept elsewhere
+        assert (tmp_path / "dags" / name).read_bytes() == (shipped_dags() / name).read_bytes()
+    # The spec reads the sample where init put it (no RECONCILE_DATA_DIR needed), and the sample is fresh.
+    spec = load_spec(tmp_path / "dags" / "specs" / "ticket_ownership.yaml")
+    assert spec.sources.desired.options["path"] == "${RECONCILE_DATA_DIR:-data}/service_catalog.csv"
+    with (tmp_path / "dags" / "specs" / "data" / "service_catalog.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    scenario = ticket_ownership(now=NOW)
+    assert rows == scenario.catalog
+    newest = max(datetime.fromisoformat(r["updated_at"]) for r in rows)
+    assert NOW - newest < timedelta(days=3)
+    with (tmp_path / "dags" / "specs" / "data" / "jira_export.csv").open() as fh:
+        export = list(csv.DictReader(fh))
+    assert [r["key"] for r in export] == [i["key"] for i in scenario.issues]
+    assert sum(1 for r in export if r["assignee"] == "") == len(scenario.cases["unassigned"])
+
+
+def test_init_overwrites_nothing_unless_forced(tmp_path):
+    dags = tmp_path / "dags"
+    (dags / "specs").mkdir(parents=True)
+    mine = dags / "specs" / "ticket_ownership.yaml"
+    mine.write_text("my own spec\n")
+    with pytest.raises(
+        ReconcileError, match=r"ticket_ownership\.yaml already exist\(s\); nothing was written.*--force"
+    ):
+        init_example(dags, "ticket_ownership", now=NOW)
+    assert mine.read_text() == "my own spec\n"
+    assert sorted(p.name for p in dags.rglob("*") if p.is_file()) == ["ticket_ownership.yaml"]
+    init_example(dags, "ticket_ownership", now=NOW, force=True)
+    assert mine.read_bytes() == (shipped_dags() / "specs" / "ticket_ownership.yaml").read_bytes()
+
+
+def test_init_keeps_a_digest_dag_that_is_already_there(tmp_path):
+    (tmp_path / "reconcile_drift_digest.py").write_text("# tuned by ops\n")
+    written = init_example(tmp_path, "ticket_ownership", now=NOW)
+    assert tmp_path / "reconcile_drift_digest.py" not in written
+    assert (tmp_path / "reconcile_drift_digest.py").read_text() == "# tuned by ops\n"
+
+
+def test_init_command_names_an_unknown_example_and_exits_2(tmp_path, capsys):
+    assert main(["init", str(tmp_path), "--example", "nope"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --example 'nope': there is no such example; choose one of ticket_ownership"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shipped_dags_are_the_repository_folder_in_a_checkout():
+    assert shipped_dags() == REPO / "dags"
