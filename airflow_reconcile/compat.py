@@ -36,12 +36,8 @@ from airflow_reconcile.errors import FINAL_FAILURES, TRANSIENT_FAILURES, retry_d
 log = logging.getLogger(__name__)
 
 
-def _version(text: str) -> tuple[int, int, int]:
-    parts = [int(p) for p in re.findall(r"\d+", text)[:3]]
-    return (parts + [0, 0, 0])[0], (parts + [0, 0, 0])[1], (parts + [0, 0, 0])[2]
-
-
-AIRFLOW_VERSION = _version(airflow.__version__)
+AIRFLOW_VERSION = tuple(int(p) for p in re.findall(r"\d+", airflow.__version__)[:3])
+"""The running Airflow's version as numbers, e.g. ``(3, 2, 2)`` (for messages; features are detected)."""
 
 try:  # Airflow >= 3.2
     from airflow.sdk.exceptions import (
@@ -185,17 +181,19 @@ class ReconcileDAG(DAG):
     - On 3.3 a human-in-the-loop task parks in ``awaiting_input`` and only the scheduler times it
       out; ``dag.test()`` runs no scheduler, so an unanswered approval waited forever. While the
       test runs, the same timeout sweep runs beside it, so the run's ``approval_timeout`` holds.
-    - On 3.1 and 3.2 a human-in-the-loop task defers to a trigger, which ``dag.test()`` runs inline, but
-      its in-process test supervisor does not answer the trigger's request for the response (the log
-      says "Unhandled request GetHITLDetailResponse" and the task fails). There the approval cannot wait: ``approvals_cannot_wait()`` is
-      true while the test runs, and the request ends as on a timeout (its actions go to review).
+    - On 3.1 and 3.2 a human-in-the-loop task defers to a trigger, which ``dag.test()`` runs inline,
+      but its in-process test supervisor does not answer the trigger's request for the response (the
+      log says "Unhandled request GetHITLDetailResponse" and the task fails). There the approval
+      cannot wait: ``approvals_cannot_wait()`` is true while the test runs, and the request ends as
+      on a timeout (its actions go to review).
 
     An answer given in Required Actions (an API server on the same metadata DB) is taken as usual.
     """
 
     def test(self, *args: Any, **kwargs: Any) -> Any:
         global _approvals_cannot_wait
-        if self.deadline:
+        deadline = self.deadline
+        if deadline:
             log.info(
                 "airflow dags test: the run-duration deadline alert is left out of this test run "
                 "(apache/airflow#73428); scheduled and triggered runs keep it"
@@ -211,6 +209,7 @@ class ReconcileDAG(DAG):
             return super().test(*args, **kwargs)
         finally:
             _approvals_cannot_wait = False
+            self.deadline = deadline
             stop.set()
             if sweeper is not None:
                 sweeper.join(timeout=10)

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_reconcile.errors import SourceError
+from airflow_reconcile.errors import ReconcileError, SourceError
 from airflow_reconcile.locations import absolute, default_audit_db
 
 DEFAULT_AUDIT_CONN_ID = "reconcile_audit"
@@ -125,6 +125,8 @@ def sqlalchemy_url(conn: Any) -> str:
     if extra.get("sqlalchemy_url"):
         return str(extra["sqlalchemy_url"])
     if conn.conn_type == "sqlite":
+        if not conn.host:
+            raise ReconcileError(f"connection {conn.conn_id!r} (type sqlite): set host to the database file's path")
         return f"sqlite:///{absolute(conn.host)}"
     uri = str(conn.get_uri())
     for scheme in ("postgres://", "postgresql://"):

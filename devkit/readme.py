@@ -1,7 +1,8 @@
 """The README's commands, read from its code blocks, so that tests and ``make compat`` run what it says.
 
 A block is marked by an HTML comment on the line before it: ``<!-- run: NAME -->`` then a fenced ``sh``
-block (both may be indented, inside a list item). Each command is one line (``\\`` continues it); lines that start with ``#`` are comments.
+block (both may be indented, inside a list item). Each command is one line (``\\`` continues it);
+lines that start with ``#`` are comments.
 
     python devkit/readme.py run NAME [--venv DIR]   # run a block's commands in the repository, in order
 
@@ -52,11 +53,16 @@ def activated(venv: Path | None, env: dict[str, str] | None = None) -> dict[str,
 
 
 def run(
-    command: str, *, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float | None = None
+    command: str,
+    *,
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    capture: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """One README command through bash, as a user types it; output captured."""
+    """One README command through bash, as a user types it; output captured unless ``capture`` is false."""
     return subprocess.run(
-        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=capture, text=True, timeout=timeout, check=False
     )
 
 
@@ -68,9 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     run_block.add_argument("--venv", type=Path)
     args = parser.parse_args(argv)
     env = activated(args.venv)
-    for command in commands(args.name):
+    try:
+        block = commands(args.name)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    for command in block:
         print(f"README [{args.name}] $ {command}", flush=True)
-        result = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, check=False)
+        result = run(command, env=env, capture=False)
         if result.returncode != 0:
             print(f"README [{args.name}]: {command!r} exited {result.returncode}", file=sys.stderr)
             return result.returncode

@@ -15,6 +15,19 @@ def test_audit_url_from_a_sqlite_connection(monkeypatch, tmp_path):
     assert AuditStoreHook("audit_a").url() == f"sqlite:///{tmp_path / 'a.db'}"
 
 
+def test_a_relative_sqlite_path_is_made_absolute_and_an_empty_one_refused(monkeypatch, tmp_path):
+    from airflow_reconcile.errors import ReconcileError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIRFLOW_CONN_AUDIT_R", json.dumps({"conn_type": "sqlite", "host": "audit/r.db"}))
+    assert AuditStoreHook("audit_r").url() == f"sqlite:///{tmp_path / 'audit' / 'r.db'}"
+    monkeypatch.setenv("AIRFLOW_CONN_AUDIT_E", json.dumps({"conn_type": "sqlite"}))
+    with pytest.raises(
+        ReconcileError, match=r"^connection 'audit_e' \(type sqlite\): set host to the database file's path$"
+    ):
+        AuditStoreHook("audit_e").url()
+
+
 def test_audit_url_from_an_explicit_sqlalchemy_url(monkeypatch):
     url = "postgresql+psycopg2://u:secret@db.internal/audit"
     monkeypatch.setenv(
