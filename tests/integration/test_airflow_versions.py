@@ -77,6 +77,10 @@ def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, j
                         f"[m.version(p) for p in {airflow_parts!r}]))", tmp_path)  # fmt: skip
     assert installed == [pinned(LOCKS[version], p) for p in airflow_parts]
     assert installed[0].startswith(version + ".")
+    # The extras the README installs: psycopg 3 for a PostgreSQL audit store, the OpenLineage provider.
+    extras = in_venv(env, "import json, importlib.metadata as m; print(json.dumps("
+                     "[m.version('psycopg'), m.version('apache-airflow-providers-openlineage')]))", tmp_path)  # fmt: skip
+    assert all(extras), extras
     packages = ("airflow", "pandas", "great_expectations") + (("airflow_reconcile",) if version != "3.3" else ())
     assert missing_bytecode(venv, packages) == []
     migrated = sh("airflow db migrate")
