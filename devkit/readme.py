@@ -42,6 +42,12 @@ def commands(name: str) -> list[str]:
     return found[name]
 
 
+def user_env() -> dict[str, str]:
+    """A user's shell: this process's environment without the Airflow settings and PYTHONPATH a test
+    session sets (they would point a README command at the test's Airflow or the checkout's sources)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
+
+
 def activated(venv: Path | None, env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment with ``venv`` activated (its bin first on PATH, VIRTUAL_ENV set)."""
     env = dict(os.environ if env is None else env)

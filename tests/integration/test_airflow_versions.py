@@ -11,7 +11,6 @@ Slack stand-ins: ``reconcile init`` (``deploy-example``) and the two ``airflow d
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 
@@ -20,7 +19,7 @@ import pytest
 from airflow_reconcile.audit import AuditStore
 from airflow_reconcile.examples.ticket_ownership import ticket_ownership
 from devkit.demo import connections
-from devkit.readme import activated, commands, run
+from devkit.readme import activated, commands, run, user_env
 from tests.conftest import REPO
 from tests.test_packaging import missing_bytecode
 
@@ -59,8 +58,7 @@ def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, j
     scenario = ticket_ownership()
     jira_standin.seed(scenario.jira_seed())
     home, audit_db = tmp_path / "airflow", tmp_path / "audit.db"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
-    env = activated(venv, clean) | {
+    env = activated(venv, user_env()) | {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "GX_ANALYTICS_ENABLED": "False",

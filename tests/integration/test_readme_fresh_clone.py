@@ -17,7 +17,7 @@ import pytest
 from airflow_reconcile.examples.ticket_ownership import ticket_ownership
 from devkit.airflow_local import free_port
 from devkit.demo import lineage_events
-from devkit.readme import activated, commands, run
+from devkit.readme import activated, commands, run, user_env
 from tests.conftest import REPO
 from tests.test_readme import command_of
 
@@ -39,9 +39,9 @@ def clone(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def user_env():
+def shell():
     """A user's shell: none of the test session's Airflow settings; ports only if the defaults are taken."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
+    env = user_env()
     ports = {k: str(v) for k, v in DEFAULT_PORTS.items()}
     if any(port_taken(p) for p in DEFAULT_PORTS.values()):
         ports = {k: str(free_port()) for k in DEFAULT_PORTS}
@@ -72,8 +72,8 @@ def assert_summary(out: str, port: int, lineage_file) -> None:
     } <= completed
 
 
-def test_make_demo_as_written_serves_until_ctrl_c(clone, user_env):
-    env, ports = user_env
+def test_make_demo_as_written_serves_until_ctrl_c(clone, shell):
+    env, ports = shell
     demo = command_of(commands("two-commands")[0])
     assert demo == "make demo"
     proc = subprocess.Popen(["bash", "-c", demo], cwd=clone, env=env, stdout=subprocess.PIPE,
@@ -105,8 +105,8 @@ def test_make_demo_as_written_serves_until_ctrl_c(clone, user_env):
     assert not port_taken(ports["AIRFLOW_PORT"]), "Airflow still serving after Ctrl-C"
 
 
-def test_make_demo_once_as_written_exits_zero_after_the_summary(clone, user_env):
-    env, ports = user_env
+def test_make_demo_once_as_written_exits_zero_after_the_summary(clone, shell):
+    env, ports = shell
     once = "make demo DEMO_ONCE=1"
     assert f"`{once}` exits after the summary" in (REPO / "README.md").read_text()
     result = run(once, cwd=clone, env=env, timeout=900)
@@ -118,7 +118,7 @@ def test_command_line_quick_start_as_written(tmp_path):
     """No Airflow service: the CLI from the wheel that the deploy commands installed (into Airflow 3.2's venv)."""
     venv = REPO / ".venv-airflow-3.2"
     assert (venv / "bin" / "reconcile").exists(), f"{venv} is missing: `make compat` builds it (make test runs it)"
-    env = activated(venv, {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"})
+    env = activated(venv, user_env())
     results = [run(c, cwd=tmp_path, env=env, timeout=300) for c in commands("quick-start")]
     assert [r.returncode for r in results] == [0, 0, 1, 1], [r.stderr[-2000:] for r in results]
     init, validate, plan, diff = (r.stdout for r in results)
