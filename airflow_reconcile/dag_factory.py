@@ -87,7 +87,7 @@ def _schedule(spec: Spec) -> Any:
     assets = [Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets]
     clock: Any = None
     if spec.schedule.cron:
-        clock = CronTriggerTimetable(spec.schedule.cron, timezone="UTC")
+        clock = CronTriggerTimetable(spec.schedule.cron, timezone=spec.schedule.timezone)
     elif spec.schedule.every:
         clock = DeltaTriggerTimetable(timedelta(seconds=parse_duration(spec.schedule.every)))
     if assets and clock is not None:

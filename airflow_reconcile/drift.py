@@ -469,6 +469,12 @@ def detect_drift(
                 f"{side} snapshot has no column(s) {', '.join(map(str, absent))}; "
                 f"it has {', '.join(map(str, frame.columns)) or 'no columns'}"
             )
+    nowhere = [c for c in context if c not in desired.columns and c not in actual.columns]
+    if nowhere:
+        raise ReconcileError(
+            f"context column(s) {', '.join(map(str, nowhere))} are in neither snapshot; desired has "
+            f"{', '.join(map(str, desired.columns))}; actual has {', '.join(map(str, actual.columns))}"
+        )
     context = [c for c in dict.fromkeys([*context, *exclude]) if c not in compare and c not in key]
     columns = [c for c in dict.fromkeys([*compare, *context]) if c not in key]
     d_keys, a_keys = _align_keys(desired, actual, key, normalize_steps)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 def spec_drift(spec: Spec, desired: pd.DataFrame, actual: pd.DataFrame) -> tuple[DriftReport, pd.DataFrame]:
-    """The keyed diff as the spec's ``drift`` section describes it."""
+    """The keyed diff as the spec's ``drift`` section describes it; the columns rules read are context."""
+    from airflow_reconcile.columns import carried
     from airflow_reconcile.drift import detect_drift
 
     return detect_drift(
@@ -32,7 +33,7 @@ def spec_drift(spec: Spec, desired: pd.DataFrame, actual: pd.DataFrame) -> tuple
         actual,
         key=spec.sources.desired.key,
         compare=spec.drift.compare,
-        context=spec.drift.context,
+        context=carried(spec),
         normalize_steps=spec.drift.normalize,
         exclude=spec.drift.exclude,
         tolerances=spec.drift.tolerances,
@@ -111,7 +112,7 @@ def plan_locally(
     for side, override in (("desired", desired), ("actual", actual)):
         frames[side], sources[side] = read_side(spec, side, spec_path, override)
     quality = {
-        side: run_quality_gate(frames[side], getattr(spec.sources, side).key, getattr(spec.quality, side), side)
+        side: run_quality_gate(frames[side], getattr(spec.sources, side).key, spec.gate(side), side)
         for side in ("desired", "actual")
     }
     if not all(q.success for q in quality.values()):

@@ -40,6 +40,8 @@ class PlanSummary:
     downgraded: int
     stale: bool
     by_rule: dict[str, int] = field(default_factory=dict)
+    undecidable: int = 0  # rows sent to review: a value a condition compares could not be read
+    unrendered: int = 0  # writes sent to review: a param rendered empty or named a missing value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,8 @@ class PlanSummary:
             "by_rule": self.by_rule,
             "unhandled": self.unhandled,
             "downgraded": self.downgraded,
+            "undecidable": self.undecidable,
+            "unrendered": self.unrendered,
             "stale": self.stale,
         }
 
@@ -59,67 +63,109 @@ def operation_id(spec_name: str, rule: str, entity: str, action: str, params: st
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> pd.Series:
-    """Vectorised over the whole drift frame; a null value never satisfies a comparison (but ``ne``)."""
+@dataclass(frozen=True)
+class _Verdict:
+    """A condition over the drift frame: where it holds, and where it cannot be decided (and why)."""
+
+    mask: pd.Series
+    why_not: pd.Series  # per row: why the value could not be read (NA where it could)
+
+    @property
+    def unknown(self) -> pd.Series:
+        return self.why_not.notna()
+
+
+def _unreadable(column: pd.Series, parsed: pd.Series, cond: Condition, kind: str) -> pd.Series:
+    """Per row, why its value cannot be read as ``kind`` (NA where it can, or where the spec says false)."""
     import pandas as pd
 
+    bad = column.notna() & parsed.isna()
+    why = pd.Series(pd.NA, index=column.index, dtype="string")
+    if cond.unparseable == "false" or not bad.any():
+        return why
+    text = f"{cond.field} " + column[bad].map(repr) + f" cannot be read as {kind} for op {cond.op}"
+    why[bad] = text
+    return why
+
+
+def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> _Verdict:
+    """Vectorised over the whole drift frame; a null value never satisfies a comparison (but ``ne``).
+
+    A value that is there but cannot be read as the number or timestamp the op compares is not
+    false: the verdict says so for its row (the rule sends it to review), unless the condition
+    says ``unparseable: false``.
+    """
+    import pandas as pd
+
+    none = pd.Series(pd.NA, index=drift.index, dtype="string")
     if cond.all is not None:
         return _all(drift, cond.all, now)
     if cond.any is not None:
-        mask = pd.Series(False, index=drift.index)
+        mask, why = pd.Series(False, index=drift.index), none
         for child in cond.any:
-            mask |= _condition_mask(drift, child, now)
-        return mask
+            verdict = _condition_mask(drift, child, now)
+            mask |= verdict.mask
+            why = why.fillna(verdict.why_not)
+        return _Verdict(mask, why)
     if cond.not_ is not None:
-        return ~_condition_mask(drift, cond.not_, now)
+        inner = _condition_mask(drift, cond.not_, now)
+        return _Verdict(~inner.mask & ~inner.unknown, inner.why_not)
     if cond.op == "changed":
         names = drift["changed_columns"].fillna("").astype(str)
-        return names.str.split(",").map(lambda cols: cond.column in cols).astype(bool)
+        return _Verdict(names.str.split(",").map(lambda cols: cond.column in cols).astype(bool), none)
     field_name, op, value = str(cond.field), cond.op, cond.value  # a leaf has both (the spec model checks)
+    # The spec checks every named column is declared, and the quality gate that the snapshot has it.
     column = drift[field_name] if field_name in drift.columns else pd.Series(pd.NA, index=drift.index)
     column = column.astype("string")
     if op == "is_null":
-        return column.isna()
+        return _Verdict(column.isna(), none)
     if op == "not_null":
-        return column.notna()
+        return _Verdict(column.notna(), none)
     if op in ("in", "not_in"):
         inside = column.isin([str(v) for v in value]).fillna(False)
-        return inside if op == "in" else ~inside
+        return _Verdict(inside if op == "in" else ~inside, none)
     if op == "regex":
         with warnings.catch_warnings():  # pandas warns about groups in the pattern: we only test for a match
             warnings.simplefilter("ignore", UserWarning)
-            return column.str.contains(str(value), regex=True).fillna(False).astype(bool)
+            return _Verdict(column.str.contains(str(value), regex=True).fillna(False).astype(bool), none)
     if op == "older_than":
         stamps = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
         limit = pd.Timestamp(now) - pd.Timedelta(seconds=parse_duration(str(value)))
-        return (stamps < limit).fillna(False).astype(bool)
+        why = _unreadable(column, stamps, cond, "an ISO 8601 timestamp")
+        return _Verdict((stamps < limit).fillna(False).astype(bool) & why.isna(), why)
+    why = none
     if op in ("gt", "ge", "lt", "le") and isinstance(value, int | float) and not isinstance(value, bool):
         left: Any = pd.to_numeric(column, errors="coerce")
+        why = _unreadable(column, left, cond, "a number")
     else:
         left, value = column, str(value)
     result = {
         "eq": lambda: left == value, "ne": lambda: left != value, "gt": lambda: left > value,
         "ge": lambda: left >= value, "lt": lambda: left < value, "le": lambda: left <= value,
     }[str(op)]()  # fmt: skip
-    return result.fillna(op == "ne").astype(bool)
+    return _Verdict(result.fillna(op == "ne").astype(bool) & why.isna(), why)
 
 
-def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime) -> pd.Series:
+def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime) -> _Verdict:
     import pandas as pd
 
-    mask = pd.Series(True, index=drift.index)
+    mask, why = pd.Series(True, index=drift.index), pd.Series(pd.NA, index=drift.index, dtype="string")
     for cond in conditions:
-        mask &= _condition_mask(drift, cond, now)
-    return mask
+        verdict = _condition_mask(drift, cond, now)
+        mask &= verdict.mask
+        why = why.fillna(verdict.why_not)
+    return _Verdict(mask, why)
 
 
-def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> pd.Series:
+def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> _Verdict:
+    """Rows the rule matches, and rows of its kind whose conditions cannot be decided."""
     mask = drift["drift_kind"] == rule.match.kind
     if rule.match.column:
         names = drift["changed_columns"].fillna("")
         mask &= names.str.split(",").map(lambda cols: rule.match.column in cols)
-    mask &= _all(drift, rule.match.when, now)
-    return mask.fillna(False).astype(bool)
+    verdict = _all(drift, rule.match.when, now)
+    why = verdict.why_not.where(mask.fillna(False).astype(bool))
+    return _Verdict((mask & verdict.mask).fillna(False).astype(bool), why)
 
 
 def _normalised_view(spec: Spec, drift: pd.DataFrame) -> pd.DataFrame:
@@ -147,6 +193,30 @@ def _row_values(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
     }
 
 
+def _render(
+    rule: Rule, templates: Mapping[str, Any], desired: dict[str, Any], actual: dict[str, Any]
+) -> tuple[dict[str, str], str]:
+    """(the rendered params, why the write must not happen as rendered: "" when it may).
+
+    A param that names a value the row does not have, or renders empty (a blank in the source of
+    record would clear or unassign the field), is not written unless the rule says ``allow_clear``.
+    """
+    from jinja2 import UndefinedError
+
+    params, problems = {}, []
+    for name, template in templates.items():
+        try:
+            params[name] = template.render(desired=desired, actual=actual)
+        except UndefinedError as exc:
+            params[name] = ""
+            problems.append(f"params.{name}: {exc.message}")
+            continue
+        if not params[name].strip() and not rule.allow_clear:
+            problems.append(f"params.{name} rendered empty (the value it names is empty; allow_clear: true "
+                            "on the rule lets it clear the field)")  # fmt: skip
+    return params, "; ".join(problems)
+
+
 def evaluate_rules(
     spec: Spec,
     drift: pd.DataFrame,
@@ -164,31 +234,40 @@ def evaluate_rules(
     or when the authoritative side is stale (to ``review``): stale context never drives a write.
     """
     import pandas as pd
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(autoescape=False)
+    from airflow_reconcile.columns import template_env
+
+    env = template_env()
     now = now or datetime.now(UTC)
     stale_sides = {"desired"} if stale is True else set(stale or ())
     key = spec.sources.desired.key
     unclaimed = pd.Series(True, index=drift.index)
     records: list[dict[str, Any]] = []
-    downgraded = 0
+    downgraded = undecidable = unrendered = 0
     view = _normalised_view(spec, drift)
     for rule in spec.rules:
-        mask = _rule_mask(view, rule, now) & unclaimed
+        verdict = _rule_mask(view, rule, now)
+        mask = (verdict.mask | verdict.unknown) & unclaimed
         unclaimed &= ~mask
         templates = {name: env.from_string(text) for name, text in rule.params.items()}
-        for row in drift[mask].to_dict("records"):
+        for index, row in zip(drift.index[mask], drift[mask].to_dict("records"), strict=True):
             keys = {k: row[k] for k in key}
             desired, actual = {**keys, **_row_values(row, "desired")}, {**keys, **_row_values(row, "actual")}
-            params = {name: t.render(desired=desired, actual=actual) for name, t in templates.items()}
+            params, blank = _render(rule, templates, desired, actual)
             params_json = json.dumps(params, sort_keys=True)
             entity = "|".join("" if pd.isna(row[k]) else str(row[k]) for k in key)
             changed_text = None if pd.isna(row["changed_columns"]) else str(row["changed_columns"])
             changed = changed_text.split(",") if changed_text else []
             autonomy, reason = rule.autonomy, ""
             owners = {spec.drift.authority.get(c, "desired") for c in changed} or {"desired"}
-            if autonomy in ACTING and owners == {"actual"}:
+            why_not = verdict.why_not[index]
+            if not pd.isna(why_not):  # fail closed: what cannot be decided goes to a person
+                autonomy, reason = "review", str(why_not)
+                undecidable += 1
+            elif blank and autonomy != "observe" and rule.action != "none":
+                autonomy, reason = "review", blank
+                unrendered += 1
+            elif autonomy in ACTING and owners == {"actual"}:
                 autonomy, reason = "recommend", f"the target is authoritative for {', '.join(changed)}"
             elif autonomy in ACTING and owners & stale_sides:
                 stale_side = "desired" if "desired" in owners & stale_sides else "actual"
@@ -227,6 +306,8 @@ def evaluate_rules(
         by_rule=dict(Counter(plan["rule"].tolist())),
         unhandled=int(unclaimed.sum()),
         downgraded=downgraded,
+        undecidable=undecidable,
+        unrendered=unrendered,
         stale=bool(stale_sides),
     )
     problem = guard_problem(spec, plan, population)

@@ -49,10 +49,19 @@ def parse_duration(text: str) -> int:
 
 def _fail_at(loc: tuple[str | int, ...], message: str, value: Any) -> None:
     """A validation error at a field of the spec (so the message names its line), from a model check."""
+    _fail_all([(loc, message, value)])
+
+
+def _fail_all(problems: list[tuple[tuple[str | int, ...], str, Any]]) -> None:
+    """Validation errors at fields of the spec, one per problem (each names its own line)."""
     from pydantic_core import InitErrorDetails, PydanticCustomError
 
-    detail = InitErrorDetails(type=PydanticCustomError("spec_rule", message), loc=loc, input=value)
-    raise ValidationError.from_exception_data("Spec", [detail])
+    details = [
+        InitErrorDetails(type=PydanticCustomError("spec_rule", message), loc=loc, input=value)
+        for loc, message, value in problems
+    ]  # fmt: skip
+    if details:
+        raise ValidationError.from_exception_data("Spec", details)
 
 
 class _Model(BaseModel):
@@ -169,6 +178,11 @@ class Condition(_Model):
     column: str | None = Field(default=None, description="For op: changed, the compared column.")
     op: ConditionOp | None = None
     value: Any = None
+    unparseable: Literal["review", "false"] = Field(
+        default="review",
+        description="A value that cannot be read as the number or timestamp the op compares: the row goes to "
+        "review with the reason (default), or the condition is false for it ('false', only when you say so).",
+    )
     all: list[Condition] | None = None
     any: list[Condition] | None = None
     not_: Condition | None = Field(default=None, alias="not")
@@ -219,6 +233,11 @@ class Rule(_Model):
     params: dict[str, str] = Field(default_factory=dict)
     autonomy: Autonomy = "recommend"
     severity: Literal["low", "medium", "high", "critical"] = "medium"
+    allow_clear: bool = Field(
+        default=False,
+        description="Let a param render empty (an empty value in the source of record that would clear or "
+        "unassign a field in the target). Without it such an operation goes to review, never to the target.",
+    )
 
 
 class JiraTarget(_Model):
@@ -342,7 +361,33 @@ class Schedule(_Model):
 
     cron: str | None = None
     every: str | None = Field(default=None, description="A fixed interval instead of cron, e.g. 30m, 6h, 1d")
+    timezone: str = Field(default="UTC", description="The time zone cron is read in, e.g. Europe/Berlin (IANA name)")
     assets: list[AssetRef] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone; write an IANA name such as UTC or Europe/Berlin") from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        """Checked by Airflow's own timetable (imported here only: the spec module stays cheap to import)."""
+        if value is None:
+            return value
+        from airflow_reconcile.compat import CronTriggerTimetable
+
+        try:
+            CronTriggerTimetable(value, timezone="UTC").validate()
+        except Exception as exc:  # noqa: BLE001 - Airflow's message says what is wrong with the expression
+            raise ValueError(f"{value!r} is not a cron expression Airflow accepts: {exc}") from None
+        return value
 
     @field_validator("every")
     @classmethod
@@ -412,6 +457,44 @@ class Spec(_Model):
             seen.add(rule.name)
         return self
 
+    @model_validator(mode="after")
+    def _templates_parse(self) -> Spec:
+        """Templates are parsed when the spec is loaded: a syntax error or an unknown name is a spec error."""
+        from jinja2 import TemplateSyntaxError
+
+        from airflow_reconcile.columns import TEMPLATE_NAMES, template_refs
+
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for index, rule in enumerate(self.rules):
+            for name, text in rule.params.items():
+                loc = ("rules", index, "params", name)
+                try:
+                    _, others = template_refs(text)
+                except TemplateSyntaxError as exc:
+                    problems.append((loc, f"template {text!r} does not parse: {exc.message}", text))
+                    continue
+                if others:
+                    allowed = " and ".join(f"{n}.<column>" for n in TEMPLATE_NAMES)
+                    problems.append((loc, f"template {text!r} uses {', '.join(others)}; it may read {allowed}", text))
+        _fail_all(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _columns_declared(self) -> Spec:
+        from airflow_reconcile.columns import problems
+
+        _fail_all(problems(self))
+        return self
+
+    def gate(self, side: str) -> QualitySpec:
+        """The side's quality gate: its own checks, and that the snapshot has every column the
+        diff compares and the rules read there (a missing one fails the gate, naming it)."""
+        from airflow_reconcile.columns import gate_columns
+
+        quality: QualitySpec = getattr(self.quality, side)
+        needed = list(dict.fromkeys([*quality.required_columns, *gate_columns(self, side)]))
+        return quality.model_copy(update={"required_columns": needed})
+
     @property
     def needs_approval(self) -> bool:
         """Some rule acts only after a person approves (the DAG gets approval tasks)."""
@@ -474,10 +557,39 @@ def _describe(error: dict[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML, stricter: a key given twice is an error naming both lines (never "last one wins"),
+    and aliases are refused (a few lines of anchors must not expand into a huge document)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem=f"alias *{event.anchor} is not allowed in a spec; write the value out where it is used",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.MarkedYAMLError(
+                        problem=f"{key!r} is given twice in one mapping (lines {seen[key]} and {line}); keep one",
+                        problem_mark=key_node.start_mark,
+                    )
+                if isinstance(key, str | int | float | bool) or key is None:
+                    seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_spec(text: str, origin: str = "<spec>") -> Spec:
     """Validate YAML text; errors read ``origin:line: field: what is wrong``."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

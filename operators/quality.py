@@ -35,7 +35,7 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
         audit.inputs.append(manifest)
         frame = read_frame(manifest)
         source = getattr(spec.sources, self.side)
-        result = run_quality_gate(frame, source.key, getattr(spec.quality, self.side), self.side)
+        result = run_quality_gate(frame, source.key, spec.gate(self.side), self.side)
         self.log.info("quality gate for the %s snapshot (%d rows):\n%s", self.side, result.rows, result.table())
         audit.details["quality"] = result.to_dict()
         if result.warnings:

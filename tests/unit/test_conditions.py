@@ -28,9 +28,31 @@ DRIFT = pd.DataFrame(
 
 
 def hits(condition: dict) -> list[str]:
-    mask = _condition_mask(DRIFT, Condition.model_validate(condition), NOW)
+    mask = _condition_mask(DRIFT, Condition.model_validate(condition), NOW).mask
     assert mask.dtype == bool
     return DRIFT.loc[mask, "service"].tolist()
+
+
+def undecided(condition: dict) -> dict[str, str]:
+    verdict = _condition_mask(DRIFT, Condition.model_validate(condition), NOW)
+    return dict(zip(DRIFT.loc[verdict.unknown, "service"], verdict.why_not[verdict.unknown], strict=True))
+
+
+def test_values_that_cannot_be_read_are_undecided_not_false():
+    older = {"field": "actual.updated", "op": "older_than", "value": "7d"}
+    assert undecided(older) == {
+        "etl": "actual.updated 'not a date' cannot be read as an ISO 8601 timestamp for op older_than"
+    }
+    # not() of an undecided value is still undecided (never true by accident)
+    assert undecided({"not": older}) == undecided(older)
+    assert "etl" not in hits({"not": older})
+    assert undecided({"field": "actual.assignee", "op": "gt", "value": 3}) == {
+        s: f"actual.assignee {v!r} cannot be read as a number for op gt"
+        for s, v in (("web", "svc-bot"), ("db", "cy"), ("etl", "dee"))
+    }
+    # Only when the spec says so is an unreadable value simply false.
+    assert undecided({**older, "unparseable": "false"}) == {}
+    assert hits({"not": {**older, "unparseable": "false"}}) == ["api", "db", "etl"]
 
 
 @pytest.mark.parametrize(

@@ -82,11 +82,14 @@ def test_unmatched_drift_is_reported_as_unhandled():
 
 
 def test_template_cannot_reach_python_internals(spec):
-    text = SPEC.read_text().replace(
-        'params: {assignee: "{{ desired.assignee }}"}\n    autonomy: auto\n    severity: high',
-        'params: {assignee: "{{ desired.__class__.__mro__ }}"}\n    autonomy: auto\n    severity: high',
+    old = 'params: {assignee: "{{ desired.assignee }}"}\n    autonomy: auto\n    severity: high'
+    text = SPEC.read_text().replace(old, old.replace("desired.assignee", "desired.__class__.__mro__"))
+    with pytest.raises(SpecError, match="names column '__class__'"):
+        parse_spec(text)  # refused at load: not a declared column
+    # Through a filter the template parses; the sandbox refuses it when it renders.
+    hostile = parse_spec(
+        SPEC.read_text().replace(old, old.replace("desired.assignee", "(desired|attr('__class__')).__mro__"))
     )
-    hostile = parse_spec(text)
     rows, population = drift_for(["a"] + ["ok"] * 9, [None] + ["ok"] * 9)
     from jinja2.exceptions import SecurityError
 
@@ -132,6 +135,7 @@ def authority_drift():
 def authority_spec(spec, authority):
     data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     data["drift"]["compare"] = ["assignee", "priority"]
+    data["sources"]["desired"]["columns"].append("priority")
     data["drift"]["authority"] = authority
     data["rules"] = [{"name": "fix", "match": {"kind": "changed"}, "action": "comment",
                       "params": {"body": "fix"}, "autonomy": "auto"}]  # fmt: skip
