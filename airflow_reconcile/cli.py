@@ -68,43 +68,151 @@ def report_table(report: DriftReport, desired: str, actual: str, key: list[str])
     return "\n".join(lines)
 
 
+OUTPUT_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
+
+
+def _diff_options(args: argparse.Namespace, frames: dict[str, Any]) -> dict[str, Any]:
+    """Every option of ``reconcile diff`` checked against the files: unknown steps or columns are errors."""
+    from typing import get_args
+
+    from airflow_reconcile.drift import Tolerance
+    from airflow_reconcile.spec import NormalizeStep
+
+    column_map = _pairs(args.column_map, "--column-map")
+    desired, actual = frames["desired"], frames["actual"]
+    has = {"desired": list(map(str, desired.columns)), "actual": list(map(str, actual.columns))}
+
+    def check(flag: str, column: str, sides: tuple[str, ...] = ("desired", "actual")) -> None:
+        for side in sides:
+            name = column_map.get(column, column) if side == "actual" else column
+            if name not in has[side]:
+                path = args.desired if side == "desired" else args.actual
+                raise ReconcileError(f"{flag} {column}: {path} has no column {name!r}; it has {', '.join(has[side])}")
+
+    for name, value in column_map.items():
+        check("--column-map", name, ("desired",))
+        if value not in has["actual"]:
+            raise ReconcileError(
+                f"--column-map {name}={value}: {args.actual} has no column {value!r}; it has {', '.join(has['actual'])}"
+            )
+    key = _columns(args.key) or []
+    for column in key:
+        check("--key", column)
+    steps_allowed = get_args(NormalizeStep)
+    normalize = {}
+    for column, text in _pairs(args.normalize, "--normalize").items():
+        steps = [step.strip() for step in text.split(",") if step.strip()]
+        unknown = [step for step in steps if step not in steps_allowed]
+        if unknown or not steps:
+            raise ReconcileError(
+                f"--normalize {column}={text}: unknown step {', '.join(unknown) or '(none)'}; "
+                f"steps are {', '.join(steps_allowed)}"
+            )
+        check("--normalize", column)
+        normalize[column] = steps
+    tolerances = {}
+    for column, text in _pairs(args.tolerance, "--tolerance").items():
+        check("--tolerance", column)
+        tolerances[column] = Tolerance.parse(text)
+    for flag, text in (("--compare", args.compare), ("--exclude", args.exclude)):
+        for column in _columns(text) or []:
+            check(flag, column, ("desired",) if flag == "--exclude" else ("desired", "actual"))
+    return {"key": key, "normalize_steps": normalize, "tolerances": tolerances, "column_map": column_map,
+            "compare": _columns(args.compare), "exclude": _columns(args.exclude) or []}  # fmt: skip
+
+
+def _write_rows(rows: Any, output: str) -> None:
+    """The row-level report in the format the file name says (``.parquet``, ``.csv``, ``.jsonl``)."""
+    from pathlib import Path
+
+    fmt = OUTPUT_FORMATS.get(Path(output).suffix.lower())
+    if fmt is None:
+        raise ReconcileError(f"--output {output}: end the name with one of {', '.join(OUTPUT_FORMATS)}")
+    try:
+        if fmt == "parquet":
+            rows.to_parquet(output, index=False)
+        elif fmt == "csv":
+            rows.to_csv(output, index=False)
+        else:
+            rows.to_json(output, orient="records", lines=True, force_ascii=False)
+    except OSError as exc:
+        raise ReconcileError(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+
+
+def drifting_rows(rows: Any, key: list[str], limit: int) -> list[str]:
+    """The first ``limit`` drifting rows as ``key  kind  column: before -> after`` lines."""
+    import pandas as pd
+
+    def cell(row: dict[str, Any], name: str) -> str:
+        value = row.get(name)
+        return "(none)" if value is None or pd.isna(value) else str(value)
+
+    lines = []
+    for row in rows.head(limit).to_dict("records"):
+        entity = "|".join(cell(row, k) for k in key)
+        kind = row["drift_kind"]
+        if kind == "changed":
+            changes = "; ".join(f"{c}: {cell(row, 'actual.' + c)} -> {cell(row, 'desired.' + c)}"
+                                for c in str(row["changed_columns"]).split(","))  # fmt: skip
+        else:
+            changes = {"missing": "in desired only", "unexpected": "in actual only"}.get(kind, f"{row['side']} side")
+        lines.append(f"  {entity}  {kind}  {changes}")
+    return lines
+
+
 def _diff(args: argparse.Namespace) -> int:
     import json
 
-    from airflow_reconcile.drift import Tolerance, detect_drift
+    from airflow_reconcile.drift import detect_drift
     from airflow_reconcile.sources.files import read_file
 
-    key = _columns(args.key) or []
-    tolerances = {c: Tolerance.parse(v) for c, v in _pairs(args.tolerance, "--tolerance").items()}
-    normalize = {c: v.split(",") for c, v in _pairs(args.normalize, "--normalize").items()}
-    column_map = _pairs(args.column_map, "--column-map")
-    frames = {}
-    for side, path in (("desired", args.desired), ("actual", args.actual)):
-        frame = read_file(path)
-        names = [column_map.get(c, c) if side == "actual" else c for c in key]
-        absent = [c for c in names if c not in frame.columns]
-        if absent:
-            raise ReconcileError(
-                f"{path}: no key column {', '.join(absent)}; it has {', '.join(map(str, frame.columns))}"
-            )
-        frames[side] = frame
-    report, rows = detect_drift(
-        frames["desired"],
-        frames["actual"],
-        key,
-        _columns(args.compare),
-        normalize_steps=normalize,
-        exclude=_columns(args.exclude) or [],
-        tolerances=tolerances,
-        column_map=column_map,
-    )
+    if args.show is not None and args.show < 0:
+        raise ReconcileError(f"--show {args.show}: give a number of rows, 0 or more")
+    if args.output:  # a bad output name is an error before any work
+        from pathlib import Path
+
+        if Path(args.output).suffix.lower() not in OUTPUT_FORMATS:
+            raise ReconcileError(f"--output {args.output}: end the name with one of {', '.join(OUTPUT_FORMATS)}")
+    read_options = _read_options(args)
+    frames = {
+        side: read_file(path, **read_options) for side, path in (("desired", args.desired), ("actual", args.actual))
+    }
+    options = _diff_options(args, frames)
+    key = options.pop("key")
+    report, rows = detect_drift(frames["desired"], frames["actual"], key, options.pop("compare"), **options)
     if args.output:
-        rows.to_parquet(args.output, index=False)
+        _write_rows(rows, args.output)
     if args.format == "json":
         print(json.dumps({k: v for k, v in report.to_dict().items() if k != "sample"}, sort_keys=True))
     else:
         print(report_table(report, args.desired, args.actual, key))
-    return 1 if report.total else 0
+        if args.show:
+            drifting = rows[rows["drift_kind"].isin(("missing", "unexpected", "changed"))]
+            lines = drifting_rows(drifting, key, args.show)
+            print(f"\nfirst {len(lines)} of {len(drifting)} drifting rows (actual -> desired):")
+            print("\n".join(lines) if lines else "  (none)")
+    drift = report.missing + report.unexpected + report.changed
+    key_problems = sum(report.duplicate_keys.values()) + sum(report.null_keys.values())
+    if key_problems and not drift:
+        print(f"note: {key_problems} row(s) with a repeated or empty key are reported apart from drift "
+              "(--fail-on-key-problems makes them exit 1)", file=sys.stderr)  # fmt: skip
+    return 1 if drift or (key_problems and args.fail_on_key_problems) else 0
+
+
+def _read_options(args: argparse.Namespace) -> dict[str, Any]:
+    """CSV options of ``diff`` and ``plan`` (delimiter, encoding, dates), as the file source takes them."""
+    out: dict[str, Any] = {}
+    if getattr(args, "delimiter", None):
+        out["delimiter"] = args.delimiter.encode().decode("unicode_escape")
+    if getattr(args, "encoding", None):
+        out["encoding"] = args.encoding
+    if getattr(args, "date_columns", None):
+        out["date_columns"] = _columns(args.date_columns)
+    if getattr(args, "date_format", None):
+        out["date_format"] = args.date_format
+    if getattr(args, "na_values", None):
+        out["na_values"] = _columns(args.na_values)
+    return out
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -125,7 +233,7 @@ def _plan(args: argparse.Namespace) -> int:
         if now.tzinfo is None:
             raise ReconcileError(f"--now {args.now!r}: give a time zone, e.g. 2026-11-26T09:00:00+00:00")
     spec = load_spec(args.spec)
-    result = plan_locally(spec, args.spec, args.desired, args.actual, now=now)
+    result = plan_locally(spec, args.spec, args.desired, args.actual, now=now, read_options=_read_options(args))
     if args.format == "json":
         plan = None if result.plan is None else result.plan.astype(object).where(result.plan.notna(), None)
         print(json.dumps({
@@ -171,10 +279,39 @@ def _broken_link(store: Any, broken: int | None) -> str:
     )
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    from airflow_reconcile.audit import AuditStore
+def existing_store(url: str) -> Any:
+    """The audit store at ``url``, read as it is: a store that does not exist is an error, never created."""
+    import sqlalchemy as sa
 
-    store = AuditStore(args.url)
+    from airflow_reconcile.audit import AuditStore, audit_records
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ReconcileError(
+            f"--url {url!r} is not a SQLAlchemy URL; write e.g. sqlite:////srv/airflow/reconcile_audit.db "
+            "or postgresql+psycopg://user@host/db"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        from pathlib import Path
+
+        if not parsed.database or parsed.database == ":memory:" or not Path(parsed.database).is_file():
+            raise ReconcileError(f"--url {shown}: no audit store there (no such file); nothing was created")
+    store = AuditStore(url)
+    try:
+        with store.engine.connect() as conn:
+            present = sa.inspect(conn).has_table(audit_records.name)
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ReconcileError(f"--url {shown}: cannot connect: {reason}") from None
+    if not present:
+        raise ReconcileError(f"--url {shown}: this database holds no audit store (no {audit_records.name} table)")
+    return store
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    store = existing_store(args.url)
     ok, broken = store.verify()
     if ok:
         print(f"audit chain intact ({len(store.records())} records)")
@@ -194,9 +331,7 @@ def _audit_export(args: argparse.Namespace) -> int:
     import csv
     import json
 
-    from airflow_reconcile.audit import AuditStore
-
-    store = AuditStore(args.url)
+    store = existing_store(args.url)
     rows = store.records(dag_id=args.dag_id, since=args.since)
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
@@ -248,6 +383,16 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_arguments(parser: argparse.ArgumentParser, what: str = "of both files") -> None:
+    group = parser.add_argument_group("CSV options", what)
+    group.add_argument("--delimiter", help="field separator (default ','; '\\t' for tabs)")
+    group.add_argument("--encoding", help="text encoding (default utf-8), e.g. latin-1, cp1252, utf-16")
+    group.add_argument("--date-columns", metavar="COLS", help="columns holding dates, read with --date-format")
+    group.add_argument("--date-format", metavar="FMT",
+                       help="strftime format of --date-columns, e.g. '%%d-%%m-%%Y %%H:%%M' (default ISO 8601)")  # fmt: skip
+    group.add_argument("--na-values", metavar="VALUES", help="values that mean empty, comma-separated, e.g. '?,N/A'")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reconcile", description="airflow-reconcile command-line tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -272,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--format", choices=["table", "json"], default="table")
     plan.add_argument("--now", help="evaluate freshness and older_than as of this ISO 8601 time (default: now)")
     plan.add_argument("--limit", type=int, default=50, help="actions listed in the table (default 50)")
+    _csv_arguments(plan, "of --desired / --actual files (default: the spec's file source options)")
     plan.set_defaults(func=_plan)
     schema = sub.add_parser("schema", help="print the spec's JSON Schema (docs/spec.schema.json)")
     schema.set_defaults(func=_schema)
@@ -290,7 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("--column-map", action="append", default=[], metavar="DESIRED=ACTUAL",
                       help="the actual file's name for a desired column")  # fmt: skip
     diff.add_argument("--format", choices=["table", "json"], default="table")
-    diff.add_argument("--output", help="write the row-level report as Parquet")
+    diff.add_argument("--output", help="write the row-level report; the suffix sets the format: .parquet, .csv, .jsonl")
+    diff.add_argument(
+        "--show", type=int, metavar="N", help="print the first N drifting rows (key, column, before -> after)"
+    )
+    diff.add_argument("--fail-on-key-problems", action="store_true",
+                      help="exit 1 when keys repeat or are empty (default: reported apart from drift, exit 0)")  # fmt: skip
+    _csv_arguments(diff)
     diff.set_defaults(func=_diff)
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -309,6 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except (ReconcileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback; RECONCILE_DEBUG=1 shows it
+        import os
+
+        if os.environ.get("RECONCILE_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {first} (RECONCILE_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
 
 

@@ -80,15 +80,22 @@ class LocalPlan:
         return self.gate_failed or self.guard is not None
 
 
-def read_side(spec: Spec, side: str, spec_path: str, override: str | None) -> tuple[pd.DataFrame, str]:
-    """A side's snapshot: the given file, or the spec's own source when it needs no Airflow connection."""
+def read_side(
+    spec: Spec, side: str, spec_path: str, override: str | None, read_options: Mapping[str, Any] | None = None
+) -> tuple[pd.DataFrame, str]:
+    """A side's snapshot: the given file, or the spec's own source when it needs no Airflow connection.
+
+    A file given for a side whose source is a file is read with that source's options (delimiter,
+    encoding, dates), unless ``read_options`` (the command line's) are given.
+    """
     from airflow_reconcile.sources import SourceContext, get_source
     from airflow_reconcile.sources.base import finish
     from airflow_reconcile.sources.files import read_file
 
     source = getattr(spec.sources, side)
     if override:
-        frame = read_file(override)
+        own = {k: v for k, v in source.options.items() if k not in ("path", "format")} if source.kind == "file" else {}
+        frame = read_file(override, **(dict(read_options) if read_options else own))
         return finish(frame, source, override, f"--{side} {override}"), override
     if source.kind != "file" or source.connection_id:
         raise ReconcileError(
@@ -100,7 +107,12 @@ def read_side(spec: Spec, side: str, spec_path: str, override: str | None) -> tu
 
 
 def plan_locally(
-    spec: Spec, spec_path: str, desired: str | None = None, actual: str | None = None, now: datetime | None = None
+    spec: Spec,
+    spec_path: str,
+    desired: str | None = None,
+    actual: str | None = None,
+    now: datetime | None = None,
+    read_options: Mapping[str, Any] | None = None,
 ) -> LocalPlan:
     """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
     from airflow_reconcile.quality import run_quality_gate
@@ -110,7 +122,7 @@ def plan_locally(
     frames: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for side, override in (("desired", desired), ("actual", actual)):
-        frames[side], sources[side] = read_side(spec, side, spec_path, override)
+        frames[side], sources[side] = read_side(spec, side, spec_path, override, read_options)
     quality = {
         side: run_quality_gate(frames[side], getattr(spec.sources, side).key, spec.gate(side), side)
         for side in ("desired", "actual")
@@ -134,6 +146,15 @@ def describe_change(row: Mapping[Any, Any]) -> str:
         return "; ".join(f"{c}: {before.get(c) or '(none)'} -> {after.get(c) or '(none)'}" for c in after)
     kinds = {"missing": "(absent) -> create", "unexpected": "(not in source of record)"}
     return kinds.get(str(row.get("drift_kind")), "")
+
+
+def _writes(params: str | None, width: int = 40) -> str:
+    """The values an action would send, as rendered (``name=value``), shortened for the table."""
+    import json
+
+    values = json.loads(params or "{}")
+    text = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "-"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def plan_table(result: LocalPlan, limit: int = 50) -> str:
@@ -169,6 +190,8 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
         f"Plan: {summary.actions} actions ({counts(summary.by_autonomy)})",
         f"  by action: {counts(summary.by_action)}",
         f"  unhandled drift rows: {summary.unhandled}",
+        f"  sent to review: {summary.undecidable} with values a condition cannot read, "
+        f"{summary.unrendered} that would write an empty or missing value",
     ]
     if result.guard:
         lines += ["", f"GUARD TRIPPED: {result.guard}", "The run would stop here; the plan below is not applied."]
@@ -178,9 +201,9 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
     plan = result.plan.astype(object).where(result.plan.notna(), None)
     order = {"auto": 0, "approve": 1, "review": 2, "recommend": 3, "observe": 4}
     rows = sorted(plan.to_dict("records"), key=lambda x: (order.get(x["autonomy"], 9), x["rule"], x["entity"]))
-    table = [(x["entity"], x["target_ref"] or "-", x["rule"], x["action"], x["autonomy"], describe_change(x))
-             for x in rows[:limit]]  # fmt: skip
-    header = ("entity", "target", "rule", "action", "autonomy", "from -> to")
+    table = [(x["entity"], x["target_ref"] or "-", x["rule"], x["action"], x["autonomy"], _writes(x["params"]),
+              describe_change(x) + (f"  [{x['reason']}]" if x["reason"] else "")) for x in rows[:limit]]  # fmt: skip
+    header = ("entity", "target", "rule", "action", "autonomy", "writes", "from -> to")
     widths = [max(len(str(v)) for v in col) for col in zip(header, *table, strict=False)][:-1]
     lines.append("")
     for values in (header, *table):

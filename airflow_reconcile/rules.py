@@ -201,15 +201,15 @@ def _render(
     A param that names a value the row does not have, or renders empty (a blank in the source of
     record would clear or unassign the field), is not written unless the rule says ``allow_clear``.
     """
-    from jinja2 import UndefinedError
+    from jinja2 import TemplateError
 
     params, problems = {}, []
     for name, template in templates.items():
         try:
             params[name] = template.render(desired=desired, actual=actual)
-        except UndefinedError as exc:
+        except TemplateError as exc:  # an undefined value, or what the sandbox refuses
             params[name] = ""
-            problems.append(f"params.{name}: {exc.message}")
+            problems.append(f"params.{name} cannot be rendered: {exc.message}")
             continue
         if not params[name].strip() and not rule.allow_clear:
             problems.append(f"params.{name} rendered empty (the value it names is empty; allow_clear: true "

@@ -94,6 +94,10 @@ class Freshness(_Model):
         return newest is None or (now - newest).total_seconds() > self.max_age_seconds
 
 
+# What a file source's options may hold (anything else is a mistake, not something to ignore).
+FILE_OPTIONS = ("path", "format", "delimiter", "encoding", "na_values", "date_columns", "date_format", "dayfirst")
+
+
 class SourceSpec(_Model):
     kind: str = Field(description="A registered snapshot source: file, sql, jira.")
     options: dict[str, Any] = Field(default_factory=dict)
@@ -101,6 +105,16 @@ class SourceSpec(_Model):
     key: list[str] = Field(min_length=1)
     columns: list[str] | None = None
     freshness: Freshness | None = None
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        if info.data.get("kind") == "file":
+            unknown = sorted(set(value) - set(FILE_OPTIONS))
+            if unknown:
+                raise ValueError(f"unknown file option(s) {', '.join(unknown)}; a file source takes "
+                                 f"{', '.join(FILE_OPTIONS)}")  # fmt: skip
+        return value
 
 
 class Sources(_Model):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.errors import SourceError
 from airflow_reconcile.sources.base import Snapshot, SourceContext, finish, newest_value, now_utc
-from airflow_reconcile.spec import expand_env
+from airflow_reconcile.spec import FILE_OPTIONS, expand_env
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from airflow_reconcile.spec import SourceSpec
 
 FORMATS = ("csv", "parquet", "json", "jsonl")
+READ_OPTIONS = tuple(o for o in FILE_OPTIONS if o not in ("path", "format"))
 
 
 def _is_url(path: str | Path) -> bool:
@@ -35,34 +36,185 @@ def _format_of(path: str | Path, options: dict[str, Any]) -> str:
 def read_file(
     path: str | Path, fmt: str | None = None, storage_options: dict[str, Any] | None = None, **options: Any
 ) -> pd.DataFrame:
-    """Read one file with every value as text (no type guessing) unless the format carries types."""
+    """Read one file with every value as text (no type guessing) unless the format carries types.
+
+    CSV is read strictly: a row with more or fewer fields than the header is an error naming its
+    line (never a silent shift of the columns). ``date_columns`` are read with ``date_format``
+    (strftime, e.g. ``%d-%m-%Y %H:%M``) or ``dayfirst`` and written as ISO 8601 text; a value that
+    does not parse is an error naming its line.
+    """
     import pandas as pd
 
+    unknown = sorted(set(options) - set(READ_OPTIONS))
+    if unknown:
+        raise SourceError(
+            f"{path}: unknown file option(s) {', '.join(unknown)}; a file source takes path, format, "
+            f"{', '.join(READ_OPTIONS)}"
+        )
     path = path if _is_url(path) else Path(str(path).removeprefix("file://"))
     fmt = _format_of(path, {"format": fmt})
-    na_values = options.get("na_values", [])
     remote = (storage_options or {}) if _is_url(path) else None
     if remote is not None:
         _check_protocol(str(path))
+    if fmt != "csv" and set(options) & {"delimiter", "encoding", "date_columns", "date_format", "dayfirst"}:
+        raise SourceError(f"{path}: delimiter, encoding and date options apply to CSV files only")
     try:
         if fmt == "csv":
-            return pd.read_csv(
-                path,
-                dtype="string",
-                keep_default_na=False,
-                na_values=na_values,
-                sep=options.get("delimiter", ","),
-                storage_options=remote,
-            )
-        if fmt == "parquet":
-            return pd.read_parquet(path, storage_options=remote)
-        return pd.read_json(path, lines=fmt == "jsonl", dtype=False, storage_options=remote)
+            frame = _read_csv(path, remote, options)
+        elif fmt == "parquet":
+            frame = pd.read_parquet(path, storage_options=remote)
+        else:
+            frame = pd.read_json(path, lines=fmt == "jsonl", dtype=False, storage_options=remote)
     except FileNotFoundError:
         raise SourceError(f"{path}: file not found") from None
     except ImportError as exc:  # an fsspec protocol whose package is not installed
         raise SourceError(f"{path}: cannot open this URL: {exc}") from None
+    except LookupError as exc:  # an unknown encoding
+        raise SourceError(f"{path}: {exc}; give an encoding Python knows, e.g. utf-8, latin-1, cp1252") from None
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise SourceError(f"{path}: cannot read as {fmt}: {exc}") from None
+    return frame
+
+
+def _open(path: str | Path, remote: dict[str, Any] | None) -> Any:
+    if remote is None:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    import fsspec
+
+    return fsspec.open(str(path), "rb", **remote).open()
+
+
+def _header(path: str | Path, remote: dict[str, Any] | None, delimiter: str, encoding: str) -> list[str]:
+    """The header row's names (quoting understood); repeated or empty names are errors."""
+    import codecs
+    import csv
+    import io
+
+    codecs.lookup(encoding)  # LookupError for an unknown encoding, before any reading
+    with _open(path, remote) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
+                                newline="")  # fmt: skip
+        names = next(csv.reader(text, delimiter=delimiter), None)
+    if not names:
+        raise SourceError(f"{path}: the file is empty; a CSV snapshot starts with a header row")
+    seen: set[str] = set()
+    for name in names:
+        if not name.strip():
+            raise SourceError(f"{path}:1: the header has an empty column name; name every column")
+        if name in seen:
+            raise SourceError(f"{path}:1: the header names column {name!r} twice; names must be unique")
+        seen.add(name)
+    return names
+
+
+def _read_csv(path: str | Path, remote: dict[str, Any] | None, options: dict[str, Any]) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    delimiter = str(options.get("delimiter", ","))
+    if len(delimiter) != 1:
+        raise SourceError(f"{path}: delimiter {delimiter!r} must be one character, e.g. ',', ';', '|' or a tab")
+    encoding = str(options.get("encoding") or "utf-8")
+    na_values = [str(v) for v in options.get("na_values") or []]
+    names = _header(path, remote, delimiter, encoding)
+
+    def read(threads: bool) -> tuple[Any, list[Any]]:
+        bad: list[Any] = []
+
+        def invalid(row: Any) -> str:
+            bad.append(row)
+            return "skip"
+
+        with _open(path, remote) as fh:
+            table = pacsv.read_csv(
+                fh,
+                read_options=pacsv.ReadOptions(encoding=encoding, use_threads=threads),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                                 invalid_row_handler=invalid),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()), null_values=na_values,
+                    strings_can_be_null=bool(na_values), quoted_strings_can_be_null=False,
+                ),
+            )  # fmt: skip
+        return table, bad
+
+    try:
+        table, bad = read(threads=True)
+        if bad:  # the line numbers are known only to a single-threaded read: read again to name them
+            table, bad = read(threads=False)
+    except pa.ArrowInvalid as exc:
+        raise SourceError(f"{path}: cannot read as csv: {exc}") from None
+    if bad:
+        first = "; ".join(
+            f"line {row.number}: {row.actual_columns} fields, the header has {row.expected_columns} ({row.text[:60]!r})"
+            for row in bad[:3]
+        )
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise SourceError(
+            f"{path}:{bad[0].number}: {len(bad)} malformed row(s): {first}{more}; fix the file "
+            "(a field with the delimiter in it needs quotes) — no row was read"
+        )
+    frame = table.to_pandas().astype("string")
+    date_columns = options.get("date_columns") or []
+    if date_columns or options.get("date_format") or options.get("dayfirst"):
+        frame = _dates(frame, path, remote, options, delimiter, encoding)
+    return frame
+
+
+def _dates(
+    frame: pd.DataFrame, path: str | Path, remote: dict[str, Any] | None, options: dict[str, Any],
+    delimiter: str, encoding: str,
+) -> pd.DataFrame:  # fmt: skip
+    """``date_columns`` as ISO 8601 text, read with ``date_format`` or ``dayfirst``; no value is guessed."""
+    import pandas as pd
+
+    columns = options.get("date_columns") or []
+    fmt, dayfirst = options.get("date_format"), bool(options.get("dayfirst"))
+    if not columns:
+        raise SourceError(f"{path}: date_format / dayfirst need date_columns: the columns that hold dates")
+    if not fmt and not dayfirst:
+        raise SourceError(f"{path}: date_columns need date_format (e.g. '%d-%m-%Y %H:%M') or dayfirst: true")
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise SourceError(
+            f"{path}: date_columns {', '.join(absent)} not in the file; it has {', '.join(frame.columns)}"
+        )
+    out = {}
+    for column in columns:
+        text = frame[column].str.strip().mask(frame[column].str.strip() == "", pd.NA)
+        try:
+            stamps = pd.to_datetime(text, format=fmt or None, dayfirst=dayfirst, errors="coerce")
+        except ValueError as exc:
+            raise SourceError(f"{path}: date_format {fmt!r}: {exc}") from None
+        failed = text.notna() & stamps.isna()
+        if failed.any():
+            row = int(failed.to_numpy().nonzero()[0][0])
+            line = _line_of_record(path, remote, delimiter, encoding, row)
+            how = f"date_format {fmt!r}" if fmt else "dayfirst"
+            raise SourceError(
+                f"{path}:{line}: {column} {text[failed].iloc[0]!r} does not match {how} "
+                f"({int(failed.sum())} value(s) in {column} do not); fix the values or the format"
+            )
+        iso = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S%z").str.replace(r"(\+|-)(\d\d)(\d\d)$", r"\1\2:\3", regex=True)
+        out[column] = iso.astype("string")
+    return frame.assign(**out)
+
+
+def _line_of_record(path: str | Path, remote: dict[str, Any] | None, delimiter: str, encoding: str, row: int) -> int:
+    """The line a data record starts on (quoted fields may span lines); only called to name an error."""
+    import csv
+    import io
+
+    with _open(path, remote) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
+                                newline="")  # fmt: skip
+        reader = csv.reader(text, delimiter=delimiter)
+        start = 1
+        for index, _ in enumerate(reader):
+            if index == row + 1:
+                return start
+            start = reader.line_num + 1
+    return start
 
 
 def _check_protocol(url: str) -> None:
@@ -102,7 +254,7 @@ class FileSource:
 
     def read(self, spec: SourceSpec, ctx: SourceContext) -> Snapshot:
         path = self.path(spec, ctx)
-        opts = {k: v for k, v in spec.options.items() if k not in ("path", "format")}
+        opts = {k: v for k, v in spec.options.items() if k not in ("path", "format")}  # read_file checks the rest
         frame = read_file(path, spec.options.get("format"), self._storage_options(ctx), **opts)
         ctx.progress(f"read {len(frame)} rows from {path}")
         frame = finish(frame, spec, str(path), ctx.origin)

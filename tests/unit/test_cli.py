@@ -122,12 +122,17 @@ def test_diff_table_and_json_match_the_golden_files():
 def test_diff_exit_zero_without_drift_and_writes_the_report(tmp_path):
     out = tmp_path / "report.parquet"
     result = diff("desired.csv", "desired.csv", "--key", "name", "--exclude", "id,amount", "--output", str(out))
-    # name repeats (Fay twice): those rows are duplicate keys, which is drift
-    assert result.returncode == 1
+    # name repeats (Fay twice): those rows are duplicate keys, reported apart from drift (exit 0)...
+    assert result.returncode == 0, result.stderr
+    assert "duplicate keys           4   desired 2, actual 2" in result.stdout
+    assert "note: 4 row(s) with a repeated or empty key are reported apart from drift" in result.stderr
     import pandas as pd
 
     report = pd.read_parquet(out)
     assert set(report.drift_kind) == {"duplicate_key"}
+    # ...unless asked
+    strict = diff("desired.csv", "desired.csv", "--key", "name", "--exclude", "id,amount", "--fail-on-key-problems")
+    assert strict.returncode == 1
     same = diff("actual.csv", "actual.csv", "--key", "name")
     assert same.returncode == 0
     assert "changed                  0" in same.stdout
@@ -135,7 +140,7 @@ def test_diff_exit_zero_without_drift_and_writes_the_report(tmp_path):
 
 def test_diff_errors_are_one_line_and_name_the_file_or_column():
     cases = [
-        (("desired.csv", "actual.csv", "--key", "ident"), "desired.csv: no key column ident; it has id, name, amount, updated"),
+        (("desired.csv", "actual.csv", "--key", "ident"), "--key ident: desired.csv has no column 'ident'; it has id, name, amount, updated"),
         (("desired.csv", "missing.csv", "--key", "id"), "missing.csv: file not found"),
         (("desired.csv", "actual.csv", "--key", "id", "--normalize", "name=number"),
          "column 'name' cannot be compared as numbers: the desired side has 'Alice'"),
