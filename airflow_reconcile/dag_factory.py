@@ -206,7 +206,8 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
                 type="array",
                 items={"type": "string"},
                 title="Operation ids",
-                description="Ledger ids to replay; empty: every dead letter since the time below",
+                description="Ledger ids to replay (only dead letters whose write the spec still allows; any "
+                "other id is refused with its reason); empty: every dead letter since the time below",
             ),
             "since": Param(
                 "",
@@ -215,7 +216,8 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
                 description="With no ids: replay the dead letters updated since then (empty: all)",
             ),
         },  # fmt: skip
-        doc_md=f"Re-checks each operation against the target's current state and applies it once. Spec `{spec_path}`.",
+        doc_md=f"Re-checks each dead-lettered operation against the spec's policy and the target's current state, "
+        f"and applies it once; anything else is refused with the reason. Spec `{spec_path}`.",
         render_template_as_native_obj=True,  # operation_ids arrive as a list
         **shared,
     ) as replay:

@@ -104,6 +104,14 @@ class AuditStoreHook(BaseHook):
     def url(self) -> str:
         conn = _connection_or_none(self.audit_conn_id)
         if conn is None:
+            remote = remote_executors()
+            if remote:  # fail closed: a per-host ledger cannot stop a second worker repeating a write
+                raise ReconcileError(
+                    f"no Airflow connection {self.audit_conn_id!r} and the executor is {', '.join(remote)}: each "
+                    "worker would keep its own audit store and ledger, so an operation could be written twice. "
+                    f"Create the connection {self.audit_conn_id!r} for a database every worker reaches (e.g. "
+                    "postgresql+psycopg://user@db-host/reconcile); see the README, Deploy"
+                )
             path = default_audit_db()
             path.parent.mkdir(parents=True, exist_ok=True)
             return f"sqlite:///{path}"
@@ -117,6 +125,19 @@ class AuditStoreHook(BaseHook):
 
     def get_conn(self) -> Any:
         return self.store
+
+
+LOCAL_EXECUTORS = ("LocalExecutor", "SequentialExecutor", "DebugExecutor")
+
+
+def remote_executors() -> list[str]:
+    """The configured executors (``[core] executor``, a comma-separated list in Airflow 3) that run
+    tasks on other hosts than the scheduler's: Celery, Kubernetes, Edge, ..."""
+    from airflow.configuration import conf
+
+    names = [entry.strip() for entry in str(conf.get("core", "executor", fallback="LocalExecutor")).split(",")]
+    classes = [name.split(":")[-1].rsplit(".", 1)[-1] for name in names if name]
+    return [name for name in classes if name not in LOCAL_EXECUTORS]
 
 
 def sqlalchemy_url(conn: Any) -> str:

@@ -53,16 +53,26 @@ class ReplayOperationsOperator(_LedgerOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.actions.base import RateLimiter
-        from airflow_reconcile.actions.revert import replay_operations
+        from airflow_reconcile.actions.revert import RecoveryPolicy, replay_operations
+        from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.operators.apply import LazyExecutors
 
         ids = [str(i).strip() for i in (self.operation_ids or []) if str(i).strip()]
         audit.details.update(operation_ids=ids, since=self.since or None)
-        result = replay_operations(
+        result, refused = replay_operations(
             self.ledger(spec, context), LazyExecutors(spec), operation_ids=ids or None, since=self.since or None,
-            limiter=RateLimiter(spec.limits.rate_per_second), progress=self.log.info,
+            policy=RecoveryPolicy.of(spec), limiter=RateLimiter(spec.limits.rate_per_second), progress=self.log.info,
         )  # fmt: skip
-        return self.report(result, audit, "replay")
+        audit.details["refused"] = refused
+        for item in refused:
+            self.log.warning("not replayed: %s (%s): %s", item["operation_id"], item["action"], item["reason"])
+        outcome = self.report(result, audit, "replay")
+        if refused:
+            raise AirflowFailException(
+                f"replay: {len(refused)} operation(s) refused by policy (see the log or the audit record's refused "
+                f"list for each reason); {len(result)} replayed"
+            )
+        return outcome
 
 
 class RevertRunOperator(_LedgerOperator):
@@ -80,14 +90,14 @@ class RevertRunOperator(_LedgerOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.actions.base import RateLimiter
-        from airflow_reconcile.actions.revert import revert_run
+        from airflow_reconcile.actions.revert import RecoveryPolicy, revert_run
         from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.operators.apply import LazyExecutors
 
         if not (self.revert_run_id or "").strip():
             raise AirflowFailException("give the run id to revert (the run_id field of the trigger form)")
         result, not_reversible = revert_run(
-            self.ledger(spec, context), LazyExecutors(spec), self.revert_run_id.strip(),
+            self.ledger(spec, context), LazyExecutors(spec), self.revert_run_id.strip(), policy=RecoveryPolicy.of(spec),
             limiter=RateLimiter(spec.limits.rate_per_second), progress=self.log.info,
         )  # fmt: skip
         audit.details.update(reverted_run_id=self.revert_run_id, not_reversible=not_reversible)

@@ -42,6 +42,38 @@ def test_audit_url_defaults_to_sqlite_under_airflow_home(monkeypatch, tmp_path):
     assert AuditStoreHook().url() == f"sqlite:///{tmp_path / 'reconcile' / 'audit.db'}"
 
 
+@pytest.mark.parametrize(
+    ("executor", "remote"),
+    [
+        ("CeleryExecutor", "CeleryExecutor"),
+        ("LocalExecutor,KubernetesExecutor", "KubernetesExecutor"),
+        ("airflow.providers.edge3.executors.EdgeExecutor", "EdgeExecutor"),
+        ("LocalExecutor", None),
+        ("my_local:airflow.executors.local_executor.LocalExecutor", None),
+    ],
+)
+def test_no_silent_per_host_ledger_on_a_remote_executor(monkeypatch, tmp_path, executor, remote):
+    """Without a reconcile_audit connection, only a local executor may fall back to a SQLite file."""
+    from airflow_reconcile.errors import ReconcileError
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
+    monkeypatch.delenv("AIRFLOW_CONN_RECONCILE_AUDIT", raising=False)
+    if remote is None:
+        assert AuditStoreHook().url() == f"sqlite:///{tmp_path / 'reconcile' / 'audit.db'}"
+        return
+    with pytest.raises(ReconcileError) as err:
+        AuditStoreHook().url()
+    assert str(err.value).startswith(f"no Airflow connection 'reconcile_audit' and the executor is {remote}: ")
+    assert "Create the connection 'reconcile_audit'" in str(err.value)
+    assert not (tmp_path / "reconcile").exists()  # no per-host file was created
+    # With the connection, the same executor is fine.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RECONCILE_AUDIT", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")})
+    )
+    assert AuditStoreHook().url() == f"sqlite:///{tmp_path / 's.db'}"
+
+
 def test_sql_source_connection_must_exist():
     with pytest.raises(SourceError, match="connection 'nope' does not exist"):
         database_url("nope")

@@ -532,6 +532,19 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     assert stack.jira.assignees()[wrong] == next(r["assignee"] for r in scenario.catalog if r["service"] == wrong)
     assert sum(1 for w in stack.jira.writes if w["kind"] == "assign" and w["key"] == key) == 1
     assert af.get(f"/reconcile/dags/{DAG_ID}/dead_letters")["total_entries"] == 0
+    # Replay honours the decisions: listing a rejected operation's id does not get it written.
+    rejected = af.get(f"/reconcile/dags/{DAG_ID}/operations", params={"status": "rejected"})["operations"][0]
+    writes = len(stack.jira.writes)
+    refused = af.trigger(f"{DAG_ID}_replay", conf={"operation_ids": [rejected["operation_id"]]})
+    state, log = finished(stack, f"{DAG_ID}_replay", refused, "replay_operations")
+    assert state == "failed", log
+    assert "operation(s) refused by policy" in log
+    [record] = [r for r in af.get(f"/reconcile/dags/{DAG_ID}_replay/audit", params={"run_id": refused})["records"]
+                if r["task_id"] == "replay_operations"]  # fmt: skip
+    assert [(r["operation_id"], r["reason"]) for r in record["details"]["refused"]] == [
+        (rejected["operation_id"], "status rejected: a person rejected it")
+    ]
+    assert len(stack.jira.writes) == writes
 
     revert = af.trigger(f"{DAG_ID}_revert", conf={"run_id": apply_run})
     state, log = finished(stack, f"{DAG_ID}_revert", revert, "revert_run")

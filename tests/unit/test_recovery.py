@@ -42,12 +42,15 @@ def test_403_dead_letter_then_replay_after_the_fault_is_lifted_applies_once(seed
     assert first.status.tolist() == ["applied", "dead_lettered"]
     seeded.faults.set([])  # permission granted
     replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
-    result = replay_operations(replay, jira, sleep=nap)
+    result, refused = replay_operations(replay, jira, sleep=nap)
     assert result.operation_id.tolist() == ["op1"]  # only the dead letter
     assert result.status.tolist() == ["applied"]
+    assert refused == []
     assert assignees(seeded)["OPS-2"] == "bob"
-    again = replay_operations(replay, jira, operation_ids=["op1"], sleep=nap)
+    again, refused = replay_operations(replay, jira, operation_ids=["op1"], sleep=nap)
     assert len(again) == 0  # already applied: nothing to replay
+    assert refused == [{"operation_id": "op1", "action": "assign", "status": "applied",
+                        "reason": "status applied: it is applied already"}]  # fmt: skip
     assert sum(1 for w in seeded.writes if w["kind"] == "assign" and w["key"] == "OPS-2") == 1
     with pytest.raises(ReconcileError, match="no operation nope in the ledger of spec 's'"):
         replay_operations(replay, jira, operation_ids=["nope"])
@@ -90,3 +93,85 @@ def test_unlabel_is_idempotent_and_reverted_to_the_prior_labels(seeded, jira_cli
     result, _ = revert_run(Ledger(store, spec="s", dag_id="r", run_id="rv"), jira, "run-9")
     assert result.status.tolist() == ["applied"]
     assert seeded.issues["OPS-1"]["fields"]["labels"] == ["x"]
+
+
+RULES = {"fix": ("auto", False), "ask": ("approve", False), "clear": ("auto", True), "tell": ("recommend", False)}
+
+
+@pytest.mark.parametrize(
+    ("status", "rule", "params", "reason"),
+    [
+        ("rejected", "fix", {"assignee": "bob"}, "status rejected: a person rejected it"),
+        ("recommended", "fix", {"assignee": "bob"}, "status recommended: its rule only recommends it"),
+        ("observed", "fix", {"assignee": "bob"}, "status observed: its rule only observes"),
+        ("in_review", "fix", {"assignee": "bob"}, "status in_review: it waits for a person in review"),
+        ("awaiting_approval", "ask", {"assignee": "bob"}, "status awaiting_approval: it waits for approval"),
+        ("approved", "ask", {"assignee": "bob"}, "status approved: it is approved; its run's apply_approved task"),
+        ("in_flight", "fix", {"assignee": "bob"}, "status in_flight: a run is applying it"),
+        ("skipped", "fix", {"assignee": "bob"}, "status skipped: the target was already in the desired state"),
+        ("reverted", "fix", {"assignee": "bob"}, "status reverted: it was reverted on purpose"),
+        ("dead_lettered", "gone", {"assignee": "bob"}, "its rule 'gone' is no longer in the spec"),
+        ("dead_lettered", "tell", {"assignee": "bob"}, "its rule 'tell' is now 'recommend': it does not write"),
+        ("dead_lettered", "fix", {"assignee": " "}, "params.assignee is empty and rule 'fix' does not allow_clear"),
+        ("dead_lettered", "fix", {"status": "Done"}, "transition to 'Done' closes the issue and limits.allow_closures"),
+        ("dead_lettered", "fix", {"assignee": "bob"}, None),  # a decided write that failed: replayed
+        ("dead_lettered", "ask", {"assignee": "bob"}, None),  # approved, then failed: replayed
+        ("dead_lettered", "clear", {"assignee": ""}, None),  # the rule allows clearing
+    ],
+)
+def test_replay_sends_only_dead_letters_the_policy_still_allows(seeded, jira_client, store, status, rule, params,
+                                                                 reason):  # fmt: skip
+    from airflow_reconcile.actions.revert import RecoveryPolicy
+    from airflow_reconcile.ledger import operations
+
+    action = "transition" if "status" in params else "assign"
+    ref = "OPS-1" if params.get("assignee") == "" else "OPS-2"  # clearing needs someone to unassign
+    ops = plan((action, ref, params, "review")).assign(rule=rule)
+    ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
+    ledger.record(ops.iloc[0].to_dict(), "planned")
+    with store.engine.begin() as conn:
+        conn.execute(operations.update().values(status=status))
+    writes = len(seeded.writes)
+    replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
+    policy = RecoveryPolicy(rules=RULES)
+    result, refused = replay_operations(replay, {"jira": JiraExecutor(jira_client)}, operation_ids=["op0"],
+                                        policy=policy, sleep=nap)  # fmt: skip
+    if reason is None:
+        assert refused == []
+        assert result.status.tolist() == ["applied"]
+        assert len(seeded.writes) == writes + 1
+    else:
+        assert len(result) == 0  # nothing sent
+        assert len(seeded.writes) == writes
+        assert [r["operation_id"] for r in refused] == ["op0"]
+        assert refused[0]["reason"].startswith(reason), refused[0]["reason"]
+        assert ledger.get("op0")["status"] == status  # the refusal changes nothing
+
+
+def test_replay_and_revert_stop_above_max_actions_and_revert_never_closes_without_opt_in(seeded, jira_client, store):
+    from airflow_reconcile.actions.revert import RecoveryPolicy
+    from airflow_reconcile.errors import GuardTripped
+
+    jira = {"jira": JiraExecutor(jira_client)}
+    seeded.faults.set([{"method": "PUT", "path": "OPS-", "status": 403, "times": 99}])
+    run = Ledger(store, spec="s", dag_id="d", run_id="run-1")
+    ops = plan(*[("assign", f"OPS-{i}", {"assignee": "alice"}, "auto") for i in (1, 2)]).assign(rule="fix")
+    assert apply_plan(ops, jira, mode="apply", ledger=run, sleep=nap).status.tolist() == ["dead_lettered"] * 2
+    seeded.faults.set([])
+    replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
+    with pytest.raises(GuardTripped, match="replay: 2 operations, more than limits.max_actions=1; nothing was sent"):
+        replay_operations(replay, jira, policy=RecoveryPolicy(max_actions=1, rules=RULES), sleep=nap)
+    assert {r["status"] for r in run.rows()} == {"dead_lettered"}
+
+    # A transition whose undo would close the issue again (it was Done before) is refused.
+    seeded.issues["OPS-3"]["fields"]["status"] = {"name": "Done"}
+    reopen = plan(("transition", "OPS-3", {"status": "In Progress"}, "auto")).assign(operation_id="reopen")
+    reopened = Ledger(store, spec="s", dag_id="d", run_id="run-2")
+    assert apply_plan(reopen, jira, mode="apply", ledger=reopened, sleep=nap).status.tolist() == ["applied"]
+    undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
+    result, not_reverted = revert_run(undo, jira, "run-2", policy=RecoveryPolicy(), sleep=nap)
+    assert len(result) == 0
+    assert not_reverted == [{"operation_id": "reopen", "action": "transition", "reason": "refused: transition to "
+                             "'Done' closes the issue and limits.allow_closures is false"}]  # fmt: skip
+    result, _ = revert_run(undo, jira, "run-2", policy=RecoveryPolicy(allow_closures=True), sleep=nap)
+    assert result.status.tolist() == ["applied"]
