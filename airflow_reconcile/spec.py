@@ -106,16 +106,6 @@ class SourceSpec(_Model):
     columns: list[str] | None = None
     freshness: Freshness | None = None
 
-    @field_validator("options")
-    @classmethod
-    def _known_options(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
-        if info.data.get("kind") == "file":
-            unknown = sorted(set(value) - set(FILE_OPTIONS))
-            if unknown:
-                raise ValueError(f"unknown file option(s) {', '.join(unknown)}; a file source takes "
-                                 f"{', '.join(FILE_OPTIONS)}")  # fmt: skip
-        return value
-
 
 class Sources(_Model):
     desired: SourceSpec
@@ -490,6 +480,18 @@ class Spec(_Model):
                 if others:
                     allowed = " and ".join(f"{n}.<column>" for n in TEMPLATE_NAMES)
                     problems.append((loc, f"template {text!r} uses {', '.join(others)}; it may read {allowed}", text))
+        _fail_all(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _file_options_known(self) -> Spec:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for side in ("desired", "actual"):
+            source = getattr(self.sources, side)
+            if source.kind == "file":
+                for name in sorted(set(source.options) - set(FILE_OPTIONS)):
+                    problems.append((("sources", side, "options", name), f"unknown file option {name!r}; a file "
+                                     f"source takes {', '.join(FILE_OPTIONS)}", name))  # fmt: skip
         _fail_all(problems)
         return self
 

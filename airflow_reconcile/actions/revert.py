@@ -159,6 +159,7 @@ def replay_operations(
         rows = queries.select(status=REPLAYABLE, since=since)
     refused, replay = [], []
     for row in rows:
+        reason: str | None
         if row["status"] != REPLAYABLE:
             reason = f"status {row['status']}: {NOT_REPLAYED.get(row['status'], 'only dead letters are replayed')}"
         else:

@@ -145,13 +145,16 @@ def _read_csv(path: str | Path, remote: dict[str, Any] | None, options: dict[str
     except pa.ArrowInvalid as exc:
         raise SourceError(f"{path}: cannot read as csv: {exc}") from None
     if bad:
+        # Arrow numbers records (the header is 1); a quoted value may span lines, so find where each starts.
+        lines = _record_lines(path, remote, delimiter, encoding, [row.number for row in bad[:3]])
         first = "; ".join(
-            f"line {row.number}: {row.actual_columns} fields, the header has {row.expected_columns} ({row.text[:60]!r})"
+            f"line {lines[row.number]}: {row.actual_columns} fields, the header has {row.expected_columns} "
+            f"({row.text[:60]!r})"
             for row in bad[:3]
         )
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         raise SourceError(
-            f"{path}:{bad[0].number}: {len(bad)} malformed row(s): {first}{more}; fix the file "
+            f"{path}:{lines[bad[0].number]}: {len(bad)} malformed row(s): {first}{more}; fix the file "
             "(a field with the delimiter in it needs quotes) — no row was read"
         )
     frame = table.to_pandas().astype("string")
@@ -189,7 +192,7 @@ def _dates(
         failed = text.notna() & stamps.isna()
         if failed.any():
             row = int(failed.to_numpy().nonzero()[0][0])
-            line = _line_of_record(path, remote, delimiter, encoding, row)
+            line = _record_lines(path, remote, delimiter, encoding, [row + 2])[row + 2]
             how = f"date_format {fmt!r}" if fmt else "dayfirst"
             raise SourceError(
                 f"{path}:{line}: {column} {text[failed].iloc[0]!r} does not match {how} "
@@ -200,21 +203,26 @@ def _dates(
     return frame.assign(**out)
 
 
-def _line_of_record(path: str | Path, remote: dict[str, Any] | None, delimiter: str, encoding: str, row: int) -> int:
-    """The line a data record starts on (quoted fields may span lines); only called to name an error."""
+def _record_lines(
+    path: str | Path, remote: dict[str, Any] | None, delimiter: str, encoding: str, records: list[int]
+) -> dict[int, int]:
+    """The line each record (1-based, the header is 1) starts on; only called to name an error."""
     import csv
     import io
 
+    wanted, found = set(records), {}
     with _open(path, remote) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
                                 newline="")  # fmt: skip
         reader = csv.reader(text, delimiter=delimiter)
         start = 1
-        for index, _ in enumerate(reader):
-            if index == row + 1:
-                return start
+        for number, _ in enumerate(reader, start=1):
+            if number in wanted:
+                found[number] = start
+                if len(found) == len(wanted):
+                    break
             start = reader.line_num + 1
-    return start
+    return {n: found.get(n, n) for n in records}
 
 
 def _check_protocol(url: str) -> None:
