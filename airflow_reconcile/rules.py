@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_reconcile.spec import Condition, Rule, Spec
 
 ACTING = ("auto", "approve")
+HELD_BACK_EXAMPLES = 10  # reasons kept in the plan summary (XCom, audit, the plan's log)
 STALE_REASON = {"desired": "source of record is stale", "actual": "target snapshot is stale"}
 PLAN_COLUMNS = (
     "operation_id", "rule", "action", "target", "autonomy", "severity", "entity", "target_ref",
@@ -42,6 +43,7 @@ class PlanSummary:
     by_rule: dict[str, int] = field(default_factory=dict)
     undecidable: int = 0  # rows sent to review: a value a condition compares could not be read
     unrendered: int = 0  # writes sent to review: a param rendered empty or named a missing value
+    held_back: tuple[dict[str, str], ...] = ()  # the first of those: {entity, rule, reason}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class PlanSummary:
             "downgraded": self.downgraded,
             "undecidable": self.undecidable,
             "unrendered": self.unrendered,
+            "held_back": [dict(h) for h in self.held_back],
             "stale": self.stale,
         }
 
@@ -244,6 +247,7 @@ def evaluate_rules(
     unclaimed = pd.Series(True, index=drift.index)
     records: list[dict[str, Any]] = []
     downgraded = undecidable = unrendered = 0
+    held_back: list[dict[str, str]] = []
     view = _normalised_view(spec, drift)
     for rule in spec.rules:
         verdict = _rule_mask(view, rule, now)
@@ -261,12 +265,16 @@ def evaluate_rules(
             autonomy, reason = rule.autonomy, ""
             owners = {spec.drift.authority.get(c, "desired") for c in changed} or {"desired"}
             why_not = verdict.why_not[index]
-            if not pd.isna(why_not):  # fail closed: what cannot be decided goes to a person
-                autonomy, reason = "review", str(why_not)
+            held = str(why_not) if not pd.isna(why_not) else ""
+            if held:  # fail closed: what cannot be decided goes to a person
                 undecidable += 1
-            elif blank and autonomy != "observe" and rule.action != "none":
-                autonomy, reason = "review", blank
+            elif blank and autonomy in ACTING and rule.action != "none":  # a write of an empty value
+                held = blank
                 unrendered += 1
+            if held:
+                autonomy, reason = "review", held
+                if len(held_back) < HELD_BACK_EXAMPLES:
+                    held_back.append({"entity": entity, "rule": rule.name, "reason": held})
             elif autonomy in ACTING and owners == {"actual"}:
                 autonomy, reason = "recommend", f"the target is authoritative for {', '.join(changed)}"
             elif autonomy in ACTING and owners & stale_sides:
@@ -308,6 +316,7 @@ def evaluate_rules(
         downgraded=downgraded,
         undecidable=undecidable,
         unrendered=unrendered,
+        held_back=tuple(held_back),
         stale=bool(stale_sides),
     )
     problem = guard_problem(spec, plan, population)

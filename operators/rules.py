@@ -45,6 +45,12 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
         self.log.info("plan: %s -> %s", summary.to_dict(), manifest.uri)
         if summary.unhandled:
             self.log.warning("%d drift rows matched no rule (reported as unhandled)", summary.unhandled)
+        if summary.undecidable or summary.unrendered:
+            self.log.warning(
+                "sent to review instead of written: %d row(s) with a value a condition cannot read, %d that would "
+                "write an empty or missing value; first: %s", summary.undecidable, summary.unrendered,
+                "; ".join(f"{h['entity']} ({h['rule']}): {h['reason']}" for h in summary.held_back),
+            )  # fmt: skip
         audit.outputs.append(manifest.to_dict())
         audit.details["plan"] = summary.to_dict()
         return {**manifest.to_dict(), "summary": summary.to_dict()}

@@ -148,6 +148,9 @@ def test_a_blank_in_the_source_of_record_never_unassigns(capsys, plan_dir):
     assert json.loads(billing["params"]) == {"assignee": ""}
     assert billing["reason"].startswith("params.assignee rendered empty")
     assert data["summary"]["unrendered"] == 1
+    assert data["summary"]["held_back"] == [
+        {"entity": "billing", "rule": "reassign-to-on-call", "reason": billing["reason"]}
+    ]
     assert not [a for a in data["actions"] if a["autonomy"] == "auto" and '""' in a["params"]]
     table = run(capsys, "plan", plan_dir / "ownership.yaml", "--actual", plan_dir / "jira_export.csv", "--now", NOW)[1]
     assert "0 with values a condition cannot read, 1 that would write an empty or missing value" in table
