@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Ref:
     what: str  # "condition", "template", "compared column", ...
 
 
+@lru_cache(maxsize=1)
 def template_env() -> Any:
     """The sandbox rule params render in: an undefined name is an error, never an empty string, and a
     null value renders empty (never the text ``None``), so the empty-value check sees it."""
@@ -44,7 +46,8 @@ def template_env() -> Any:
     )
 
 
-def template_refs(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+@lru_cache(maxsize=1024)
+def template_refs(text: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     """(``(side, column)`` pairs, other top-level names) a template reads; raises Jinja's syntax error."""
     from jinja2 import meta, nodes
 
@@ -58,7 +61,7 @@ def template_refs(text: str) -> tuple[list[tuple[str, str]], list[str]]:
             elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
                 pairs.append((base.name, node.arg.value))
     others = sorted(meta.find_undeclared_variables(tree) - set(TEMPLATE_NAMES))
-    return pairs, others
+    return tuple(pairs), tuple(others)
 
 
 def condition_refs(cond: Condition, loc: tuple[str | int, ...]) -> Iterator[Ref]:
@@ -207,8 +210,9 @@ def carried(spec: Spec) -> list[str]:
 
 def gate_columns(spec: Spec, side: str) -> list[str]:
     """Columns the side's snapshot must have for the rules to decide (its quality gate checks them):
-    the compared columns and those the rules read there, in the snapshot's own names."""
-    names = [*(spec.drift.compare or []), *(r.column for r in rule_refs(spec) if r.side == side)]
+    the compared columns and those the rules and targets read there, in the snapshot's own names."""
+    refs = [*rule_refs(spec), *_target_refs(spec)]
+    names = [*(spec.drift.compare or []), *(r.column for r in refs if r.side == side)]
     if side == "actual":
         names = [spec.drift.column_map.get(name, name) for name in names]
     return list(dict.fromkeys(names))

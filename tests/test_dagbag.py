@@ -157,6 +157,27 @@ def test_invalid_spec_breaks_only_its_own_dag(tmp_path):
     assert path.endswith("reconcile_broken.py")
     assert "broken.yaml:" in error
     assert "autonomy: 'yolo' is not one of observe, recommend, auto, approve, review" in error
+    # A column typo is the DAG's import error too, naming the line: the DAG never runs a rule that cannot match.
+    (specs / "broken.yaml").write_text(
+        good.replace("name: ticket_ownership", "name: broken").replace(
+            "{field: actual.assignee,", "{field: actual.asignee,"
+        )
+    )
+    bag = DagBag(dag_folder=str(tmp_path))
+    [(path, error)] = bag.import_errors.items()
+    line = good[: good.index("{field: actual.assignee,")].count("\n") + 1
+    assert f"broken.yaml:{line}: rules[0].match.when[0].field: condition names column 'asignee'" in error
+    assert "(did you mean 'assignee'?)" in error
+
+
+def test_cron_is_read_in_the_spec_time_zone(tmp_path):
+    from airflow_reconcile.dag_factory import build_reconciliation_dag
+
+    text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text.replace("schedule:\n", "schedule:\n  cron: '0 7 * * 1-5'\n  timezone: Europe/Berlin\n", 1))
+    dag = build_reconciliation_dag(spec)
+    assert "timezone='Europe/Berlin'" in repr(dag.timetable.timetable)
 
 
 def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
