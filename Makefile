@@ -17,7 +17,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install system-deps demo test lint typecheck unit integration compat lock wheel bench bench-actions clean
+.PHONY: install system-deps demo test lint typecheck unit integration compat lock wheel bench bench-actions bench-read clean
 
 # uv alone (what `make wheel` needs); the lock's environment comes on top of it.
 $(UV):
@@ -106,6 +106,11 @@ bench: $(BENCH_VENV)/.installed-stamp
 ACTIONS ?= 1000
 bench-actions: install
 	PYTHONPATH=. $(BIN)/python benchmarks/actions_bench.py --actions $(ACTIONS)
+
+# CSV snapshots: the strict reader against pandas' C reader (same frames; malformed rows refused).
+READ_ROWS ?= 1000000
+bench-read: install
+	PYTHONPATH=. $(BIN)/python benchmarks/read_bench.py --rows $(READ_ROWS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .venv-airflow-* .airflow dist build *.egg-info

@@ -96,6 +96,8 @@ def _diff_options(args: argparse.Namespace, frames: dict[str, Any]) -> dict[str,
                 f"--column-map {name}={value}: {args.actual} has no column {value!r}; it has {', '.join(has['actual'])}"
             )
     key = _columns(args.key) or []
+    if not key:
+        raise ReconcileError(f"--key {args.key!r}: give one or more key columns, comma-separated")
     for column in key:
         check("--key", column)
     steps_allowed = get_args(NormalizeStep)
@@ -222,6 +224,8 @@ def _plan(args: argparse.Namespace) -> int:
     from airflow_reconcile.pipeline import plan_locally, plan_table
     from airflow_reconcile.spec import load_spec
 
+    if args.limit < 0:
+        raise ReconcileError(f"--limit {args.limit}: give a number of actions to list, 0 or more")
     now = None
     if args.now:
         try:

@@ -50,3 +50,13 @@ def test_the_readme_10m_command_line_runs_at_a_small_size():
     assert engines == ["ours", "duckdb"]
     assert "ours / duckdb" in result.stdout
     assert re.search(r"ours: .* peak \+\s*[\d,]+ MiB = [\d.]+x inputs", result.stdout)
+
+
+def test_make_bench_read_reads_the_same_frame_and_refuses_a_short_row():
+    result = subprocess.run(
+        ["make", "bench-read", "READ_ROWS=20000"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert re.search(r"strict / baseline = [0-9.]+   identical frames: True$", result.stdout, re.M), result.stdout
+    assert re.search(r"malformed last row refused in .*snapshot\.csv:20002: 1 malformed row\(s\): line 20002: 2 fields",
+                     result.stdout), result.stdout  # fmt: skip

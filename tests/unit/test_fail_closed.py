@@ -292,6 +292,8 @@ CLI = [
     (("diff", "desired.csv", "actual.csv", "--key", "id", "--encoding", "klingon"),
      "desired.csv: unknown encoding: klingon; give an encoding Python knows"),
     (("plan", str(SPEC), "--now", "yesterday"), "--now 'yesterday': write an ISO 8601 time"),
+    (("plan", str(SPEC), "--limit", "-3"), "--limit -3: give a number of actions to list, 0 or more"),
+    (("diff", "desired.csv", "actual.csv", "--key", ""), "--key '': give one or more key columns"),
     (("plan", "nowhere.yaml"), "nowhere.yaml: cannot read spec: No such file or directory"),
     (("audit", "verify", "--url", "sqlite:////tmp/reconcile-test-missing/audit.db"),
      "--url sqlite:////tmp/reconcile-test-missing/audit.db: no audit store there (no such file); nothing was created"),
