@@ -611,7 +611,7 @@ def parse_spec(text: str, origin: str = "<spec>") -> Spec:
         line = f":{mark.line + 1}" if mark is not None else ""
         raise SpecError(f"{origin}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{origin}: a spec is a YAML mapping with version, name, sources, drift, rules")
+        raise SpecError(f"{origin}:1: a spec is a YAML mapping with version, name, sources, drift, rules")
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:

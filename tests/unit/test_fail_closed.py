@@ -124,6 +124,14 @@ def test_there_are_at_least_thirty_spec_cases():
     assert len(SPECS) >= 30
 
 
+@pytest.mark.parametrize("text", ["", "- just\n- a list\n", "just text\n"])
+def test_a_file_that_is_not_a_mapping_is_a_one_line_error(capsys, tmp_path, text):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    err = one_line_error(*run(capsys, "validate", path)[::2])
+    assert err == f"{path}:1: a spec is a YAML mapping with version, name, sources, drift, rules"
+
+
 @pytest.fixture
 def plan_dir(tmp_path):
     for name in ("ownership.yaml", "service_catalog.csv", "jira_export.csv"):
