@@ -103,13 +103,13 @@ def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> _Ver
     none = pd.Series(pd.NA, index=drift.index, dtype="string")
     if cond.all is not None:
         return _all(drift, cond.all, now)
-    if cond.any is not None:
+    if cond.any is not None:  # three-valued: true if any child is true, undecided if none is but one is undecided
         mask, why = pd.Series(False, index=drift.index), none
         for child in cond.any:
             verdict = _condition_mask(drift, child, now)
             mask |= verdict.mask
             why = why.fillna(verdict.why_not)
-        return _Verdict(mask, why)
+        return _Verdict(mask, why.mask(mask))
     if cond.not_ is not None:
         inner = _condition_mask(drift, cond.not_, now)
         return _Verdict(~inner.mask & ~inner.unknown, inner.why_not)
@@ -153,11 +153,13 @@ def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime) ->
     import pandas as pd
 
     mask, why = pd.Series(True, index=drift.index), pd.Series(pd.NA, index=drift.index, dtype="string")
-    for cond in conditions:
+    false = pd.Series(False, index=drift.index)
+    for cond in conditions:  # three-valued: false if any is false, undecided if none is but one is undecided
         verdict = _condition_mask(drift, cond, now)
         mask &= verdict.mask
+        false |= ~verdict.mask & ~verdict.unknown
         why = why.fillna(verdict.why_not)
-    return _Verdict(mask, why)
+    return _Verdict(mask, why.mask(false))
 
 
 def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> _Verdict:

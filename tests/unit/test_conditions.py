@@ -50,6 +50,12 @@ def test_values_that_cannot_be_read_are_undecided_not_false():
         s: f"actual.assignee {v!r} cannot be read as a number for op gt"
         for s, v in (("web", "svc-bot"), ("db", "cy"), ("etl", "dee"))
     }
+    # Three-valued: a decided leaf decides the tree where it can (etl's assignee "dee" is not null).
+    assert undecided({"all": [older, {"field": "actual.assignee", "op": "is_null"}]}) == {}
+    assert undecided({"any": [older, {"field": "actual.assignee", "op": "not_null"}]}) == {}
+    assert hits({"any": [older, {"field": "actual.assignee", "op": "not_null"}]}) == ["web", "db", "etl"]
+    assert undecided({"all": [older, {"field": "actual.assignee", "op": "not_null"}]}) == undecided(older)
+    assert undecided({"any": [older, {"field": "actual.assignee", "op": "is_null"}]}) == undecided(older)
     # Only when the spec says so is an unreadable value simply false.
     assert undecided({**older, "unparseable": "false"}) == {}
     assert hits({"not": {**older, "unparseable": "false"}}) == ["api", "db", "etl"]
