@@ -537,8 +537,7 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     writes = len(stack.jira.writes)
     refused = af.trigger(f"{DAG_ID}_replay", conf={"operation_ids": [rejected["operation_id"]]})
     state, log = finished(stack, f"{DAG_ID}_replay", refused, "replay_operations")
-    assert state == "failed", log
-    assert "operation(s) refused by policy" in log
+    assert state == "failed", log  # refused: the UI shows it
     [record] = [r for r in af.get(f"/reconcile/dags/{DAG_ID}_replay/audit", params={"run_id": refused})["records"]
                 if r["task_id"] == "replay_operations"]  # fmt: skip
     assert [(r["operation_id"], r["reason"]) for r in record["details"]["refused"]] == [
