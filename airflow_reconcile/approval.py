@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.vocabulary import APPROVED, Status
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -19,8 +21,7 @@ if TYPE_CHECKING:
 
 APPROVE, REJECT = "Approve", "Reject"
 # What each answer does to the operations of the request, in the ledger.
-DECISIONS = {APPROVE: "approved", REJECT: "rejected", "timeout": "in_review"}
-APPROVED = ("approved", "in_flight")  # a person said yes; not applied (completely) yet
+DECISIONS = {APPROVE: Status.APPROVED, REJECT: Status.REJECTED, "timeout": Status.IN_REVIEW}
 SHOWN = 50  # rows in the request's table; the rest are in the request's Parquet file
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
@@ -47,10 +48,10 @@ def pending_approval(plan: pd.DataFrame, ledger: Ledger) -> tuple[pd.DataFrame, 
     """
     waiting = needs_approval(plan)
     records: list[dict[str, Any]] = waiting.to_dict("records")  # type: ignore[assignment]
-    statuses = [ledger.record(op, "awaiting_approval") for op in records]
+    statuses = [ledger.record(op, Status.AWAITING_APPROVAL) for op in records]
     waiting["ledger_status"] = statuses
     # in_flight: approved, and its apply was cut short (a killed worker): applied again, idempotently.
-    request = waiting[waiting["ledger_status"].isin(["awaiting_approval", *APPROVED])]
+    request = waiting[waiting["ledger_status"].isin([Status.AWAITING_APPROVAL, *APPROVED])]
     return request.reset_index(drop=True), dict(Counter(statuses))
 
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from airflow_reconcile.database import create_engine
 from airflow_reconcile.errors import AuditUnavailable, db_error_text
+from airflow_reconcile.vocabulary import TaskId
 
 metadata = sa.MetaData()
 audit_records = sa.Table(
@@ -216,7 +217,7 @@ class AuditStore:
         query = (
             sa.select(audit_records.c.run_id, audit_records.c.ended_at, audit_records.c.policy_version,
                       audit_records.c.body)
-            .where(audit_records.c.dag_id == dag_id, audit_records.c.task_id == "detect_drift",
+            .where(audit_records.c.dag_id == dag_id, audit_records.c.task_id == TaskId.DETECT_DRIFT,
                    audit_records.c.outcome == "success")
             .order_by(audit_records.c.id.desc())
             .limit(limit)
@@ -271,7 +272,7 @@ class AuditStore:
             details = json.loads(body).get("details", {})
             found = by_run[run_id]
             found["trigger"] = found["trigger"] or details.get("trigger")
-            if task_id == "detect_drift" and outcome == "success":
+            if task_id == TaskId.DETECT_DRIFT and outcome == "success":
                 found["drift"] = details.get("drift")
             if "outcomes" in details and outcome == "success":  # apply_corrections, apply_approved
                 found["outcomes"][task_id] = details["outcomes"]

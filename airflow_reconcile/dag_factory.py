@@ -23,6 +23,7 @@ from airflow_reconcile.operators.rules import EvaluateRulesOperator
 from airflow_reconcile.operators.snapshot import ReadSnapshotOperator
 from airflow_reconcile.sensors.freshness import SourceFreshnessSensor
 from airflow_reconcile.spec import Spec, load_spec
+from airflow_reconcile.vocabulary import Mode, TaskId
 from airflow_reconcile.workspace import local_path
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -116,39 +117,39 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
         deadline=run_deadline(spec),
     ) as dag:
         freshness = SourceFreshnessSensor(
-            task_id="check_freshness", side="desired", poke_interval=60, timeout=3600, retries=0, **common
+            task_id=TaskId.CHECK_FRESHNESS, side="desired", poke_interval=60, timeout=3600, retries=0, **common
         )
         reads, validations = {}, {}
         for side in ("desired", "actual"):
             reads[side] = ReadSnapshotOperator(
-                task_id=f"read_{side}", side=side, outlets=[snapshot_asset(spec.name, side)], **common
+                task_id=TaskId.read(side), side=side, outlets=[snapshot_asset(spec.name, side)], **common
             )
             validations[side] = ValidateSnapshotOperator(
-                task_id=f"validate_{side}",
+                task_id=TaskId.validate(side),
                 side=side,
-                snapshot_task_id=f"read_{side}",
+                snapshot_task_id=TaskId.read(side),
                 inlets=[snapshot_asset(spec.name, side)],
                 **common,
             )
             freshness >> reads[side] >> validations[side]
         drift = DetectDriftOperator(
-            task_id="detect_drift",
-            desired_task_id="read_desired",
-            actual_task_id="read_actual",
+            task_id=TaskId.DETECT_DRIFT,
+            desired_task_id=TaskId.READ_DESIRED,
+            actual_task_id=TaskId.READ_ACTUAL,
             inlets=[snapshot_asset(spec.name, "desired"), snapshot_asset(spec.name, "actual")],
             outlets=[drift_report_asset(spec.name)],
             **common,
         )
         rules = EvaluateRulesOperator(
-            task_id="evaluate_rules",
-            drift_task_id="detect_drift",
-            freshness_task_id="check_freshness",
+            task_id=TaskId.EVALUATE_RULES,
+            drift_task_id=TaskId.DETECT_DRIFT,
+            freshness_task_id=TaskId.CHECK_FRESHNESS,
             inlets=[drift_report_asset(spec.name)],
             **common,
         )
         failing = {"fail_on_dead_letter": spec.limits.fail_on_dead_letter}
         apply = ApplyCorrectionsOperator(
-            task_id="apply_corrections", plan_task_id="evaluate_rules", **failing, **common
+            task_id=TaskId.APPLY_CORRECTIONS, plan_task_id=TaskId.EVALUATE_RULES, **failing, **common
         )
         [validations["desired"], validations["actual"]] >> drift >> rules >> apply
         if spec.needs_approval:
@@ -156,13 +157,17 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
             from airflow_reconcile.operators.approval import RequestApprovalOperator
 
             request = RequestApprovalOperator(
-                task_id="request_approval", plan_task_id="evaluate_rules", retries=0,
+                task_id=TaskId.REQUEST_APPROVAL, plan_task_id=TaskId.EVALUATE_RULES, retries=0,
                 doc_md="Answer in Required Actions: Approve applies the listed actions, Reject records them "
                 "as rejected; no answer in time sends them to review.",
                 **common,
             )  # fmt: skip
             approved = ApplyCorrectionsOperator(
-                task_id="apply_approved", plan_task_id="request_approval", approved_only=True, **failing, **common
+                task_id=TaskId.APPLY_APPROVED,
+                plan_task_id=TaskId.REQUEST_APPROVAL,
+                approved_only=True,
+                **failing,
+                **common,
             )
             rules >> request >> approved
     return dag
@@ -172,7 +177,7 @@ def _params(spec: Spec) -> dict[str, Param]:
     params = {
         "mode": Param(
             spec.mode,
-            enum=["shadow", "apply"],
+            enum=[str(mode) for mode in Mode],
             title="Mode",
             description="shadow plans and writes nothing; apply applies the automatic actions",
         )
@@ -222,7 +227,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
         **shared,
     ) as replay:
         ReplayOperationsOperator(
-            task_id="replay_operations", operation_ids="{{ params.operation_ids }}", since="{{ params.since }}",
+            task_id=TaskId.REPLAY, operation_ids="{{ params.operation_ids }}", since="{{ params.since }}",
             **common,
         )  # fmt: skip
     with ReconcileDAG(
@@ -240,7 +245,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
         doc_md="Puts assignees, statuses and labels back to the state the ledger recorded before the run.",
         **shared,
     ) as revert:
-        RevertRunOperator(task_id="revert_run", revert_run_id="{{ params.run_id }}", **common)
+        RevertRunOperator(task_id=TaskId.REVERT, revert_run_id="{{ params.run_id }}", **common)
     return replay, revert
 
 
@@ -266,7 +271,7 @@ def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile
         tags=["reconcile", "digest"],
         default_args=_default_args(),
     ) as dag:
-        SlackDriftDigestOperator(task_id="post_digest", inlets=assets)
+        SlackDriftDigestOperator(task_id=TaskId.POST_DIGEST, inlets=assets)
     return dag
 
 
@@ -285,5 +290,5 @@ def build_watchdog_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconci
         tags=["reconcile", "watchdog"],
         default_args=_default_args(),
     ) as dag:
-        ReconcileWatchdogOperator(task_id="watch", specs_dir=str(Path(specs_dir).resolve()))
+        ReconcileWatchdogOperator(task_id=TaskId.WATCH, specs_dir=str(Path(specs_dir).resolve()))
     return dag

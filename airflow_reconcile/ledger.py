@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_reconcile.audit import metadata
+from airflow_reconcile.vocabulary import DECIDED, FINAL, REVIEW_QUEUE, Status
 
 if TYPE_CHECKING:
     from airflow_reconcile.actions.base import Outcome
@@ -51,10 +52,6 @@ operations = sa.Table(
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
 
-# Done for good: a re-run or the next run never repeats these without asking the target first.
-FINAL = ("applied", "skipped", "reverted", "rejected")
-# A person's decision: a later plan of the same operation does not put it back to waiting.
-DECIDED = (*FINAL, "approved", "in_flight")
 # Actions whose effect a search may not show at once (Jira's index lags a write): once the ledger
 # says applied, they are never sent again, even if the target's search does not see them yet.
 ONCE_ONLY = ("create_issue", "comment", "notify")
@@ -69,7 +66,7 @@ HINTS = {
 
 def hint_for(outcome: Outcome) -> str | None:
     """What an operator should do about a dead-lettered operation, from its error."""
-    if outcome.status != "dead_lettered":
+    if outcome.status != Status.DEAD_LETTERED:
         return None
     if outcome.http_status in HINTS:  # the status the target answered, never a number in the message
         return HINTS[outcome.http_status]
@@ -121,7 +118,7 @@ class Ledger:
                 "rule": op["rule"], "action": op["action"], "target": op["target"],
                 "target_ref": _text(op.get("target_ref")), "entity": op["entity"],
                 "params": _text(op.get("params")) or "{}",
-                "attempts": 0, "created_at": now, "status": "planned", **values,
+                "attempts": 0, "created_at": now, "status": Status.PLANNED, **values,
             }  # fmt: skip
             self._write(operations.insert().values(**row))
         else:
@@ -159,7 +156,7 @@ class Ledger:
                         operations.update()
                         .where(
                             operations.c.operation_id.in_(operation_ids[start : start + 500]),
-                            operations.c.status == "awaiting_approval",
+                            operations.c.status == Status.AWAITING_APPROVAL,
                         )
                         .values(status=status, run_id=self.run_id, updated_at=_now())
                     )
@@ -174,7 +171,9 @@ class Ledger:
         if existing and existing["status"] in FINAL and op["action"] in ONCE_ONLY:
             return existing
         attempts = int(existing["attempts"]) if existing else 0
-        self._upsert(op, existing, status="in_flight", attempts=attempts + 1, error_class=None, error=None, hint=None)
+        self._upsert(
+            op, existing, status=Status.IN_FLIGHT, attempts=attempts + 1, error_class=None, error=None, hint=None
+        )
         return None
 
     def finish(self, outcome: Outcome) -> None:
@@ -187,7 +186,7 @@ class Ledger:
             "status": outcome.status, "error_class": outcome.error_class, "error": outcome.error,
             "hint": hint_for(outcome), "updated_at": _now(),
         }  # fmt: skip
-        if outcome.status == "applied":
+        if outcome.status == Status.APPLIED:
             values["prior"] = json.dumps(dict(outcome.prior), sort_keys=True, default=str)
             values["applied_run_id"] = self.run_id
         self._write(operations.update().where(operations.c.operation_id == outcome.operation_id).values(**values))
@@ -249,9 +248,6 @@ class LedgerQueries:
         return self.ledger._read(query)
 
 
-REVIEW_QUEUE = ("in_review", "awaiting_approval")
-
-
 def operations_page(
     store: AuditStore,
     *,
@@ -297,4 +293,4 @@ def status_counts(store: AuditStore, dag_id: str) -> dict[str, int]:
 
 def queue_depths(counts: Mapping[str, int]) -> tuple[int, int]:
     """(dead letters, operations waiting for a person) from ``status_counts``."""
-    return counts.get("dead_lettered", 0), sum(counts.get(s, 0) for s in REVIEW_QUEUE)
+    return counts.get(Status.DEAD_LETTERED, 0), sum(counts.get(s, 0) for s in REVIEW_QUEUE)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.vocabulary import TaskId
+
 if TYPE_CHECKING:
     from airflow_reconcile.audit import AuditStore
     from airflow_reconcile.spec import Spec
@@ -36,7 +38,7 @@ def check(spec: Spec, store: AuditStore, now: datetime) -> list[Alert]:
     def alert(kind: str, message: str) -> None:
         alerts.append(Alert(spec.name, dag_id, kind, message))
 
-    completed = store.latest(dag_id, "apply_corrections", outcome="success")
+    completed = store.latest(dag_id, TaskId.APPLY_CORRECTIONS, outcome="success")
     silence = parse_duration(rules.max_silence)
     if not completed:
         alert("silence", f"{dag_id} has never completed a run (no successful apply_corrections)")
@@ -52,7 +54,7 @@ def check(spec: Spec, store: AuditStore, now: datetime) -> list[Alert]:
               f"fix their cause, then trigger {dag_id}_replay")  # fmt: skip
     if waiting > rules.max_review_queue:
         alert("review_queue", f"{waiting} operation(s) wait for review or approval (allowed {rules.max_review_queue})")
-    checks = store.latest(dag_id, "check_freshness", outcome="success", limit=rules.stale_runs)
+    checks = store.latest(dag_id, TaskId.CHECK_FRESHNESS, outcome="success", limit=rules.stale_runs)
     if len(checks) == rules.stale_runs and all(c["details"].get("freshness", {}).get("stale") for c in checks):
         alert("stale_source", f"the source of record was stale in the last {rules.stale_runs} runs "
               f"(freshness.max_age exceeded): automatic fixes are held back")  # fmt: skip

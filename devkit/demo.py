@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_reconcile.examples.ticket_ownership import Scenario, ticket_ownership
+from airflow_reconcile.vocabulary import TaskId
 from devkit.airflow_local import ADMIN, REPO, LocalAirflow
 from devkit.jira_standin import JiraStandIn
 from devkit.slack_standin import SlackStandIn
@@ -107,20 +108,20 @@ def summarize(stack: Stack, run_id: str, state: str, seconds: float) -> list[str
     lines = [f"Run {run_id}: {state} in {seconds:.0f}s", f"  UI: {af.url}/dags/{DAG_ID}/runs/{run_id}"]
     tis = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
     lines.append("  tasks: " + ", ".join(f"{t}={s}" for t, s in sorted(tis.items())))
-    if tis.get("read_desired") == "success" and tis.get("read_actual") == "success":
-        desired, actual = af.xcom(DAG_ID, run_id, "read_desired"), af.xcom(DAG_ID, run_id, "read_actual")
+    if tis.get(TaskId.READ_DESIRED) == "success" and tis.get(TaskId.READ_ACTUAL) == "success":
+        desired, actual = af.xcom(DAG_ID, run_id, TaskId.READ_DESIRED), af.xcom(DAG_ID, run_id, TaskId.READ_ACTUAL)
         lines.append(f"  rows read: desired {desired['rows']} (service catalog), actual {actual['rows']} (Jira)")
-    if tis.get("detect_drift") == "success":
-        meta = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
+    if tis.get(TaskId.DETECT_DRIFT) == "success":
+        meta = af.xcom(DAG_ID, run_id, TaskId.DETECT_DRIFT)["meta"]
         lines.append(
             f"  drift: {meta['missing']} missing, {meta['unexpected']} unexpected, {meta['changed']} changed, "
             f"{meta['unchanged']} unchanged"
         )
-    if tis.get("evaluate_rules") == "success":
-        summary = af.xcom(DAG_ID, run_id, "evaluate_rules")["summary"]
+    if tis.get(TaskId.EVALUATE_RULES) == "success":
+        summary = af.xcom(DAG_ID, run_id, TaskId.EVALUATE_RULES)["summary"]
         lines.append(f"  actions planned: {summary['actions']} {summary['by_autonomy']}")
-    if tis.get("apply_corrections") == "success":
-        applied = af.xcom(DAG_ID, run_id, "apply_corrections")
+    if tis.get(TaskId.APPLY_CORRECTIONS) == "success":
+        applied = af.xcom(DAG_ID, run_id, TaskId.APPLY_CORRECTIONS)
         lines.append(f"  outcomes ({applied['mode']} mode): {applied['outcomes']}")
     audit = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})
     lines.append(f"  audit records written: {audit['total_entries']}")
@@ -150,7 +151,7 @@ def run_once(stack: Stack, mode: str, log: Any = print) -> tuple[str, str]:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and af.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"] == "running":
             states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
-            if states.get("request_approval") == "awaiting_input":
+            if states.get(TaskId.REQUEST_APPROVAL) == "awaiting_input":
                 log(f"approval needed: {af.url}/dags/{DAG_ID}/runs/{run_id}/tasks/request_approval/required_actions")
                 break
             time.sleep(2)

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.vocabulary import Mode, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,15 +98,15 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.workspace import read_frame
 
-        if self.mode not in ("shadow", "apply"):
+        if self.mode not in tuple(Mode):
             raise AirflowFailException(f"mode must be 'shadow' or 'apply', got {self.mode!r}")
         plan_m = self.pull(context, self.plan_task_id)
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
         plan = read_frame(plan_m)
-        executors = LazyExecutors(spec) if self.mode == "apply" else {}
+        executors = LazyExecutors(spec) if self.mode == Mode.APPLY else {}
         limiter = RateLimiter(spec.limits.rate_per_second)
         ledger = None
-        if self.mode == "apply":
+        if self.mode == Mode.APPLY:
             from airflow_reconcile.hooks import AuditStoreHook
             from airflow_reconcile.ledger import Ledger
 
@@ -125,7 +126,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         audit.outputs.append(manifest.to_dict())
         audit.details["mode"] = self.mode
         self._metrics(context, spec, counts, ledger)
-        dead = counts.get("dead_lettered", 0)
+        dead = counts.get(Status.DEAD_LETTERED, 0)
         if dead and self.fail_on_dead_letter:
             raise AirflowFailException(
                 f"{dead} operation(s) were dead-lettered (see {manifest.uri} and the audit record); "

@@ -11,6 +11,7 @@ from airflow.sdk.bases.notifier import BaseNotifier
 
 from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
 from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.vocabulary import Mode, Status
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -107,9 +108,9 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         from airflow_reconcile.spec import approval_timeout
         from airflow_reconcile.workspace import read_frame
 
-        if self.mode not in ("shadow", "apply"):
+        if self.mode not in tuple(Mode):
             raise AirflowFailException(f"mode must be 'shadow' or 'apply', got {self.mode!r}")
-        if self.mode == "shadow":
+        if self.mode == Mode.SHADOW:
             raise AirflowSkipException("shadow mode: nothing is applied, so nothing needs approval")
         try:
             wait = timedelta(seconds=approval_timeout(str(self.approval_timeout or spec.approval.timeout)))
@@ -119,7 +120,7 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
         request, statuses = pending_approval(read_frame(plan_m), self._ledger(spec, context))
         manifest = self.workspace(spec, context).write(REQUEST_KEY, request, policy_version=spec.policy_version)
-        asked = request[request["ledger_status"] == "awaiting_approval"]
+        asked = request[request["ledger_status"] == Status.AWAITING_APPROVAL]
         audit.outputs.append(manifest.to_dict())
         audit.details.update(approval={"asked": len(asked), "statuses": statuses})
         self.log.info("approval: %d operation(s) to ask about; ledger statuses of all: %s", len(asked), statuses)
@@ -186,7 +187,7 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         from airflow_reconcile.workspace import read_frame
 
         request = read_frame(manifest)
-        asked = request.loc[request["ledger_status"] == "awaiting_approval", "operation_id"].tolist()
+        asked = request.loc[request["ledger_status"] == Status.AWAITING_APPROVAL, "operation_id"].tolist()
         audit.inputs.append(manifest)
         if choice == "timeout":
             self.log.warning("no answer in time: %d operation(s) go to review", len(asked))
@@ -202,7 +203,7 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         self.log.info("approval: %s by %s: %d of %d operation(s) now %s", choice, by or "nobody", changed,
                       len(asked), status)  # fmt: skip
         result = {**manifest, **decision}
-        if status != "approved":
+        if status != Status.APPROVED:
             # Skipping ends the task through an exception, after which Airflow pushes no return value.
             context["ti"].xcom_push(key="return_value", value=result)
             self.skip(ti=context["ti"], tasks=[t for t in self.get_direct_relatives(upstream=False)

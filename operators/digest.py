@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
 from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.vocabulary import Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,7 +137,7 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
                 slack.post_once(channel, digest.items, f"{op_id}-items",
                                 thread_ts=str(outcome.prior["ts"]), mrkdwn=True)  # fmt: skip
                 self.log.info(
-                    "digest for %s: %s", channel, "posted" if outcome.status == "applied" else "already there"
+                    "digest for %s: %s", channel, "posted" if outcome.status == Status.APPLIED else "already there"
                 )
         else:
             for channel, digest in messages.items():

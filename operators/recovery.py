@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.vocabulary import Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,9 +30,9 @@ class _LedgerOperator(ReconcileBaseOperator):
 
         counts = audit_outcomes(result, audit)
         self.log.info("%s: %d operation(s): %s", what, len(result), counts)
-        if counts.get("dead_lettered"):
+        if counts.get(Status.DEAD_LETTERED):
             raise AirflowFailException(
-                f"{what}: {counts['dead_lettered']} operation(s) failed again and stay dead-lettered; "
+                f"{what}: {counts[Status.DEAD_LETTERED]} operation(s) failed again and stay dead-lettered; "
                 "see the audit record's operations for each error and hint"
             )
         return {"outcomes": counts}

@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
 from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.vocabulary import Mode
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -57,7 +58,7 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
             alerts.extend(found)
             for alert in found:
                 self.log.warning("ALERT %s %s: %s", alert.dag_id, alert.kind, alert.message)
-            if found and (spec.mode == "apply" or spec.targets.slack.post_in_shadow):
+            if found and (spec.mode == Mode.APPLY or spec.targets.slack.post_in_shadow):
                 self._post(spec, found, now)
         audit.spec = ",".join(s.name for s in specs)
         audit.policy_version = ",".join(s.policy_version for s in specs)

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 
 from airflow_reconcile import __version__
+from airflow_reconcile.vocabulary import Status
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -115,14 +116,14 @@ def create_app() -> FastAPI:
     @app.get("/dags/{dag_id}/dead_letters", dependencies=readable)
     def dead_letters(dag_id: str, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
         """Dead-lettered operations with their error and hint; replay them with ``<dag_id>_replay``."""
-        result = _operations(dag_id, ["dead_lettered"], None, limit, offset)
+        result = _operations(dag_id, [Status.DEAD_LETTERED], None, limit, offset)
         result["replay_dag_id"] = f"{dag_id}_replay"
         return result
 
     @app.get("/dags/{dag_id}/review_queue", dependencies=readable)
     def review_queue(dag_id: str, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
         """Operations waiting for a person: in review, or awaiting approval in Required Actions."""
-        from airflow_reconcile.ledger import REVIEW_QUEUE
+        from airflow_reconcile.vocabulary import REVIEW_QUEUE
 
         return _operations(dag_id, list(REVIEW_QUEUE), None, limit, offset)
 

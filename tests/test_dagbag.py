@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from airflow_reconcile.vocabulary import TaskId
 from tests.conftest import REPO
 
 
@@ -34,30 +35,30 @@ def test_recovery_dags_take_their_input_from_the_trigger_form(dagbag):
     replay = dagbag.dags["reconcile_ticket_ownership_replay"]
     assert replay.timetable.__class__.__name__ == "NullTimetable"  # manual only
     assert replay.params["operation_ids"] == []
-    assert [t.task_id for t in replay.tasks] == ["replay_operations"]
+    assert [t.task_id for t in replay.tasks] == [TaskId.REPLAY]
     revert = dagbag.dags["reconcile_ticket_ownership_revert"]
     assert revert.params.get_param("run_id").schema["minLength"] == 1
-    assert revert.get_task("revert_run").revert_run_id == "{{ params.run_id }}"
+    assert revert.get_task(TaskId.REVERT).revert_run_id == "{{ params.run_id }}"
 
 
 def test_reconciliation_dag_shape(dagbag):
     dag = dagbag.dags["reconcile_ticket_ownership"]
     assert dag.params["mode"] == "shadow"
     assert {t.task_id for t in dag.tasks} == {
-        "check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
-        "detect_drift", "evaluate_rules", "apply_corrections", "request_approval", "apply_approved",
+        TaskId.CHECK_FRESHNESS, TaskId.READ_DESIRED, TaskId.READ_ACTUAL, TaskId.VALIDATE_DESIRED, TaskId.VALIDATE_ACTUAL,
+        TaskId.DETECT_DRIFT, TaskId.EVALUATE_RULES, TaskId.APPLY_CORRECTIONS, TaskId.REQUEST_APPROVAL, TaskId.APPLY_APPROVED,
     }  # fmt: skip
-    assert dag.get_task("read_desired").upstream_task_ids == {"check_freshness"}
-    assert dag.get_task("detect_drift").upstream_task_ids == {"validate_desired", "validate_actual"}
-    assert dag.get_task("apply_corrections").upstream_task_ids == {"evaluate_rules"}
+    assert dag.get_task(TaskId.READ_DESIRED).upstream_task_ids == {TaskId.CHECK_FRESHNESS}
+    assert dag.get_task(TaskId.DETECT_DRIFT).upstream_task_ids == {TaskId.VALIDATE_DESIRED, TaskId.VALIDATE_ACTUAL}
+    assert dag.get_task(TaskId.APPLY_CORRECTIONS).upstream_task_ids == {TaskId.EVALUATE_RULES}
     # Approvals beside apply_corrections (a dead letter there does not hold them back).
-    assert dag.get_task("request_approval").upstream_task_ids == {"evaluate_rules"}
-    assert dag.get_task("apply_approved").upstream_task_ids == {"request_approval"}
-    assert dag.get_task("request_approval").retries == 0  # a retry would ask the same question again
+    assert dag.get_task(TaskId.REQUEST_APPROVAL).upstream_task_ids == {TaskId.EVALUATE_RULES}
+    assert dag.get_task(TaskId.APPLY_APPROVED).upstream_task_ids == {TaskId.REQUEST_APPROVAL}
+    assert dag.get_task(TaskId.REQUEST_APPROVAL).retries == 0  # a retry would ask the same question again
     assert dag.params["approval_timeout"] == "24h"
-    assert dag.get_task("request_approval").approval_timeout == "{{ params.approval_timeout }}"
-    assert [a.name for a in dag.get_task("detect_drift").outlets] == ["reconcile.ticket_ownership.drift_report"]
-    assert [a.name for a in dag.get_task("read_actual").outlets] == ["reconcile.ticket_ownership.snapshot_actual"]
+    assert dag.get_task(TaskId.REQUEST_APPROVAL).approval_timeout == "{{ params.approval_timeout }}"
+    assert [a.name for a in dag.get_task(TaskId.DETECT_DRIFT).outlets] == ["reconcile.ticket_ownership.drift_report"]
+    assert [a.name for a in dag.get_task(TaskId.READ_ACTUAL).outlets] == ["reconcile.ticket_ownership.snapshot_actual"]
     assert dag.max_active_runs == 1
 
 
@@ -69,7 +70,7 @@ def test_a_spec_without_approve_rules_has_no_approval_tasks(tmp_path):
     )
     (tmp_path / "spec.yaml").write_text(text)
     dag = build_reconciliation_dag(tmp_path / "spec.yaml")
-    assert not {"request_approval", "apply_approved"} & set(dag.task_ids)
+    assert not {TaskId.REQUEST_APPROVAL, TaskId.APPLY_APPROVED} & set(dag.task_ids)
     assert "approval_timeout" not in dag.params
 
 
@@ -79,10 +80,10 @@ def test_dead_letters_fail_the_apply_task_unless_the_spec_says_otherwise(tmp_pat
     text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
     (tmp_path / "spec.yaml").write_text(text.replace("limits:\n", "limits:\n  fail_on_dead_letter: false\n"))
     relaxed = build_reconciliation_dag(tmp_path / "spec.yaml")
-    assert relaxed.get_task("apply_corrections").fail_on_dead_letter is False
-    assert relaxed.get_task("apply_approved").fail_on_dead_letter is False
+    assert relaxed.get_task(TaskId.APPLY_CORRECTIONS).fail_on_dead_letter is False
+    assert relaxed.get_task(TaskId.APPLY_APPROVED).fail_on_dead_letter is False
     (tmp_path / "spec.yaml").write_text(text)
-    assert build_reconciliation_dag(tmp_path / "spec.yaml").get_task("apply_corrections").fail_on_dead_letter
+    assert build_reconciliation_dag(tmp_path / "spec.yaml").get_task(TaskId.APPLY_CORRECTIONS).fail_on_dead_letter
 
 
 def test_a_run_that_hangs_misses_its_deadline_and_slack_hears_of_it(dagbag, slack_standin, monkeypatch):
@@ -189,7 +190,7 @@ def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
     dag = dagbag.dags["reconcile_ticket_ownership"]
     for task in dag.tasks:
         assert task.retry_policy is not None, task.task_id
-    policy = dag.get_task("read_actual").retry_policy
+    policy = dag.get_task(TaskId.READ_ACTUAL).retry_policy
 
     def action(exc):
         return policy.evaluate(exc, try_number=1, max_tries=3).action

@@ -15,6 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_reconcile.errors import PersistentError, classify, http_status
+from airflow_reconcile.vocabulary import DONE, NOT_APPLIED, Mode, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
     from airflow_reconcile.ledger import Ledger
 
 log = logging.getLogger(__name__)
-
-# What each autonomy level means for a planned action when nothing is applied.
-NOT_APPLIED = {"observe": "observed", "recommend": "recommended", "approve": "awaiting_approval", "review": "in_review"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,9 @@ class Outcome:
     error: str | None = None
     prior: Mapping[str, Any] = field(default_factory=dict)
     http_status: int | None = None  # of the failed call, when the target answered one
+
+    def __post_init__(self) -> None:  # plain text in frames, XCom and the audit (not the enum)
+        object.__setattr__(self, "status", str(self.status))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -110,7 +111,7 @@ def _with_retries(
             kind = classify(exc)
             message = f"{type(exc).__name__}: {str(exc)[:500]}"
             if kind is PersistentError or attempt == attempts:
-                status = "dead_lettered"
+                status = Status.DEAD_LETTERED
                 log.warning("operation %s %s after %d attempt(s): %s", operation_id, status, attempt, message)
                 return Outcome(operation_id, status, attempt, kind.__name__, message, http_status=http_status(exc))
             delay = random.uniform(0, base_delay * 2 ** (attempt - 1))  # noqa: S311 - jitter, not crypto
@@ -153,25 +154,27 @@ def apply_plan(
     def one(op: Mapping[Any, Any]) -> Outcome:
         op_id = op["operation_id"]
         if op["autonomy"] != "auto":
-            status = NOT_APPLIED.get(op["autonomy"], "in_review")
-            if mode != "apply" and status == "awaiting_approval":
-                status = "needs_approval"  # shadow mode asks no one
-            if ledger is not None and mode == "apply":
+            status: str = NOT_APPLIED.get(op["autonomy"], Status.IN_REVIEW)
+            if mode != Mode.APPLY and status == Status.AWAITING_APPROVAL:
+                status = Status.NEEDS_APPROVAL  # shadow mode asks no one
+            if ledger is not None and mode == Mode.APPLY:
                 status = ledger.record(op, status)  # an earlier decision (rejected, approved...) stands
-                if status in ("applied", "skipped"):
-                    return Outcome(op_id, "skipped", 0, None, f"already {status} (ledger)")
+                if status in DONE:
+                    return Outcome(op_id, Status.SKIPPED, 0, None, f"already {status} (ledger)")
             return Outcome(op_id, status)
-        if mode != "apply":
-            return Outcome(op_id, "shadow")
+        if mode != Mode.APPLY:
+            return Outcome(op_id, Status.SHADOW)
         if op["action"] == "none":
-            return Outcome(op_id, "skipped")
+            return Outcome(op_id, Status.SKIPPED)
         if op["target"] not in executors:
-            return Outcome(op_id, "dead_lettered", 0, "PersistentError", f"no executor for target {op['target']!r}")
+            return Outcome(
+                op_id, Status.DEAD_LETTERED, 0, "PersistentError", f"no executor for target {op['target']!r}"
+            )
         executor = executors[op["target"]]  # a client that cannot be built fails the task before any write
         done = ledger.begin(op) if ledger is not None else None  # raises AuditUnavailable: no audit, no action
         if done is not None:
             prior = json.loads(done["prior"] or "{}")
-            return Outcome(op_id, "skipped", 0, None, f"already {done['status']} (ledger)", prior)
+            return Outcome(op_id, Status.SKIPPED, 0, None, f"already {done['status']} (ledger)", prior)
         params = json.loads(op["params"] or "{}")
         ref = None if pd.isna(op["target_ref"]) else str(op["target_ref"])
         call = partial(_limited, limiter, op["target"], partial(executor.apply, op["action"], ref, params, op_id))

@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow_reconcile.actions.base import Outcome
 from airflow_reconcile.errors import PersistentError
+from airflow_reconcile.vocabulary import Status
 
 OP_LABEL_PREFIX = "reconcile-op-"
 
@@ -143,43 +144,43 @@ class JiraExecutor:
         user = self._issue(key, "assignee").fields.assignee
         prior = {"assignee": _name(user)}
         if _is(user, wanted):
-            return Outcome(op, "skipped", prior=prior)
+            return Outcome(op, Status.SKIPPED, prior=prior)
         ident = self._user_id(wanted) if wanted else None
         if user is not None and ident == (getattr(user, "accountId", None) or getattr(user, "name", None)):
-            return Outcome(op, "skipped", prior=prior)  # e.g. wanted by e-mail, Cloud hides the e-mail
+            return Outcome(op, Status.SKIPPED, prior=prior)  # e.g. wanted by e-mail, Cloud hides the e-mail
         cloud = self._cloud
         # The client's assign_issue() would search the user again on every call and turn any HTTP
         # error of that search into a status-less JIRAError (a 503 would look persistent); this is
         # the same REST call with the user we already resolved exactly.
         url = self.client._get_latest_url(f"issue/{key}/assignee")
         self.client._session.put(url, data=json.dumps({"accountId": ident} if cloud else {"name": ident}))
-        return Outcome(op, "applied", prior=prior)
+        return Outcome(op, Status.APPLIED, prior=prior)
 
     def _comment(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         marker = f"[reconcile:{op}]"
         for comment in self.client.comments(key):
             if marker in (comment.body or ""):
-                return Outcome(op, "skipped")
+                return Outcome(op, Status.SKIPPED)
         self.client.add_comment(key, f"{params.get('body', '')}\n\n{marker}")
-        return Outcome(op, "applied")
+        return Outcome(op, Status.APPLIED)
 
     def _label(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         label = params["label"]
         issue = self._issue(key, "labels")
         labels = list(issue.fields.labels or [])
         if label in labels:
-            return Outcome(op, "skipped", prior={"labels": labels})
+            return Outcome(op, Status.SKIPPED, prior={"labels": labels})
         issue.update(fields={"labels": [*labels, label]})
-        return Outcome(op, "applied", prior={"labels": labels})
+        return Outcome(op, Status.APPLIED, prior={"labels": labels})
 
     def _unlabel(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         label = params["label"]
         issue = self._issue(key, "labels")
         labels = list(issue.fields.labels or [])
         if label not in labels:
-            return Outcome(op, "skipped", prior={"labels": labels})
+            return Outcome(op, Status.SKIPPED, prior={"labels": labels})
         issue.update(update={"labels": [{"remove": label}]})
-        return Outcome(op, "applied", prior={"labels": labels})
+        return Outcome(op, Status.APPLIED, prior={"labels": labels})
 
     def _set_labels(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         """Exactly these labels (a revert of ``label``)."""
@@ -187,22 +188,22 @@ class JiraExecutor:
         issue = self._issue(key, "labels")
         labels = list(issue.fields.labels or [])
         if sorted(labels) == sorted(wanted):
-            return Outcome(op, "skipped", prior={"labels": labels})
+            return Outcome(op, Status.SKIPPED, prior={"labels": labels})
         issue.update(fields={"labels": wanted})
-        return Outcome(op, "applied", prior={"labels": labels})
+        return Outcome(op, Status.APPLIED, prior={"labels": labels})
 
     def _transition(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         wanted = params["status"]
         current = self._issue(key, "status").fields.status.name
         if current.casefold() == wanted.casefold():
-            return Outcome(op, "skipped", prior={"status": current})
+            return Outcome(op, Status.SKIPPED, prior={"status": current})
         for transition in self.client.transitions(key):
             if (
                 transition["to"]["name"].casefold() == wanted.casefold()
                 or transition["name"].casefold() == wanted.casefold()
             ):
                 self.client.transition_issue(key, transition["id"])
-                return Outcome(op, "applied", prior={"status": current})
+                return Outcome(op, Status.APPLIED, prior={"status": current})
         raise PersistentError(f"{key}: no transition leads from {current!r} to {wanted!r}")
 
     def _create_issue(self, key: str | None, params: dict[str, Any], op: str) -> Outcome:
@@ -214,7 +215,7 @@ class JiraExecutor:
             f"project = {jql_string(project)} AND labels = {jql_string(label)}", maxResults=1
         )
         if found:
-            return Outcome(op, "skipped", prior={"created": found[0].key})
+            return Outcome(op, Status.SKIPPED, prior={"created": found[0].key})
         fields: dict[str, Any] = {
             "project": {"key": project},
             "summary": params.get("summary", "Reconciliation finding"),
@@ -229,7 +230,7 @@ class JiraExecutor:
                 field = self._field(name.removeprefix("field."))
                 fields[field["id"]] = self._field_value(field, value)
         issue = self.client.create_issue(fields=fields)
-        return Outcome(op, "applied", prior={"created": issue.key})
+        return Outcome(op, Status.APPLIED, prior={"created": issue.key})
 
     def _link_type(self, wanted: str) -> dict[str, Any]:
         """The link type by name or either description (``Blocks``, ``blocks``, ``is blocked by``)."""
@@ -257,10 +258,10 @@ class JiraExecutor:
         kind, other = self._link_type(params["type"]), str(params["to"])
         prior = {"type": kind["name"], "to": other}
         if self._links(key, kind, other):
-            return Outcome(op, "skipped", prior=prior)
+            return Outcome(op, Status.SKIPPED, prior=prior)
         body = {"type": {"name": kind["name"]}, "inwardIssue": {"key": key}, "outwardIssue": {"key": other}}
         self.client._session.post(self.client._get_url("issueLink"), data=json.dumps(body))
-        return Outcome(op, "applied", prior=prior)
+        return Outcome(op, Status.APPLIED, prior=prior)
 
     def _unlink(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         """Remove this issue's ``params.type`` links with ``params.to`` (a revert of ``link``)."""
@@ -268,7 +269,7 @@ class JiraExecutor:
         links = self._links(key, kind, other)
         for link in links:
             self.client.delete_issue_link(str(link["id"]))
-        return Outcome(op, "applied" if links else "skipped", prior={"type": kind["name"], "to": other})
+        return Outcome(op, Status.APPLIED if links else "skipped", prior={"type": kind["name"], "to": other})
 
     def _set_field(self, key: str, params: dict[str, Any], op: str) -> Outcome:
         """Set one field (``params.field`` by name or id) to ``params.value``; skipped when it already is."""
@@ -280,7 +281,7 @@ class JiraExecutor:
         shown = _shown(getattr(issue.fields, field["id"], None))
         prior = {"field": field["id"], "value": shown}
         if (shown or "") == (wanted or ""):
-            return Outcome(op, "skipped", prior=prior)
+            return Outcome(op, Status.SKIPPED, prior=prior)
         value = self._field_value(field, wanted) if wanted else None
         issue.update(fields={field["id"]: value})
-        return Outcome(op, "applied", prior=prior)
+        return Outcome(op, Status.APPLIED, prior=prior)

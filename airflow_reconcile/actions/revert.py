@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_reconcile.errors import GuardTripped
 from airflow_reconcile.rules import ACTING, PLAN_COLUMNS
 from airflow_reconcile.spec import CLOSING_STATUSES
+from airflow_reconcile.vocabulary import DONE, Status, TaskId
 
 if TYPE_CHECKING:
     from airflow_reconcile.spec import Spec
@@ -35,19 +36,19 @@ WHY_NOT = {
 
 # Why an operation in each ledger status is not replayed: only a dead letter whose write was decided
 # (auto, or approved by a person) is sent again.
-REPLAYABLE = "dead_lettered"
+REPLAYABLE = Status.DEAD_LETTERED
 NOT_REPLAYED = {
-    "applied": "it is applied already",
-    "skipped": "the target was already in the desired state",
-    "reverted": "it was reverted on purpose; the next run plans it again if it is still wanted",
-    "rejected": "a person rejected it",
-    "recommended": "its rule only recommends it",
-    "observed": "its rule only observes",
-    "in_review": "it waits for a person in review",
-    "awaiting_approval": "it waits for approval (Required Actions)",
-    "approved": "it is approved; its run's apply_approved task applies it",
-    "in_flight": "a run is applying it (or stopped while doing so): check the target; the next run decides again",
-    "planned": "it was planned but never decided",
+    Status.APPLIED: "it is applied already",
+    Status.SKIPPED: "the target was already in the desired state",
+    Status.REVERTED: "it was reverted on purpose; the next run plans it again if it is still wanted",
+    Status.REJECTED: "a person rejected it",
+    Status.RECOMMENDED: "its rule only recommends it",
+    Status.OBSERVED: "its rule only observes",
+    Status.IN_REVIEW: "it waits for a person in review",
+    Status.AWAITING_APPROVAL: "it waits for approval (Required Actions)",
+    Status.APPROVED: f"it is approved; its run's {TaskId.APPLY_APPROVED} task applies it",
+    Status.IN_FLIGHT: "a run is applying it (or stopped while doing so): check the target; the next run decides again",
+    Status.PLANNED: "it was planned but never decided",
 }
 
 
@@ -187,7 +188,7 @@ def revert_run(
     policy = policy or RecoveryPolicy()
     # What that run applied, whatever later runs found since (they record "skipped" but keep the
     # applying run and its prior state); not what was reverted already.
-    rows = [r for r in LedgerQueries(ledger).select(run_id=run_id) if r["status"] != "reverted"]
+    rows = [r for r in LedgerQueries(ledger).select(run_id=run_id) if r["status"] != Status.REVERTED]
     plan, not_reversible = revert_plan(rows)
     refused = [(i, policy.refusal(op, replay=False)) for i, op in enumerate(plan.to_dict("records"))]
     refused = [(i, reason) for i, reason in refused if reason]
@@ -203,6 +204,6 @@ def revert_run(
     undone = {r["operation_id"] for r in not_reversible}
     originals = [r["operation_id"] for r in rows if r["operation_id"] not in undone]
     for original, status in zip(originals, result["status"].tolist(), strict=True):
-        if status in ("applied", "skipped"):
-            ledger.mark(original, "reverted")
+        if status in DONE:
+            ledger.mark(original, Status.REVERTED)
     return result, not_reversible

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow_reconcile.actions.base import Outcome
 from airflow_reconcile.errors import PersistentError
+from airflow_reconcile.vocabulary import Status
 
 EVENT_TYPE = "reconcile_operation"
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
@@ -71,7 +72,7 @@ class SlackExecutor:
         if channel_id:
             found = self._posted(channel_id, operation_id, thread_ts)
             if found is not None:
-                return Outcome(operation_id, "skipped", prior={"channel": channel_id, "ts": found.get("ts")})
+                return Outcome(operation_id, Status.SKIPPED, prior={"channel": channel_id, "ts": found.get("ts")})
         if thread_ts:
             extra["thread_ts"] = thread_ts
         if blocks:
@@ -85,7 +86,9 @@ class SlackExecutor:
         if response.get("channel") and not channel_id:
             with self._lock:
                 self._ids[channel.lstrip("#")] = str(response["channel"])
-        return Outcome(operation_id, "applied", prior={"channel": response.get("channel"), "ts": response.get("ts")})
+        return Outcome(
+            operation_id, Status.APPLIED, prior={"channel": response.get("channel"), "ts": response.get("ts")}
+        )
 
     def _channel_id(self, channel: str) -> str | None:
         """A channel's id (``conversations.history`` takes no names); None when the bot cannot see it yet."""

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from airflow_reconcile.vocabulary import TaskId
 from devkit.airflow_local import free_port
 from devkit.demo import DAG_ID, DIGEST_DAG_ID, lineage_events, start_stack
 
 pytestmark = pytest.mark.integration
-TASKS = {"check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
-         "detect_drift", "evaluate_rules", "apply_corrections"}  # fmt: skip
-APPROVAL_TASKS = {"request_approval", "apply_approved"}  # the spec creates missing tickets on approval
+TASKS = {TaskId.CHECK_FRESHNESS, TaskId.READ_DESIRED, TaskId.READ_ACTUAL, TaskId.VALIDATE_DESIRED, TaskId.VALIDATE_ACTUAL,
+         TaskId.DETECT_DRIFT, TaskId.EVALUATE_RULES, TaskId.APPLY_CORRECTIONS}  # fmt: skip
+APPROVAL_TASKS = {TaskId.REQUEST_APPROVAL, TaskId.APPLY_APPROVED}  # the spec creates missing tickets on approval
 READER = ("digest-reader", "digest-reader-password")  # a viewer who may read only the digest DAG
 
 
@@ -94,9 +95,9 @@ def approval_request(stack, run_id, timeout=300):
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/request_approval/-1/hitlDetails"
     while time.monotonic() < deadline:
         states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
-        if states.get("request_approval") == "awaiting_input":
+        if states.get(TaskId.REQUEST_APPROVAL) == "awaiting_input":
             return af.get(path)
-        assert states.get("request_approval") not in ("failed", "upstream_failed", "skipped", "success"), states
+        assert states.get(TaskId.REQUEST_APPROVAL) not in ("failed", "upstream_failed", "skipped", "success"), states
         time.sleep(1)
     raise AssertionError(f"request_approval never waited for input in {run_id}")
 
@@ -179,17 +180,17 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
         **dict.fromkeys(APPROVAL_TASKS, "skipped"),  # shadow asks no one
     }
 
-    desired, actual = af.xcom(DAG_ID, run_id, "read_desired"), af.xcom(DAG_ID, run_id, "read_actual")
+    desired, actual = af.xcom(DAG_ID, run_id, TaskId.READ_DESIRED), af.xcom(DAG_ID, run_id, TaskId.READ_ACTUAL)
     assert desired["rows"] == len(stack.scenario.catalog)
     assert actual["rows"] == len(stack.scenario.issues)
-    drift = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
+    drift = af.xcom(DAG_ID, run_id, TaskId.DETECT_DRIFT)["meta"]
     expected = stack.scenario.expected_drift()
     planted_changed = expected["changed"]
     assert {k: drift[k] for k in expected} == expected
-    plan = af.xcom(DAG_ID, run_id, "evaluate_rules")["summary"]
+    plan = af.xcom(DAG_ID, run_id, TaskId.EVALUATE_RULES)["summary"]
     assert plan["by_rule"]["assign-unassigned"] == len(cases["unassigned"])
     assert plan["by_autonomy"]["auto"] == planted_changed
-    outcomes = af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"]
+    outcomes = af.xcom(DAG_ID, run_id, TaskId.APPLY_CORRECTIONS)["outcomes"]
     assert outcomes == {"shadow": planted_changed, "needs_approval": len(cases["missing_ticket"]),
                         "in_review": len(cases["orphaned"])}  # fmt: skip
     assert stack.jira.writes == []
@@ -200,11 +201,11 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     records = audit["records"]
     assert sorted((r["task_id"], r["try_number"]) for r in records) == sorted(
         (t, 1)
-        for t in TASKS | {"request_approval"}  # apply_approved never ran: skipped by Airflow
+        for t in TASKS | {TaskId.REQUEST_APPROVAL}  # apply_approved never ran: skipped by Airflow
     )
     assert {r["task_id"]: r["outcome"] for r in records} == {
         **dict.fromkeys(TASKS, "success"),
-        "request_approval": "skipped",
+        TaskId.REQUEST_APPROVAL: "skipped",
     }
     assert all(r["policy_version"] for r in records)
     # Each record says what started the run: triggered by hand, by whom, with which mode.
@@ -212,17 +213,17 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
         ("manual", "admin")
     }
     assert {r["details"]["trigger"]["params"]["mode"] for r in records} == {"shadow"}
-    detect = next(r for r in records if r["task_id"] == "detect_drift")
+    detect = next(r for r in records if r["task_id"] == TaskId.DETECT_DRIFT)
     assert detect["details"]["drift"]["changed"] == planted_changed
     assert [i["uri"] for i in detect["inputs"]] == [desired["uri"], actual["uri"]]
     # The run, as the plugin's runs endpoint sums it up.
     [summary] = [r for r in af.get(f"/reconcile/dags/{DAG_ID}/runs")["runs"] if r["run_id"] == run_id]
     assert (summary["records"], summary["failed_tries"], summary["mode"]) == (len(records), 0, "shadow")
     assert summary["drift"] == detect["details"]["drift"]
-    assert summary["outcomes"] == {"apply_corrections": outcomes}
+    assert summary["outcomes"] == {TaskId.APPLY_CORRECTIONS: outcomes}
 
     # The drift-report asset event carries counts, URIs and the policy version.
-    events = af.get("/api/v2/assets/events", params={"source_run_id": run_id, "source_task_id": "detect_drift"})
+    events = af.get("/api/v2/assets/events", params={"source_run_id": run_id, "source_task_id": TaskId.DETECT_DRIFT})
     [event] = events["asset_events"]
     assert event["extra"]["counts"]["changed"] == planted_changed
     assert event["extra"]["policy_version"] == detect["policy_version"]
@@ -241,7 +242,7 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack):
     assert stack.slack.messages == []
     digest_audit = af.get(f"/reconcile/dags/{DIGEST_DAG_ID}/audit", params={"run_id": digest["dag_run_id"]})
     [record] = digest_audit["records"]
-    assert record["task_id"] == "post_digest"
+    assert record["task_id"] == TaskId.POST_DIGEST
     assert record["spec"] == "ticket_ownership"
     assert record["details"]["digests"][0]["source_run"] == run_id
     trigger = record["details"]["trigger"]
@@ -282,36 +283,36 @@ def test_lineage_events_report_inputs_outputs_facets_and_the_audit_trace_id(stac
     def names(datasets):
         return [(d["namespace"], d["name"]) for d in datasets]
 
-    root = Path(af.xcom(DAG_ID, run_id, "read_desired")["uri"].removeprefix("file://")).parent.parent
+    root = Path(af.xcom(DAG_ID, run_id, TaskId.READ_DESIRED)["uri"].removeprefix("file://")).parent.parent
     # read_desired: the catalog file in, the snapshot out under the asset's stable name, with its rows.
-    desired = events["read_desired"]
+    desired = events[TaskId.READ_DESIRED]
     assert names(desired["inputs"]) == [("file", str(af.home / "sample-data" / "service_catalog.csv"))]
     [out] = desired["outputs"]
     assert (out["namespace"], out["name"]) == ("file", str(root / "snapshot_desired"))
     assert out["outputFacets"]["outputStatistics"]["rowCount"] == len(stack.scenario.catalog)
-    assert out["facets"]["version"]["datasetVersion"] == records["read_desired"]["outputs"][0]["content_hash"]
+    assert out["facets"]["version"]["datasetVersion"] == records[TaskId.READ_DESIRED]["outputs"][0]["content_hash"]
     assert {f["name"] for f in out["facets"]["schema"]["fields"]} >= {"service", "assignee"}
     # read_actual: Jira (its URL, never the credentials) and the JQL.
-    [jira] = events["read_actual"]["inputs"]
+    [jira] = events[TaskId.READ_ACTUAL]["inputs"]
     assert jira["namespace"] == stack.jira.base_url
     assert "Service Ownership" in jira["name"]
     # validate_*: the quality gate's assertions on the snapshot it checked.
-    [checked] = events["validate_desired"]["inputs"]
+    [checked] = events[TaskId.VALIDATE_DESIRED]["inputs"]
     assertions = checked["inputFacets"]["dataQualityAssertions"]["assertions"]
     assert assertions
     assert all(a["success"] for a in assertions)
-    assert len(assertions) == len(records["validate_desired"]["details"]["quality"]["results"])
+    assert len(assertions) == len(records[TaskId.VALIDATE_DESIRED]["details"]["quality"]["results"])
     # detect_drift: both snapshots in, the drift report out, drift counts in the run facet.
-    drift = events["detect_drift"]
+    drift = events[TaskId.DETECT_DRIFT]
     assert names(drift["inputs"]) == [("file", str(root / "snapshot_desired")), ("file", str(root / "snapshot_actual"))]
     assert names(drift["outputs"]) == [("file", str(root / "drift_report"))]
-    assert drift["run"]["facets"]["reconcile"]["details"]["drift"] == records["detect_drift"]["details"]["drift"]
+    assert drift["run"]["facets"]["reconcile"]["details"]["drift"] == records[TaskId.DETECT_DRIFT]["details"]["drift"]
     # apply_corrections: the plan in, the outcomes out, outcome counts in the run facet.
-    apply = events["apply_corrections"]
+    apply = events[TaskId.APPLY_CORRECTIONS]
     assert names(apply["inputs"]) == [("file", str(root / "plan"))]
     assert (
         apply["run"]["facets"]["reconcile"]["details"]["outcomes"]
-        == records["apply_corrections"]["details"]["outcomes"]
+        == records[TaskId.APPLY_CORRECTIONS]["details"]["outcomes"]
     )
     lineage = af.lineage_file.read_text()
     assert stack.jira.credentials[1] not in lineage
@@ -358,18 +359,18 @@ def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack, metrics):
     respond(stack, run_id, "Reject")
     assert af.wait_for_run(DAG_ID, run_id, timeout=300) == "success"
     states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
-    assert states["request_approval"] == "success"
-    assert states["apply_approved"] == "skipped"
+    assert states[TaskId.REQUEST_APPROVAL] == "success"
+    assert states[TaskId.APPLY_APPROVED] == "skipped"
     assert not [w for w in stack.jira.writes if w["kind"] == "create"]
     records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
-    waiting, answered = sorted((r for r in records if r["task_id"] == "request_approval"), key=lambda r: r["id"])
+    waiting, answered = sorted((r for r in records if r["task_id"] == TaskId.REQUEST_APPROVAL), key=lambda r: r["id"])
     assert (waiting["outcome"], answered["outcome"]) == ("awaiting_input", "success")
     assert answered["details"]["approval"]["decision"] == "rejected"
     assert answered["details"]["approval"]["changed"] == missing
     assert answered["details"]["approval"]["responded_by"]["name"] == "admin"
 
     planted_changed = stack.scenario.expected_drift()["changed"]
-    outcomes = af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"]
+    outcomes = af.xcom(DAG_ID, run_id, TaskId.APPLY_CORRECTIONS)["outcomes"]
     assert outcomes["applied"] == planted_changed
 
     # Metrics through Airflow's StatsD client: rows, drift, outcomes, queues, latency.
@@ -402,11 +403,11 @@ def test_apply_run_fixes_jira_then_a_second_run_changes_nothing(stack, metrics):
     assert {r["thread_ts"] for r in replies} == {m["ts"] for m in summaries}
 
     run_id, _ = run(stack, "apply")  # no answer needed: the rejected tickets are not asked about again
-    drift = af.xcom(DAG_ID, run_id, "detect_drift")["meta"]
+    drift = af.xcom(DAG_ID, run_id, TaskId.DETECT_DRIFT)["meta"]
     assert drift["changed"] == 0
     assert [w for w in stack.jira.writes if w["kind"] == "assign"] == assigns
-    assert af.xcom(DAG_ID, run_id, "request_approval")["decision"] == "nothing to ask"
-    assert af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"] == {"rejected": missing, "in_review": 5}
+    assert af.xcom(DAG_ID, run_id, TaskId.REQUEST_APPROVAL)["decision"] == "nothing to ask"
+    assert af.xcom(DAG_ID, run_id, TaskId.APPLY_CORRECTIONS)["outcomes"] == {"rejected": missing, "in_review": 5}
 
     # The plugin: the latest drift, the trend over runs, and the review queue (the orphaned tickets).
     [summary] = [d for d in af.get("/reconcile/dags")["dags"] if d["dag_id"] == DAG_ID]
@@ -432,11 +433,11 @@ def test_approved_tickets_are_created_once_and_an_unanswered_request_goes_to_rev
     run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
     assert approval_request(stack, run_id)["subject"] == "ticket_ownership: approve 5 actions?"
     respond(stack, run_id, "Approve")
-    state, log = finished(stack, DAG_ID, run_id, "apply_approved")
+    state, log = finished(stack, DAG_ID, run_id, TaskId.APPLY_APPROVED)
     assert state == "success", log
     created = [w for w in stack.jira.writes if w["kind"] == "create"]
     assert sorted(w["summary"].split(": ")[1].split(" ")[0] for w in created) == sorted(i["service"] for i in fine[:5])
-    assert af.xcom(DAG_ID, run_id, "apply_approved")["outcomes"] == {"applied": 5}
+    assert af.xcom(DAG_ID, run_id, TaskId.APPLY_APPROVED)["outcomes"] == {"applied": 5}
 
     # Nobody answers the next request within its (per-run) timeout: its operations go to review.
     for issue in fine[5:7]:
@@ -445,8 +446,8 @@ def test_approved_tickets_are_created_once_and_an_unanswered_request_goes_to_rev
     assert approval_request(stack, run_id)["subject"] == "ticket_ownership: approve 2 actions?"
     assert af.wait_for_run(DAG_ID, run_id, timeout=300) == "success"
     states = {ti["task_id"]: ti["state"] for ti in af.task_instances(DAG_ID, run_id)}
-    assert (states["request_approval"], states["apply_approved"]) == ("success", "skipped")
-    assert af.xcom(DAG_ID, run_id, "request_approval")["decision"] == "in_review"
+    assert (states[TaskId.REQUEST_APPROVAL], states[TaskId.APPLY_APPROVED]) == ("success", "skipped")
+    assert af.xcom(DAG_ID, run_id, TaskId.REQUEST_APPROVAL)["decision"] == "in_review"
     assert [w for w in stack.jira.writes if w["kind"] == "create"] == created  # nothing new, nothing twice
 
 
@@ -456,12 +457,12 @@ def test_bad_target_data_stops_the_run_before_any_action(stack):
     stack.jira.seed({"issues": [duplicate]})
     writes = list(stack.jira.writes)
     _, states, records = failed_apply_run(stack)
-    assert states["validate_actual"] == "failed"
-    assert states["validate_desired"] == "success"
-    assert states["apply_corrections"] == "upstream_failed"
+    assert states[TaskId.VALIDATE_ACTUAL] == "failed"
+    assert states[TaskId.VALIDATE_DESIRED] == "success"
+    assert states[TaskId.APPLY_CORRECTIONS] == "upstream_failed"
     assert stack.jira.writes == writes
     # The gate failed once, without retries, and its audit record says why.
-    [gate] = [r for r in records if r["task_id"] == "validate_actual"]
+    [gate] = [r for r in records if r["task_id"] == TaskId.VALIDATE_ACTUAL]
     assert gate["outcome"] == "failed"
     assert "quality gate failed for the actual snapshot" in gate["error"]
     failed = {r["expectation"] for r in gate["details"]["quality"]["results"] if not r["success"]}
@@ -476,17 +477,17 @@ def test_a_tripped_guard_stops_the_run_before_any_action(stack):
     stack.jira.seed({"users": [*scenario.users, {"name": "someone.else"}], "issues": shuffled})
     writes = list(stack.jira.writes)
     run_id, states, records = failed_apply_run(stack)
-    assert states["validate_actual"] == "success"
-    assert states["detect_drift"] == "success"
-    assert states["evaluate_rules"] == "failed"
-    assert states["apply_corrections"] == "upstream_failed"
+    assert states[TaskId.VALIDATE_ACTUAL] == "success"
+    assert states[TaskId.DETECT_DRIFT] == "success"
+    assert states[TaskId.EVALUATE_RULES] == "failed"
+    assert states[TaskId.APPLY_CORRECTIONS] == "upstream_failed"
     assert stack.jira.writes == writes  # nothing written
-    [rules] = [r for r in records if r["task_id"] == "evaluate_rules"]
+    [rules] = [r for r in records if r["task_id"] == TaskId.EVALUATE_RULES]
     assert rules["outcome"] == "failed"
     assert re.match(r"\d+ actions would be applied, more than limits.max_actions=100; nothing was applied",
                     rules["details"]["guard"])  # fmt: skip
     # Failed once: a guard is policy, not a transient error, so the task was not retried.
-    [ti] = [t for t in af.task_instances(DAG_ID, run_id) if t["task_id"] == "evaluate_rules"]
+    [ti] = [t for t in af.task_instances(DAG_ID, run_id) if t["task_id"] == TaskId.EVALUATE_RULES]
     assert ti["try_number"] == 1
 
 
@@ -502,10 +503,10 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     key = next(i["key"] for i in scenario.issues if i["service"] == wrong)
     stack.jira.faults.set([{"method": "PUT", "path": f"/issue/{key}/assignee$", "status": 403, "times": 10}])
     apply_run, states, records = failed_apply_run(stack)
-    assert states["apply_corrections"] == "failed"
-    outcomes = af.xcom(DAG_ID, apply_run, "evaluate_rules")  # the plan ran; the outcomes are in the audit
+    assert states[TaskId.APPLY_CORRECTIONS] == "failed"
+    outcomes = af.xcom(DAG_ID, apply_run, TaskId.EVALUATE_RULES)  # the plan ran; the outcomes are in the audit
     assert outcomes["summary"]["by_autonomy"]["auto"] == 47
-    [apply_record] = [r for r in records if r["task_id"] == "apply_corrections"]
+    [apply_record] = [r for r in records if r["task_id"] == TaskId.APPLY_CORRECTIONS]
     assert apply_record["details"]["outcomes"] == {"applied": 46, "dead_lettered": 1, "rejected": 10,
                                                    "in_review": 5}  # fmt: skip
     assert stack.jira.assignees()[wrong] == before[wrong]
@@ -527,7 +528,7 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
 
     stack.jira.faults.set([])
     replay = af.trigger(f"{DAG_ID}_replay", conf={})
-    state, log = finished(stack, f"{DAG_ID}_replay", replay, "replay_operations")
+    state, log = finished(stack, f"{DAG_ID}_replay", replay, TaskId.REPLAY)
     assert state == "success", log
     assert stack.jira.assignees()[wrong] == next(r["assignee"] for r in scenario.catalog if r["service"] == wrong)
     assert sum(1 for w in stack.jira.writes if w["kind"] == "assign" and w["key"] == key) == 1
@@ -536,22 +537,22 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     rejected = af.get(f"/reconcile/dags/{DAG_ID}/operations", params={"status": "rejected"})["operations"][0]
     writes = len(stack.jira.writes)
     refused = af.trigger(f"{DAG_ID}_replay", conf={"operation_ids": [rejected["operation_id"]]})
-    state, log = finished(stack, f"{DAG_ID}_replay", refused, "replay_operations")
+    state, log = finished(stack, f"{DAG_ID}_replay", refused, TaskId.REPLAY)
     assert state == "failed", log  # refused: the UI shows it
     [record] = [r for r in af.get(f"/reconcile/dags/{DAG_ID}_replay/audit", params={"run_id": refused})["records"]
-                if r["task_id"] == "replay_operations"]  # fmt: skip
+                if r["task_id"] == TaskId.REPLAY]  # fmt: skip
     assert [(r["operation_id"], r["reason"]) for r in record["details"]["refused"]] == [
         (rejected["operation_id"], "status rejected: a person rejected it")
     ]
     assert len(stack.jira.writes) == writes
 
     revert = af.trigger(f"{DAG_ID}_revert", conf={"run_id": apply_run})
-    state, log = finished(stack, f"{DAG_ID}_revert", revert, "revert_run")
+    state, log = finished(stack, f"{DAG_ID}_revert", revert, TaskId.REVERT)
     # The stale owners were deactivated: Jira refuses to assign them again, so those 12 undos are
     # dead-lettered (and fail the run, so it shows); every other change of the apply run is undone.
     assert state == "failed", log
     records = af.get(f"/reconcile/dags/{DAG_ID}_revert/audit", params={"run_id": revert})["records"]
-    [record] = [r for r in records if r["task_id"] == "revert_run"]
+    [record] = [r for r in records if r["task_id"] == TaskId.REVERT]
     stale = set(scenario.cases["stale_owner"])
     assert record["details"]["outcomes"] == {"applied": 46 - len(stale), "dead_lettered": len(stale)}
     dead = {op["entity"] for op in record["details"]["operations"] if op["status"] == "dead_lettered"}
@@ -588,7 +589,7 @@ def test_a_killed_task_try_still_gets_an_audit_record(stack):
     run_id = af.trigger(DAG_ID, conf={"mode": "shadow"})
     deadline, victim = time.monotonic() + 240, None
     while time.monotonic() < deadline and victim is None:
-        [ti] = [t for t in af.task_instances(DAG_ID, run_id) if t["task_id"] == "read_actual"]
+        [ti] = [t for t in af.task_instances(DAG_ID, run_id) if t["task_id"] == TaskId.READ_ACTUAL]
         procs = task_processes(ti["id"]) if ti["state"] == "running" else []
         children = [pid for pid, ppid in procs if ppid in {p for p, _ in procs}]  # the task under its supervisor
         if children or len(procs) == 1:
@@ -598,9 +599,9 @@ def test_a_killed_task_try_still_gets_an_audit_record(stack):
     assert victim, "read_actual never ran"
     os.kill(victim, signal.SIGKILL)
     stack.jira.faults.set([])
-    state, log = finished(stack, DAG_ID, run_id, "read_actual", timeout=420)
+    state, log = finished(stack, DAG_ID, run_id, TaskId.READ_ACTUAL, timeout=420)
     assert state == "success", log  # the retry read the snapshot
-    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id, "task_id": "read_actual"})
+    records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id, "task_id": TaskId.READ_ACTUAL})
     by_try = {r["try_number"]: r for r in records["records"]}
     assert sorted(by_try) == [1, 2]
     assert by_try[1]["outcome"] == "failed"
@@ -612,4 +613,7 @@ def test_a_killed_task_try_still_gets_an_audit_record(stack):
     # The listener's record has the try's trace id too; the retry's is the run id of its lineage event.
     assert by_try[1]["trace_id"]
     assert by_try[1]["trace_id"] != by_try[2]["trace_id"]
-    assert completed_tasks(stack, run_id, {"read_actual"})["read_actual"]["run"]["runId"] == by_try[2]["trace_id"]
+    assert (
+        completed_tasks(stack, run_id, {TaskId.READ_ACTUAL})[TaskId.READ_ACTUAL]["run"]["runId"]
+        == by_try[2]["trace_id"]
+    )

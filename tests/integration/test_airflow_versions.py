@@ -18,6 +18,7 @@ import pytest
 
 from airflow_reconcile.audit import AuditStore
 from airflow_reconcile.examples.ticket_ownership import ticket_ownership
+from airflow_reconcile.vocabulary import TaskId
 from devkit.demo import connections
 from devkit.readme import activated, commands, run, user_env
 from tests.conftest import REPO
@@ -30,8 +31,10 @@ LOCKS = {"3.1": "requirements/airflow-3.1-lock.txt", "3.2": "requirements/airflo
          "3.3": "requirements/lock.txt"}  # fmt: skip
 DAG_ID = "reconcile_ticket_ownership"
 SHIPPED = {DAG_ID, f"{DAG_ID}_replay", f"{DAG_ID}_revert", "reconcile_drift_digest", "reconcile_watchdog"}
-RECONCILIATION_TASKS = {"check_freshness", "read_desired", "read_actual", "validate_desired", "validate_actual",
-                        "detect_drift", "evaluate_rules", "apply_corrections"}  # fmt: skip
+RECONCILIATION_TASKS = {
+    TaskId.CHECK_FRESHNESS, TaskId.READ_DESIRED, TaskId.READ_ACTUAL, TaskId.VALIDATE_DESIRED, TaskId.VALIDATE_ACTUAL,
+    TaskId.DETECT_DRIFT, TaskId.EVALUATE_RULES, TaskId.APPLY_CORRECTIONS,
+}  # fmt: skip
 
 
 def pinned(lock: str, package: str) -> str:
@@ -113,10 +116,10 @@ def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, j
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     tasks = records_by_task(audit, DAG_ID)
     assert {t for t, r in tasks.items() if r["outcome"] == "success"} == RECONCILIATION_TASKS
-    assert tasks["request_approval"]["outcome"] == "skipped"  # shadow asks no one
-    drift = tasks["detect_drift"]["details"]["drift"]
+    assert tasks[TaskId.REQUEST_APPROVAL]["outcome"] == "skipped"  # shadow asks no one
+    drift = tasks[TaskId.DETECT_DRIFT]["details"]["drift"]
     assert {k: drift[k] for k in expected} == expected
-    assert tasks["apply_corrections"]["details"]["outcomes"] == {
+    assert tasks[TaskId.APPLY_CORRECTIONS]["details"]["outcomes"] == {
         "shadow": expected["changed"], "needs_approval": expected["missing"], "in_review": expected["unexpected"]}  # fmt: skip
     assert jira_standin.writes == []
     assert "apache/airflow#73428" in result.stdout + result.stderr  # the deadline left out of the test run, said once
@@ -124,11 +127,11 @@ def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, j
     result = sh(apply)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     tasks = records_by_task(audit, DAG_ID)
-    applied_run = tasks["apply_corrections"]["run_id"]
-    assert tasks["apply_corrections"]["details"]["outcomes"] == {
+    applied_run = tasks[TaskId.APPLY_CORRECTIONS]["run_id"]
+    assert tasks[TaskId.APPLY_CORRECTIONS]["details"]["outcomes"] == {
         "applied": expected["changed"], "awaiting_approval": expected["missing"], "in_review": expected["unexpected"]}  # fmt: skip
-    assert tasks["request_approval"]["details"]["approval"]["decision"] == "in_review"  # no answer: review
-    assert "apply_approved" not in tasks or tasks["apply_approved"]["outcome"] == "skipped"
+    assert tasks[TaskId.REQUEST_APPROVAL]["details"]["approval"]["decision"] == "in_review"  # no answer: review
+    assert TaskId.APPLY_APPROVED not in tasks or tasks[TaskId.APPLY_APPROVED]["outcome"] == "skipped"
     assert [w["kind"] for w in jira_standin.writes] == ["assign"] * expected["changed"]
     if version != "3.3":
         assert "cannot wait for an answer" in result.stdout + result.stderr

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from airflow_reconcile.vocabulary import TaskId
 from devkit.airflow_local import ADMIN, free_port
 from devkit.demo import DAG_ID, start_stack
 
@@ -92,7 +93,7 @@ def test_an_operator_reconciles_from_the_ui(stack, page, shots):
     # The missing tickets wait in Required Actions, with the plan's summary: approve them there.
     def waiting():
         states = {t["task_id"]: t["state"] for t in af.task_instances(DAG_ID, run_id)}
-        return states.get("request_approval") == "awaiting_input"
+        return states.get(TaskId.REQUEST_APPROVAL) == "awaiting_input"
 
     wait_for(waiting)
     time.sleep(10)  # as a person would (see respond() in test_airflow_e2e.py)
@@ -104,7 +105,7 @@ def test_an_operator_reconciles_from_the_ui(stack, page, shots):
     assert af.wait_for_run(DAG_ID, run_id, timeout=420) == "success"
     created = [w for w in stack.jira.writes if w["kind"] == "create"]
     assert len(created) == len(cases["missing_ticket"])
-    applied = af.xcom(DAG_ID, run_id, "apply_corrections")["outcomes"]["applied"]
+    applied = af.xcom(DAG_ID, run_id, TaskId.APPLY_CORRECTIONS)["outcomes"]["applied"]
     assert applied == sum(len(cases[c]) for c in ("wrong_owner", "unassigned", "stale_owner"))
 
     # A task's log, as the UI shows it.

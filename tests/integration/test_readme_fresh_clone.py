@@ -15,6 +15,7 @@ import time
 import pytest
 
 from airflow_reconcile.examples.ticket_ownership import ticket_ownership
+from airflow_reconcile.vocabulary import TaskId
 from devkit.airflow_local import free_port
 from devkit.demo import lineage_events
 from devkit.readme import activated, commands, run, user_env
@@ -68,7 +69,7 @@ def assert_summary(out: str, port: int, lineage_file) -> None:
     assert f"lineage events: {len(events)} in {lineage_file}" in out
     completed = {e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"}
     assert {
-        f"reconcile_ticket_ownership.{t}" for t in ("read_desired", "detect_drift", "apply_corrections")
+        f"reconcile_ticket_ownership.{t}" for t in (TaskId.READ_DESIRED, TaskId.DETECT_DRIFT, TaskId.APPLY_CORRECTIONS)
     } <= completed
 
 

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow_reconcile.sensors.freshness import SourceFreshnessSensor
 from airflow_reconcile.spec import parse_spec
+from airflow_reconcile.vocabulary import TaskId
 from tests.conftest import SPEC
 
 
@@ -17,7 +18,7 @@ def sensor_for(tmp_path, monkeypatch, age: timedelta, on_stale: str = "review", 
         text = text[:start] + text[text.index("  actual:") :]
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(text)
-    sensor = SourceFreshnessSensor(task_id="check_freshness", spec_path=str(spec_path))
+    sensor = SourceFreshnessSensor(task_id=TaskId.CHECK_FRESHNESS, spec_path=str(spec_path))
     sensor._spec = parse_spec(text, origin=str(spec_path))
     return sensor
 

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from airflow_reconcile.audit import AuditRecord, AuditStore, audit_records
 from airflow_reconcile.errors import AuditUnavailable
+from airflow_reconcile.vocabulary import TaskId
 
 
 def record(task_id: str, outcome: str = "success") -> AuditRecord:
@@ -112,16 +113,16 @@ def test_runs_are_grouped_and_paged_newest_first_with_what_each_found_and_did(tm
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     trigger = {"run_type": "manual", "user": "admin", "params": {"mode": "apply"}, "asset_events": []}
     first = [
-        replace(record("read_actual", "failed"), run_id="r1", details={"trigger": trigger}),
-        replace(record("read_actual"), run_id="r1", try_number=2, details={"trigger": trigger}),
-        replace(record("detect_drift"), run_id="r1", details={"trigger": trigger, "drift": {"changed": 3}}),
-        replace(record("apply_corrections"), run_id="r1",
+        replace(record(TaskId.READ_ACTUAL, "failed"), run_id="r1", details={"trigger": trigger}),
+        replace(record(TaskId.READ_ACTUAL), run_id="r1", try_number=2, details={"trigger": trigger}),
+        replace(record(TaskId.DETECT_DRIFT), run_id="r1", details={"trigger": trigger, "drift": {"changed": 3}}),
+        replace(record(TaskId.APPLY_CORRECTIONS), run_id="r1",
                 details={"trigger": trigger, "outcomes": {"applied": 3}, "mode": "apply"}),
     ]  # fmt: skip
     for r in first:
         store.append(r)
-    store.append(replace(record("read_desired", "failed"), run_id="r2"))
-    store.append(replace(record("detect_drift"), dag_id="other", run_id="r9"))  # another DAG's run
+    store.append(replace(record(TaskId.READ_DESIRED, "failed"), run_id="r2"))
+    store.append(replace(record(TaskId.DETECT_DRIFT), dag_id="other", run_id="r9"))  # another DAG's run
 
     total, runs = store.runs_page("reconcile_x")
     assert total == 2
@@ -130,7 +131,7 @@ def test_runs_are_grouped_and_paged_newest_first_with_what_each_found_and_did(tm
     assert (newest["records"], newest["failed_tries"], newest["drift"], newest["outcomes"]) == (1, 1, None, {})
     assert (oldest["records"], oldest["failed_tries"]) == (4, 1)
     assert oldest["drift"] == {"changed": 3}
-    assert oldest["outcomes"] == {"apply_corrections": {"applied": 3}}
+    assert oldest["outcomes"] == {TaskId.APPLY_CORRECTIONS: {"applied": 3}}
     assert oldest["mode"] == "apply"
     assert oldest["trigger"]["user"] == "admin"
     assert store.runs_page("reconcile_x", limit=1, offset=1) == (2, [oldest])

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow_reconcile.audit import AuditRecord, AuditStore
 from airflow_reconcile.ledger import Ledger
+from airflow_reconcile.vocabulary import TaskId
 from airflow_reconcile.watchdog import check
 from tests.unit.test_actions import plan
 
@@ -24,9 +25,9 @@ def kinds(alerts):
 def test_silence_dead_letters_review_queue_and_a_stale_source_each_alert(spec, tmp_path):
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     assert kinds(check(spec, store, NOW)) == ["silence"]  # never completed
-    store.append(record(spec, "apply_corrections", NOW - timedelta(hours=2)))
+    store.append(record(spec, TaskId.APPLY_CORRECTIONS, NOW - timedelta(hours=2)))
     assert check(spec, store, NOW) == []  # completed two hours ago; max_silence is 1d
-    store.append(record(spec, "apply_corrections", NOW - timedelta(hours=1), outcome="failed"))
+    store.append(record(spec, TaskId.APPLY_CORRECTIONS, NOW - timedelta(hours=1), outcome="failed"))
     later = check(spec, store, NOW + timedelta(days=1))
     assert kinds(later) == ["silence"]  # a failed run is not a success
     assert "last completed 26.0 h ago" in later[0].message
@@ -41,7 +42,7 @@ def test_silence_dead_letters_review_queue_and_a_stale_source_each_alert(spec, t
     ledger.finish(Outcome(ops.iloc[0]["operation_id"], "dead_lettered", 1, "PersistentError", "403"))
     for hours in (3, 2, 1):
         store.append(
-            record(spec, "check_freshness", NOW - timedelta(hours=hours), details={"freshness": {"stale": True}})
+            record(spec, TaskId.CHECK_FRESHNESS, NOW - timedelta(hours=hours), details={"freshness": {"stale": True}})
         )
     alerts = check(spec, store, NOW)
     assert kinds(alerts) == ["dead_letters", "stale_source"]  # 100 waiting is not more than 100
@@ -51,5 +52,5 @@ def test_silence_dead_letters_review_queue_and_a_stale_source_each_alert(spec, t
                   "in_review")  # fmt: skip
     assert "review_queue" in kinds(check(spec, store, NOW))
     # One fresh check among the last three: not stale in a row.
-    store.append(record(spec, "check_freshness", NOW, details={"freshness": {"stale": False}}))
+    store.append(record(spec, TaskId.CHECK_FRESHNESS, NOW, details={"freshness": {"stale": False}}))
     assert "stale_source" not in kinds(check(spec, store, NOW))
