@@ -75,8 +75,7 @@ def _diff_options(args: argparse.Namespace, frames: dict[str, Any]) -> dict[str,
     """Every option of ``reconcile diff`` checked against the files: unknown steps or columns are errors."""
     from typing import get_args
 
-    from airflow_reconcile.drift import Tolerance
-    from airflow_reconcile.spec import NormalizeStep
+    from airflow_reconcile.values import NormalizeStep, Tolerance
 
     column_map = _pairs(args.column_map, "--column-map")
     desired, actual = frames["desired"], frames["actual"]

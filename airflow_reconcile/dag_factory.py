@@ -57,7 +57,8 @@ def run_deadline(spec: Spec) -> Any:
     keeps the Slack SDK out of DAG parsing). None when the spec sets no duration."""
     from airflow_reconcile.compat import deadline_alert
     from airflow_reconcile.deadline import notify_slack
-    from airflow_reconcile.spec import approval_timeout, parse_duration
+    from airflow_reconcile.spec import approval_timeout
+    from airflow_reconcile.values import parse_duration
 
     if spec.watchdog.max_run_duration is None:
         return None
@@ -83,7 +84,7 @@ def run_deadline(spec: Spec) -> Any:
 
 def _schedule(spec: Spec) -> Any:
     from airflow_reconcile.compat import AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
-    from airflow_reconcile.spec import parse_duration
+    from airflow_reconcile.values import parse_duration
 
     assets = [Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets]
     clock: Any = None

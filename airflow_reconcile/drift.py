@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.errors import ReconcileError
+from airflow_reconcile.values import Tolerance, normalize, text_steps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("missing", "unexpected", "changed", "duplicate_key", "null_key")
-NULL_EQUIVALENTS = ("", "n/a", "na", "null", "none", "?")
 
 
 @dataclass(frozen=True)
@@ -63,47 +62,6 @@ class DriftReport:
             "actual_rows": self.actual_rows,
             "sample": [dict(s) for s in self.sample],
         }
-
-
-def normalize(series: pd.Series, steps: Sequence[str]) -> pd.Series:
-    import pandas as pd
-
-    out = series.astype("string")
-    for step in steps:
-        if step == "trim":
-            out = out.str.strip()
-        elif step == "casefold":
-            out = out.str.casefold()
-        elif step == "nfc":
-            out = out.map(lambda v: unicodedata.normalize("NFC", v) if isinstance(v, str) else v).astype("string")
-        elif step == "null_equivalents":
-            out = out.mask(out.str.strip().str.casefold().isin(NULL_EQUIVALENTS), pd.NA)
-    return out
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far two values may be apart and still be equal: absolute, relative (of the actual), or a duration."""
-
-    absolute: float = 0.0
-    relative: float = 0.0
-    seconds: float | None = None
-
-    @classmethod
-    def parse(cls, text: str | float) -> Tolerance:
-        """``0.01`` (absolute), ``1%`` (relative), ``90s`` / ``5m`` / ``2h`` / ``1d`` (timestamps)."""
-        raw = str(text).strip()
-        units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-        try:
-            if raw.endswith("%"):
-                return cls(relative=float(raw[:-1]) / 100)
-            if raw[-1:] in units and raw[:-1].replace(".", "", 1).isdigit():
-                return cls(seconds=float(raw[:-1]) * units[raw[-1]])
-            return cls(absolute=float(raw))
-        except ValueError:
-            raise ValueError(
-                f"{text!r} is not a tolerance; write 0.01 (absolute), 1% (relative) or 5m (duration)"
-            ) from None
 
 
 def _sample(values: pd.Series) -> str:
@@ -156,9 +114,9 @@ def column_differs(
     column on either side: ``"42"`` equals ``42``), else as text. Text on both sides stays text.
     """
     tol = tolerance or Tolerance()
-    text_steps = [s for s in steps if s not in ("number", "timestamp")]
-    if text_steps:
-        left, right = normalize(left, text_steps), normalize(right, text_steps)
+    rewrite = text_steps(steps)
+    if rewrite:
+        left, right = normalize(left, rewrite), normalize(right, rewrite)
     if "timestamp" in steps or tol.seconds is not None or _is_timestamp(left) or _is_timestamp(right):
         lval, rval = _as_timestamps(left, column, "desired"), _as_timestamps(right, column, "actual")
         equal = (lval - rval).abs().dt.total_seconds() <= (tol.seconds or 0)
@@ -201,7 +159,7 @@ def _align_keys(
             continue
         pair = _canonical_keys(left, right, c)
         for side, values in enumerate(pair):
-            text = normalize(values, [s for s in steps.get(c, ()) if s not in ("number", "timestamp")])
+            text = normalize(values, text_steps(steps.get(c, ())))
             out[side][c] = text.mask(text.str.strip() == "", pd.NA)  # an empty key is no key
     return pd.DataFrame(out[0], index=desired.index), pd.DataFrame(out[1], index=actual.index)
 

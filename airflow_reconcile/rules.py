@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.errors import GuardTripped
-from airflow_reconcile.spec import parse_duration
+from airflow_reconcile.values import parse_duration, text_steps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -179,14 +179,14 @@ def _normalised_view(spec: Spec, drift: pd.DataFrame) -> pd.DataFrame:
     With ``assignee: [trim, null_equivalents]``, an actual assignee of ``"N/A"`` or ``""`` is null
     for ``is_null`` just as it was for the diff. Parameters and the report keep the original values.
     """
-    from airflow_reconcile.drift import normalize
+    from airflow_reconcile.values import normalize
 
     changes = {}
     for column, steps in spec.drift.normalize.items():
-        text_steps = [s for s in steps if s not in ("number", "timestamp")]
+        rewrite = text_steps(steps)
         for name in (f"desired.{column}", f"actual.{column}"):
-            if text_steps and name in drift.columns:
-                changes[name] = normalize(drift[name], text_steps)
+            if rewrite and name in drift.columns:
+                changes[name] = normalize(drift[name], rewrite)
     return drift.assign(**changes) if changes else drift
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airflow_reconcile.errors import SpecError
+from airflow_reconcile.values import NormalizeStep, Tolerance, parse_duration
 
 Mode = Literal["shadow", "apply"]
 Target = Literal["jira", "slack"]
@@ -32,19 +33,8 @@ REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 ACTION_TARGET = {"notify": "slack"}  # every other action is a Jira action
 DriftKind = Literal["missing", "unexpected", "changed", "duplicate_key", "null_key"]
-NormalizeStep = Literal["trim", "casefold", "nfc", "null_equivalents", "number", "timestamp"]
 
 _NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a duration such as ``90s``, ``15m``, ``6h``, ``7d`` or ``2w``."""
-    match = _DURATION_RE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 6h, 7d")
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def _fail_at(loc: tuple[str | int, ...], message: str, value: Any) -> None:
@@ -156,8 +146,6 @@ class DriftSpec(_Model):
     @field_validator("tolerances")
     @classmethod
     def _tolerances(cls, value: dict[str, str]) -> dict[str, str]:
-        from airflow_reconcile.drift import Tolerance
-
         for text in value.values():
             Tolerance.parse(text)
         return value

@@ -31,7 +31,7 @@ class Alert:
 
 def check(spec: Spec, store: AuditStore, now: datetime) -> list[Alert]:
     from airflow_reconcile.ledger import queue_depths, status_counts
-    from airflow_reconcile.spec import parse_duration
+    from airflow_reconcile.values import parse_duration
 
     rules, dag_id, alerts = spec.watchdog, spec.dag_id, []
 

@@ -167,7 +167,7 @@ def test_column_map_for_differently_named_fields():
 
 
 def test_tolerance_parsing():
-    from airflow_reconcile.drift import Tolerance
+    from airflow_reconcile.values import Tolerance
 
     assert Tolerance.parse("0.5") == Tolerance(absolute=0.5)
     assert Tolerance.parse("2%") == Tolerance(relative=0.02)
