@@ -116,7 +116,7 @@ def plan_locally(
 ) -> LocalPlan:
     """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
     from airflow_reconcile.quality import run_quality_gate
-    from airflow_reconcile.rules import evaluate_rules, guard_problem
+    from airflow_reconcile.rules import blast_population, evaluate_rules, guard_problem
 
     now = now or datetime.now(UTC)
     frames: dict[str, Any] = {}
@@ -131,7 +131,7 @@ def plan_locally(
         return LocalPlan(spec, sources, quality, None, None, None, False, now)
     stale = desired_is_stale(spec, frames["desired"], sources["desired"], now)
     report, rows = spec_drift(spec, frames["desired"], frames["actual"])
-    population = max(report.desired_rows, report.actual_rows)
+    population = blast_population(report.desired_rows, report.actual_rows)
     plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
     guard = guard_problem(spec, plan, population)
     return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard)

@@ -60,6 +60,11 @@ class PlanSummary:
         }
 
 
+def blast_population(desired_rows: int, actual_rows: int) -> int:
+    """The entities a run could change: the larger snapshot (the base of ``max_changed_fraction``)."""
+    return max(int(desired_rows), int(actual_rows))
+
+
 def operation_id(spec_name: str, rule: str, entity: str, action: str, params: str) -> str:
     """Deterministic: the same drift planned twice is the same operation."""
     raw = json.dumps([spec_name, rule, entity, action, params], separators=(",", ":"))

@@ -28,14 +28,14 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.compat import AirflowFailException
         from airflow_reconcile.errors import GuardTripped
-        from airflow_reconcile.rules import evaluate_rules
+        from airflow_reconcile.rules import blast_population, evaluate_rules
         from airflow_reconcile.workspace import read_frame
 
         drift_m = self.pull(context, self.drift_task_id)
         audit.inputs.append(drift_m)
         freshness = context["ti"].xcom_pull(task_ids=self.freshness_task_id) if self.freshness_task_id else None
         stale = bool((freshness or {}).get("stale"))
-        population = max(int(drift_m["meta"]["desired_rows"]), int(drift_m["meta"]["actual_rows"]))
+        population = blast_population(drift_m["meta"]["desired_rows"], drift_m["meta"]["actual_rows"])
         try:
             plan, summary = evaluate_rules(spec, read_frame(drift_m), population=population, stale=stale)
         except GuardTripped as exc:
