@@ -22,7 +22,7 @@ from airflow_reconcile.operators.quality import ValidateSnapshotOperator
 from airflow_reconcile.operators.rules import EvaluateRulesOperator
 from airflow_reconcile.operators.snapshot import ReadSnapshotOperator
 from airflow_reconcile.sensors.freshness import SourceFreshnessSensor
-from airflow_reconcile.spec import Spec, load_spec
+from airflow_reconcile.spec import Spec, load_spec, specs_in
 from airflow_reconcile.vocabulary import Mode, TaskId
 from airflow_reconcile.workspace import local_path
 
@@ -248,10 +248,6 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
     ) as revert:
         RevertRunOperator(task_id=TaskId.REVERT, revert_run_id="{{ params.run_id }}", **common)
     return replay, revert
-
-
-def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
-    return sorted(Path(directory).glob("*.yaml"))
 
 
 def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_drift_digest") -> ReconcileDAG:

@@ -5,13 +5,20 @@ Part of the Airflow layer, like ``operators``, ``sensors``, ``plugins`` and ``da
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
 from airflow_reconcile.errors import ReconcileError, SourceError
 from airflow_reconcile.locations import absolute, default_audit_db
+
+if TYPE_CHECKING:
+    from airflow_reconcile.actions import ActionExecutor
+    from airflow_reconcile.sources import SourceContext
+    from airflow_reconcile.spec import SourceSpec, Spec
 
 DEFAULT_AUDIT_CONN_ID = "reconcile_audit"
 DEFAULT_JIRA_CONN_ID = "reconcile_jira"
@@ -187,3 +194,61 @@ def http_connection(conn_id: str) -> dict[str, Any]:
     if conn.password:
         headers["Authorization"] = f"Bearer {conn.password}"
     return {"base_url": base_url(conn), "headers": headers}
+
+
+class LazyExecutors(Mapping[str, "ActionExecutor"]):
+    """Executors for the spec's targets, each built from its Airflow connection on first use only."""
+
+    TARGETS = ("jira", "slack")
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.built: dict[str, ActionExecutor] = {}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, target: str) -> ActionExecutor:
+        if target not in self.TARGETS:
+            raise KeyError(target)
+        with self.lock:
+            if target not in self.built:
+                self.built[target] = self._build(target)
+            return self.built[target]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.TARGETS)
+
+    def __len__(self) -> int:
+        return len(self.TARGETS)
+
+    def _build(self, target: str) -> ActionExecutor:
+        if target == "jira":
+            from airflow_reconcile.actions.jira import JiraExecutor
+
+            return JiraExecutor(JiraClientHook(self.spec.targets.jira.connection_id).get_conn())
+        from airflow.providers.slack.hooks.slack import SlackHook
+
+        from airflow_reconcile.actions.slack import SlackExecutor
+
+        client = SlackHook(slack_conn_id=self.spec.targets.slack.connection_id).client
+        return SlackExecutor(client, self.spec.targets.slack.digest_channel)
+
+
+def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContext:
+    """Credentials for a source come from its Airflow connection, never from the spec."""
+    from airflow_reconcile.sources import SourceContext
+
+    conn_id = source.connection_id
+    if source.kind == "jira":
+        hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
+        return SourceContext(
+            origin=spec_path, client_factory=hook.get_conn, progress=log.info, connection={"server": hook.server_url()}
+        )
+    if source.kind == "sql" and conn_id:
+        return SourceContext(origin=spec_path, connection={"url": database_url(conn_id)}, progress=log.info)
+    if source.kind == "file" and conn_id:
+        return SourceContext(
+            origin=spec_path, connection={"storage_options": storage_options(conn_id)}, progress=log.info
+        )
+    if source.kind == "http" and conn_id:
+        return SourceContext(origin=spec_path, connection=http_connection(conn_id), progress=log.info)
+    return SourceContext(origin=spec_path, progress=log.info)

@@ -612,6 +612,11 @@ def parse_spec(text: str, origin: str = "<spec>") -> Spec:
         raise SpecError("\n".join(lines)) from None
 
 
+def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
+    """The spec files of a folder (``*.yaml``), in name order."""
+    return sorted(Path(directory).glob("*.yaml"))
+
+
 def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Read and validate a spec file."""
     path = Path(path)

@@ -2,68 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.hooks import LazyExecutors
+from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes
 from airflow_reconcile.vocabulary import Mode, Status
 
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
-    from airflow_reconcile.actions import ActionExecutor
     from airflow_reconcile.ledger import Ledger
     from airflow_reconcile.spec import Spec
-
-
-def audit_outcomes(result: pd.DataFrame, audit: AuditDraft) -> dict[str, int]:
-    """Put each operation's outcome and the counts in the audit record; return the counts."""
-    from airflow_reconcile.actions.base import outcome_counts
-
-    counts = outcome_counts(result)
-    ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
-    audit.details.update(outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records"))
-    return counts
-
-
-class LazyExecutors(Mapping[str, "ActionExecutor"]):
-    """Executors for the spec's targets, each built from its Airflow connection on first use only."""
-
-    TARGETS = ("jira", "slack")
-
-    def __init__(self, spec: Spec) -> None:
-        self.spec = spec
-        self.built: dict[str, ActionExecutor] = {}
-        self.lock = threading.Lock()
-
-    def __getitem__(self, target: str) -> ActionExecutor:
-        if target not in self.TARGETS:
-            raise KeyError(target)
-        with self.lock:
-            if target not in self.built:
-                self.built[target] = self._build(target)
-            return self.built[target]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.TARGETS)
-
-    def __len__(self) -> int:
-        return len(self.TARGETS)
-
-    def _build(self, target: str) -> ActionExecutor:
-        if target == "jira":
-            from airflow_reconcile.actions.jira import JiraExecutor
-            from airflow_reconcile.hooks import JiraClientHook
-
-            return JiraExecutor(JiraClientHook(self.spec.targets.jira.connection_id).get_conn())
-        from airflow.providers.slack.hooks.slack import SlackHook
-
-        from airflow_reconcile.actions.slack import SlackExecutor
-
-        client = SlackHook(slack_conn_id=self.spec.targets.slack.connection_id).client
-        return SlackExecutor(client, self.spec.targets.slack.digest_channel)
 
 
 class ApplyCorrectionsOperator(ReconcileBaseOperator):

@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
 
 if TYPE_CHECKING:
+    import pandas as pd
     from airflow.sdk import Context
 
     from airflow_reconcile.spec import Spec
@@ -199,3 +200,13 @@ class ReconcileBaseOperator(AuditedTaskMixin, BaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
         raise NotImplementedError
+
+
+def audit_outcomes(result: pd.DataFrame, audit: AuditDraft) -> dict[str, int]:
+    """Put each operation's outcome and the counts in the audit record; return the counts."""
+    from airflow_reconcile.actions.base import outcome_counts
+
+    counts = outcome_counts(result)
+    ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
+    audit.details.update(outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records"))
+    return counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes
 from airflow_reconcile.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ class _LedgerOperator(ReconcileBaseOperator):
 
     def report(self, result: pd.DataFrame, audit: AuditDraft, what: str) -> dict[str, Any]:
         from airflow_reconcile.compat import AirflowFailException
-        from airflow_reconcile.operators.apply import audit_outcomes
 
         counts = audit_outcomes(result, audit)
         self.log.info("%s: %d operation(s): %s", what, len(result), counts)
@@ -56,7 +55,7 @@ class ReplayOperationsOperator(_LedgerOperator):
         from airflow_reconcile.actions.base import RateLimiter
         from airflow_reconcile.actions.revert import RecoveryPolicy, replay_operations
         from airflow_reconcile.compat import AirflowFailException
-        from airflow_reconcile.operators.apply import LazyExecutors
+        from airflow_reconcile.hooks import LazyExecutors
 
         ids = [str(i).strip() for i in (self.operation_ids or []) if str(i).strip()]
         audit.details.update(operation_ids=ids, since=self.since or None)
@@ -93,7 +92,7 @@ class RevertRunOperator(_LedgerOperator):
         from airflow_reconcile.actions.base import RateLimiter
         from airflow_reconcile.actions.revert import RecoveryPolicy, revert_run
         from airflow_reconcile.compat import AirflowFailException
-        from airflow_reconcile.operators.apply import LazyExecutors
+        from airflow_reconcile.hooks import LazyExecutors
 
         if not (self.revert_run_id or "").strip():
             raise AirflowFailException("give the run id to revert (the run_id field of the trigger form)")

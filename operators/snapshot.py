@@ -4,35 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_reconcile.hooks import source_context
 from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_reconcile.sources import SourceContext
-    from airflow_reconcile.spec import SourceSpec, Spec
-
-
-def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContext:
-    """Credentials for a source come from its Airflow connection, never from the spec."""
-    from airflow_reconcile.hooks import JiraClientHook, database_url, http_connection, storage_options
-    from airflow_reconcile.sources import SourceContext
-
-    conn_id = source.connection_id
-    if source.kind == "jira":
-        hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
-        return SourceContext(
-            origin=spec_path, client_factory=hook.get_conn, progress=log.info, connection={"server": hook.server_url()}
-        )
-    if source.kind == "sql" and conn_id:
-        return SourceContext(origin=spec_path, connection={"url": database_url(conn_id)}, progress=log.info)
-    if source.kind == "file" and conn_id:
-        return SourceContext(
-            origin=spec_path, connection={"storage_options": storage_options(conn_id)}, progress=log.info
-        )
-    if source.kind == "http" and conn_id:
-        return SourceContext(origin=spec_path, connection=http_connection(conn_id), progress=log.info)
-    return SourceContext(origin=spec_path, progress=log.info)
+    from airflow_reconcile.spec import Spec
 
 
 class ReadSnapshotOperator(ReconcileBaseOperator):

@@ -39,9 +39,8 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
         return self.audited(context, lambda _spec, audit: self._watch(audit))
 
     def _watch(self, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.dag_factory import specs_in
         from airflow_reconcile.hooks import AuditStoreHook
-        from airflow_reconcile.spec import load_spec
+        from airflow_reconcile.spec import load_spec, specs_in
         from airflow_reconcile.watchdog import check
 
         store = AuditStoreHook(self.audit_conn_id).store

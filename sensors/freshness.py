@@ -55,7 +55,7 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
         return result
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_reconcile.operators.snapshot import source_context
+        from airflow_reconcile.hooks import source_context
         from airflow_reconcile.sources import get_source
 
         source = getattr(self._spec.sources, self.side)
