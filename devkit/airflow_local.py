@@ -196,11 +196,26 @@ class LocalAirflow:
         errors = self.api("GET", "/api/v2/importErrors").json()
         raise TimeoutError(f"DAG {dag_id} not registered after {timeout}s; import errors: {errors}")
 
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        response = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
-        if not response.ok:
-            raise RuntimeError(f"trigger {dag_id} failed: {response.status_code} {response.text}")
-        return str(response.json()["dag_run_id"])
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, retries: int = 5) -> str:
+        """Trigger a run; a 500 "Database error" (SQLite busy while the scheduler writes) is retried.
+
+        The run id is chosen here, so a retry after a lost answer finds its run (409) instead of
+        starting a second one.
+        """
+        from datetime import UTC, datetime
+
+        run_id = f"manual__{datetime.now(UTC).isoformat()}"  # the form Airflow gives manual runs
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        for attempt in range(retries):
+            response = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+            if response.ok:
+                return str(response.json()["dag_run_id"])
+            if attempt and response.status_code == 409:  # the earlier attempt created it
+                return run_id
+            if response.status_code < 500 or attempt == retries - 1:
+                break
+            time.sleep(1 + attempt)
+        raise RuntimeError(f"trigger {dag_id} failed: {response.status_code} {response.text}")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
         deadline = time.monotonic() + timeout
