@@ -56,8 +56,8 @@ def read_file(
     remote = (storage_options or {}) if _is_url(path) else None
     if remote is not None:
         _check_protocol(str(path))
-    if fmt != "csv" and set(options) & {"delimiter", "encoding", "date_columns", "date_format", "dayfirst"}:
-        raise SourceError(f"{path}: delimiter, encoding and date options apply to CSV files only")
+    if fmt != "csv" and options:
+        raise SourceError(f"{path}: {', '.join(sorted(options))}: these options apply to CSV files only")
     try:
         if fmt == "csv":
             frame = _read_csv(path, remote, options)
@@ -157,6 +157,8 @@ def _read_csv(path: str | Path, remote: dict[str, Any] | None, options: dict[str
             f"{path}:{lines[bad[0].number]}: {len(bad)} malformed row(s): {first}{more}; fix the file "
             "(a field with the delimiter in it needs quotes) — no row was read"
         )
+    if table.column_names != names:  # every column was read as text only if Arrow saw the same header
+        raise SourceError(f"{path}:1: the header reads as {table.column_names}, expected {names}; check the encoding")
     frame = table.to_pandas().astype("string")
     date_columns = options.get("date_columns") or []
     if date_columns or options.get("date_format") or options.get("dayfirst"):

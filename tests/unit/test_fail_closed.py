@@ -232,6 +232,8 @@ DATA = [
     ("broken.parquet", "not parquet at all", (), "broken.parquet: cannot read as parquet"),
     ("broken.json", "[{\"id\": 1,", (), "broken.json: cannot read as json"),
     ("sheet.xlsx", "id,name\n", (), "sheet.xlsx: cannot tell the file format"),
+    ("records.json", '[{"id": 1, "name": "a"}]', ("--na-values", "?"),
+     "records.json: na_values: these options apply to CSV files only"),
     ("nokey.csv", "ident,name\n1,a\n", (), "--key id: nokey.csv has no column 'id'; it has ident, name"),
 ]  # fmt: skip
 
