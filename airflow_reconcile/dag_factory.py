@@ -86,7 +86,9 @@ def _schedule(spec: Spec) -> Any:
     from airflow_reconcile.compat import AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
     from airflow_reconcile.values import parse_duration
 
-    assets = [Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets]
+    assets: list[Any] = [
+        Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets
+    ]
     clock: Any = None
     if spec.schedule.cron:
         clock = CronTriggerTimetable(spec.schedule.cron, timezone=spec.schedule.timezone)
@@ -201,7 +203,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
     spec_path = str(Path(spec_path).resolve())
     spec = load_spec(spec_path)
     common: dict[str, Any] = {"spec_path": spec_path, "retries": 0}
-    shared = {"schedule": None, "start_date": START_DATE, "catchup": False, "max_active_runs": 1,
+    shared: dict[str, Any] = {"schedule": None, "start_date": START_DATE, "catchup": False, "max_active_runs": 1,
               "tags": ["reconcile", spec.name, "recovery"], "default_args": _default_args(spec.owner)}  # fmt: skip
     with ReconcileDAG(
         dag_id=f"{spec.dag_id}_replay",

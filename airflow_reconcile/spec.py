@@ -301,6 +301,11 @@ class Limits(_Model):
         "(the other operations are applied either way).",
     )
 
+    @property
+    def rates(self) -> dict[str, float]:
+        """``rate_per_second`` keyed by target name (what the rate limiter takes)."""
+        return {str(target): rate for target, rate in self.rate_per_second.items()}
+
     @field_validator("rate_per_second")
     @classmethod
     def _positive(cls, value: dict[str, float]) -> dict[str, float]:

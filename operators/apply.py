@@ -55,7 +55,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
         plan = read_frame(plan_m)
         executors = LazyExecutors(spec) if self.mode == Mode.APPLY else {}
-        limiter = RateLimiter(spec.limits.rate_per_second)
+        limiter = RateLimiter(spec.limits.rates)
         ledger = None
         if self.mode == Mode.APPLY:
             from airflow_reconcile.hooks import AuditStoreHook

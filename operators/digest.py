@@ -59,7 +59,7 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, D
             + (f" for team *{escape_mrkdwn(', '.join(teams))}*" if teams else "")
             + f"\n{counts}"
         )
-        blocks = [
+        blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},  # plain text: never markup
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{n}"} for k, n in sorted(kinds.items())]},
             {"type": "context", "elements": [{"type": "mrkdwn",

@@ -61,7 +61,7 @@ class ReplayOperationsOperator(_LedgerOperator):
         audit.details.update(operation_ids=ids, since=self.since or None)
         result, refused = replay_operations(
             self.ledger(spec, context), LazyExecutors(spec), operation_ids=ids or None, since=self.since or None,
-            policy=RecoveryPolicy.of(spec), limiter=RateLimiter(spec.limits.rate_per_second), progress=self.log.info,
+            policy=RecoveryPolicy.of(spec), limiter=RateLimiter(spec.limits.rates), progress=self.log.info,
         )  # fmt: skip
         audit.details["refused"] = refused
         for item in refused:
@@ -98,7 +98,7 @@ class RevertRunOperator(_LedgerOperator):
             raise AirflowFailException("give the run id to revert (the run_id field of the trigger form)")
         result, not_reversible = revert_run(
             self.ledger(spec, context), LazyExecutors(spec), self.revert_run_id.strip(), policy=RecoveryPolicy.of(spec),
-            limiter=RateLimiter(spec.limits.rate_per_second), progress=self.log.info,
+            limiter=RateLimiter(spec.limits.rates), progress=self.log.info,
         )  # fmt: skip
         audit.details.update(reverted_run_id=self.revert_run_id, not_reversible=not_reversible)
         for item in not_reversible:
