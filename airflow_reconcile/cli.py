@@ -169,6 +169,8 @@ def _diff(args: argparse.Namespace) -> int:
 
     if args.show is not None and args.show < 0:
         raise ReconcileError(f"--show {args.show}: give a number of rows, 0 or more")
+    if args.show and args.format == "json":
+        raise ReconcileError("--show lists rows in the table output; with --format json use --output FILE.jsonl")
     if args.output:  # a bad output name is an error before any work
         from pathlib import Path
 

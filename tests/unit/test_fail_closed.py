@@ -293,6 +293,8 @@ CLI = [
     (("diff", "desired.csv", "actual.csv", "--key", "id", "--output", "report.txt"),
      "--output report.txt: end the name with one of .parquet, .csv, .jsonl"),
     (("diff", "desired.csv", "actual.csv", "--key", "id", "--show", "-1"), "--show -1: give a number of rows"),
+    (("diff", "desired.csv", "actual.csv", "--key", "id", "--show", "3", "--format", "json"),
+     "--show lists rows in the table output; with --format json use --output FILE.jsonl"),
     (("diff", "desired.csv", "actual.csv", "--key", "id", "--compare", "amont"),
      "--compare amont: desired.csv has no column 'amont'"),
     (("diff", "desired.csv", "actual.csv", "--key", "id", "--exclude", "nope"),
