@@ -179,7 +179,7 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
 def _params(spec: Spec) -> dict[str, Param]:
     params = {
         "mode": Param(
-            spec.mode,
+            str(spec.mode),
             enum=[str(mode) for mode in Mode],
             title="Mode",
             description="shadow plans and writes nothing; apply applies the automatic actions",

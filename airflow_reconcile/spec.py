@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from airflow_reconcile.errors import SpecError
 from airflow_reconcile.values import NormalizeStep, Tolerance, parse_duration
+from airflow_reconcile.vocabulary import Mode
 
-Mode = Literal["shadow", "apply"]
 Target = Literal["jira", "slack"]
 Autonomy = Literal["observe", "recommend", "auto", "approve", "review"]
 ActionName = Literal[
@@ -406,7 +406,7 @@ class Spec(_Model):
     description: str = ""
     owner: str = "ops"
     schedule: Schedule = Schedule()
-    mode: Mode = "shadow"
+    mode: Mode = Mode.SHADOW
     sources: Sources
     quality: Quality = Quality()
     drift: DriftSpec
@@ -556,7 +556,7 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 def _describe(error: dict[str, Any]) -> str:
-    if error["type"] == "literal_error":
+    if error["type"] in ("literal_error", "enum"):
         allowed = error.get("ctx", {}).get("expected", "")
         return f"{error['input']!r} is not one of {allowed.replace(chr(39), '').replace(' or ', ', ')}"
     if error["type"] == "extra_forbidden":
