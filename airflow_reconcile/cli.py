@@ -122,13 +122,19 @@ def _diff_options(args: argparse.Namespace, frames: dict[str, Any]) -> dict[str,
             "compare": _columns(args.compare), "exclude": _columns(args.exclude) or []}  # fmt: skip
 
 
-def _write_rows(rows: Any, output: str) -> None:
-    """The row-level report in the format the file name says (``.parquet``, ``.csv``, ``.jsonl``)."""
+def _output_format(output: str) -> str:
+    """The format ``--output``'s suffix names (``.parquet``, ``.csv``, ``.jsonl``)."""
     from pathlib import Path
 
     fmt = OUTPUT_FORMATS.get(Path(output).suffix.lower())
     if fmt is None:
         raise ReconcileError(f"--output {output}: end the name with one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+def _write_rows(rows: Any, output: str) -> None:
+    """The row-level report in the format the file name says."""
+    fmt = _output_format(output)
     try:
         if fmt == "parquet":
             rows.to_parquet(output, index=False)
@@ -172,10 +178,7 @@ def _diff(args: argparse.Namespace) -> int:
     if args.show and args.format == "json":
         raise ReconcileError("--show lists rows in the table output; with --format json use --output FILE.jsonl")
     if args.output:  # a bad output name is an error before any work
-        from pathlib import Path
-
-        if Path(args.output).suffix.lower() not in OUTPUT_FORMATS:
-            raise ReconcileError(f"--output {args.output}: end the name with one of {', '.join(OUTPUT_FORMATS)}")
+        _output_format(args.output)
     read_options = _read_options(args)
     frames = {
         side: read_file(path, **read_options) for side, path in (("desired", args.desired), ("actual", args.actual))

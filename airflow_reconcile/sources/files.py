@@ -84,17 +84,24 @@ def _open(path: str | Path, remote: dict[str, Any] | None) -> Any:
     return fsspec.open(str(path), "rb", **remote).open()
 
 
-def _header(path: str | Path, remote: dict[str, Any] | None, delimiter: str, encoding: str) -> list[str]:
-    """The header row's names (quoting understood); repeated or empty names are errors."""
-    import codecs
+def _text_reader(raw: Any, delimiter: str, encoding: str) -> Any:
+    """A csv reader over a binary file (a UTF-8 byte-order mark is dropped, as Arrow drops it)."""
     import csv
     import io
 
+    utf8 = encoding.lower() in ("utf-8", "utf8")
+    return csv.reader(
+        io.TextIOWrapper(raw, encoding="utf-8-sig" if utf8 else encoding, newline=""), delimiter=delimiter
+    )
+
+
+def _header(path: str | Path, remote: dict[str, Any] | None, delimiter: str, encoding: str) -> list[str]:
+    """The header row's names (quoting understood); repeated or empty names are errors."""
+    import codecs
+
     codecs.lookup(encoding)  # LookupError for an unknown encoding, before any reading
     with _open(path, remote) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
-                                newline="")  # fmt: skip
-        names = next(csv.reader(text, delimiter=delimiter), None)
+        names = next(_text_reader(raw, delimiter, encoding), None)
     if not names:
         raise SourceError(f"{path}: the file is empty; a CSV snapshot starts with a header row")
     seen: set[str] = set()
@@ -209,14 +216,9 @@ def _record_lines(
     path: str | Path, remote: dict[str, Any] | None, delimiter: str, encoding: str, records: list[int]
 ) -> dict[int, int]:
     """The line each record (1-based, the header is 1) starts on; only called to name an error."""
-    import csv
-    import io
-
     wanted, found = set(records), {}
     with _open(path, remote) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding,
-                                newline="")  # fmt: skip
-        reader = csv.reader(text, delimiter=delimiter)
+        reader = _text_reader(raw, delimiter, encoding)
         start = 1
         for number, _ in enumerate(reader, start=1):
             if number in wanted:
