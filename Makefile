@@ -17,7 +17,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install system-deps demo test lint typecheck unit integration compat lock wheel bench bench-actions bench-read clean
+.PHONY: install system-deps demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read clean
 
 # uv alone (what `make wheel` needs); the lock's environment comes on top of it.
 $(UV):
@@ -38,12 +38,20 @@ demo: install
 system-deps:
 	@devkit/system-deps.sh
 
-test: install system-deps compat lint typecheck
+test: install system-deps compat lint imports typecheck
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The layer contract (.importlinter) on the package as installed: the core never imports Airflow,
+# operators never import each other, sensors no operator, no cycles. The package's tree is assembled
+# from pyproject's package-dir (devkit/import_graph.py), as the wheel has it.
+IMPORT_GRAPH := .cache/import-graph
+imports: install
+	$(BIN)/python devkit/import_graph.py $(IMPORT_GRAPH)
+	cd $(IMPORT_GRAPH) && $(CURDIR)/$(BIN)/lint-imports --no-logo --no-cache $(CURDIR)/.importlinter
 
 typecheck: install
 	$(BIN)/mypy
@@ -86,7 +94,10 @@ lock: install
 
 # The wheel, built in isolation from the pinned build requirements: no dev environment needed.
 DIST ?= dist
+# setuptools reuses build/lib: without the rm, a module moved or deleted since the last build would
+# still ship in the wheel.
 wheel: $(UV)
+	rm -rf build
 	$(UV) build --wheel --out-dir $(DIST) --build-constraints requirements/build-lock.txt --require-hashes .
 
 # Benchmarks run in their own venv: datacompy is a benchmark-only dependency (it pins an older pandas).
@@ -113,4 +124,4 @@ bench-read: install
 	PYTHONPATH=. $(BIN)/python benchmarks/read_bench.py --rows $(READ_ROWS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .venv-airflow-* .airflow dist build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .venv-airflow-* .airflow .cache dist build *.egg-info

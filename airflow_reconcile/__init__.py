@@ -19,11 +19,11 @@ def get_provider_info() -> dict[str, object]:
         "connection-types": [
             {
                 "connection-type": "reconcile_jira",
-                "hook-class-name": "airflow_reconcile.hooks.JiraClientHook",
+                "hook-class-name": "airflow_reconcile.provider.hooks.JiraClientHook",
             },
             {
                 "connection-type": "reconcile_audit",
-                "hook-class-name": "airflow_reconcile.hooks.AuditStoreHook",
+                "hook-class-name": "airflow_reconcile.provider.hooks.AuditStoreHook",
             },
         ],
     }

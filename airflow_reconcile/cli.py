@@ -9,14 +9,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.errors import ReconcileError
+from airflow_reconcile.core.errors import ReconcileError
 
 if TYPE_CHECKING:
-    from airflow_reconcile.drift import DriftReport
+    from airflow_reconcile.core.drift import DriftReport
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from airflow_reconcile.spec import load_spec
+    from airflow_reconcile.core.spec import load_spec
 
     failed = False
     for path in args.specs:
@@ -75,7 +75,7 @@ def _diff_options(args: argparse.Namespace, frames: dict[str, Any]) -> dict[str,
     """Every option of ``reconcile diff`` checked against the files: unknown steps or columns are errors."""
     from typing import get_args
 
-    from airflow_reconcile.values import NormalizeStep, Tolerance
+    from airflow_reconcile.core.values import NormalizeStep, Tolerance
 
     column_map = _pairs(args.column_map, "--column-map")
     desired, actual = frames["desired"], frames["actual"]
@@ -170,8 +170,8 @@ def drifting_rows(rows: Any, key: list[str], limit: int) -> list[str]:
 def _diff(args: argparse.Namespace) -> int:
     import json
 
-    from airflow_reconcile.drift import detect_drift
-    from airflow_reconcile.sources.files import read_file
+    from airflow_reconcile.core.drift import detect_drift
+    from airflow_reconcile.core.sources.files import read_file
 
     if args.show is not None and args.show < 0:
         raise ReconcileError(f"--show {args.show}: give a number of rows, 0 or more")
@@ -225,8 +225,8 @@ def _plan(args: argparse.Namespace) -> int:
     import json
     from datetime import datetime
 
-    from airflow_reconcile.pipeline import plan_locally, plan_table
-    from airflow_reconcile.spec import load_spec
+    from airflow_reconcile.core.pipeline import plan_locally, plan_table
+    from airflow_reconcile.core.spec import load_spec
 
     if args.limit < 0:
         raise ReconcileError(f"--limit {args.limit}: give a number of actions to list, 0 or more")
@@ -264,7 +264,7 @@ def spec_schema() -> str:
     """The JSON Schema of a spec (committed as docs/spec.schema.json for editors)."""
     import json
 
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.spec import Spec
 
     schema = Spec.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -291,7 +291,7 @@ def existing_store(url: str) -> Any:
     """The audit store at ``url``, read as it is: a store that does not exist is an error, never created."""
     import sqlalchemy as sa
 
-    from airflow_reconcile.audit import AuditStore, audit_records
+    from airflow_reconcile.core.audit import AuditStore, audit_records
 
     try:
         parsed = sa.engine.make_url(url)
@@ -371,7 +371,7 @@ def _dags_folder() -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from airflow_reconcile.examples import init_example
+    from airflow_reconcile.core.examples import init_example
 
     folder = args.directory or _dags_folder()
     written = init_example(folder, args.example, force=args.force)

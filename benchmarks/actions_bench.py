@@ -25,11 +25,11 @@ import pandas as pd
 import requests
 from jira import JIRA
 
-from airflow_reconcile.actions.base import apply_plan
-from airflow_reconcile.actions.jira import JiraExecutor
-from airflow_reconcile.audit import AuditStore
-from airflow_reconcile.ledger import Ledger
-from airflow_reconcile.rules import PLAN_COLUMNS
+from airflow_reconcile.core.actions.base import apply_plan
+from airflow_reconcile.core.actions.jira import JiraExecutor
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.ledger import Ledger
+from airflow_reconcile.core.plan import PLAN_COLUMNS
 from devkit.airflow_local import free_port
 
 USER, TOKEN = "reconcile-bot", "stand-in-token"

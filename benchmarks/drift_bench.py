@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from airflow_reconcile.drift import detect_drift
+from airflow_reconcile.core.drift import detect_drift
 
 STRINGS = ["name", "team", "status"]
 NUMBERS = [f"n{i}" for i in range(6)]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from airflow_reconcile.errors import SourceError
-from airflow_reconcile.sources.files import read_file
+from airflow_reconcile.core.errors import SourceError
+from airflow_reconcile.core.sources.files import read_file
 
 
 def write(path: Path, rows: int) -> None:

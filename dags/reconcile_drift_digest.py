@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow_reconcile.dag_factory import build_digest_dag
+from airflow_reconcile.provider.dag_factory import build_digest_dag
 
 dag = build_digest_dag(Path(__file__).parent / "specs")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow_reconcile.dag_factory import build_reconciliation_dag, build_recovery_dags
+from airflow_reconcile.provider.dag_factory import build_reconciliation_dag, build_recovery_dags
 
 SPEC = Path(__file__).parent / "specs" / "ticket_ownership.yaml"
 dag = build_reconciliation_dag(SPEC)

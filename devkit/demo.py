@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_reconcile.examples.ticket_ownership import Scenario, ticket_ownership
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.examples.ticket_ownership import Scenario, ticket_ownership
+from airflow_reconcile.core.vocabulary import TaskId
 from devkit.airflow_local import ADMIN, REPO, LocalAirflow
 from devkit.jira_standin import JiraStandIn
 from devkit.slack_standin import SlackStandIn

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.hooks import LazyExecutors
-from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes
-from airflow_reconcile.vocabulary import Mode, Status
+from airflow_reconcile.core.vocabulary import Mode, Status
+from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes
+from airflow_reconcile.provider.hooks import LazyExecutors
 
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
-    from airflow_reconcile.ledger import Ledger
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.ledger import Ledger
+    from airflow_reconcile.core.spec import Spec
 
 
 class ApplyCorrectionsOperator(ReconcileBaseOperator):
@@ -45,9 +45,9 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         self.fail_on_dead_letter = fail_on_dead_letter
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.actions.base import RateLimiter, apply_plan
-        from airflow_reconcile.compat import AirflowFailException
-        from airflow_reconcile.workspace import read_frame
+        from airflow_reconcile.core.actions.base import RateLimiter, apply_plan
+        from airflow_reconcile.core.workspace import read_frame
+        from airflow_reconcile.provider.compat import AirflowFailException
 
         if self.mode not in tuple(Mode):
             raise AirflowFailException(f"mode must be 'shadow' or 'apply', got {self.mode!r}")
@@ -58,8 +58,8 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         limiter = RateLimiter(spec.limits.rates)
         ledger = None
         if self.mode == Mode.APPLY:
-            from airflow_reconcile.hooks import AuditStoreHook
-            from airflow_reconcile.ledger import Ledger
+            from airflow_reconcile.core.ledger import Ledger
+            from airflow_reconcile.provider.hooks import AuditStoreHook
 
             # Written before and after every side effect; if it cannot be written, nothing is applied.
             store = AuditStoreHook(self.audit_conn_id).store
@@ -89,8 +89,8 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         """Outcomes of this task, the ledger's queues now, and how long the run took to get here."""
         from datetime import UTC, datetime
 
-        from airflow_reconcile.ledger import queue_depths, status_counts
-        from airflow_reconcile.metrics import emit, emit_counts
+        from airflow_reconcile.core.ledger import queue_depths, status_counts
+        from airflow_reconcile.provider.metrics import emit, emit_counts
 
         emit_counts("incr", spec.name, "actions", counts)
         if ledger is not None:
@@ -102,8 +102,8 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
             emit("timing", spec.name, "run_latency", datetime.now(UTC) - started)
 
     def _approved(self, request: pd.DataFrame, ledger: Ledger | None) -> pd.DataFrame:
-        from airflow_reconcile.approval import approved_plan
-        from airflow_reconcile.ledger import LedgerQueries
+        from airflow_reconcile.core.approval import approved_plan
+        from airflow_reconcile.core.ledger import LedgerQueries
 
         if ledger is None:  # shadow: the approval task was skipped, and this one with it
             return request.iloc[0:0]

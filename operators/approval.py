@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk.bases.notifier import BaseNotifier
 
-from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
-from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
-from airflow_reconcile.vocabulary import Mode, Status
+from airflow_reconcile.core.vocabulary import Mode, Status
+from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_reconcile.ledger import Ledger
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.ledger import Ledger
+    from airflow_reconcile.core.spec import Spec
 
 REQUEST_KEY = "approval_request"
 
@@ -88,8 +88,8 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         self.audit_conn_id, self.workspace_root = audit_conn_id, workspace_root
 
     def _ledger(self, spec: Spec, context: Context) -> Ledger:
-        from airflow_reconcile.hooks import AuditStoreHook
-        from airflow_reconcile.ledger import Ledger
+        from airflow_reconcile.core.ledger import Ledger
+        from airflow_reconcile.provider.hooks import AuditStoreHook
 
         return Ledger(AuditStoreHook(self.audit_conn_id).store, spec=spec.name, dag_id=self.dag_id,
                       run_id=context["run_id"])  # fmt: skip
@@ -98,15 +98,15 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         return self.audited(context, lambda spec, audit: self._request(context, spec, audit))
 
     def _request(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
-        from airflow_reconcile.approval import pending_approval, request_text
-        from airflow_reconcile.compat import (
+        from airflow_reconcile.core.approval import pending_approval, request_text
+        from airflow_reconcile.core.spec import approval_timeout
+        from airflow_reconcile.core.workspace import read_frame
+        from airflow_reconcile.provider.compat import (
             AIRFLOW_VERSION,
             AirflowFailException,
             AirflowSkipException,
             approvals_cannot_wait,
         )
-        from airflow_reconcile.spec import approval_timeout
-        from airflow_reconcile.workspace import read_frame
 
         if self.mode not in tuple(Mode):
             raise AirflowFailException(f"mode must be 'shadow' or 'apply', got {self.mode!r}")
@@ -148,7 +148,7 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         return super().execute(context)  # parks the task until someone answers or the timeout passes
 
     def _slack_notifier(self, spec: Spec, context: Context, count: int, until: datetime) -> BaseNotifier:
-        from airflow_reconcile.actions.slack import escape_mrkdwn
+        from airflow_reconcile.core.actions.slack import escape_mrkdwn
 
         try:
             link = escape_mrkdwn(self.generate_link_to_ui(task_instance=context["ti"]))
@@ -183,8 +183,8 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         answer: dict[str, Any],
     ) -> dict[str, Any]:  # fmt: skip
         """Record the answer (``Approve``, ``Reject`` or ``timeout``) in the ledger and the audit record."""
-        from airflow_reconcile.approval import DECISIONS
-        from airflow_reconcile.workspace import read_frame
+        from airflow_reconcile.core.approval import DECISIONS
+        from airflow_reconcile.core.workspace import read_frame
 
         request = read_frame(manifest)
         asked = request.loc[request["ledger_status"] == Status.AWAITING_APPROVAL, "operation_id"].tolist()

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
-from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
-from airflow_reconcile.vocabulary import Status
+from airflow_reconcile.core.vocabulary import Status
+from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.spec import Spec
 
 MAX_ITEMS = 15
 
@@ -38,7 +38,7 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, D
     """
     import pandas as pd
 
-    from airflow_reconcile.actions.slack import escape_mrkdwn
+    from airflow_reconcile.core.actions.slack import escape_mrkdwn
 
     slack = spec.targets.slack
     team = pd.Series(pd.NA, index=drift.index, dtype="string")
@@ -100,7 +100,7 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
 
     def digest_all(self, context: Context, audit: AuditDraft) -> list[dict[str, Any]]:
         """One digest per triggering drift-report event (several queue up if runs overlap)."""
-        from airflow_reconcile.spec import load_spec
+        from airflow_reconcile.core.spec import load_spec
 
         events = [e for evs in context["triggering_asset_events"].values() for e in evs]
         if not events:
@@ -117,7 +117,7 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         return results
 
     def digest(self, spec: Spec, audit: AuditDraft, extra: dict[str, Any]) -> dict[str, Any]:
-        from airflow_reconcile.workspace import Manifest, read_frame
+        from airflow_reconcile.core.workspace import Manifest, read_frame
 
         manifest = Manifest(uri=extra["uri"], rows=extra["rows"], content_hash=extra["content_hash"])
         audit.inputs.append(manifest.to_dict())
@@ -126,7 +126,7 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         if post:
             from airflow.providers.slack.hooks.slack import SlackHook
 
-            from airflow_reconcile.actions.slack import SlackExecutor, message_id
+            from airflow_reconcile.core.actions.slack import SlackExecutor, message_id
 
             slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
             for channel, digest in messages.items():

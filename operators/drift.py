@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.spec import Spec
 
 
 class DetectDriftOperator(ReconcileBaseOperator):
@@ -31,9 +31,9 @@ class DetectDriftOperator(ReconcileBaseOperator):
         self.mode = mode
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.metrics import emit_counts
-        from airflow_reconcile.pipeline import spec_drift
-        from airflow_reconcile.workspace import read_frame
+        from airflow_reconcile.core.pipeline import spec_drift
+        from airflow_reconcile.core.workspace import read_frame
+        from airflow_reconcile.provider.metrics import emit_counts
 
         desired_m = self.pull(context, self.desired_task_id)
         actual_m = self.pull(context, self.actual_task_id)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.spec import Spec
 
 
 class ValidateSnapshotOperator(ReconcileBaseOperator):
@@ -27,15 +27,16 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
         self.snapshot_task_id = snapshot_task_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.compat import AirflowFailException
-        from airflow_reconcile.quality import run_quality_gate
-        from airflow_reconcile.workspace import read_frame
+        from airflow_reconcile.core.columns import gate
+        from airflow_reconcile.core.quality import run_quality_gate
+        from airflow_reconcile.core.workspace import read_frame
+        from airflow_reconcile.provider.compat import AirflowFailException
 
         manifest = self.pull(context, self.snapshot_task_id)
         audit.inputs.append(manifest)
         frame = read_frame(manifest)
         source = getattr(spec.sources, self.side)
-        result = run_quality_gate(frame, source.key, spec.gate(self.side), self.side)
+        result = run_quality_gate(frame, source.key, gate(spec, self.side), self.side)
         self.log.info("quality gate for the %s snapshot (%d rows):\n%s", self.side, result.rows, result.table())
         audit.details["quality"] = result.to_dict()
         if result.warnings:

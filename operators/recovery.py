@@ -5,27 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes
-from airflow_reconcile.vocabulary import Status
+from airflow_reconcile.core.vocabulary import Status
+from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes
 
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
-    from airflow_reconcile.ledger import Ledger
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.ledger import Ledger
+    from airflow_reconcile.core.spec import Spec
 
 
 class _LedgerOperator(ReconcileBaseOperator):
     def ledger(self, spec: Spec, context: Context) -> Ledger:
-        from airflow_reconcile.hooks import AuditStoreHook
-        from airflow_reconcile.ledger import Ledger
+        from airflow_reconcile.core.ledger import Ledger
+        from airflow_reconcile.provider.hooks import AuditStoreHook
 
         store = AuditStoreHook(self.audit_conn_id).store
         return Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
 
     def report(self, result: pd.DataFrame, audit: AuditDraft, what: str) -> dict[str, Any]:
-        from airflow_reconcile.compat import AirflowFailException
+        from airflow_reconcile.provider.compat import AirflowFailException
 
         counts = audit_outcomes(result, audit)
         self.log.info("%s: %d operation(s): %s", what, len(result), counts)
@@ -52,10 +52,10 @@ class ReplayOperationsOperator(_LedgerOperator):
         self.operation_ids, self.since = operation_ids, since
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.actions.base import RateLimiter
-        from airflow_reconcile.actions.revert import RecoveryPolicy, replay_operations
-        from airflow_reconcile.compat import AirflowFailException
-        from airflow_reconcile.hooks import LazyExecutors
+        from airflow_reconcile.core.actions.base import RateLimiter
+        from airflow_reconcile.core.actions.revert import RecoveryPolicy, replay_operations
+        from airflow_reconcile.provider.compat import AirflowFailException
+        from airflow_reconcile.provider.hooks import LazyExecutors
 
         ids = [str(i).strip() for i in (self.operation_ids or []) if str(i).strip()]
         audit.details.update(operation_ids=ids, since=self.since or None)
@@ -89,10 +89,10 @@ class RevertRunOperator(_LedgerOperator):
         self.revert_run_id = revert_run_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.actions.base import RateLimiter
-        from airflow_reconcile.actions.revert import RecoveryPolicy, revert_run
-        from airflow_reconcile.compat import AirflowFailException
-        from airflow_reconcile.hooks import LazyExecutors
+        from airflow_reconcile.core.actions.base import RateLimiter
+        from airflow_reconcile.core.actions.revert import RecoveryPolicy, revert_run
+        from airflow_reconcile.provider.compat import AirflowFailException
+        from airflow_reconcile.provider.hooks import LazyExecutors
 
         if not (self.revert_run_id or "").strip():
             raise AirflowFailException("give the run id to revert (the run_id field of the trigger form)")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.spec import Spec
 
 
 class EvaluateRulesOperator(ReconcileBaseOperator):
@@ -26,10 +26,10 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
         self.freshness_task_id = freshness_task_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.compat import AirflowFailException
-        from airflow_reconcile.errors import GuardTripped
-        from airflow_reconcile.rules import blast_population, evaluate_rules
-        from airflow_reconcile.workspace import read_frame
+        from airflow_reconcile.core.errors import GuardTripped
+        from airflow_reconcile.core.rules import blast_population, evaluate_rules
+        from airflow_reconcile.core.workspace import read_frame
+        from airflow_reconcile.provider.compat import AirflowFailException
 
         drift_m = self.pull(context, self.drift_task_id)
         audit.inputs.append(drift_m)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_reconcile.hooks import source_context
-from airflow_reconcile.operators.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator
+from airflow_reconcile.provider.hooks import source_context
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.spec import Spec
 
 
 class ReadSnapshotOperator(ReconcileBaseOperator):
@@ -26,9 +26,9 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         self.side = side
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.lineage import source_location
-        from airflow_reconcile.metrics import emit
-        from airflow_reconcile.sources import get_source
+        from airflow_reconcile.core.sources import get_source
+        from airflow_reconcile.provider.lineage import source_location
+        from airflow_reconcile.provider.metrics import emit
 
         source_spec = getattr(spec.sources, self.side)
         ctx = source_context(self.spec_path, source_spec, self.log)

@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
-from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
-from airflow_reconcile.vocabulary import Mode
+from airflow_reconcile.core.vocabulary import Mode
+from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_reconcile.spec import Spec
-    from airflow_reconcile.watchdog import Alert
+    from airflow_reconcile.core.spec import Spec
+    from airflow_reconcile.core.watchdog import Alert
 
 
 class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
-    """Check every spec in ``specs_dir`` (see ``airflow_reconcile.watchdog``) and alert.
+    """Check every spec in ``specs_dir`` (see ``airflow_reconcile.core.watchdog``) and alert.
 
     Alerts go to the task log, the audit record (the plugin's page shows them as banners) and, for
     a spec whose mode is ``apply`` (or that sets ``targets.slack.post_in_shadow``), to its Slack
@@ -39,9 +39,9 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
         return self.audited(context, lambda _spec, audit: self._watch(audit))
 
     def _watch(self, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.hooks import AuditStoreHook
-        from airflow_reconcile.spec import load_spec, specs_in
-        from airflow_reconcile.watchdog import check
+        from airflow_reconcile.core.spec import load_spec, specs_in
+        from airflow_reconcile.core.watchdog import check
+        from airflow_reconcile.provider.hooks import AuditStoreHook
 
         store = AuditStoreHook(self.audit_conn_id).store
         now = datetime.now(UTC)
@@ -68,7 +68,7 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
     def _post(self, spec: Spec, alerts: list[Alert], now: datetime) -> None:
         from airflow.providers.slack.hooks.slack import SlackHook
 
-        from airflow_reconcile.actions.slack import SlackExecutor, escape_mrkdwn, message_id
+        from airflow_reconcile.core.actions.slack import SlackExecutor, escape_mrkdwn, message_id
 
         slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
         for alert in alerts:

@@ -1,4 +1,4 @@
-"""The Airflow plugin (installed as ``airflow_reconcile.plugins``), registered by entry point.
+"""The Airflow plugin (installed as ``airflow_reconcile.provider.plugins``), registered by entry point.
 
 It mounts a JSON API under the API server at ``/reconcile`` (audit trail, drift trend, operations,
 dead letters, review queue), behind Airflow's own auth manager (a user sees the DAGs they may read),
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_reconcile.plugins import listener
-from airflow_reconcile.plugins.api import create_app
+from airflow_reconcile.provider.plugins import listener
+from airflow_reconcile.provider.plugins.api import create_app
 
 
 class ReconcilePlugin(AirflowPlugin):

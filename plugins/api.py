@@ -14,27 +14,27 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 
 from airflow_reconcile import __version__
-from airflow_reconcile.vocabulary import Status
+from airflow_reconcile.core.vocabulary import Status
 
 PAGE = Path(__file__).with_name("page.html")
 
 
 def _audit_store() -> Any:
     """One store (one connection pool) per audit database for the API server's lifetime."""
-    from airflow_reconcile.hooks import AuditStoreHook
+    from airflow_reconcile.provider.hooks import AuditStoreHook
 
     return _store_for(AuditStoreHook().url())
 
 
 @lru_cache(maxsize=8)
 def _store_for(url: str) -> Any:
-    from airflow_reconcile.audit import AuditStore
+    from airflow_reconcile.core.audit import AuditStore
 
     return AuditStore(url)
 
 
 def _operations(dag_id: str, statuses: Any, run_id: str | None, limit: int, offset: int) -> dict[str, Any]:
-    from airflow_reconcile.ledger import operations_page
+    from airflow_reconcile.core.ledger import operations_page
 
     total, rows, counts = operations_page(
         _audit_store(), dag_id=dag_id, statuses=statuses, run_id=run_id, limit=limit, offset=offset
@@ -64,7 +64,7 @@ def create_app() -> FastAPI:
         """The reconciliation DAGs with audit records that this user may read, with their latest figures."""
         from airflow.api_fastapi.app import get_auth_manager
 
-        from airflow_reconcile.ledger import queue_depths, status_counts
+        from airflow_reconcile.core.ledger import queue_depths, status_counts
 
         store = _audit_store()
         allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
@@ -123,7 +123,7 @@ def create_app() -> FastAPI:
     @app.get("/dags/{dag_id}/review_queue", dependencies=readable)
     def review_queue(dag_id: str, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
         """Operations waiting for a person: in review, or awaiting approval in Required Actions."""
-        from airflow_reconcile.vocabulary import REVIEW_QUEUE
+        from airflow_reconcile.core.vocabulary import REVIEW_QUEUE
 
         return _operations(dag_id, list(REVIEW_QUEUE), None, limit, offset)
 

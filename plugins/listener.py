@@ -36,7 +36,7 @@ def _operator_name(ti: Any) -> str | None:
 
 def _run_date(ti: Any) -> Any:
     """The DAG run's logical date (else run_after) of a task instance, for the trace id; None if unknown."""
-    from airflow_reconcile.lineage import run_date
+    from airflow_reconcile.provider.lineage import run_date
 
     try:
         run = getattr(ti, "dag_run", None)
@@ -54,11 +54,11 @@ def record_missing_try(ti: Any, outcome: str, error: Any, store: Any = None, whe
     """
     if _operator_name(ti) not in OPERATORS:
         return False
-    from airflow_reconcile.audit import AuditRecord, record_index
-    from airflow_reconcile.lineage import trace_id
+    from airflow_reconcile.core.audit import AuditRecord, record_index
+    from airflow_reconcile.provider.lineage import trace_id
 
     if store is None:
-        from airflow_reconcile.hooks import AuditStoreHook
+        from airflow_reconcile.provider.hooks import AuditStoreHook
 
         store = AuditStoreHook().store
     map_index = record_index(ti)
@@ -133,7 +133,7 @@ def _sweep_safely(dag_run: Any) -> None:
         if session is None:
             log.warning("audit listener: run %s has no database session; its tries are not checked", run_id)
             return
-        from airflow_reconcile.lineage import run_date
+        from airflow_reconcile.provider.lineage import run_date
 
         sweep_run(session, dag_id, run_id, when=run_date(dag_run))
     except Exception:  # noqa: BLE001 - a listener must never break the scheduler

@@ -1,7 +1,7 @@
-"""Airflow sensors (installed as ``airflow_reconcile.sensors``)."""
+"""Airflow sensors (installed as ``airflow_reconcile.provider.sensors``)."""
 
 from __future__ import annotations
 
-from airflow_reconcile.sensors.freshness import SourceFreshnessSensor
+from airflow_reconcile.provider.sensors.freshness import SourceFreshnessSensor
 
 __all__ = ["SourceFreshnessSensor"]

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_reconcile.hooks import DEFAULT_AUDIT_CONN_ID
-from airflow_reconcile.operators.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.spec import Spec
 
 
 class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
@@ -30,6 +30,7 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("spec_path",)
+    spec_path: str  # one spec per task (the mixin's None is for tasks that serve several)
     ui_color = "#fffbe8"
 
     def __init__(
@@ -55,8 +56,8 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
         return result
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_reconcile.hooks import source_context
-        from airflow_reconcile.sources import get_source
+        from airflow_reconcile.core.sources import get_source
+        from airflow_reconcile.provider.hooks import source_context
 
         source = getattr(self._spec.sources, self.side)
         if source.freshness is None:

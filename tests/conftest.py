@@ -56,14 +56,14 @@ def jira_client(jira_standin):
 
 @pytest.fixture
 def scenario():
-    from airflow_reconcile.examples.ticket_ownership import ticket_ownership
+    from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
 
     return ticket_ownership()
 
 
 @pytest.fixture
 def spec():
-    from airflow_reconcile.spec import load_spec
+    from airflow_reconcile.core.spec import load_spec
 
     return load_spec(SPEC)
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.vocabulary import TaskId
 from tests.conftest import REPO
 
 
@@ -63,7 +63,7 @@ def test_reconciliation_dag_shape(dagbag):
 
 
 def test_a_spec_without_approve_rules_has_no_approval_tasks(tmp_path):
-    from airflow_reconcile.dag_factory import build_reconciliation_dag
+    from airflow_reconcile.provider.dag_factory import build_reconciliation_dag
 
     text = (
         (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text().replace("autonomy: approve", "autonomy: review")
@@ -75,7 +75,7 @@ def test_a_spec_without_approve_rules_has_no_approval_tasks(tmp_path):
 
 
 def test_dead_letters_fail_the_apply_task_unless_the_spec_says_otherwise(tmp_path):
-    from airflow_reconcile.dag_factory import build_reconciliation_dag
+    from airflow_reconcile.provider.dag_factory import build_reconciliation_dag
 
     text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
     (tmp_path / "spec.yaml").write_text(text.replace("limits:\n", "limits:\n  fail_on_dead_letter: false\n"))
@@ -95,7 +95,7 @@ def test_a_run_that_hangs_misses_its_deadline_and_slack_hears_of_it(dagbag, slac
     [alert] = dagbag.dags["reconcile_ticket_ownership"].deadline
     assert alert.reference.reference_name == "DagRunQueuedAtDeadline"
     assert alert.interval == timedelta(hours=2 + 24)  # watchdog.max_run_duration + approval.timeout
-    assert alert.callback.path == "airflow_reconcile.deadline.notify_slack"  # SlackNotifier, imported late
+    assert alert.callback.path == "airflow_reconcile.provider.deadline.notify_slack"  # SlackNotifier, imported late
     assert alert.callback.kwargs["channel"] == "#ops-reconcile"
 
     # What the triggerer does when the deadline passes: Airflow's CallbackTrigger with the context the
@@ -119,7 +119,7 @@ def test_a_run_that_hangs_misses_its_deadline_and_slack_hears_of_it(dagbag, slac
 
 
 def test_a_spec_can_go_without_a_run_deadline(tmp_path):
-    from airflow_reconcile.dag_factory import build_reconciliation_dag
+    from airflow_reconcile.provider.dag_factory import build_reconciliation_dag
 
     text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
     (tmp_path / "spec.yaml").write_text(text + "\nwatchdog:\n  max_run_duration: null\n")
@@ -148,7 +148,7 @@ def test_invalid_spec_breaks_only_its_own_dag(tmp_path):
     )
     for name in ("ticket_ownership", "broken"):
         (tmp_path / f"reconcile_{name}.py").write_text(
-            "from pathlib import Path\nfrom airflow_reconcile.dag_factory import build_reconciliation_dag\n"
+            "from pathlib import Path\nfrom airflow_reconcile.provider.dag_factory import build_reconciliation_dag\n"
             f"dag = build_reconciliation_dag(Path(__file__).parent / 'specs' / '{name}.yaml')\n"
         )
     (tmp_path / "reconcile_drift_digest.py").write_text((REPO / "dags" / "reconcile_drift_digest.py").read_text())
@@ -172,7 +172,7 @@ def test_invalid_spec_breaks_only_its_own_dag(tmp_path):
 
 
 def test_cron_is_read_in_the_spec_time_zone(tmp_path):
-    from airflow_reconcile.dag_factory import build_reconciliation_dag
+    from airflow_reconcile.provider.dag_factory import build_reconciliation_dag
 
     text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
     spec = tmp_path / "s.yaml"
@@ -185,7 +185,7 @@ def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
     import requests
     from airflow.sdk import RetryAction
 
-    from airflow_reconcile.errors import GuardTripped, SourceError, SpecError, TransientError, retry_decision
+    from airflow_reconcile.core.errors import GuardTripped, SourceError, SpecError, TransientError, retry_decision
 
     dag = dagbag.dags["reconcile_ticket_ownership"]
     for task in dag.tasks:
@@ -206,7 +206,7 @@ def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
     }
     for exc, expected in cases.items():
         assert action(exc) == expected, exc
-        # Before 3.3 the task decides from the same lists (airflow_reconcile.compat.final_failure).
+        # Before 3.3 the task decides from the same lists (airflow_reconcile.provider.compat.final_failure).
         assert retry_decision(exc) == expected.value, exc
 
 
@@ -220,7 +220,7 @@ def test_retry_policy_retries_transient_and_fails_bad_input(dagbag):
     ],
 )
 def test_schedule_forms(tmp_path, schedule, timetable, summary):
-    from airflow_reconcile.dag_factory import build_reconciliation_dag
+    from airflow_reconcile.provider.dag_factory import build_reconciliation_dag
 
     text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
     start = text.index("schedule:")
@@ -234,8 +234,8 @@ def test_schedule_forms(tmp_path, schedule, timetable, summary):
 
 
 def test_cron_and_every_together_are_rejected():
-    from airflow_reconcile.errors import SpecError
-    from airflow_reconcile.spec import parse_spec
+    from airflow_reconcile.core.errors import SpecError
+    from airflow_reconcile.core.spec import parse_spec
 
     text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
     text = text.replace("schedule:\n", "schedule:\n  cron: '@daily'\n  every: 1d\n", 1)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from airflow_reconcile.errors import SourceError
-from airflow_reconcile.hooks import AuditStoreHook, JiraClientHook, database_url
+from airflow_reconcile.core.errors import SourceError
+from airflow_reconcile.provider.hooks import AuditStoreHook, JiraClientHook, database_url
 
 
 def test_audit_url_from_a_sqlite_connection(monkeypatch, tmp_path):
@@ -16,7 +16,7 @@ def test_audit_url_from_a_sqlite_connection(monkeypatch, tmp_path):
 
 
 def test_a_relative_sqlite_path_is_made_absolute_and_an_empty_one_refused(monkeypatch, tmp_path):
-    from airflow_reconcile.errors import ReconcileError
+    from airflow_reconcile.core.errors import ReconcileError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIRFLOW_CONN_AUDIT_R", json.dumps({"conn_type": "sqlite", "host": "audit/r.db"}))
@@ -54,7 +54,7 @@ def test_audit_url_defaults_to_sqlite_under_airflow_home(monkeypatch, tmp_path):
 )
 def test_no_silent_per_host_ledger_on_a_remote_executor(monkeypatch, tmp_path, executor, remote):
     """Without a reconcile_audit connection, only a local executor may fall back to a SQLite file."""
-    from airflow_reconcile.errors import ReconcileError
+    from airflow_reconcile.core.errors import ReconcileError
 
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
@@ -95,7 +95,7 @@ def test_jira_client_from_a_connection(monkeypatch, jira_standin):
 
 
 def test_http_connection_gives_base_url_and_bearer_header(monkeypatch):
-    from airflow_reconcile.hooks import http_connection
+    from airflow_reconcile.provider.hooks import http_connection
 
     conn = {"conn_type": "http", "host": "catalog.internal", "schema": "https", "port": 8443, "password": "tok",
             "extra": {"headers": {"X-Team": "ops"}}}  # fmt: skip

@@ -13,16 +13,14 @@ import pytest
 import airflow_reconcile
 from tests.conftest import REPO
 
-AIRFLOW_LAYER = {"hooks", "dag_factory", "compat", "operators", "sensors", "plugins"}
 HEAVY = ("pandas", "great_expectations", "jira", "slack_sdk")
 
 
 def core_modules() -> list[str]:
-    names = []
-    for info in pkgutil.walk_packages(airflow_reconcile.__path__, "airflow_reconcile."):
-        if info.name.split(".")[1] not in AIRFLOW_LAYER:
-            names.append(info.name)
-    return names
+    """Every module of the core (the import contract checks the code; this checks what importing it loads)."""
+    import airflow_reconcile.core
+
+    return [info.name for info in pkgutil.walk_packages(airflow_reconcile.core.__path__, "airflow_reconcile.core.")]
 
 
 def python(code: str, cwd: object = None, **env: str) -> str:
@@ -41,8 +39,8 @@ def _env() -> dict[str, str]:
 
 def test_core_imports_no_airflow():
     modules = core_modules()
-    assert {"airflow_reconcile.drift", "airflow_reconcile.rules", "airflow_reconcile.audit",
-            "airflow_reconcile.sources.jira", "airflow_reconcile.actions.jira"} <= set(modules)  # fmt: skip
+    assert {"airflow_reconcile.core.drift", "airflow_reconcile.core.rules", "airflow_reconcile.core.audit",
+            "airflow_reconcile.core.sources.jira", "airflow_reconcile.core.actions.jira"} <= set(modules)  # fmt: skip
     out = python(
         "import importlib, sys, json\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
@@ -62,9 +60,9 @@ def test_dag_files_stay_light(dag_file):
 
 
 def test_folders_map_to_one_namespace():
-    import airflow_reconcile.operators as operators
-    import airflow_reconcile.plugins as plugins
-    import airflow_reconcile.sensors as sensors
+    import airflow_reconcile.provider.operators as operators
+    import airflow_reconcile.provider.plugins as plugins
+    import airflow_reconcile.provider.sensors as sensors
 
     assert operators.__file__ == str(REPO / "operators" / "__init__.py")
     assert sensors.__file__ == str(REPO / "sensors" / "__init__.py")
@@ -77,10 +75,10 @@ def test_built_wheel_has_one_namespace_and_imports(tmp_path):
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("airflow_reconcile-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for expected in ("airflow_reconcile/operators/apply.py", "airflow_reconcile/sensors/freshness.py",
-                     "airflow_reconcile/plugins/api.py", "airflow_reconcile/plugins/page.html",
-                     "airflow_reconcile/plugins/listener.py", "airflow_reconcile/dag_factory.py",
-                     "airflow_reconcile/compat.py", "airflow_reconcile/examples/ticket_ownership.py"):  # fmt: skip
+    for expected in ("airflow_reconcile/provider/operators/apply.py", "airflow_reconcile/provider/sensors/freshness.py",
+                     "airflow_reconcile/provider/plugins/api.py", "airflow_reconcile/provider/plugins/page.html",
+                     "airflow_reconcile/provider/plugins/listener.py", "airflow_reconcile/provider/dag_factory.py",
+                     "airflow_reconcile/provider/compat.py", "airflow_reconcile/core/examples/ticket_ownership.py"):  # fmt: skip
         assert expected in names
     # The shipped DAG files and specs, for `reconcile init` (a wheel is all a user needs for the example).
     shipped = sorted(
@@ -116,7 +114,8 @@ def test_built_wheel_has_one_namespace_and_imports(tmp_path):
         check=True,
     )
     out = python(
-        "import airflow_reconcile.operators as o, airflow_reconcile.sensors as s, airflow_reconcile.plugins as p\n"
+        "import airflow_reconcile.provider.operators as o, airflow_reconcile.provider.sensors as s\n"
+        "import airflow_reconcile.provider.plugins as p\n"
         "print(o.__file__); print(s.__file__); print(p.__file__)",
         cwd=tmp_path,  # not the repo: its folders would shadow the installed copy
         PYTHONPATH=str(target),
@@ -124,6 +123,11 @@ def test_built_wheel_has_one_namespace_and_imports(tmp_path):
     files = [line for line in out.splitlines() if line.endswith("__init__.py")]
     assert len(files) == 3, out
     assert all(f.startswith(str(target)) for f in files), out
+    # The layer contract holds for the installed package too (make imports checks the source tree).
+    contract = subprocess.run([str(REPO / ".venv" / "bin" / "lint-imports"), "--no-logo", "--no-cache",
+                               str(REPO / ".importlinter")], cwd=target, capture_output=True, text=True)  # fmt: skip
+    assert contract.returncode == 0, contract.stdout[-3000:]
+    assert "Contracts: 5 kept, 0 broken." in contract.stdout
 
 
 def test_the_environment_is_installed_with_bytecode():

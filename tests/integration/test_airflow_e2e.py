@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.vocabulary import TaskId
 from devkit.airflow_local import free_port
 from devkit.demo import DAG_ID, DIGEST_DAG_ID, lineage_events, start_stack
 

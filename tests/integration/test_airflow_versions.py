@@ -16,9 +16,9 @@ import subprocess
 
 import pytest
 
-from airflow_reconcile.audit import AuditStore
-from airflow_reconcile.examples.ticket_ownership import ticket_ownership
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
+from airflow_reconcile.core.vocabulary import TaskId
 from devkit.demo import connections
 from devkit.readme import activated, commands, run, user_env
 from tests.conftest import REPO
@@ -101,8 +101,8 @@ def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, j
                   tmp_path)  # fmt: skip
     assert bag == {"errors": {}, "dags": sorted(SHIPPED)}
     # Retries: Airflow's retry policy on 3.3; before, the same decision inside the task.
-    retries = in_venv(env, "import json\nfrom airflow_reconcile.compat import RETRY_POLICY_IN_AIRFLOW, final_failure\n"
-                      "from airflow_reconcile.errors import SourceError, TransientError\n"
+    retries = in_venv(env, "import json\nfrom airflow_reconcile.provider.compat import RETRY_POLICY_IN_AIRFLOW, final_failure\n"
+                      "from airflow_reconcile.core.errors import SourceError, TransientError\n"
                       "print(json.dumps([RETRY_POLICY_IN_AIRFLOW, type(final_failure(SourceError('bad JQL'))).__name__,"
                       " final_failure(TransientError('503')) is None]))", tmp_path)  # fmt: skip
     assert retries == ([True, "NoneType", True] if version == "3.3" else [False, "AirflowFailException", True])

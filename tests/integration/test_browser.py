@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.vocabulary import TaskId
 from devkit.airflow_local import ADMIN, free_port
 from devkit.demo import DAG_ID, start_stack
 

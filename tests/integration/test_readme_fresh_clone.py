@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from airflow_reconcile.examples.ticket_ownership import ticket_ownership
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
+from airflow_reconcile.core.vocabulary import TaskId
 from devkit.airflow_local import free_port
 from devkit.demo import lineage_events
 from devkit.readme import activated, commands, run, user_env

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from airflow_reconcile.drift import detect_drift
-from airflow_reconcile.operators.digest import digest_messages
+from airflow_reconcile.core.drift import detect_drift
+from airflow_reconcile.provider.operators.digest import digest_messages
 
 
 def test_one_message_per_team_and_the_rest_to_the_digest_channel(spec):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow_reconcile.sensors.freshness import SourceFreshnessSensor
-from airflow_reconcile.spec import parse_spec
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.spec import parse_spec
+from airflow_reconcile.core.vocabulary import TaskId
+from airflow_reconcile.provider.sensors.freshness import SourceFreshnessSensor
 from tests.conftest import SPEC
 
 

@@ -6,11 +6,11 @@ import json
 
 import pandas as pd
 
-from airflow_reconcile.actions.base import apply_plan, classify
-from airflow_reconcile.actions.jira import JiraExecutor
-from airflow_reconcile.actions.slack import SlackExecutor, message_id
-from airflow_reconcile.errors import PersistentError, TransientError
-from airflow_reconcile.rules import PLAN_COLUMNS
+from airflow_reconcile.core.actions.base import apply_plan, classify
+from airflow_reconcile.core.actions.jira import JiraExecutor
+from airflow_reconcile.core.actions.slack import SlackExecutor, message_id
+from airflow_reconcile.core.errors import PersistentError, TransientError
+from airflow_reconcile.core.plan import PLAN_COLUMNS
 
 
 def plan(*ops):
@@ -134,7 +134,7 @@ def test_action_without_an_issue_key_is_dead_lettered_with_a_clear_error(seeded,
 
 def test_rate_limit_spaces_every_call_to_a_target(seeded, jira_client):
     """5 calls/s: the calls (first attempts and retries alike) start at least 0.2 s apart."""
-    from airflow_reconcile.actions.base import RateLimiter
+    from airflow_reconcile.core.actions.base import RateLimiter
 
     clock = {"now": 100.0}
     starts: list[float] = []
@@ -158,7 +158,7 @@ def test_rate_limit_spaces_every_call_to_a_target(seeded, jira_client):
 
 
 def test_rate_limiter_without_a_rate_never_waits():
-    from airflow_reconcile.actions.base import RateLimiter
+    from airflow_reconcile.core.actions.base import RateLimiter
 
     waits: list[float] = []
     limiter = RateLimiter({"jira": 2.0}, clock=lambda: 0.0, sleep=waits.append)
@@ -199,7 +199,7 @@ def test_429_with_retry_after_is_honoured(seeded, jira_client):
 def test_retry_after_forms():
     from email.utils import format_datetime
 
-    from airflow_reconcile.actions.base import retry_after
+    from airflow_reconcile.core.actions.base import retry_after
 
     class Response:
         def __init__(self, value):
@@ -285,9 +285,9 @@ def test_create_issue_sets_the_type_assignee_and_any_field_by_name(seeded, jira_
 
 
 def test_set_field_is_idempotent_and_reverted_to_the_prior_value(seeded, jira_client, tmp_path):
-    from airflow_reconcile.actions.revert import revert_run
-    from airflow_reconcile.audit import AuditStore
-    from airflow_reconcile.ledger import Ledger
+    from airflow_reconcile.core.actions.revert import revert_run
+    from airflow_reconcile.core.audit import AuditStore
+    from airflow_reconcile.core.ledger import Ledger
 
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     jira = {"jira": JiraExecutor(jira_client)}
@@ -305,9 +305,9 @@ def test_set_field_is_idempotent_and_reverted_to_the_prior_value(seeded, jira_cl
 
 
 def test_link_is_idempotent_in_either_direction_and_reverted(seeded, jira_client, tmp_path):
-    from airflow_reconcile.actions.revert import revert_run
-    from airflow_reconcile.audit import AuditStore
-    from airflow_reconcile.ledger import Ledger
+    from airflow_reconcile.core.actions.revert import revert_run
+    from airflow_reconcile.core.audit import AuditStore
+    from airflow_reconcile.core.ledger import Ledger
 
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     jira = {"jira": JiraExecutor(jira_client)}

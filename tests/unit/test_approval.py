@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from airflow_reconcile.actions.base import apply_plan
-from airflow_reconcile.actions.jira import JiraExecutor
-from airflow_reconcile.approval import approved_plan, escape_markdown, pending_approval, request_text
-from airflow_reconcile.audit import AuditStore
-from airflow_reconcile.ledger import Ledger
+from airflow_reconcile.core.actions.base import apply_plan
+from airflow_reconcile.core.actions.jira import JiraExecutor
+from airflow_reconcile.core.approval import approved_plan, escape_markdown, pending_approval, request_text
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.ledger import Ledger
 from tests.unit.test_actions import assignees, plan
 
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from airflow_reconcile.audit import AuditRecord, AuditStore, audit_records
-from airflow_reconcile.errors import AuditUnavailable
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.audit import AuditRecord, AuditStore, audit_records
+from airflow_reconcile.core.errors import AuditUnavailable
+from airflow_reconcile.core.vocabulary import TaskId
 
 
 def record(task_id: str, outcome: str = "success") -> AuditRecord:
@@ -144,8 +144,8 @@ def test_a_missing_database_driver_says_what_to_install(tmp_path):
 
     code = (
         "import sys; sys.modules['psycopg'] = None\n"  # as if psycopg were not installed
-        "from airflow_reconcile.audit import AuditStore\n"
-        "from airflow_reconcile.errors import ReconcileError\n"
+        "from airflow_reconcile.core.audit import AuditStore\n"
+        "from airflow_reconcile.core.errors import ReconcileError\n"
         "try:\n    AuditStore('postgresql+psycopg://audit:s3cret@127.0.0.1:5/audit')\n"
         "except ReconcileError as exc:\n    print(exc)\n"
     )

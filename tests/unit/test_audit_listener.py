@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from airflow_reconcile.audit import AuditRecord, AuditStore
-from airflow_reconcile.plugins.listener import record_missing_try
-from airflow_reconcile.vocabulary import TaskId
+from airflow_reconcile.core.audit import AuditRecord, AuditStore
+from airflow_reconcile.core.vocabulary import TaskId
+from airflow_reconcile.provider.plugins.listener import record_missing_try
 
 
 def ti(task_id=TaskId.READ_ACTUAL, try_number=1, operator="ReadSnapshotOperator"):
@@ -29,7 +29,7 @@ def test_a_try_without_its_own_record_gets_one_once(tmp_path):
 
 
 def test_the_record_written_for_a_try_carries_its_lineage_trace_id(tmp_path):
-    from airflow_reconcile.lineage import trace_id
+    from airflow_reconcile.provider.lineage import trace_id
 
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     logical = datetime(2026, 11, 26, 8, tzinfo=UTC)

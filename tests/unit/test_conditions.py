@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from airflow_reconcile.errors import SpecError
-from airflow_reconcile.rules import _condition_mask
-from airflow_reconcile.spec import Condition, parse_spec
+from airflow_reconcile.core.errors import SpecError
+from airflow_reconcile.core.rules import _condition_mask
+from airflow_reconcile.core.spec import Condition, parse_spec
 from tests.conftest import SPEC
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -100,7 +100,7 @@ def test_all_any_not_nest():
 
 
 def test_rules_with_trees_first_match_wins():
-    from airflow_reconcile.rules import evaluate_rules
+    from airflow_reconcile.core.rules import evaluate_rules
 
     text = SPEC.read_text().replace(
         "rules:\n",

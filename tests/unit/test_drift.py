@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from airflow_reconcile.drift import detect_drift
-from airflow_reconcile.errors import ReconcileError
+from airflow_reconcile.core.drift import detect_drift
+from airflow_reconcile.core.errors import ReconcileError
 
 
 def frame(**cols):
@@ -167,7 +167,7 @@ def test_column_map_for_differently_named_fields():
 
 
 def test_tolerance_parsing():
-    from airflow_reconcile.values import Tolerance
+    from airflow_reconcile.core.values import Tolerance
 
     assert Tolerance.parse("0.5") == Tolerance(absolute=0.5)
     assert Tolerance.parse("2%") == Tolerance(relative=0.02)

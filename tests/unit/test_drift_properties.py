@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_reconcile.drift import detect_drift
+from airflow_reconcile.core.drift import detect_drift
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", None])
 VALUES = st.sampled_from(["x", "y", "z", None])
@@ -135,7 +135,7 @@ def test_large_frames_compare_on_threads_and_log_progress(caplog):
     actual.loc[:999, "x"] += 1  # 1,000 changed values in x
     actual.loc[500:1499, "team"] = "moved"  # 1,000 in team, 500 rows overlap with x
     actual = actual.iloc[10:].reset_index(drop=True)  # 10 rows gone from the target
-    with caplog.at_level(logging.INFO, logger="airflow_reconcile.drift"):
+    with caplog.at_level(logging.INFO, logger="airflow_reconcile.core.drift"):
         report, rows = detect_drift(desired, actual, ["id"], ["team", "x", "y"])
     assert report.missing == 10
     assert report.columns == {"team": 1000, "x": 990, "y": 0}

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from airflow_reconcile.cli import main
-from airflow_reconcile.errors import ReconcileError
-from airflow_reconcile.examples import init_example, shipped_dags
-from airflow_reconcile.examples.ticket_ownership import ticket_ownership
-from airflow_reconcile.spec import load_spec
+from airflow_reconcile.core.errors import ReconcileError
+from airflow_reconcile.core.examples import init_example, shipped_dags
+from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
+from airflow_reconcile.core.spec import load_spec
 from tests.conftest import REPO
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_reconcile.actions.base import apply_plan
-from airflow_reconcile.actions.jira import JiraExecutor
-from airflow_reconcile.actions.revert import revert_run
-from airflow_reconcile.audit import AuditStore
-from airflow_reconcile.ledger import Ledger
-from airflow_reconcile.sources import SourceContext, get_source
+from airflow_reconcile.core.actions.base import apply_plan
+from airflow_reconcile.core.actions.jira import JiraExecutor
+from airflow_reconcile.core.actions.revert import revert_run
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.ledger import Ledger
+from airflow_reconcile.core.sources import SourceContext, get_source
 from tests.unit.test_actions import plan
 
 USERS = [{"name": "alice", "email": "alice@example.com"}, {"name": "bob", "email": "bob@example.com"},

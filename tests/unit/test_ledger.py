@@ -8,11 +8,12 @@ from collections import Counter
 
 import pytest
 
-from airflow_reconcile.actions.base import Outcome, apply_plan
-from airflow_reconcile.actions.jira import JiraExecutor
-from airflow_reconcile.audit import AuditStore
-from airflow_reconcile.errors import AuditUnavailable
-from airflow_reconcile.ledger import HINTS, Ledger, hint_for
+from airflow_reconcile.core.actions.base import apply_plan
+from airflow_reconcile.core.actions.jira import JiraExecutor
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.errors import AuditUnavailable
+from airflow_reconcile.core.ledger import HINTS, Ledger, hint_for
+from airflow_reconcile.core.plan import Outcome
 from tests.unit.test_actions import plan
 
 
@@ -106,7 +107,7 @@ def test_a_client_timeout_after_the_write_creates_assigns_and_posts_nothing_twic
     from jira import JIRA
     from slack_sdk import WebClient
 
-    from airflow_reconcile.actions.slack import SlackExecutor
+    from airflow_reconcile.core.actions.slack import SlackExecutor
 
     user, token = many.credentials
     impatient = JIRA(server=many.base_url, basic_auth=(user, token), options={"rest_api_version": "2"},
@@ -172,10 +173,10 @@ def test_missing_plan_values_are_stored_as_null(ledger):
 CHILD = """
 import sys, json
 from jira import JIRA
-from airflow_reconcile.actions.base import apply_plan
-from airflow_reconcile.actions.jira import JiraExecutor
-from airflow_reconcile.audit import AuditStore
-from airflow_reconcile.ledger import Ledger
+from airflow_reconcile.core.actions.base import apply_plan
+from airflow_reconcile.core.actions.jira import JiraExecutor
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.ledger import Ledger
 from tests.unit.test_actions import plan
 url, user, token, db, n = sys.argv[1:6]
 client = JIRA(server=url, basic_auth=(user, token), options={"rest_api_version": "2"}, max_retries=0, timeout=10)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from openlineage.client.serde import Serde
 
-from airflow_reconcile.lineage import manifest_dataset, operator_lineage, source_location, trace_id
+from airflow_reconcile.provider.lineage import manifest_dataset, operator_lineage, source_location, trace_id
 
 WORKSPACE = "file:///srv/reconcile/ticket_ownership/manual__2026-11-26T10:00:00+00:00"
 
@@ -122,9 +122,9 @@ def test_a_workspace_file_is_the_dataset_openlineage_makes_of_its_asset():
     # name the same datasets, or a lineage graph would show the asset and the file as two nodes.
     from airflow.providers.openlineage.utils.utils import translate_airflow_asset
 
-    from airflow_reconcile.dag_factory import drift_report_asset, snapshot_asset
-    from airflow_reconcile.locations import workspace_root
-    from airflow_reconcile.workspace import Workspace
+    from airflow_reconcile.core.locations import workspace_root
+    from airflow_reconcile.core.workspace import Workspace
+    from airflow_reconcile.provider.dag_factory import drift_report_asset, snapshot_asset
 
     run = Workspace(root=workspace_root(), spec_name="ticket_ownership", run_id="manual__2026-11-26T10:00:00+00:00")
     for asset, name in ((snapshot_asset("ticket_ownership", "desired"), "desired"),

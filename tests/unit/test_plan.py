@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from airflow_reconcile.spec import load_spec
+from airflow_reconcile.core.spec import load_spec
 from tests.conftest import REPO
 
 DATA = REPO / "tests" / "data" / "plan"
@@ -98,8 +98,8 @@ def test_plan_judges_freshness_as_the_sensor_does(tmp_path):
 
     import pandas as pd
 
-    from airflow_reconcile.pipeline import desired_is_stale
-    from airflow_reconcile.spec import parse_spec
+    from airflow_reconcile.core.pipeline import desired_is_stale
+    from airflow_reconcile.core.spec import parse_spec
 
     text = (DATA / "ownership.yaml").read_text()
     spec = load_spec(DATA / "ownership.yaml")

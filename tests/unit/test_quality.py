@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from airflow_reconcile.quality import run_quality_gate
-from airflow_reconcile.spec import QualitySpec
+from airflow_reconcile.core.quality import run_quality_gate
+from airflow_reconcile.core.spec import QualitySpec
 
 
 def test_clean_snapshot_passes():
@@ -50,9 +50,9 @@ def test_key_problems_review_lets_bad_keys_through_to_the_drift_report(spec):
     """key_problems: review -> the gate passes with warnings; the rows reach rules as duplicate_key."""
     import json
 
-    from airflow_reconcile.drift import detect_drift
-    from airflow_reconcile.rules import evaluate_rules
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.drift import detect_drift
+    from airflow_reconcile.core.rules import evaluate_rules
+    from airflow_reconcile.core.spec import Spec
 
     frame = pd.DataFrame({"service": ["a", "a", None, "b"], "assignee": ["x", "y", "z", "w"]}, dtype="string")
     result = run_quality_gate(frame, ["service"], QualitySpec(key_problems="review"), "actual")
@@ -81,7 +81,7 @@ def test_key_problems_review_lets_bad_keys_through_to_the_drift_report(spec):
 
 
 def test_any_gx_expectation_by_name_with_kwargs():
-    from airflow_reconcile.spec import Expectation
+    from airflow_reconcile.core.spec import Expectation
 
     frame = pd.DataFrame({"service": ["a", "b", "c"], "email": ["x@y.z", "nope", "q@r.s"]}, dtype="string")
     spec = QualitySpec(expectations=[
@@ -109,7 +109,7 @@ def test_any_gx_expectation_by_name_with_kwargs():
     ],
 )  # fmt: skip
 def test_bad_expectations_say_what_to_fix(item, message):
-    from airflow_reconcile.errors import SpecError
+    from airflow_reconcile.core.errors import SpecError
 
     frame = pd.DataFrame({"service": ["a"]}, dtype="string")
     with pytest.raises(SpecError) as err:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_reconcile.actions.base import apply_plan
-from airflow_reconcile.actions.jira import JiraExecutor
-from airflow_reconcile.actions.revert import replay_operations, revert_run
-from airflow_reconcile.audit import AuditStore
-from airflow_reconcile.errors import ReconcileError
-from airflow_reconcile.ledger import Ledger
+from airflow_reconcile.core.actions.base import apply_plan
+from airflow_reconcile.core.actions.jira import JiraExecutor
+from airflow_reconcile.core.actions.revert import replay_operations, revert_run
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.errors import ReconcileError
+from airflow_reconcile.core.ledger import Ledger
 from tests.unit.test_actions import assignees, plan
 
 
@@ -121,8 +121,8 @@ RULES = {"fix": ("auto", False), "ask": ("approve", False), "clear": ("auto", Tr
 )
 def test_replay_sends_only_dead_letters_the_policy_still_allows(seeded, jira_client, store, status, rule, params,
                                                                  reason):  # fmt: skip
-    from airflow_reconcile.actions.revert import RecoveryPolicy
-    from airflow_reconcile.ledger import operations
+    from airflow_reconcile.core.actions.revert import RecoveryPolicy
+    from airflow_reconcile.core.ledger import operations
 
     action = "transition" if "status" in params else "assign"
     ref = "OPS-1" if params.get("assignee") == "" else "OPS-2"  # clearing needs someone to unassign
@@ -149,8 +149,8 @@ def test_replay_sends_only_dead_letters_the_policy_still_allows(seeded, jira_cli
 
 
 def test_replay_and_revert_stop_above_max_actions_and_revert_never_closes_without_opt_in(seeded, jira_client, store):
-    from airflow_reconcile.actions.revert import RecoveryPolicy
-    from airflow_reconcile.errors import GuardTripped
+    from airflow_reconcile.core.actions.revert import RecoveryPolicy
+    from airflow_reconcile.core.errors import GuardTripped
 
     jira = {"jira": JiraExecutor(jira_client)}
     seeded.faults.set([{"method": "PUT", "path": "OPS-", "status": 403, "times": 99}])

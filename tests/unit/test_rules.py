@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from airflow_reconcile.drift import detect_drift
-from airflow_reconcile.errors import GuardTripped, SpecError
-from airflow_reconcile.rules import evaluate_rules
-from airflow_reconcile.spec import parse_spec
+from airflow_reconcile.core.drift import detect_drift
+from airflow_reconcile.core.errors import GuardTripped, SpecError
+from airflow_reconcile.core.rules import evaluate_rules
+from airflow_reconcile.core.spec import parse_spec
 from tests.conftest import SPEC
 
 
@@ -137,7 +137,7 @@ def authority_spec(spec, authority):
     data["drift"]["authority"] = authority
     data["rules"] = [{"name": "fix", "match": {"kind": "changed"}, "action": "comment",
                       "params": {"body": "fix"}, "autonomy": "auto"}]  # fmt: skip
-    from airflow_reconcile.spec import Spec
+    from airflow_reconcile.core.spec import Spec
 
     return Spec.model_validate(data)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_reconcile.errors import SourceError, TransientError
-from airflow_reconcile.sources import SourceContext, get_source
-from airflow_reconcile.spec import SourceSpec
+from airflow_reconcile.core.errors import SourceError, TransientError
+from airflow_reconcile.core.sources import SourceContext, get_source
+from airflow_reconcile.core.spec import SourceSpec
 from devkit.http import Reply, StandIn
 
 ROWS = [{"id": str(i), "owner": f"user{i % 7}", "updated": f"2026-01-{1 + i % 28:02d}T00:00:00Z"} for i in range(250)]

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from airflow_reconcile.drift import detect_drift
-from airflow_reconcile.errors import SourceError, TransientError
-from airflow_reconcile.hooks import database_url
-from airflow_reconcile.sources import SourceContext, get_source
-from airflow_reconcile.spec import SourceSpec
+from airflow_reconcile.core.drift import detect_drift
+from airflow_reconcile.core.errors import SourceError, TransientError
+from airflow_reconcile.core.sources import SourceContext, get_source
+from airflow_reconcile.core.spec import SourceSpec
+from airflow_reconcile.provider.hooks import database_url
 
 ROWS = 120_000
 

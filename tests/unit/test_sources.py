@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from airflow_reconcile.errors import SourceError
-from airflow_reconcile.sources import SourceContext, get_source, register_source, registered_kinds
-from airflow_reconcile.spec import SourceSpec
+from airflow_reconcile.core.errors import SourceError
+from airflow_reconcile.core.sources import SourceContext, get_source, register_source, registered_kinds
+from airflow_reconcile.core.spec import SourceSpec
 
 
 def file_spec(path, **extra):
@@ -124,7 +124,7 @@ def test_registry_prefers_user_sources():
 
 
 def test_jira_source_tells_transient_from_persistent_failures(jira_standin, jira_client, spec):
-    from airflow_reconcile.errors import TransientError
+    from airflow_reconcile.core.errors import TransientError
 
     ctx = SourceContext(origin="s.yaml", client_factory=lambda: jira_client)
     jira_standin.faults.set([{"method": "GET", "path": "/search$", "status": 503, "times": 1}])
@@ -162,7 +162,7 @@ def test_file_source_reads_fsspec_urls_with_connection_storage_options():
 
 
 def test_storage_options_come_from_the_connection(monkeypatch):
-    from airflow_reconcile.hooks import storage_options
+    from airflow_reconcile.provider.hooks import storage_options
 
     monkeypatch.setenv("AIRFLOW_CONN_LAKE", json.dumps({
         "conn_type": "aws", "login": "AKIA-test", "password": "s3cr3t",

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_reconcile.errors import SpecError
-from airflow_reconcile.spec import expand_env, load_spec, parse_spec
-from airflow_reconcile.values import parse_duration
+from airflow_reconcile.core.errors import SpecError
+from airflow_reconcile.core.spec import expand_env, load_spec, parse_spec
+from airflow_reconcile.core.values import parse_duration
 from tests.conftest import SPEC
 
 VALID = SPEC.read_text()

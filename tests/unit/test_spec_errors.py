@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_reconcile.errors import SpecError
-from airflow_reconcile.spec import parse_spec
+from airflow_reconcile.core.errors import SpecError
+from airflow_reconcile.core.spec import parse_spec
 from tests.conftest import REPO, SPEC
 
 BASE = SPEC.read_text()

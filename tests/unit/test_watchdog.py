@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow_reconcile.audit import AuditRecord, AuditStore
-from airflow_reconcile.ledger import Ledger
-from airflow_reconcile.vocabulary import TaskId
-from airflow_reconcile.watchdog import check
+from airflow_reconcile.core.audit import AuditRecord, AuditStore
+from airflow_reconcile.core.ledger import Ledger
+from airflow_reconcile.core.vocabulary import TaskId
+from airflow_reconcile.core.watchdog import check
 from tests.unit.test_actions import plan
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -37,7 +37,7 @@ def test_silence_dead_letters_review_queue_and_a_stale_source_each_alert(spec, t
     for op in ops.to_dict("records"):
         ledger.record(op, "in_review")
     ledger.begin(ops.iloc[0].to_dict())
-    from airflow_reconcile.actions.base import Outcome
+    from airflow_reconcile.core.plan import Outcome
 
     ledger.finish(Outcome(ops.iloc[0]["operation_id"], "dead_lettered", 1, "PersistentError", "403"))
     for hours in (3, 2, 1):

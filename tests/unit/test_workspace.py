@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from airflow_reconcile.workspace import Manifest, Workspace, read_frame
+from airflow_reconcile.core.workspace import Manifest, Workspace, read_frame
 
 
 def test_write_read_round_trip_checks_the_hash(tmp_path):
@@ -37,7 +37,7 @@ def test_manifest_round_trip():
 
 def test_relative_locations_become_absolute_once(tmp_path, monkeypatch):
     """A relative AIRFLOW_HOME or workspace (make demo's default .airflow/demo) names one absolute place."""
-    from airflow_reconcile.locations import airflow_home, default_audit_db, workspace_root
+    from airflow_reconcile.core.locations import airflow_home, default_audit_db, workspace_root
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIRFLOW_HOME", ".airflow/demo")

@@ -1,0 +1,301 @@
+"""The audit store: one append-only, hash-chained record per task-instance try.
+
+Our own database (tasks may not touch Airflow's): SQLite by default, Postgres in production.
+Appends are serialised (SQLite ``BEGIN IMMEDIATE``; Postgres table lock) so the chain stays linear
+when parallel tasks write at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_reconcile.core.database import create_engine
+from airflow_reconcile.core.errors import AuditUnavailable, db_error_text
+from airflow_reconcile.core.vocabulary import TaskId
+
+metadata = sa.MetaData()
+audit_records = sa.Table(
+    "reconcile_audit_record",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dag_id", sa.String(250), nullable=False, index=True),
+    sa.Column("run_id", sa.String(250), nullable=False, index=True),
+    sa.Column("task_id", sa.String(250), nullable=False),
+    sa.Column("map_index", sa.Integer, nullable=False, default=-1),
+    sa.Column("try_number", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("ended_at", sa.String(40), nullable=False),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("spec", sa.String(100), nullable=False),
+    sa.Column("policy_version", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("record_hash", sa.String(64), nullable=False, unique=True),
+)
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    started_at: datetime
+    ended_at: datetime
+    outcome: str
+    spec: str
+    policy_version: str
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    trace_id: str | None = None  # the try's OpenLineage run id (airflow_reconcile.provider.lineage.trace_id)
+
+    def body(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if k in ("inputs", "outputs", "details", "error", "trace_id")}
+        return json.dumps(data, sort_keys=True, default=str)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["ended_at"] = self.ended_at.isoformat()
+        return data
+
+
+def record_index(ti: Any) -> int:
+    """A task instance's map index as records store it: -1 for an unmapped task."""
+    return ti.map_index if ti.map_index is not None else -1
+
+
+def _utc_text(when: str) -> str:
+    """An ISO time as the stored form (UTC ``isoformat``), so text comparison is time order."""
+    from datetime import UTC
+
+    try:
+        parsed = datetime.fromisoformat(when)
+    except ValueError:
+        raise ValueError(f"{when!r} is not an ISO 8601 time (e.g. 2026-11-01 or 2026-11-01T00:00:00+00:00)") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def _chain_hash(prev: str, row: dict[str, Any]) -> str:
+    fields = [prev] + [str(row[c]) for c in (
+        "dag_id", "run_id", "task_id", "map_index", "try_number", "started_at", "ended_at",
+        "outcome", "spec", "policy_version", "body",
+    )]  # fmt: skip
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+
+def _unpacked(rows: Any) -> list[dict[str, Any]]:
+    """Records as dicts with their JSON body merged in (the body's keys next to the columns)."""
+    unpacked = []
+    for row in rows:
+        record = dict(row._mapping)
+        record.update(json.loads(record.pop("body")))
+        unpacked.append(record)
+    return unpacked
+
+
+class AuditStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        connect_args: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            connect_args = {"timeout": 30, "isolation_level": None}
+        # A small pool: the ledger writes twice per operation, and a new SQLite connection (with its
+        # pragmas) per write cost more than the write itself.
+        self.engine = create_engine(url, connect_args=connect_args, pool_size=4, max_overflow=8, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: a commit survives the process dying (what a killed task does); only
+                # a power cut can undo the last commits. Use Postgres where that matters.
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            @sa.event.listens_for(self.engine, "begin")
+            def _immediate(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _unavailable(self, exc: BaseException) -> AuditUnavailable:
+        # URL repr masks the password: secrets never reach logs or errors.
+        return AuditUnavailable(f"audit store {self.engine.url!r} cannot be written: {db_error_text(exc)}")
+
+    def ensure_schema(self) -> None:
+        """Create the table if needed; raises ``AuditUnavailable`` when the store cannot be written."""
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+
+    def append(self, record: AuditRecord) -> str:
+        """Append one record to the chain; returns its hash."""
+        row = {
+            "dag_id": record.dag_id,
+            "run_id": record.run_id,
+            "task_id": record.task_id,
+            "map_index": record.map_index,
+            "try_number": record.try_number,
+            "started_at": record.started_at.isoformat(),
+            "ended_at": record.ended_at.isoformat(),
+            "outcome": record.outcome,
+            "spec": record.spec,
+            "policy_version": record.policy_version,
+            "body": record.body(),
+        }
+        self.ensure_schema()
+        try:
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"LOCK TABLE {audit_records.name} IN EXCLUSIVE MODE")
+                prev = conn.execute(
+                    sa.select(audit_records.c.record_hash).order_by(audit_records.c.id.desc()).limit(1)
+                ).scalar()
+                row["prev_hash"] = prev or GENESIS
+                row["record_hash"] = _chain_hash(str(row["prev_hash"]), row)
+                conn.execute(audit_records.insert().values(**row))
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        return str(row["record_hash"])
+
+    def records(
+        self, *, dag_id: str | None = None, run_id: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Records in chain order, their bodies unpacked; ``since``: those that ended at or after it (ISO)."""
+        query = sa.select(audit_records).order_by(audit_records.c.id)
+        if dag_id:
+            query = query.where(audit_records.c.dag_id == dag_id)
+        if run_id:
+            query = query.where(audit_records.c.run_id == run_id)
+        if since:
+            query = query.where(audit_records.c.ended_at >= _utc_text(since))
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            return _unpacked(conn.execute(query))
+
+    def page(
+        self, *, dag_id: str, run_id: str | None = None, task_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(how many match, one page of them in chain order) — counted and paged in the database."""
+        where = [audit_records.c.dag_id == dag_id]
+        if run_id:
+            where.append(audit_records.c.run_id == run_id)
+        if task_id:
+            where.append(audit_records.c.task_id == task_id)
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(audit_records).where(*where)).scalar() or 0
+            query = sa.select(audit_records).where(*where).order_by(audit_records.c.id).limit(limit).offset(offset)
+            rows = _unpacked(conn.execute(query))
+        return int(total), rows
+
+    def latest(self, dag_id: str, task_id: str, *, outcome: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
+        """A task's newest records (newest first), bodies unpacked."""
+        self.ensure_schema()
+        where = [audit_records.c.dag_id == dag_id, audit_records.c.task_id == task_id]
+        if outcome:
+            where.append(audit_records.c.outcome == outcome)
+        query = sa.select(audit_records).where(*where).order_by(audit_records.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return _unpacked(conn.execute(query))
+
+    def drift_trend(self, dag_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The drift counts of the DAG's last ``limit`` successful detect_drift tries, newest first."""
+        self.ensure_schema()
+        query = (
+            sa.select(audit_records.c.run_id, audit_records.c.ended_at, audit_records.c.policy_version,
+                      audit_records.c.body)
+            .where(audit_records.c.dag_id == dag_id, audit_records.c.task_id == TaskId.DETECT_DRIFT,
+                   audit_records.c.outcome == "success")
+            .order_by(audit_records.c.id.desc())
+            .limit(limit)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        trend = []
+        for r in rows:
+            drift = json.loads(r.pop("body")).get("details", {}).get("drift", {})
+            keep = ("changed", "missing", "unexpected", "unchanged", "duplicate_keys", "null_keys")
+            trend.append({**r, **{k: drift.get(k) for k in keep}})
+        return trend
+
+    def has_record(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> bool:
+        """Whether this task-instance try has a record (its own, or one written for it)."""
+        self.ensure_schema()
+        query = sa.select(audit_records.c.id).where(
+            audit_records.c.dag_id == dag_id, audit_records.c.run_id == run_id, audit_records.c.task_id == task_id,
+            audit_records.c.map_index == map_index, audit_records.c.try_number == try_number,
+        ).limit(1)  # fmt: skip
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def runs_page(self, dag_id: str, *, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        """(how many runs the DAG has records of, one page of them, newest first): per run its first start,
+        last end, records and failed tries (grouped and paged in the database), with what the run found and
+        did — drift counts, apply outcomes and mode, and what started it — from its records' bodies."""
+        c = audit_records.c
+        self.ensure_schema()
+        grouped = (
+            sa.select(c.run_id, sa.func.min(c.started_at).label("started_at"), sa.func.max(c.ended_at).label("ended_at"),
+                      sa.func.count().label("records"),
+                      sa.func.sum(sa.case((c.outcome == "failed", 1), else_=0)).label("failed_tries"),
+                      sa.func.max(c.id).label("last_id"))
+            .where(c.dag_id == dag_id)
+            .group_by(c.run_id)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(grouped.subquery())).scalar() or 0
+            runs = [
+                dict(r._mapping) for r in conn.execute(grouped.order_by(sa.desc("last_id")).limit(limit).offset(offset))
+            ]
+            ids = [r["run_id"] for r in runs]
+            bodies = conn.execute(
+                sa.select(c.run_id, c.task_id, c.outcome, c.body)
+                .where(c.dag_id == dag_id, c.run_id.in_(ids))
+                .order_by(c.id)
+            ).all() if ids else []  # fmt: skip
+        by_run: dict[str, dict[str, Any]] = {r["run_id"]: {"trigger": None, "drift": None, "mode": None, "outcomes": {}}
+                                             for r in runs}  # fmt: skip
+        for run_id, task_id, outcome, body in bodies:
+            details = json.loads(body).get("details", {})
+            found = by_run[run_id]
+            found["trigger"] = found["trigger"] or details.get("trigger")
+            if task_id == TaskId.DETECT_DRIFT and outcome == "success":
+                found["drift"] = details.get("drift")
+            if "outcomes" in details and outcome == "success":  # apply_corrections, apply_approved
+                found["outcomes"][task_id] = details["outcomes"]
+                found["mode"] = details.get("mode", found["mode"])
+        for run in runs:
+            run.pop("last_id")
+            run["failed_tries"] = int(run["failed_tries"] or 0)
+            run.update(by_run[run["run_id"]])
+        return int(total), runs
+
+    def dag_ids(self) -> list[str]:
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            return sorted(str(d) for d in conn.execute(sa.select(audit_records.c.dag_id).distinct()).scalars())
+
+    def verify(self) -> tuple[bool, int | None]:
+        """Check the hash chain; returns (ok, id of the first broken record)."""
+        self.ensure_schema()
+        prev = GENESIS
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(audit_records).order_by(audit_records.c.id)):
+                row = dict(r._mapping)
+                if row["prev_hash"] != prev or _chain_hash(prev, row) != row["record_hash"]:
+                    return False, int(row["id"])
+                prev = row["record_hash"]
+        return True, None

@@ -1,0 +1,93 @@
+"""The bundled examples. ``reconcile init`` writes one into a DAGs folder — its DAG file, its spec and
+sample data — from the installed package, so the wheel is all a user needs to run it.
+
+The DAG files and specs are the repository's ``dags/`` folder, shipped in the wheel as
+``airflow_reconcile/dags``: one copy of each, whether it is deployed by copying ``dags/`` or by
+``reconcile init``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from airflow_reconcile.core.errors import ReconcileError
+from airflow_reconcile.core.locations import absolute
+
+
+@dataclass(frozen=True)
+class Example:
+    """A shipped spec (``dags/specs/<name>.yaml``, DAG file ``dags/reconcile_<name>.py``) and its sample data."""
+
+    name: str
+    description: str
+    data_files: tuple[str, ...]
+    write_data: Callable[[Path, datetime | None], list[Path]]
+    """Writes ``data_files`` into the folder given (``specs/data``), times relative to the datetime (now)."""
+
+
+def _ticket_ownership_data(folder: Path, now: datetime | None) -> list[Path]:
+    from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
+
+    scenario = ticket_ownership(now=now)
+    return [
+        scenario.write_catalog(folder / "service_catalog.csv"),
+        scenario.write_jira_export(folder / "jira_export.csv"),
+    ]
+
+
+EXAMPLES = {
+    e.name: e
+    for e in [
+        Example("ticket_ownership", "a service catalog (CSV) against Jira ownership tickets, with Slack digests",
+                ("service_catalog.csv", "jira_export.csv"), _ticket_ownership_data),
+    ]
+}  # fmt: skip
+# The DAGs that serve every spec in specs/: written with any example, kept if they are already there.
+SHARED_DAG_FILES = ("reconcile_drift_digest.py", "reconcile_watchdog.py")
+
+
+def shipped_dags() -> Path:
+    """The shipped ``dags/`` folder: ``airflow_reconcile/dags`` in a wheel, ``dags/`` in a source checkout."""
+    package = Path(__file__).resolve().parents[2]  # airflow_reconcile (core/examples/__init__.py)
+    for candidate in (package / "dags", package.parent / "dags"):
+        if (candidate / "specs").is_dir():
+            return candidate
+    raise ReconcileError(f"the shipped DAG files are missing from {package}; reinstall airflow-reconcile")
+
+
+def init_example(
+    directory: str | os.PathLike[str], name: str, *, force: bool = False, now: datetime | None = None
+) -> list[Path]:
+    """Write example ``name`` into ``directory`` (a DAGs folder); the paths written, in order.
+
+    Nothing is overwritten without ``force``: if a file the example needs is there, nothing is written.
+    Sample data goes to ``specs/data/``, where the spec looks by default; its times are relative to ``now``,
+    so the source is fresh for the spec's ``freshness.max_age``.
+    """
+    example = EXAMPLES.get(name)
+    if example is None:
+        raise ReconcileError(f"--example {name!r}: there is no such example; choose one of {', '.join(EXAMPLES)}")
+    source, target = shipped_dags(), absolute(directory)
+    copies = {target / f"reconcile_{name}.py": source / f"reconcile_{name}.py",
+              target / "specs" / f"{name}.yaml": source / "specs" / f"{name}.yaml"}  # fmt: skip
+    shared = {target / f: source / f for f in SHARED_DAG_FILES if force or not (target / f).exists()}
+    data = [target / "specs" / "data" / f for f in example.data_files]
+    existing = [p for p in [*copies, *data] if p.exists()]
+    if existing and not force:
+        raise ReconcileError(
+            f"{', '.join(map(str, existing))} already exist(s); nothing was written. "
+            "Remove them, choose another folder, or pass --force to overwrite"
+        )
+    written = []
+    for destination, origin in {**copies, **shared}.items():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        tmp = destination.with_name(f".{destination.name}.tmp")
+        tmp.write_bytes(origin.read_bytes())
+        os.replace(tmp, destination)
+        written.append(destination)
+    written += example.write_data(target / "specs" / "data", now)
+    return written

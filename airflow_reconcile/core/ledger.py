@@ -1,0 +1,296 @@
+"""The idempotency ledger: one row per operation, written before and after every side effect.
+
+An operation's id is deterministic (spec, rule, entity, target object, action, desired state), so
+the same drift planned by a re-run, a retry or the next scheduled run is the same row here:
+
+    planned -> in_flight -> applied | skipped | dead_lettered
+    planned -> awaiting_approval | in_review | recommended | observed      (not applied)
+    awaiting_approval -> approved -> in_flight -> ...  |  rejected  |  in_review (no answer in time)
+    applied -> reverted
+
+It lives in the audit store's database, next to the audit trail. "No audit, no action": when the
+ledger cannot be written, the side effect does not happen (``AuditUnavailable``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from airflow_reconcile.core.audit import metadata
+from airflow_reconcile.core.vocabulary import DECIDED, FINAL, REVIEW_QUEUE, Status
+
+if TYPE_CHECKING:
+    from airflow_reconcile.core.audit import AuditStore
+    from airflow_reconcile.core.plan import Outcome
+
+operations = sa.Table(
+    "reconcile_operation",
+    metadata,
+    sa.Column("operation_id", sa.String(64), primary_key=True),
+    sa.Column("spec", sa.String(100), nullable=False, index=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False, index=True),
+    sa.Column("rule", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(40), nullable=False),
+    sa.Column("target_ref", sa.String(250)),
+    sa.Column("entity", sa.String(500), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error_class", sa.String(40)),
+    sa.Column("error", sa.Text),
+    sa.Column("hint", sa.Text),
+    sa.Column("prior", sa.Text),  # the entity's state before the run that applied it (for revert)
+    sa.Column("applied_run_id", sa.String(250), index=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+# Actions whose effect a search may not show at once (Jira's index lags a write): once the ledger
+# says applied, they are never sent again, even if the target's search does not see them yet.
+ONCE_ONLY = ("create_issue", "comment", "notify")
+
+HINTS = {
+    401: "the connection's credentials were refused: check the Airflow connection's login and token",
+    403: "the connection's user may not do this: grant it the permission in Jira/Slack, then replay",
+    404: "the issue or channel does not exist (deleted or moved?): check it, then replay or drop the operation",
+    400: "the target rejected the request (an unknown user or field value?): fix the data or the rule, then replay",
+}
+
+
+def hint_for(outcome: Outcome) -> str | None:
+    """What an operator should do about a dead-lettered operation, from its error."""
+    if outcome.status != Status.DEAD_LETTERED:
+        return None
+    if outcome.http_status in HINTS:  # the status the target answered, never a number in the message
+        return HINTS[outcome.http_status]
+    if outcome.error_class == "TransientError":
+        return "the target kept failing (timeouts, 5xx, rate limits): replay once it is healthy"
+    return "see the error; replay the operation after fixing its cause"
+
+
+def _text(value: Any) -> str | None:
+    """A plan cell as text for the database: pandas' missing values (NA, NaN) become NULL."""
+    if value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Ledger:
+    def __init__(self, store: AuditStore, *, spec: str, dag_id: str, run_id: str) -> None:
+        self.store, self.spec, self.dag_id, self.run_id = store, spec, dag_id, run_id
+        store.ensure_schema()
+
+    def _write(self, statement: Any) -> None:
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(statement)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.store._unavailable(exc) from None
+
+    def _read(self, query: Any) -> list[dict[str, Any]]:
+        try:
+            with self.store.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(query)]
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.store._unavailable(exc) from None
+
+    def get(self, operation_id: str) -> dict[str, Any] | None:
+        rows = self._read(sa.select(operations).where(operations.c.operation_id == operation_id))
+        return rows[0] if rows else None
+
+    def _upsert(self, op: Mapping[str, Any], existing: dict[str, Any] | None, **values: Any) -> None:
+        now = _now()
+        values = {"run_id": self.run_id, "updated_at": now, **values}
+        if existing is None:
+            row = {
+                "operation_id": op["operation_id"], "spec": self.spec, "dag_id": self.dag_id,
+                "rule": op["rule"], "action": op["action"], "target": op["target"],
+                "target_ref": _text(op.get("target_ref")), "entity": op["entity"],
+                "params": _text(op.get("params")) or "{}",
+                "attempts": 0, "created_at": now, "status": Status.PLANNED, **values,
+            }  # fmt: skip
+            self._write(operations.insert().values(**row))
+        else:
+            self._write(operations.update().where(operations.c.operation_id == op["operation_id"]).values(**values))
+
+    def record(self, op: Mapping[str, Any], status: str) -> str:
+        """An operation that is not applied in this run (review, approval, recommendation).
+
+        Returns the operation's status afterwards: a done or decided operation keeps its status
+        (the update is conditional, so it cannot overwrite a decision made meanwhile).
+        """
+        existing = self.get(op["operation_id"])
+        if existing is None:
+            self._upsert(op, None, status=status)
+            return status
+        if existing["status"] in DECIDED:
+            return str(existing["status"])
+        self._write(
+            operations.update()
+            .where(operations.c.operation_id == op["operation_id"], operations.c.status.not_in(DECIDED))
+            .values(status=status, run_id=self.run_id, updated_at=_now())
+        )
+        return str((self.get(op["operation_id"]) or {"status": status})["status"])
+
+    def decide(self, operation_ids: list[str], status: str) -> int:
+        """A person's answer (``approved``/``rejected``) or its absence (``in_review``) for operations
+        still awaiting approval; returns how many changed (one that was decided meanwhile keeps its status)."""
+        if not operation_ids:
+            return 0
+        changed = 0
+        try:
+            with self.store.engine.begin() as conn:  # one transaction: all of the answer or none of it
+                for start in range(0, len(operation_ids), 500):
+                    result = conn.execute(
+                        operations.update()
+                        .where(
+                            operations.c.operation_id.in_(operation_ids[start : start + 500]),
+                            operations.c.status == Status.AWAITING_APPROVAL,
+                        )
+                        .values(status=status, run_id=self.run_id, updated_at=_now())
+                    )
+                    changed += int(result.rowcount or 0)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.store._unavailable(exc) from None
+        return changed
+
+    def begin(self, op: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Before the side effect. Returns the ledger row when the operation must not be sent again."""
+        existing = self.get(op["operation_id"])
+        if existing and existing["status"] in FINAL and op["action"] in ONCE_ONLY:
+            return existing
+        attempts = int(existing["attempts"]) if existing else 0
+        self._upsert(
+            op, existing, status=Status.IN_FLIGHT, attempts=attempts + 1, error_class=None, error=None, hint=None
+        )
+        return None
+
+    def finish(self, outcome: Outcome) -> None:
+        """After the side effect (or its final failure).
+
+        ``prior`` and ``applied_run_id`` change only when this run applied the operation: a later
+        run that finds it done (``skipped``) must not replace the state a revert goes back to.
+        """
+        values: dict[str, Any] = {
+            "status": outcome.status, "error_class": outcome.error_class, "error": outcome.error,
+            "hint": hint_for(outcome), "updated_at": _now(),
+        }  # fmt: skip
+        if outcome.status == Status.APPLIED:
+            values["prior"] = json.dumps(dict(outcome.prior), sort_keys=True, default=str)
+            values["applied_run_id"] = self.run_id
+        self._write(operations.update().where(operations.c.operation_id == outcome.operation_id).values(**values))
+
+    def mark(self, operation_id: str, status: str) -> None:
+        """Set an operation's status (``reverted``, ``rejected``) without a side effect of its own."""
+        self._write(
+            operations.update()
+            .where(operations.c.operation_id == operation_id)
+            .values(status=status, updated_at=_now())
+        )
+
+    def rows(self, *, status: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(operations).where(operations.c.spec == self.spec).order_by(operations.c.updated_at)
+        if status:
+            query = query.where(operations.c.status == status)
+        if run_id:
+            query = query.where(operations.c.run_id == run_id)
+        return self._read(query)
+
+
+def plan_from_rows(rows: list[dict[str, Any]]) -> Any:
+    """Ledger rows as an action plan (every operation automatic), for replay."""
+    import pandas as pd
+
+    from airflow_reconcile.core.plan import PLAN_COLUMNS
+
+    records = [
+        {**dict.fromkeys(PLAN_COLUMNS), **{k: r.get(k) for k in PLAN_COLUMNS if k in r}, "autonomy": "auto",
+         "severity": "medium", "reason": f"replay of {r['status']}"}
+        for r in rows
+    ]  # fmt: skip
+    return pd.DataFrame(records, columns=list(PLAN_COLUMNS), dtype="string")
+
+
+class LedgerQueries:
+    """Selections of ledger rows across runs (for replay, revert and the plugin)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def select(
+        self,
+        *,
+        operation_ids: list[str] | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        run_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        query = sa.select(operations).where(operations.c.spec == self.ledger.spec).order_by(operations.c.created_at)
+        if operation_ids:
+            query = query.where(operations.c.operation_id.in_(operation_ids))
+        if status:
+            query = query.where(operations.c.status == status)
+        if since:
+            query = query.where(operations.c.updated_at >= since)
+        if run_id:
+            query = query.where(operations.c.applied_run_id == run_id)
+        return self.ledger._read(query)
+
+
+def operations_page(
+    store: AuditStore,
+    *,
+    dag_id: str,
+    statuses: tuple[str, ...] | list[str] | None = None,
+    run_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]], dict[str, int]]:
+    """(how many match, one page, newest first, and the DAG's counts per status) for the plugin."""
+    store.ensure_schema()
+    where = [operations.c.dag_id == dag_id]
+    if statuses:
+        where.append(operations.c.status.in_(list(statuses)))
+    if run_id:
+        where.append(operations.c.run_id == run_id)
+    with store.engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(operations).where(*where)).scalar() or 0
+        query = sa.select(operations).where(*where).order_by(operations.c.updated_at.desc()).limit(limit).offset(offset)
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        counts = _status_counts(conn, dag_id)
+    for row in rows:
+        for column in ("params", "prior"):
+            row[column] = json.loads(row[column]) if row.get(column) else None
+    return int(total), rows, counts
+
+
+def _status_counts(conn: Any, dag_id: str) -> dict[str, int]:
+    query = (
+        sa.select(operations.c.status, sa.func.count())
+        .where(operations.c.dag_id == dag_id)
+        .group_by(operations.c.status)
+    )
+    return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def status_counts(store: AuditStore, dag_id: str) -> dict[str, int]:
+    """How many of the DAG's operations the ledger holds in each status."""
+    store.ensure_schema()
+    with store.engine.connect() as conn:
+        return _status_counts(conn, dag_id)
+
+
+def queue_depths(counts: Mapping[str, int]) -> tuple[int, int]:
+    """(dead letters, operations waiting for a person) from ``status_counts``."""
+    return counts.get(Status.DEAD_LETTERED, 0), sum(counts.get(s, 0) for s in REVIEW_QUEUE)

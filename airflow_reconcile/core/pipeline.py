@@ -1,0 +1,216 @@
+"""One reconciliation's read → quality → drift → rules steps as plain functions of a spec.
+
+The Airflow operators run these steps as separate tasks; ``reconcile plan`` runs them in one
+process, without Airflow, so a spec can be tried on files before it is deployed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_reconcile.core.errors import ReconcileError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_reconcile.core.drift import DriftReport
+    from airflow_reconcile.core.quality import QualityResult
+    from airflow_reconcile.core.rules import PlanSummary
+    from airflow_reconcile.core.spec import Spec
+
+
+def spec_drift(spec: Spec, desired: pd.DataFrame, actual: pd.DataFrame) -> tuple[DriftReport, pd.DataFrame]:
+    """The keyed diff as the spec's ``drift`` section describes it; the columns rules read are context."""
+    from airflow_reconcile.core.columns import carried
+    from airflow_reconcile.core.drift import detect_drift
+
+    return detect_drift(
+        desired,
+        actual,
+        key=spec.sources.desired.key,
+        compare=spec.drift.compare,
+        context=carried(spec),
+        normalize_steps=spec.drift.normalize,
+        exclude=spec.drift.exclude,
+        tolerances=spec.drift.tolerances,
+        column_map=spec.drift.column_map,
+    )
+
+
+def desired_is_stale(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> bool:
+    """The freshness sensor's verdict on the source of record, from what ``reconcile plan`` can see:
+    the freshness column of the snapshot, or a local file's modification time. A ``freshness.query``
+    needs the source's connection, so it is not checked here."""
+    from airflow_reconcile.core.sources.base import newest_value
+
+    fresh = spec.sources.desired.freshness
+    if fresh is None:
+        return False
+    if fresh.column:
+        return fresh.is_stale(newest_value(frame, fresh.column, origin), now)
+    path = Path(origin)
+    if spec.sources.desired.kind == "file" and path.is_file():
+        return fresh.is_stale(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), now)
+    return False
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    spec: Spec
+    sources: dict[str, str]
+    quality: dict[str, QualityResult]
+    report: DriftReport | None
+    plan: pd.DataFrame | None
+    summary: PlanSummary | None
+    stale: bool
+    now: datetime
+    guard: str | None = None  # why the blast-radius limits would stop the run
+
+    @property
+    def gate_failed(self) -> bool:
+        return not all(q.success for q in self.quality.values())
+
+    @property
+    def blocked(self) -> bool:
+        """The DAG would stop before acting: a failed quality gate or a tripped guard."""
+        return self.gate_failed or self.guard is not None
+
+
+def read_side(
+    spec: Spec, side: str, spec_path: str, override: str | None, read_options: Mapping[str, Any] | None = None
+) -> tuple[pd.DataFrame, str]:
+    """A side's snapshot: the given file, or the spec's own source when it needs no Airflow connection.
+
+    A file given for a side whose source is a file is read with that source's options (delimiter,
+    encoding, dates), unless ``read_options`` (the command line's) are given.
+    """
+    from airflow_reconcile.core.sources import SourceContext, get_source
+    from airflow_reconcile.core.sources.base import finish
+    from airflow_reconcile.core.sources.files import read_file
+
+    source = getattr(spec.sources, side)
+    if override:
+        own = {k: v for k, v in source.options.items() if k not in ("path", "format")} if source.kind == "file" else {}
+        frame = read_file(override, **(dict(read_options) if read_options else own))
+        return finish(frame, source, override, f"--{side} {override}"), override
+    if source.kind != "file" or source.connection_id:
+        raise ReconcileError(
+            f"{spec_path}: sources.{side} is a {source.kind} source that needs an Airflow connection; "
+            f"give --{side} FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
+        )
+    snapshot = get_source("file").read(source, SourceContext(origin=spec_path, progress=lambda _: None))
+    return snapshot.frame, snapshot.source
+
+
+def plan_locally(
+    spec: Spec,
+    spec_path: str,
+    desired: str | None = None,
+    actual: str | None = None,
+    now: datetime | None = None,
+    read_options: Mapping[str, Any] | None = None,
+) -> LocalPlan:
+    """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
+    from airflow_reconcile.core.columns import gate
+    from airflow_reconcile.core.quality import run_quality_gate
+    from airflow_reconcile.core.rules import blast_population, evaluate_rules, guard_problem
+
+    now = now or datetime.now(UTC)
+    frames: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for side, override in (("desired", desired), ("actual", actual)):
+        frames[side], sources[side] = read_side(spec, side, spec_path, override, read_options)
+    quality = {
+        side: run_quality_gate(frames[side], getattr(spec.sources, side).key, gate(spec, side), side)
+        for side in ("desired", "actual")
+    }
+    if not all(q.success for q in quality.values()):
+        return LocalPlan(spec, sources, quality, None, None, None, False, now)
+    stale = desired_is_stale(spec, frames["desired"], sources["desired"], now)
+    report, rows = spec_drift(spec, frames["desired"], frames["actual"])
+    population = blast_population(report.desired_rows, report.actual_rows)
+    plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
+    guard = guard_problem(spec, plan, population)
+    return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard)
+
+
+def describe_change(row: Mapping[Any, Any]) -> str:
+    """One planned action's change, ``column: before -> after`` (a plan row with None for missing cells)."""
+    import json
+
+    if row.get("before") and row.get("after"):
+        before, after = json.loads(row["before"]), json.loads(row["after"])
+        return "; ".join(f"{c}: {before.get(c) or '(none)'} -> {after.get(c) or '(none)'}" for c in after)
+    kinds = {"missing": "(absent) -> create", "unexpected": "(not in source of record)"}
+    return kinds.get(str(row.get("drift_kind")), "")
+
+
+def _writes(params: str | None, width: int = 40) -> str:
+    """The values an action would send, as rendered (``name=value``), shortened for the table."""
+    import json
+
+    values = json.loads(params or "{}")
+    text = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "-"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def plan_table(result: LocalPlan, limit: int = 50) -> str:
+    """What ``reconcile plan`` prints: the inputs, the gate, the drift, then the actions."""
+    spec = result.spec
+    lines = [
+        f"reconcile plan: {spec.name} (policy {spec.policy_version}, mode {spec.mode})",
+        f"desired: {Path(result.sources['desired']).name}   actual: {Path(result.sources['actual']).name}",
+    ]
+    for side, quality in result.quality.items():
+        state = "ok" if quality.success else "FAILED"
+        warn = f", {len(quality.warnings)} warnings" if quality.warnings else ""
+        lines.append(f"quality {side}: {state} ({quality.rows} rows, {len(quality.results)} checks{warn})")
+        lines += [f"  FAIL {r.expectation}({r.column or 'table'}) unexpected {r.unexpected_count}"
+                  for r in quality.failures]  # fmt: skip
+    if result.report is None or result.plan is None or result.summary is None:
+        lines += ["", "No plan: the quality gate failed, so nothing would run after it."]
+        return "\n".join(lines)
+    r = result.report
+    lines.append(
+        f"drift: {r.changed} changed, {r.missing} missing, {r.unexpected} unexpected, {r.unchanged} unchanged; "
+        f"duplicate keys {sum(r.duplicate_keys.values())}, null keys {sum(r.null_keys.values())}"
+    )
+    if result.stale:
+        lines.append("source of record is STALE: automatic decisions are downgraded to review")
+    summary = result.summary
+
+    def counts(data: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(data.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+
+    lines += [
+        "",
+        f"Plan: {summary.actions} actions ({counts(summary.by_autonomy)})",
+        f"  by action: {counts(summary.by_action)}",
+        f"  unhandled drift rows: {summary.unhandled}",
+        f"  sent to review: {summary.undecidable} with values a condition cannot read, "
+        f"{summary.unrendered} that would write an empty or missing value",
+    ]
+    if result.guard:
+        lines += ["", f"GUARD TRIPPED: {result.guard}", "The run would stop here; the plan below is not applied."]
+    if not len(result.plan):
+        return "\n".join([*lines, "", "No changes. The target matches the source of record."])
+
+    plan = result.plan.astype(object).where(result.plan.notna(), None)
+    order = {"auto": 0, "approve": 1, "review": 2, "recommend": 3, "observe": 4}
+    rows = sorted(plan.to_dict("records"), key=lambda x: (order.get(x["autonomy"], 9), x["rule"], x["entity"]))
+    table = [(x["entity"], x["target_ref"] or "-", x["rule"], x["action"], x["autonomy"], _writes(x["params"]),
+              describe_change(x) + (f"  [{x['reason']}]" if x["reason"] else "")) for x in rows[:limit]]  # fmt: skip
+    header = ("entity", "target", "rule", "action", "autonomy", "writes", "from -> to")
+    widths = [max(len(str(v)) for v in col) for col in zip(header, *table, strict=False)][:-1]
+    lines.append("")
+    for values in (header, *table):
+        lines.append(
+            "  " + "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=False)) + f"  {values[-1]}"
+        )
+    if len(rows) > limit:
+        lines.append(f"  ... and {len(rows) - limit} more (--format json lists all)")
+    return "\n".join(lines)

@@ -1,0 +1,14 @@
+"""Snapshot sources: one protocol, a registry, selected by ``kind`` in the spec."""
+
+from __future__ import annotations
+
+from airflow_reconcile.core.sources.base import (
+    Snapshot,
+    SnapshotSource,
+    SourceContext,
+    get_source,
+    register_source,
+    registered_kinds,
+)
+
+__all__ = ["Snapshot", "SnapshotSource", "SourceContext", "get_source", "register_source", "registered_kinds"]

@@ -1,0 +1,115 @@
+"""Jira: issues by JQL through the ``jira`` library, paginated, with fields selected by name."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_reconcile.core.errors import SourceError, source_failure
+from airflow_reconcile.core.sources.base import Snapshot, SourceContext, finish, now_utc
+
+if TYPE_CHECKING:
+    from airflow_reconcile.core.spec import SourceSpec
+
+PAGE_SIZE = 100
+
+
+USER_IDS = ("name", "emailAddress", "accountId")  # Server/DC: name; Cloud: e-mail if visible, else account id
+
+
+def _plain(value: Any) -> str | None:
+    """Jira field values as text: users by name (Cloud: e-mail or account id), options and statuses by name/value."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        is_user = "accountId" in value or "emailAddress" in value
+        for attr in USER_IDS if is_user else ("name", "value", "key", "displayName"):
+            if attr in value and value[attr] is not None:
+                return str(value[attr])
+        return str(value)
+    if isinstance(value, list):
+        return ",".join(filter(None, (_plain(v) for v in value)))
+    return str(value)
+
+
+class JiraSource:
+    """Options: ``jql`` and ``fields`` (column → Jira field name or id; ``key`` is the issue key)."""
+
+    kind = "jira"
+
+    def _client(self, ctx: SourceContext) -> Any:
+        if ctx.client_factory is None:
+            raise SourceError(f"{ctx.origin}: a jira source needs connection_id naming a Jira connection")
+        return ctx.client_factory()
+
+    def read(self, spec: SourceSpec, ctx: SourceContext) -> Snapshot:
+        import pandas as pd
+        from jira.exceptions import JIRAError
+
+        jql = spec.options.get("jql")
+        columns: dict[str, str] = dict(spec.options.get("fields") or {})
+        if not jql or not columns:
+            raise SourceError(f"{ctx.origin}: a jira source needs options.jql and options.fields")
+        client = self._client(ctx)
+        try:
+            ids = self._field_ids(client, columns, ctx.origin)
+            wanted = sorted({i for i in ids.values() if i != "key"})
+            rows: list[dict[str, Any]] = []
+            progress = ctx.tracker("jira")
+            for issues, total in self._pages(client, jql, wanted):
+                for issue in issues:
+                    fields = issue.get("fields", {})
+                    rows.append(
+                        {col: issue["key"] if fid == "key" else _plain(fields.get(fid)) for col, fid in ids.items()}
+                    )
+                progress.add(len(issues), total)
+        except JIRAError as exc:
+            raise source_failure(exc, f"{ctx.origin}: Jira answered {exc.status_code}: {exc.text}") from None
+        frame = pd.DataFrame(rows, columns=list(ids), dtype="string")
+        return Snapshot(frame=finish(frame, spec, "Jira", ctx.origin), source="jira", taken_at=now_utc())
+
+    @staticmethod
+    def _pages(client: Any, jql: str, fields: list[str]) -> Any:
+        """(issues, total or None) per page: Server/DC page by ``startAt``; Cloud only by page token
+        (``/search/jql``; the old ``/search`` is gone there and gives no total)."""
+        if getattr(client, "_is_cloud", False):
+            token = None
+            while True:
+                page = client.enhanced_search_issues(
+                    jql, nextPageToken=token, maxResults=PAGE_SIZE, fields=fields, json_result=True
+                )
+                yield page.get("issues", []), None
+                token = page.get("nextPageToken")
+                if page.get("isLast", True) or not token:
+                    return
+        start = 0
+        while True:
+            page = client.search_issues(jql, startAt=start, maxResults=PAGE_SIZE, fields=fields, json_result=True)
+            issues = page.get("issues", [])
+            total = int(page.get("total", start + len(issues)))
+            yield issues, total
+            start += len(issues)
+            if not issues or start >= total:
+                return
+
+    @staticmethod
+    def _field_ids(client: Any, columns: dict[str, str], origin: str) -> dict[str, str]:
+        """Resolve field names (``Service``) and ids (``customfield_10100``) to ids."""
+        by_name: dict[str, str] = {}
+        for field in client.fields():
+            by_name[field["id"].lower()] = field["id"]
+            by_name[field["name"].lower()] = field["id"]
+            for clause in field.get("clauseNames", []):
+                by_name.setdefault(clause.lower(), field["id"])
+        out = {}
+        for col, name in columns.items():
+            if name == "key":
+                out[col] = "key"
+                continue
+            if name.lower() not in by_name:
+                raise SourceError(f"{origin}: options.fields.{col}: Jira has no field {name!r}")
+            out[col] = by_name[name.lower()]
+        return out
+
+    def newest(self, spec: SourceSpec, ctx: SourceContext) -> datetime | None:
+        return None

@@ -1,0 +1,634 @@
+"""The reconciliation spec: a typed, validated model of one YAML file.
+
+Importing this module is cheap (pydantic and PyYAML only): DAG files load specs at parse time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from airflow_reconcile.core.errors import SpecError
+from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
+from airflow_reconcile.core.vocabulary import Mode
+
+Target = Literal["jira", "slack"]
+Autonomy = Literal["observe", "recommend", "auto", "approve", "review"]
+ActionName = Literal[
+    "assign", "comment", "transition", "create_issue", "label", "unlabel", "set_field", "link", "notify", "none"
+]
+# The params each action needs (a rule without them is a spec error, not a dead letter at 2 a.m.).
+REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
+    "assign": ("assignee",), "transition": ("status",), "comment": ("body",), "label": ("label",),
+    "unlabel": ("label",), "set_field": ("field", "value"), "create_issue": ("project", "summary"),
+    "link": ("type", "to"), "notify": ("text",),
+}  # fmt: skip
+ACTION_TARGET = {"notify": "slack"}  # every other action is a Jira action
+DriftKind = Literal["missing", "unexpected", "changed", "duplicate_key", "null_key"]
+
+_NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+def _fail_at(loc: tuple[str | int, ...], message: str, value: Any) -> None:
+    """A validation error at a field of the spec (so the message names its line), from a model check."""
+    _fail_all([(loc, message, value)])
+
+
+def _fail_all(problems: list[tuple[tuple[str | int, ...], str, Any]]) -> None:
+    """Validation errors at fields of the spec, one per problem (each names its own line)."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    details = [
+        InitErrorDetails(type=PydanticCustomError("spec_rule", message), loc=loc, input=value)
+        for loc, message, value in problems
+    ]  # fmt: skip
+    if details:
+        raise ValidationError.from_exception_data("Spec", details)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Freshness(_Model):
+    """The source is stale when its newest ``column`` value (or file mtime, or the result of
+    ``query`` for a sql source) is older than ``max_age``."""
+
+    max_age: str
+    column: str | None = None
+    query: str | None = Field(
+        default=None, description="sql sources: a query returning the newest timestamp, e.g. select max(updated_at) ..."
+    )
+    on_stale: Literal["review", "wait"] = "review"
+
+    @field_validator("max_age")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def max_age_seconds(self) -> int:
+        return parse_duration(self.max_age)
+
+    def is_stale(self, newest: datetime | None, now: datetime) -> bool:
+        """Older than ``max_age`` — or unknown (no timestamp at all): stale context never drives a write."""
+        return newest is None or (now - newest).total_seconds() > self.max_age_seconds
+
+
+# What a file source's options may hold (anything else is a mistake, not something to ignore).
+FILE_OPTIONS = ("path", "format", "delimiter", "encoding", "na_values", "date_columns", "date_format", "dayfirst")
+
+
+class SourceSpec(_Model):
+    kind: str = Field(description="A registered snapshot source: file, sql, jira.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    connection_id: str | None = None
+    key: list[str] = Field(min_length=1)
+    columns: list[str] | None = None
+    freshness: Freshness | None = None
+
+
+class Sources(_Model):
+    desired: SourceSpec
+    actual: SourceSpec
+
+
+class Expectation(_Model):
+    """Any Great Expectations expectation by name, with its arguments."""
+
+    expectation: str = Field(
+        pattern=r"^(expect_[a-z0-9_]+|Expect[A-Za-z0-9]+)$",
+        description="e.g. expect_column_values_to_match_regex (or ExpectColumnValuesToMatchRegex)",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    on_failure: Literal["fail", "warn"] = "fail"
+
+
+class QualitySpec(_Model):
+    min_rows: int = Field(default=0, ge=0)
+    max_rows: int | None = Field(default=None, ge=0)
+    required_columns: list[str] = Field(default_factory=list)
+    key_problems: Literal["fail", "review"] = Field(
+        default="fail",
+        description="Null or repeated keys: fail the gate, or let them through to the drift report as "
+        "duplicate_key / null_key rows for rules to route to review.",
+    )
+    expectations: list[Expectation] = Field(default_factory=list)
+
+
+class Quality(_Model):
+    desired: QualitySpec = QualitySpec()
+    actual: QualitySpec = QualitySpec()
+
+
+class DriftSpec(_Model):
+    compare: list[str] | None = Field(default=None, description="Default: every column both sides have.")
+    exclude: list[str] = Field(default_factory=list, description="Not compared; kept in the report as context.")
+    context: list[str] = Field(default_factory=list)
+    normalize: dict[str, list[NormalizeStep]] = Field(default_factory=dict)
+    tolerances: dict[str, str] = Field(default_factory=dict)
+    column_map: dict[str, str] = Field(default_factory=dict, description="desired column -> actual column")
+    authority: dict[str, Literal["desired", "actual"]] = Field(
+        default_factory=dict,
+        description="Per compared column, which side is authoritative (default: desired, the source of record). "
+        "Drift only in columns the target owns is never written to the target automatically.",
+    )
+
+    @field_validator("tolerances")
+    @classmethod
+    def _tolerances(cls, value: dict[str, str]) -> dict[str, str]:
+        for text in value.values():
+            Tolerance.parse(text)
+        return value
+
+
+ConditionOp = Literal[
+    "eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "regex", "is_null", "not_null", "changed", "older_than"
+]  # fmt: skip
+_NEEDS_VALUE = {"eq", "ne", "gt", "ge", "lt", "le", "regex", "older_than"}
+
+
+class Condition(_Model):
+    """A test over a drift row, or a tree of them.
+
+    A leaf is ``{field: desired.<col> | actual.<col>, op, value}``, or ``{column: <col>, op: changed}``
+    (the column drifted). A tree is ``{all: [...]}``, ``{any: [...]}`` or ``{not: {...}}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    field: str | None = Field(default=None, pattern=r"^(desired|actual)\.[A-Za-z_][A-Za-z0-9_]*$")
+    column: str | None = Field(default=None, description="For op: changed, the compared column.")
+    op: ConditionOp | None = None
+    value: Any = None
+    unparseable: Literal["review", "false"] = Field(
+        default="review",
+        description="A value that cannot be read as the number or timestamp the op compares: the row goes to "
+        "review with the reason (default), or the condition is false for it ('false', only when you say so).",
+    )
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = Field(default=None, alias="not")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Condition:
+        forms = [name for name in ("op", "all", "any", "not_") if getattr(self, name) is not None]
+        if len(forms) != 1:
+            raise ValueError("a condition is one of {field, op, value}, {column, op: changed}, {all: [...]}, "
+                             "{any: [...]} or {not: {...}}")  # fmt: skip
+        if self.op is None:
+            if self.field or self.column or self.value is not None:
+                raise ValueError("all / any / not take only conditions; put field, op and value inside them")
+            return self
+        if self.op == "changed":
+            if not self.column or self.field:
+                raise ValueError("op 'changed' needs column (the compared column), not field")
+            return self
+        if not self.field:
+            raise ValueError(f"op {self.op!r} needs field: desired.<column> or actual.<column>")
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f"op {self.op!r} needs a list as value")
+        if self.op in _NEEDS_VALUE and self.value is None:
+            raise ValueError(f"op {self.op!r} needs a value; use is_null / not_null to test for nulls")
+        if self.op in ("gt", "ge", "lt", "le") and not isinstance(self.value, int | float | str):
+            raise ValueError(f"op {self.op!r} needs a number or a text value")
+        if self.op == "regex":
+            try:
+                re.compile(str(self.value))
+            except re.error as exc:
+                raise ValueError(f"value {self.value!r} is not a regular expression: {exc}") from None
+        if self.op == "older_than":
+            parse_duration(str(self.value))
+        return self
+
+
+class Match(_Model):
+    kind: DriftKind
+    column: str | None = None
+    when: list[Condition] = Field(default_factory=list, description="All must hold (a list is an implicit all).")
+
+
+class Rule(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    match: Match
+    action: ActionName
+    target: Literal["jira", "slack"] = "jira"
+    params: dict[str, str] = Field(default_factory=dict)
+    autonomy: Autonomy = "recommend"
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    allow_clear: bool = Field(
+        default=False,
+        description="Let a param render empty (an empty value in the source of record that would clear or "
+        "unassign a field in the target). Without it such an operation goes to review, never to the target.",
+    )
+
+
+class JiraTarget(_Model):
+    connection_id: str = "reconcile_jira"
+    issue_key_column: str = "key"
+
+
+class SlackTarget(_Model):
+    connection_id: str = "reconcile_slack"
+    digest_channel: str = "#ops-reconcile"
+    team_column: str | None = None
+    channel_template: str = "#{team}"
+    post_in_shadow: bool = False
+
+
+class Targets(_Model):
+    jira: JiraTarget = JiraTarget()
+    slack: SlackTarget = SlackTarget()
+
+
+def _default_rates() -> dict[Target, float]:
+    return {"jira": 10.0, "slack": 1.0}
+
+
+CLOSING_STATUSES = ("done", "closed", "resolved", "cancelled", "canceled", "won't do", "rejected", "declined")
+
+
+class Watchdog(_Model):
+    """When the watchdog DAG raises an alert for this spec (silence is as loud as an error)."""
+
+    max_silence: str = Field(default="1d", description="Alert when no run has applied successfully for this long.")
+    max_dead_letters: int = Field(
+        default=0, ge=0, description="Alert when more operations than this are dead-lettered."
+    )
+    max_review_queue: int = Field(
+        default=100, ge=0, description="Alert when more operations than this wait for a person."
+    )
+    stale_runs: int = Field(
+        default=3, ge=1, description="Alert when the source of record was stale this many runs in a row."
+    )
+    max_run_duration: str | None = Field(
+        default="2h",
+        description="A run still going this long after it was queued (plus approval.timeout when actions wait "
+        "for approval) misses its Airflow deadline: a Slack message to the digest channel. null: no deadline.",
+    )
+
+    @field_validator("max_silence", "max_run_duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class Limits(_Model):
+    max_actions: int = Field(default=500, ge=0)
+    max_changed_fraction: float = Field(default=0.5, gt=0, le=1)
+    rate_per_second: dict[Target, float] = Field(
+        default_factory=_default_rates,
+        description="Most calls per second per target during apply (Slack allows about one message a second).",
+    )
+    concurrency: int = Field(default=4, ge=1, le=32, description="Operations applied at once (bounded).")
+    allow_closures: bool = Field(
+        default=False, description="Allow transitions that close or resolve issues (Done, Closed, Resolved...)."
+    )
+    fail_on_dead_letter: bool = Field(
+        default=True,
+        description="End the apply task failed when any operation was dead-lettered, so the UI shows it "
+        "(the other operations are applied either way).",
+    )
+
+    @property
+    def rates(self) -> dict[str, float]:
+        """``rate_per_second`` keyed by target name (what the rate limiter takes)."""
+        return {str(target): rate for target, rate in self.rate_per_second.items()}
+
+    @field_validator("rate_per_second")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for target, rate in value.items():
+            if rate <= 0:
+                raise ValueError(f"{target}: a rate must be more than 0 calls per second")
+        return value
+
+
+class Approval(_Model):
+    """How actions at autonomy ``approve`` wait for a person in Airflow's Required Actions."""
+
+    timeout: str = Field(
+        default="24h",
+        description="How long a request waits for an answer; unanswered, its operations go to review (e.g. 4h, 2d).",
+    )
+    assigned_users: list[str] = Field(
+        default_factory=list,
+        description="Airflow user ids who may answer (empty: anyone who may edit the DAG's runs).",
+    )
+    notify_channel: str | None = Field(
+        default=None, description="A Slack channel told when a request is waiting, with a link to answer it."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        approval_timeout(value)
+        return value
+
+
+MIN_APPROVAL_TIMEOUT = 30
+
+
+def approval_timeout(text: str) -> int:
+    """Seconds of an approval timeout; at least 30 s (a shorter wait would race the task's own parking)."""
+    seconds = parse_duration(text)
+    if seconds < MIN_APPROVAL_TIMEOUT:
+        raise ValueError(f"{text!r} is too short for a person to answer; give at least {MIN_APPROVAL_TIMEOUT}s")
+    return seconds
+
+
+class AssetRef(_Model):
+    name: str
+    uri: str | None = None
+
+
+class Schedule(_Model):
+    """When the DAG runs: a cron expression, or a fixed interval, and/or when assets are updated."""
+
+    cron: str | None = None
+    every: str | None = Field(default=None, description="A fixed interval instead of cron, e.g. 30m, 6h, 1d")
+    timezone: str = Field(default="UTC", description="The time zone cron is read in, e.g. Europe/Berlin (IANA name)")
+    assets: list[AssetRef] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone; write an IANA name such as UTC or Europe/Berlin") from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        """Checked as Airflow's CronTriggerTimetable checks it (croniter; ``values.check_cron``)."""
+        if value is not None:
+            check_cron(value)
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_clock(self) -> Schedule:
+        if self.cron and self.every:
+            raise ValueError("give cron or every, not both")
+        return self
+
+
+class Spec(_Model):
+    version: Literal[1]
+    name: Annotated[str, Field(pattern=_NAME_RE)]
+    description: str = ""
+    owner: str = "ops"
+    schedule: Schedule = Schedule()
+    mode: Mode = Mode.SHADOW
+    sources: Sources
+    quality: Quality = Quality()
+    drift: DriftSpec
+    rules: list[Rule] = Field(default_factory=list)
+    targets: Targets = Targets()
+    limits: Limits = Limits()
+    approval: Approval = Approval()
+    watchdog: Watchdog = Watchdog()
+
+    @model_validator(mode="after")
+    def _closures_need_opt_in(self) -> Spec:
+        if self.limits.allow_closures:
+            return self
+        for index, rule in enumerate(self.rules):
+            status = rule.params.get("status", "")
+            if rule.action == "transition" and status.strip().casefold() in CLOSING_STATUSES:
+                _fail_at(
+                    ("rules", index, "params", "status"),
+                    f"{status!r} closes issues; set limits.allow_closures: true to allow closing automatically",
+                    status,
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _actions_have_their_params(self) -> Spec:
+        for index, rule in enumerate(self.rules):
+            if rule.action == "none":
+                continue
+            target = ACTION_TARGET.get(rule.action, "jira")
+            if rule.target != target:
+                _fail_at(("rules", index, "target"), f"{rule.action!r} is a {target} action; set target: {target}",
+                         rule.target)  # fmt: skip
+            missing = [p for p in REQUIRED_PARAMS.get(rule.action, ()) if p not in rule.params]
+            if missing:
+                _fail_at(("rules", index, "params"),
+                         f"{rule.action!r} needs params {', '.join(missing)}", rule.params)  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> Spec:
+        seen: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            if rule.name in seen:
+                _fail_at(("rules", index, "name"), f"{rule.name!r} is used twice; rule names must be unique", rule.name)
+            seen.add(rule.name)
+        return self
+
+    @model_validator(mode="after")
+    def _templates_parse(self) -> Spec:
+        """Templates are parsed when the spec is loaded: a syntax error or an unknown name is a spec error."""
+        from jinja2 import TemplateSyntaxError
+
+        from airflow_reconcile.core.templates import TEMPLATE_NAMES, template_refs
+
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for index, rule in enumerate(self.rules):
+            for name, text in rule.params.items():
+                loc = ("rules", index, "params", name)
+                try:
+                    _, others = template_refs(text)
+                except TemplateSyntaxError as exc:
+                    problems.append((loc, f"template {text!r} does not parse: {exc.message}", text))
+                    continue
+                if others:
+                    allowed = " and ".join(f"{n}.<column>" for n in TEMPLATE_NAMES)
+                    problems.append((loc, f"template {text!r} uses {', '.join(others)}; it may read {allowed}", text))
+        _fail_all(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _file_options_known(self) -> Spec:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for side in ("desired", "actual"):
+            source = getattr(self.sources, side)
+            if source.kind == "file":
+                for name in sorted(set(source.options) - set(FILE_OPTIONS)):
+                    problems.append((("sources", side, "options", name), f"unknown file option {name!r}; a file "
+                                     f"source takes {', '.join(FILE_OPTIONS)}", name))  # fmt: skip
+        _fail_all(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _columns_declared(self) -> Spec:
+        from airflow_reconcile.core.columns import problems
+
+        _fail_all(problems(self))
+        return self
+
+    @property
+    def needs_approval(self) -> bool:
+        """Some rule acts only after a person approves (the DAG gets approval tasks)."""
+        return any(rule.autonomy == "approve" and rule.action != "none" for rule in self.rules)
+
+    @property
+    def dag_id(self) -> str:
+        return f"reconcile_{self.name}"
+
+    @property
+    def policy_version(self) -> str:
+        """Content hash of the normalised spec: every manifest and audit record carries it."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Line (1-based) of the YAML node at ``loc``, or of its closest existing parent."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    best: int | None = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if node is None:
+            break
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            found = None
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    found = (key_node, value_node)
+                    break
+            if found is None:
+                break
+            best = found[0].start_mark.line + 1
+            node = found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            best = node.start_mark.line + 1
+        else:
+            break
+    return best
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["type"] in ("literal_error", "enum"):
+        allowed = error.get("ctx", {}).get("expected", "")
+        return f"{error['input']!r} is not one of {allowed.replace(chr(39), '').replace(' or ', ', ')}"
+    if error["type"] == "extra_forbidden":
+        return "unknown field; remove it or check its spelling"
+    if error["type"] == "missing":
+        return "required field is missing"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML, stricter: a key given twice is an error naming both lines (never "last one wins"),
+    and aliases are refused (a few lines of anchors must not expand into a huge document)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem=f"alias *{event.anchor} is not allowed in a spec; write the value out where it is used",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.MarkedYAMLError(
+                        problem=f"{key!r} is given twice in one mapping (lines {seen[key]} and {line}); keep one",
+                        problem_mark=key_node.start_mark,
+                    )
+                if isinstance(key, str | int | float | bool) or key is None:
+                    seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_spec(text: str, origin: str = "<spec>") -> Spec:
+    """Validate YAML text; errors read ``origin:line: field: what is wrong``."""
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{origin}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}:1: a spec is a YAML mapping with version, name, sources, drift, rules")
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            lineno = _line_of(text, loc)
+            where = f"{origin}:{lineno}" if lineno else origin
+            lines.append(f"{where}: {_field_path(loc)}: {_describe(dict(error))}")
+        raise SpecError("\n".join(lines)) from None
+
+
+def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
+    """The spec files of a folder (``*.yaml``), in name order."""
+    return sorted(Path(directory).glob("*.yaml"))
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Read and validate a spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
+    return parse_spec(text, origin=str(path))
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str, origin: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` at run time (never at DAG parse time)."""
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise SpecError(f"{origin}: environment variable {name} is not set; set it or write ${{{name}:-default}}")
+
+    return _ENV_RE.sub(repl, value)

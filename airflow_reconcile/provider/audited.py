@@ -1,0 +1,213 @@
+"""What every reconciliation task shares: spec loading, the run workspace and its audit record."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+    from airflow_reconcile.core.spec import Spec
+    from airflow_reconcile.core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AuditDraft:
+    """Filled by a task while it runs; written as one record when it ends, whatever the outcome."""
+
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    spec: str = ""
+    policy_version: str = ""
+
+
+def _outcome_of(exc: BaseException) -> tuple[str, str | None]:
+    """How a try that raised ended: parked for a person, deferred and skipped are not failures."""
+    from airflow_reconcile.provider.compat import (
+        AirflowRescheduleException,
+        AirflowSkipException,
+        DownstreamTasksSkipped,
+        TaskAwaitingInput,
+        TaskDeferred,
+    )
+
+    if isinstance(exc, TaskAwaitingInput):
+        return "awaiting_input", None
+    if isinstance(exc, TaskDeferred):
+        return "deferred", None
+    if isinstance(exc, DownstreamTasksSkipped):  # the task succeeded and skips what follows it
+        return "success", None
+    if isinstance(exc, AirflowRescheduleException):  # a sensor in reschedule mode, poking again later
+        return "rescheduled", None
+    if isinstance(exc, AirflowSkipException):
+        return "skipped", str(exc) or None
+    return "failed", f"{type(exc).__name__}: {exc}"
+
+
+RUN_PARAMS = ("mode", "approval_timeout", "operation_ids", "since", "run_id")  # ours; other conf is not recorded
+
+
+def trigger_of(context: Context) -> dict[str, Any]:
+    """What started this DAG run: its type (scheduled, manual, asset_triggered...), the user who
+    triggered it, our run parameters, and the asset events it consumed."""
+    run = context.get("dag_run")
+    if run is None:
+        return {}
+    kind = getattr(run, "run_type", None)
+    events = [
+        {"asset": getattr(e.asset, "name", None) or getattr(e.asset, "uri", None), "source_dag_id": e.source_dag_id,
+         "source_run_id": e.source_run_id, "source_task_id": e.source_task_id}
+        for e in (getattr(run, "consumed_asset_events", None) or [])[:50]
+    ]  # fmt: skip
+    conf = getattr(run, "conf", None) or {}
+    return {
+        "run_type": getattr(kind, "value", kind),
+        "user": getattr(run, "triggering_user_name", None),
+        "params": {k: conf[k] for k in RUN_PARAMS if k in conf},
+        "asset_events": events,
+    }
+
+
+class AuditedTaskMixin:
+    """Mixed into our operators and sensors. Subclasses implement ``run(context, spec, audit)``."""
+
+    spec_path: str | None = None
+    audit_conn_id: str = DEFAULT_AUDIT_CONN_ID
+    workspace_root: str | None = None
+
+    def workspace(self, spec: Spec, context: Context) -> Workspace:
+        from airflow_reconcile.core.locations import workspace_root
+        from airflow_reconcile.core.workspace import Workspace
+
+        return Workspace(root=self.workspace_root or workspace_root(), spec_name=spec.name, run_id=context["run_id"])
+
+    def audited(self, context: Context, body: Callable[[Any, AuditDraft], Any]) -> Any:
+        """Run ``body(spec, draft)`` and write one audit record for this try, whatever happens.
+
+        ``spec`` is the loaded spec, or None for a task that serves several specs (it then fills
+        ``draft.spec`` and ``draft.policy_version`` itself). An invalid spec is audited too.
+        """
+        from airflow_reconcile.core.audit import AuditRecord, record_index
+        from airflow_reconcile.core.spec import load_spec
+        from airflow_reconcile.provider.compat import final_failure
+        from airflow_reconcile.provider.hooks import AuditStoreHook
+        from airflow_reconcile.provider.lineage import run_date, trace_id
+
+        started = datetime.now(UTC)
+        store = AuditStoreHook(self.audit_conn_id).store
+        store.ensure_schema()  # no audit, no action: fail before doing anything
+        draft = AuditDraft()
+        draft.details["trigger"] = trigger_of(context)
+        outcome, error = "success", None
+        try:
+            spec = load_spec(self.spec_path) if self.spec_path else None
+            if spec is not None:
+                draft.spec, draft.policy_version = spec.name, spec.policy_version
+            return body(spec, draft)
+        except BaseException as exc:
+            outcome, error = _outcome_of(exc)
+            final = final_failure(exc)
+            if final is not None:  # Airflow < 3.3: no retry policy, the task decides
+                raise final from exc
+            raise
+        finally:
+            ti = context["ti"]
+            record = AuditRecord(
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=record_index(ti),
+                try_number=ti.try_number,
+                started_at=started,
+                ended_at=datetime.now(UTC),
+                outcome=outcome,
+                spec=draft.spec,
+                policy_version=draft.policy_version,
+                inputs=draft.inputs,
+                outputs=draft.outputs,
+                details=draft.details,
+                error=error,
+                trace_id=trace_id(
+                    ti.dag_id, ti.task_id, ti.try_number, record_index(ti), run_date(context.get("dag_run"))
+                ),
+            )
+            digest = store.append(record)
+            log.info("audit record %s written (%s, trace id %s)", digest[:12], outcome, record.trace_id)
+            self._lineage_record = {**record.to_dict(), "record_hash": digest}
+
+    # OpenLineage (apache-airflow-providers-openlineage calls these after the try): the lineage comes
+    # from this try's audit record, so the two always agree. See airflow_reconcile.provider.lineage.
+    _lineage_record: dict[str, Any] | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_reconcile.provider.lineage import operator_lineage
+
+        return operator_lineage(self._lineage_record)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
+
+    def pull(self, context: Context, task_id: str, key: str = "return_value") -> dict[str, Any]:
+        """A manifest an upstream task returned; fails clearly when it is absent."""
+        value = context["ti"].xcom_pull(task_ids=task_id, key=key)
+        if not value:
+            raise ValueError(f"task {task_id!r} left no manifest in XCom; did it run in this DAG run?")
+        return dict(value)
+
+    def set_outlet_extra(self, context: Context, extra: dict[str, Any]) -> None:
+        """Every asset event this task emits carries counts, URIs and the policy version."""
+        for outlet in getattr(self, "outlets", []):
+            context["outlet_events"][outlet].extra = extra
+
+
+class ReconcileBaseOperator(AuditedTaskMixin, BaseOperator):
+    """Base of the reconciliation operators: stores the shared arguments, audits ``run``.
+
+    :param spec_path: path of the reconciliation spec (templated)
+    :param audit_conn_id: connection of the audit store (default ``reconcile_audit``)
+    :param workspace_root: where run workspaces live (templated); default under AIRFLOW_HOME
+    """
+
+    template_fields: Sequence[str] = ("spec_path", "workspace_root")
+    spec_path: str  # one spec per task (the mixin's None is for tasks that serve several)
+
+    def __init__(
+        self,
+        *,
+        spec_path: str,
+        audit_conn_id: str = DEFAULT_AUDIT_CONN_ID,
+        workspace_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.audit_conn_id = audit_conn_id
+        self.workspace_root = workspace_root
+
+    def execute(self, context: Context) -> Any:
+        return self.audited(context, lambda spec, audit: self.run(context, spec, audit))
+
+    def run(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
+        raise NotImplementedError
+
+
+def audit_outcomes(result: pd.DataFrame, audit: AuditDraft) -> dict[str, int]:
+    """Put each operation's outcome and the counts in the audit record; return the counts."""
+    from airflow_reconcile.core.actions.base import outcome_counts
+
+    counts = outcome_counts(result)
+    ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
+    audit.details.update(outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records"))
+    return counts

@@ -1,0 +1,293 @@
+"""Turn a reconciliation spec into an Airflow DAG (Airflow layer; light to import).
+
+Importing this module, or calling the factory, never imports pandas, Great Expectations, jira or
+slack_sdk: DAG files are parsed often and must stay cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Asset, AssetAny, Param
+
+from airflow_reconcile.core.locations import workspace_root
+from airflow_reconcile.core.spec import Spec, load_spec, specs_in
+from airflow_reconcile.core.vocabulary import Mode, TaskId
+from airflow_reconcile.core.workspace import local_path
+from airflow_reconcile.provider.compat import ReconcileDAG, retry_policy_args
+from airflow_reconcile.provider.operators.apply import ApplyCorrectionsOperator
+from airflow_reconcile.provider.operators.digest import SlackDriftDigestOperator
+from airflow_reconcile.provider.operators.drift import DetectDriftOperator
+from airflow_reconcile.provider.operators.quality import ValidateSnapshotOperator
+from airflow_reconcile.provider.operators.rules import EvaluateRulesOperator
+from airflow_reconcile.provider.operators.snapshot import ReadSnapshotOperator
+from airflow_reconcile.provider.sensors.freshness import SourceFreshnessSensor
+
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _default_args(owner: str | None = None) -> dict[str, Any]:
+    args: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(seconds=30), **retry_policy_args()}
+    if owner:
+        args["owner"] = owner
+    return args
+
+
+def _asset(spec_name: str, what: str) -> Asset:
+    location = local_path(workspace_root()) / spec_name / what
+    return Asset(name=f"reconcile.{spec_name}.{what}", uri=location.as_uri(), group="reconcile")
+
+
+def snapshot_asset(spec_name: str, side: str) -> Asset:
+    return _asset(spec_name, f"snapshot_{side}")
+
+
+def drift_report_asset(spec_name: str) -> Asset:
+    """The asset other DAGs schedule on to react to drift."""
+    return _asset(spec_name, "drift_report")
+
+
+def run_deadline(spec: Spec) -> Any:
+    """Airflow's deadline alert for a run that hangs: ``watchdog.max_run_duration`` after it was queued
+    (plus the approval timeout when the DAG waits for a person), the triggerer posts to the digest
+    channel with the Slack provider's ``SlackNotifier`` (through ``airflow_reconcile.provider.deadline``, which
+    keeps the Slack SDK out of DAG parsing). None when the spec sets no duration."""
+    from airflow_reconcile.core.spec import approval_timeout
+    from airflow_reconcile.core.values import parse_duration
+    from airflow_reconcile.provider.compat import deadline_alert
+    from airflow_reconcile.provider.deadline import notify_slack
+
+    if spec.watchdog.max_run_duration is None:
+        return None
+    seconds = parse_duration(spec.watchdog.max_run_duration)
+    if spec.needs_approval:
+        seconds += approval_timeout(spec.approval.timeout)
+    slack = spec.targets.slack
+    allowed = spec.watchdog.max_run_duration + (
+        f" + {spec.approval.timeout} for approval" if spec.needs_approval else ""
+    )
+    text = (
+        f":hourglass: reconciliation *{spec.name}*: run `{{{{ dag_run.dag_run_id }}}}` of `{spec.dag_id}` is still "
+        f"not finished {allowed} after it was queued (deadline {{{{ deadline.deadline_time }}}}). "
+        "Open the run in Airflow: which task is waiting, retrying or stuck?"
+    )
+    return deadline_alert(
+        timedelta(seconds=seconds),
+        notify_slack,
+        kwargs={"slack_conn_id": slack.connection_id, "channel": slack.digest_channel, "text": text},
+        name=f"{spec.dag_id} run duration",
+    )
+
+
+def _schedule(spec: Spec) -> Any:
+    from airflow_reconcile.core.values import parse_duration
+    from airflow_reconcile.provider.compat import AssetOrTimeSchedule, CronTriggerTimetable, DeltaTriggerTimetable
+
+    assets: list[Any] = [
+        Asset(name=a.name, uri=a.uri) if a.uri else Asset.ref(name=a.name) for a in spec.schedule.assets
+    ]
+    clock: Any = None
+    if spec.schedule.cron:
+        clock = CronTriggerTimetable(spec.schedule.cron, timezone=spec.schedule.timezone)
+    elif spec.schedule.every:
+        clock = DeltaTriggerTimetable(timedelta(seconds=parse_duration(spec.schedule.every)))
+    if assets and clock is not None:
+        return AssetOrTimeSchedule(timetable=clock, assets=assets)
+    if assets:
+        return AssetAny(*assets) if len(assets) > 1 else assets
+    return clock
+
+
+def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
+    """freshness → read desired ∥ read actual → validate each → detect drift → evaluate rules → apply."""
+    spec_path = str(Path(spec_path).resolve())
+    spec = load_spec(spec_path)
+    common: dict[str, Any] = {"spec_path": spec_path}
+    with ReconcileDAG(
+        dag_id=spec.dag_id,
+        description=spec.description or f"Reconciliation {spec.name}",
+        schedule=_schedule(spec),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["reconcile", spec.name],
+        params=_params(spec),
+        default_args=_default_args(spec.owner),
+        doc_md=f"Reconciliation **{spec.name}** from `{spec_path}` (policy version `{spec.policy_version}`).",
+        deadline=run_deadline(spec),
+    ) as dag:
+        freshness = SourceFreshnessSensor(
+            task_id=TaskId.CHECK_FRESHNESS, side="desired", poke_interval=60, timeout=3600, retries=0, **common
+        )
+        reads, validations = {}, {}
+        for side in ("desired", "actual"):
+            reads[side] = ReadSnapshotOperator(
+                task_id=TaskId.read(side), side=side, outlets=[snapshot_asset(spec.name, side)], **common
+            )
+            validations[side] = ValidateSnapshotOperator(
+                task_id=TaskId.validate(side),
+                side=side,
+                snapshot_task_id=TaskId.read(side),
+                inlets=[snapshot_asset(spec.name, side)],
+                **common,
+            )
+            freshness >> reads[side] >> validations[side]
+        drift = DetectDriftOperator(
+            task_id=TaskId.DETECT_DRIFT,
+            desired_task_id=TaskId.READ_DESIRED,
+            actual_task_id=TaskId.READ_ACTUAL,
+            inlets=[snapshot_asset(spec.name, "desired"), snapshot_asset(spec.name, "actual")],
+            outlets=[drift_report_asset(spec.name)],
+            **common,
+        )
+        rules = EvaluateRulesOperator(
+            task_id=TaskId.EVALUATE_RULES,
+            drift_task_id=TaskId.DETECT_DRIFT,
+            freshness_task_id=TaskId.CHECK_FRESHNESS,
+            inlets=[drift_report_asset(spec.name)],
+            **common,
+        )
+        failing = {"fail_on_dead_letter": spec.limits.fail_on_dead_letter}
+        apply = ApplyCorrectionsOperator(
+            task_id=TaskId.APPLY_CORRECTIONS, plan_task_id=TaskId.EVALUATE_RULES, **failing, **common
+        )
+        [validations["desired"], validations["actual"]] >> drift >> rules >> apply
+        if spec.needs_approval:
+            # Beside apply_corrections, not after it: a dead letter there does not hold approvals back.
+            from airflow_reconcile.provider.operators.approval import RequestApprovalOperator
+
+            request = RequestApprovalOperator(
+                task_id=TaskId.REQUEST_APPROVAL, plan_task_id=TaskId.EVALUATE_RULES, retries=0,
+                doc_md="Answer in Required Actions: Approve applies the listed actions, Reject records them "
+                "as rejected; no answer in time sends them to review.",
+                **common,
+            )  # fmt: skip
+            approved = ApplyCorrectionsOperator(
+                task_id=TaskId.APPLY_APPROVED,
+                plan_task_id=TaskId.REQUEST_APPROVAL,
+                approved_only=True,
+                **failing,
+                **common,
+            )
+            rules >> request >> approved
+    return dag
+
+
+def _params(spec: Spec) -> dict[str, Param]:
+    params = {
+        "mode": Param(
+            str(spec.mode),
+            enum=[str(mode) for mode in Mode],
+            title="Mode",
+            description="shadow plans and writes nothing; apply applies the automatic actions",
+        )
+    }
+    if spec.needs_approval:
+        params["approval_timeout"] = Param(
+            spec.approval.timeout,
+            type="string",
+            pattern=r"^\s*\d+\s*[smhdw]\s*$",
+            title="Approval timeout",
+            description="How long the approval request waits for an answer (e.g. 30m, 4h, 2d); then: review",
+        )
+    return params
+
+
+def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG, ReconcileDAG]:
+    """Two manually triggered DAGs per spec: ``<dag_id>_replay`` (dead letters) and ``<dag_id>_revert`` (a run)."""
+    from airflow_reconcile.provider.operators.recovery import ReplayOperationsOperator, RevertRunOperator
+
+    spec_path = str(Path(spec_path).resolve())
+    spec = load_spec(spec_path)
+    common: dict[str, Any] = {"spec_path": spec_path, "retries": 0}
+    shared: dict[str, Any] = {"schedule": None, "start_date": START_DATE, "catchup": False, "max_active_runs": 1,
+              "tags": ["reconcile", spec.name, "recovery"], "default_args": _default_args(spec.owner)}  # fmt: skip
+    with ReconcileDAG(
+        dag_id=f"{spec.dag_id}_replay",
+        description=f"Replay dead-lettered operations of {spec.name}",
+        params={
+            "operation_ids": Param(
+                [],
+                type="array",
+                items={"type": "string"},
+                title="Operation ids",
+                description="Ledger ids to replay (only dead letters whose write the spec still allows; any "
+                "other id is refused with its reason); empty: every dead letter since the time below",
+            ),
+            "since": Param(
+                "",
+                type="string",
+                title="Since (ISO time)",
+                description="With no ids: replay the dead letters updated since then (empty: all)",
+            ),
+        },  # fmt: skip
+        doc_md=f"Re-checks each dead-lettered operation against the spec's policy and the target's current state, "
+        f"and applies it once; anything else is refused with the reason. Spec `{spec_path}`.",
+        render_template_as_native_obj=True,  # operation_ids arrive as a list
+        **shared,
+    ) as replay:
+        ReplayOperationsOperator(
+            task_id=TaskId.REPLAY, operation_ids="{{ params.operation_ids }}", since="{{ params.since }}",
+            **common,
+        )  # fmt: skip
+    with ReconcileDAG(
+        dag_id=f"{spec.dag_id}_revert",
+        description=f"Undo what one run of {spec.name} applied",
+        params={
+            "run_id": Param(
+                "",
+                type="string",
+                minLength=1,
+                title="Run id to revert",
+                description="The run id of the reconciliation run whose changes to undo",
+            )
+        },  # fmt: skip
+        doc_md="Puts assignees, statuses and labels back to the state the ledger recorded before the run.",
+        **shared,
+    ) as revert:
+        RevertRunOperator(task_id=TaskId.REVERT, revert_run_id="{{ params.run_id }}", **common)
+    return replay, revert
+
+
+def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_drift_digest") -> ReconcileDAG:
+    """A Slack digest after every reconciliation: scheduled on every spec's drift-report asset."""
+    names = []
+    for path in specs_in(specs_dir):
+        try:
+            names.append(load_spec(path).name)
+        except ValueError:
+            continue  # that spec's own DAG file reports the error; the digest serves the others
+    assets = [drift_report_asset(n) for n in names]
+    with ReconcileDAG(
+        dag_id=dag_id,
+        description="Slack digest of drift to the owning teams, after every reconciliation",
+        schedule=AssetAny(*assets) if assets else None,
+        start_date=START_DATE,
+        catchup=False,
+        tags=["reconcile", "digest"],
+        default_args=_default_args(),
+    ) as dag:
+        SlackDriftDigestOperator(task_id=TaskId.POST_DIGEST, inlets=assets)
+    return dag
+
+
+def build_watchdog_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_watchdog") -> ReconcileDAG:
+    """Every 30 minutes: alerts for reconciliations that went quiet, growing queues, stale sources."""
+    from airflow_reconcile.provider.compat import DeltaTriggerTimetable
+    from airflow_reconcile.provider.operators.watchdog import ReconcileWatchdogOperator
+
+    with ReconcileDAG(
+        dag_id=dag_id,
+        description="Makes silence visible: no recent success, dead letters, a growing review queue, a stale source",
+        schedule=DeltaTriggerTimetable(timedelta(minutes=30)),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["reconcile", "watchdog"],
+        default_args=_default_args(),
+    ) as dag:
+        ReconcileWatchdogOperator(task_id=TaskId.WATCH, specs_dir=str(Path(specs_dir).resolve()))
+    return dag

@@ -1,0 +1,254 @@
+"""Hooks: clients built from Airflow connections (the only place credentials come from).
+
+Part of the Airflow layer, like ``operators``, ``sensors``, ``plugins`` and ``dag_factory``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_reconcile.core.errors import ReconcileError, SourceError
+from airflow_reconcile.core.locations import absolute, default_audit_db
+
+if TYPE_CHECKING:
+    from airflow_reconcile.core.actions import ActionExecutor
+    from airflow_reconcile.core.sources import SourceContext
+    from airflow_reconcile.core.spec import SourceSpec, Spec
+
+DEFAULT_AUDIT_CONN_ID = "reconcile_audit"
+DEFAULT_JIRA_CONN_ID = "reconcile_jira"
+DEFAULT_SLACK_CONN_ID = "reconcile_slack"
+
+
+def base_url(conn: Any) -> str:
+    """``https://host[:port]`` from a connection whose host may or may not carry the scheme and port."""
+    host = conn.host or ""
+    if "://" not in host:
+        host = f"{conn.schema or 'https'}://{host}"
+    if conn.port and host.count(":") < 2:
+        host = f"{host}:{conn.port}"
+    return str(host.rstrip("/"))
+
+
+def _connection_or_none(conn_id: str) -> Any:
+    from airflow.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+class JiraClientHook(BaseHook):
+    """A ``jira.JIRA`` client from a connection: host = server URL, login = user, password = API token.
+
+    Extra: ``{"auth": "basic" | "token", "verify": true, "timeout": 30}``. ``basic`` (default) is
+    user + API token (Cloud) or user + password (Server/Data Center); ``token`` is a personal access
+    token (Server/Data Center) in the password field.
+    """
+
+    conn_name_attr = "jira_conn_id"
+    default_conn_name = DEFAULT_JIRA_CONN_ID
+    conn_type = "reconcile_jira"
+    hook_name = "Jira (reconcile)"
+
+    def __init__(self, jira_conn_id: str = DEFAULT_JIRA_CONN_ID) -> None:
+        super().__init__()
+        self.jira_conn_id = jira_conn_id
+
+    @staticmethod
+    def get_ui_field_behaviour() -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"host": "Jira URL", "login": "User / e-mail", "password": "API token or password"},
+            "placeholders": {"extra": '{"auth": "basic", "verify": true, "timeout": 30}'},
+        }
+
+    def server_url(self) -> str:
+        return base_url(self.get_connection(self.jira_conn_id))
+
+    def get_conn(self) -> Any:
+        from jira import JIRA
+
+        conn = self.get_connection(self.jira_conn_id)
+        extra = conn.extra_dejson
+        auth: dict[str, Any]
+        if extra.get("auth") == "token":
+            auth = {"token_auth": conn.password}
+        else:
+            auth = {"basic_auth": (conn.login, conn.password)}
+        return JIRA(
+            server=self.server_url(),
+            options={"verify": extra.get("verify", True), "rest_api_version": "2"},
+            timeout=int(extra.get("timeout", 30)),
+            max_retries=0,
+            get_server_info=True,
+            **auth,
+        )
+
+
+class AuditStoreHook(BaseHook):
+    """The audit store's SQLAlchemy URL from a connection; a SQLite file under AIRFLOW_HOME by default.
+
+    Connection: type ``sqlite`` with host = file path, or any type with extra ``{"sqlalchemy_url": ...}``,
+    or a database connection whose URI SQLAlchemy understands (``postgresql://...``).
+    """
+
+    conn_name_attr = "audit_conn_id"
+    default_conn_name = DEFAULT_AUDIT_CONN_ID
+    conn_type = "reconcile_audit"
+    hook_name = "Reconcile audit store"
+
+    def __init__(self, audit_conn_id: str = DEFAULT_AUDIT_CONN_ID) -> None:
+        super().__init__()
+        self.audit_conn_id = audit_conn_id
+
+    def url(self) -> str:
+        conn = _connection_or_none(self.audit_conn_id)
+        if conn is None:
+            remote = remote_executors()
+            if remote:  # fail closed: a per-host ledger cannot stop a second worker repeating a write
+                raise ReconcileError(
+                    f"no Airflow connection {self.audit_conn_id!r} and the executor is {', '.join(remote)}: each "
+                    "worker would keep its own audit store and ledger, so an operation could be written twice. "
+                    f"Create the connection {self.audit_conn_id!r} for a database every worker reaches (e.g. "
+                    "postgresql+psycopg://user@db-host/reconcile); see the README, Deploy"
+                )
+            path = default_audit_db()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{path}"
+        return sqlalchemy_url(conn)
+
+    @cached_property
+    def store(self) -> Any:
+        from airflow_reconcile.core.audit import AuditStore
+
+        return AuditStore(self.url())
+
+    def get_conn(self) -> Any:
+        return self.store
+
+
+LOCAL_EXECUTORS = ("LocalExecutor", "SequentialExecutor", "DebugExecutor")
+
+
+def remote_executors() -> list[str]:
+    """The configured executors (``[core] executor``, a comma-separated list in Airflow 3) that run
+    tasks on other hosts than the scheduler's: Celery, Kubernetes, Edge, ..."""
+    from airflow.configuration import conf
+
+    names = [entry.strip() for entry in str(conf.get("core", "executor", fallback="LocalExecutor")).split(",")]
+    classes = [name.split(":")[-1].rsplit(".", 1)[-1] for name in names if name]
+    return [name for name in classes if name not in LOCAL_EXECUTORS]
+
+
+def sqlalchemy_url(conn: Any) -> str:
+    """A connection's SQLAlchemy URL: ``extra.sqlalchemy_url``, a sqlite file, or the connection URI."""
+    extra = conn.extra_dejson
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    if conn.conn_type == "sqlite":
+        if not conn.host:
+            raise ReconcileError(f"connection {conn.conn_id!r} (type sqlite): set host to the database file's path")
+        return f"sqlite:///{absolute(conn.host)}"
+    uri = str(conn.get_uri())
+    for scheme in ("postgres://", "postgresql://"):
+        if uri.startswith(scheme):  # psycopg 3 is the driver this package ships with
+            return "postgresql+psycopg://" + uri[len(scheme) :]
+    return uri
+
+
+def _required_connection(conn_id: str) -> Any:
+    conn = _connection_or_none(conn_id)
+    if conn is None:
+        raise SourceError(f"Airflow connection {conn_id!r} does not exist; create it or fix connection_id")
+    return conn
+
+
+def database_url(conn_id: str) -> str:
+    """SQLAlchemy URL of a database connection, for sql snapshot sources."""
+    return sqlalchemy_url(_required_connection(conn_id))
+
+
+def storage_options(conn_id: str) -> dict[str, Any]:
+    """fsspec storage options for file sources on object storage: the connection's ``extra.storage_options``,
+    plus login/password as ``key``/``secret`` (the names s3fs and most fsspec filesystems use)."""
+    conn = _required_connection(conn_id)
+    options = dict(conn.extra_dejson.get("storage_options") or {})
+    if conn.login:
+        options.setdefault("key", conn.login)
+    if conn.password:
+        options.setdefault("secret", conn.password)
+    return options
+
+
+def http_connection(conn_id: str) -> dict[str, Any]:
+    """Base URL and headers for http sources: host (with schema/port) and a bearer token in the password."""
+    conn = _required_connection(conn_id)
+    headers = dict(conn.extra_dejson.get("headers") or {})
+    if conn.password:
+        headers["Authorization"] = f"Bearer {conn.password}"
+    return {"base_url": base_url(conn), "headers": headers}
+
+
+class LazyExecutors(Mapping[str, "ActionExecutor"]):
+    """Executors for the spec's targets, each built from its Airflow connection on first use only."""
+
+    TARGETS = ("jira", "slack")
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.built: dict[str, ActionExecutor] = {}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, target: str) -> ActionExecutor:
+        if target not in self.TARGETS:
+            raise KeyError(target)
+        with self.lock:
+            if target not in self.built:
+                self.built[target] = self._build(target)
+            return self.built[target]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.TARGETS)
+
+    def __len__(self) -> int:
+        return len(self.TARGETS)
+
+    def _build(self, target: str) -> ActionExecutor:
+        if target == "jira":
+            from airflow_reconcile.core.actions.jira import JiraExecutor
+
+            return JiraExecutor(JiraClientHook(self.spec.targets.jira.connection_id).get_conn())
+        from airflow.providers.slack.hooks.slack import SlackHook
+
+        from airflow_reconcile.core.actions.slack import SlackExecutor
+
+        client = SlackHook(slack_conn_id=self.spec.targets.slack.connection_id).client
+        return SlackExecutor(client, self.spec.targets.slack.digest_channel)
+
+
+def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContext:
+    """Credentials for a source come from its Airflow connection, never from the spec."""
+    from airflow_reconcile.core.sources import SourceContext
+
+    conn_id = source.connection_id
+    if source.kind == "jira":
+        hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
+        return SourceContext(
+            origin=spec_path, client_factory=hook.get_conn, progress=log.info, connection={"server": hook.server_url()}
+        )
+    if source.kind == "sql" and conn_id:
+        return SourceContext(origin=spec_path, connection={"url": database_url(conn_id)}, progress=log.info)
+    if source.kind == "file" and conn_id:
+        return SourceContext(
+            origin=spec_path, connection={"storage_options": storage_options(conn_id)}, progress=log.info
+        )
+    if source.kind == "http" and conn_id:
+        return SourceContext(origin=spec_path, connection=http_connection(conn_id), progress=log.info)
+    return SourceContext(origin=spec_path, progress=log.info)
