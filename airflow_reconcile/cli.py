@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import ReconcileError
+from airflow_reconcile.core.vocabulary import DRIFT, DriftKind
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.drift import DriftReport
@@ -158,11 +159,13 @@ def drifting_rows(rows: Any, key: list[str], limit: int) -> list[str]:
     for row in rows.head(limit).to_dict("records"):
         entity = "|".join(cell(row, k) for k in key)
         kind = row["drift_kind"]
-        if kind == "changed":
+        if kind == DriftKind.CHANGED:
             changes = "; ".join(f"{c}: {cell(row, 'actual.' + c)} -> {cell(row, 'desired.' + c)}"
                                 for c in str(row["changed_columns"]).split(","))  # fmt: skip
         else:
-            changes = {"missing": "in desired only", "unexpected": "in actual only"}.get(kind, f"{row['side']} side")
+            changes = {DriftKind.MISSING: "in desired only", DriftKind.UNEXPECTED: "in actual only"}.get(
+                kind, f"{row['side']} side"
+            )
         lines.append(f"  {entity}  {kind}  {changes}")
     return lines
 
@@ -193,7 +196,7 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         print(report_table(report, args.desired, args.actual, key))
         if args.show:
-            drifting = rows[rows["drift_kind"].isin(("missing", "unexpected", "changed"))]
+            drifting = rows[rows["drift_kind"].isin(DRIFT)]
             lines = drifting_rows(drifting, key, args.show)
             print(f"\nfirst {len(lines)} of {len(drifting)} drifting rows (actual -> desired):")
             print("\n".join(lines) if lines else "  (none)")

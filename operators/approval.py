@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk.bases.notifier import BaseNotifier
 
-from airflow_reconcile.core.vocabulary import Mode, Status
+from airflow_reconcile.core.vocabulary import DECISIONS, Decision, Mode, Status
 from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
 from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
@@ -175,7 +175,7 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
             answer = HITLOperator.execute_complete(self, context=context, event=event)
             choice = answer["chosen_options"][0]
         except HITLTimeoutError:
-            answer, choice = {}, "timeout"
+            answer, choice = {}, Decision.TIMEOUT
         return self._decide(context, spec, audit, manifest, choice, answer)
 
     def _decide(
@@ -183,15 +183,14 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         answer: dict[str, Any],
     ) -> dict[str, Any]:  # fmt: skip
         """Record the answer (``Approve``, ``Reject`` or ``timeout``) in the ledger and the audit record."""
-        from airflow_reconcile.core.approval import DECISIONS
         from airflow_reconcile.core.workspace import read_frame
 
         request = read_frame(manifest)
         asked = request.loc[request["ledger_status"] == Status.AWAITING_APPROVAL, "operation_id"].tolist()
         audit.inputs.append(manifest)
-        if choice == "timeout":
+        if choice == Decision.TIMEOUT:
             self.log.warning("no answer in time: %d operation(s) go to review", len(asked))
-        status = DECISIONS[choice]
+        status = DECISIONS[Decision(choice)]
         changed = self._ledger(spec, context).decide(asked, status)
         by = answer.get("responded_by_user") or None
         responded_at = answer.get("responded_at")

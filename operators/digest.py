@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_reconcile.core.vocabulary import Status
+from airflow_reconcile.core.vocabulary import DriftKind, Status
 from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
 from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
@@ -69,7 +69,7 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, D
         for row in rows.head(MAX_ITEMS).to_dict("records"):
             entity = escape_mrkdwn("|".join(str(row[k]) for k in key))
             detail = ""
-            if row["drift_kind"] == "changed":
+            if row["drift_kind"] == DriftKind.CHANGED:
                 detail = "; ".join(
                     f"{col}: {escape_mrkdwn(str(row.get(f'actual.{col}')))} → {escape_mrkdwn(str(row.get(f'desired.{col}')))}"
                     for col in str(row["changed_columns"]).split(",")

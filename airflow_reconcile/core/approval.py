@@ -12,16 +12,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.core.vocabulary import APPROVED, Status
+from airflow_reconcile.core.vocabulary import APPROVED, Autonomy, Status
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from airflow_reconcile.core.ledger import Ledger
 
-APPROVE, REJECT = "Approve", "Reject"
-# What each answer does to the operations of the request, in the ledger.
-DECISIONS = {APPROVE: Status.APPROVED, REJECT: Status.REJECTED, "timeout": Status.IN_REVIEW}
 SHOWN = 50  # rows in the request's table; the rest are in the request's Parquet file
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
@@ -35,7 +32,7 @@ def escape_markdown(value: Any) -> str:
 
 def needs_approval(plan: pd.DataFrame) -> pd.DataFrame:
     """The plan's actions at autonomy ``approve`` (``none`` actions need no one's approval)."""
-    return plan[(plan["autonomy"] == "approve") & (plan["action"] != "none")].reset_index(drop=True)
+    return plan[(plan["autonomy"] == Autonomy.APPROVE) & (plan["action"] != "none")].reset_index(drop=True)
 
 
 def pending_approval(plan: pd.DataFrame, ledger: Ledger) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -98,5 +95,5 @@ def approved_plan(request: pd.DataFrame, ledger_rows: Mapping[str, Mapping[str, 
     """The requested operations a person approved (per the ledger), as automatic actions to apply."""
     status = request["operation_id"].map(lambda op: (ledger_rows.get(op) or {}).get("status"))
     approved = request[status.isin(APPROVED)].drop(columns=["ledger_status"], errors="ignore")
-    approved["autonomy"] = "auto"
+    approved["autonomy"] = Autonomy.AUTO
     return approved.reset_index(drop=True)

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.values import Tolerance, normalize, text_steps
+from airflow_reconcile.core.vocabulary import DriftKind
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-KINDS = ("missing", "unexpected", "changed", "duplicate_key", "null_key")
+KINDS = tuple(DriftKind)
 
 
 @dataclass(frozen=True)
@@ -483,15 +484,15 @@ def detect_drift(
     names = _changed_names(changed_cols, changed_any)
     changed = pd.concat(
         [side_rows(desired, changed_d, "desired", True), side_rows(actual, changed_a, "actual", False)], axis=1
-    ).assign(drift_kind="changed", changed_columns=pd.Series(names, dtype="string"))
+    ).assign(drift_kind=DriftKind.CHANGED.value, changed_columns=pd.Series(names, dtype="string"))
     parts = [
         changed,
-        side_rows(desired, missing_pos, "desired", True).assign(drift_kind="missing"),
-        side_rows(actual, unexpected_pos, "actual", True).assign(drift_kind="unexpected"),
+        side_rows(desired, missing_pos, "desired", True).assign(drift_kind=DriftKind.MISSING.value),
+        side_rows(actual, unexpected_pos, "actual", True).assign(drift_kind=DriftKind.UNEXPECTED.value),
     ]
     for side, frame, null, held in (("desired", desired, d_null, d_held), ("actual", actual, a_null, a_held)):
         bad = np.flatnonzero(null | held)
-        kinds = np.where(held[bad], "duplicate_key", "null_key")
+        kinds = np.where(held[bad], DriftKind.DUPLICATE_KEY.value, DriftKind.NULL_KEY.value)
         parts.append(side_rows(frame, bad, side, True).assign(drift_kind=kinds, side=side))
     rows = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     ordered = [*key, "drift_kind", "side", "changed_columns"]

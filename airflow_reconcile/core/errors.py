@@ -27,6 +27,11 @@ class AuditUnavailable(ReconcileError):
     """The audit store cannot be written: no audit, no action."""
 
 
+class LedgerConflict(ReconcileError):
+    """A ledger write the state machine does not allow (vocabulary.TRANSITIONS): the operation's row is
+    not in a status it may move from, usually because something else changed it meanwhile."""
+
+
 class TransientError(ReconcileError):
     """The target failed in a way that a retry may fix (timeout, 429, 5xx)."""
 

@@ -8,6 +8,9 @@ the same drift planned by a re-run, a retry or the next scheduled run is the sam
     awaiting_approval -> approved -> in_flight -> ...  |  rejected  |  in_review (no answer in time)
     applied -> reverted
 
+The state machine is ``vocabulary.TRANSITIONS``; every write here is conditional on it (a status the
+row may not move from changes nothing, or raises ``LedgerConflict`` where the caller must know).
+
 It lives in the audit store's database, next to the audit trail. "No audit, no action": when the
 ledger cannot be written, the side effect does not happen (``AuditUnavailable``).
 """
@@ -22,7 +25,17 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_reconcile.core.audit import metadata
-from airflow_reconcile.core.vocabulary import DECIDED, FINAL, REVIEW_QUEUE, Status
+from airflow_reconcile.core.errors import LedgerConflict
+from airflow_reconcile.core.vocabulary import (
+    FINAL,
+    INITIAL,
+    REVIEW_QUEUE,
+    STORED,
+    TRANSITIONS,
+    Autonomy,
+    Status,
+    may_move,
+)
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.audit import AuditStore
@@ -113,6 +126,10 @@ class Ledger:
         now = _now()
         values = {"run_id": self.run_id, "updated_at": now, **values}
         if existing is None:
+            if values.get("status", Status.PLANNED) not in INITIAL:
+                raise LedgerConflict(
+                    f"operation {op['operation_id']}: a new ledger row cannot start as {values['status']}"
+                )
             row = {
                 "operation_id": op["operation_id"], "spec": self.spec, "dag_id": self.dag_id,
                 "rule": op["rule"], "action": op["action"], "target": op["target"],
@@ -134,11 +151,13 @@ class Ledger:
         if existing is None:
             self._upsert(op, None, status=status)
             return status
-        if existing["status"] in DECIDED:
+        if not may_move(existing["status"], status):
             return str(existing["status"])
         self._write(
             operations.update()
-            .where(operations.c.operation_id == op["operation_id"], operations.c.status.not_in(DECIDED))
+            .where(
+                operations.c.operation_id == op["operation_id"], operations.c.status.in_(TRANSITIONS[Status(status)])
+            )
             .values(status=status, run_id=self.run_id, updated_at=_now())
         )
         return str((self.get(op["operation_id"]) or {"status": status})["status"])
@@ -146,6 +165,8 @@ class Ledger:
     def decide(self, operation_ids: list[str], status: str) -> int:
         """A person's answer (``approved``/``rejected``) or its absence (``in_review``) for operations
         still awaiting approval; returns how many changed (one that was decided meanwhile keeps its status)."""
+        if not may_move(Status.AWAITING_APPROVAL, status):
+            raise LedgerConflict(f"an approval request cannot end as {status}")
         if not operation_ids:
             return 0
         changed = 0
@@ -170,6 +191,8 @@ class Ledger:
         existing = self.get(op["operation_id"])
         if existing and existing["status"] in FINAL and op["action"] in ONCE_ONLY:
             return existing
+        if existing and not may_move(existing["status"], Status.IN_FLIGHT):
+            raise LedgerConflict(f"operation {op['operation_id']} is {existing['status']}; it cannot be applied")
         attempts = int(existing["attempts"]) if existing else 0
         self._upsert(
             op, existing, status=Status.IN_FLIGHT, attempts=attempts + 1, error_class=None, error=None, hint=None
@@ -189,15 +212,32 @@ class Ledger:
         if outcome.status == Status.APPLIED:
             values["prior"] = json.dumps(dict(outcome.prior), sort_keys=True, default=str)
             values["applied_run_id"] = self.run_id
-        self._write(operations.update().where(operations.c.operation_id == outcome.operation_id).values(**values))
+        self._move(outcome.operation_id, outcome.status, values)
 
     def mark(self, operation_id: str, status: str) -> None:
-        """Set an operation's status (``reverted``, ``rejected``) without a side effect of its own."""
-        self._write(
-            operations.update()
-            .where(operations.c.operation_id == operation_id)
-            .values(status=status, updated_at=_now())
-        )
+        """Set an operation's status (``reverted``) without a side effect of its own."""
+        self._move(operation_id, status, {"status": status, "updated_at": _now()})
+
+    def _move(self, operation_id: str, status: str, values: dict[str, Any]) -> None:
+        """Update the row only from a status ``status`` may follow; otherwise nothing changes and the
+        caller learns why (the write it just did, or means to record, is not what the ledger holds)."""
+        allowed = TRANSITIONS.get(Status(status)) if status in STORED else None
+        if not allowed:
+            raise LedgerConflict(f"operation {operation_id}: {status!r} is not a status the ledger moves to")
+        try:
+            with self.store.engine.begin() as conn:
+                result = conn.execute(
+                    operations.update()
+                    .where(operations.c.operation_id == operation_id, operations.c.status.in_(allowed))
+                    .values(**values)
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.store._unavailable(exc) from None
+        if not result.rowcount:
+            row = self.get(operation_id)
+            now = "has no ledger row" if row is None else f"is {row['status']}"
+            raise LedgerConflict(f"operation {operation_id} {now}; it cannot become {status} "
+                                 f"(only from {', '.join(sorted(allowed))})")  # fmt: skip
 
     def rows(self, *, status: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(operations).where(operations.c.spec == self.spec).order_by(operations.c.updated_at)
@@ -215,7 +255,7 @@ def plan_from_rows(rows: list[dict[str, Any]]) -> Any:
     from airflow_reconcile.core.plan import PLAN_COLUMNS
 
     records = [
-        {**dict.fromkeys(PLAN_COLUMNS), **{k: r.get(k) for k in PLAN_COLUMNS if k in r}, "autonomy": "auto",
+        {**dict.fromkeys(PLAN_COLUMNS), **{k: r.get(k) for k in PLAN_COLUMNS if k in r}, "autonomy": Autonomy.AUTO,
          "severity": "medium", "reason": f"replay of {r['status']}"}
         for r in rows
     ]  # fmt: skip

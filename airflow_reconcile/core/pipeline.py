@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import ReconcileError
+from airflow_reconcile.core.vocabulary import Autonomy, DriftKind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,7 +146,7 @@ def describe_change(row: Mapping[Any, Any]) -> str:
     if row.get("before") and row.get("after"):
         before, after = json.loads(row["before"]), json.loads(row["after"])
         return "; ".join(f"{c}: {before.get(c) or '(none)'} -> {after.get(c) or '(none)'}" for c in after)
-    kinds = {"missing": "(absent) -> create", "unexpected": "(not in source of record)"}
+    kinds: dict[str, str] = {DriftKind.MISSING: "(absent) -> create", DriftKind.UNEXPECTED: "(not in source of record)"}
     return kinds.get(str(row.get("drift_kind")), "")
 
 
@@ -200,7 +201,9 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
         return "\n".join([*lines, "", "No changes. The target matches the source of record."])
 
     plan = result.plan.astype(object).where(result.plan.notna(), None)
-    order = {"auto": 0, "approve": 1, "review": 2, "recommend": 3, "observe": 4}
+    # Writes first, then what waits for a person, then what only informs.
+    levels = (Autonomy.AUTO, Autonomy.APPROVE, Autonomy.REVIEW, Autonomy.RECOMMEND, Autonomy.OBSERVE)
+    order = {level: rank for rank, level in enumerate(levels)}
     rows = sorted(plan.to_dict("records"), key=lambda x: (order.get(x["autonomy"], 9), x["rule"], x["entity"]))
     table = [(x["entity"], x["target_ref"] or "-", x["rule"], x["action"], x["autonomy"], _writes(x["params"]),
               describe_change(x) + (f"  [{x['reason']}]" if x["reason"] else "")) for x in rows[:limit]]  # fmt: skip

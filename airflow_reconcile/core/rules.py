@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from airflow_reconcile.core.errors import GuardTripped
 from airflow_reconcile.core.plan import PLAN_COLUMNS
 from airflow_reconcile.core.values import parse_duration, text_steps
+from airflow_reconcile.core.vocabulary import ACTING, Autonomy
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from airflow_reconcile.core.spec import Condition, Rule, Spec
 
-ACTING = ("auto", "approve")
 HELD_BACK_EXAMPLES = 10  # reasons kept in the plan summary (XCom, audit, the plan's log)
 STALE_REASON = {"desired": "source of record is stale", "actual": "target snapshot is stale"}
 
@@ -276,14 +276,14 @@ def evaluate_rules(
                 held = blank
                 unrendered += 1
             if held:
-                autonomy, reason = "review", held
+                autonomy, reason = Autonomy.REVIEW, held
                 if len(held_back) < HELD_BACK_EXAMPLES:
                     held_back.append({"entity": entity, "rule": rule.name, "reason": held})
             elif autonomy in ACTING and owners == {"actual"}:
-                autonomy, reason = "recommend", f"the target is authoritative for {', '.join(changed)}"
+                autonomy, reason = Autonomy.RECOMMEND, f"the target is authoritative for {', '.join(changed)}"
             elif autonomy in ACTING and owners & stale_sides:
                 stale_side = "desired" if "desired" in owners & stale_sides else "actual"
-                autonomy, reason = "review", STALE_REASON[stale_side]
+                autonomy, reason = Autonomy.REVIEW, STALE_REASON[stale_side]
                 downgraded += 1
             target_ref = actual.get(spec.targets.jira.issue_key_column)
             # The target object is part of the identity: two tickets that claim one service (a

@@ -18,10 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from airflow_reconcile.core.errors import SpecError
 from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
-from airflow_reconcile.core.vocabulary import Mode
+from airflow_reconcile.core.vocabulary import Autonomy, DriftKind, Mode
 
 Target = Literal["jira", "slack"]
-Autonomy = Literal["observe", "recommend", "auto", "approve", "review"]
 ActionName = Literal[
     "assign", "comment", "transition", "create_issue", "label", "unlabel", "set_field", "link", "notify", "none"
 ]
@@ -32,7 +31,6 @@ REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
     "link": ("type", "to"), "notify": ("text",),
 }  # fmt: skip
 ACTION_TARGET = {"notify": "slack"}  # every other action is a Jira action
-DriftKind = Literal["missing", "unexpected", "changed", "duplicate_key", "null_key"]
 
 _NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -223,7 +221,7 @@ class Rule(_Model):
     action: ActionName
     target: Literal["jira", "slack"] = "jira"
     params: dict[str, str] = Field(default_factory=dict)
-    autonomy: Autonomy = "recommend"
+    autonomy: Autonomy = Autonomy.RECOMMEND
     severity: Literal["low", "medium", "high", "critical"] = "medium"
     allow_clear: bool = Field(
         default=False,
@@ -492,7 +490,7 @@ class Spec(_Model):
     @property
     def needs_approval(self) -> bool:
         """Some rule acts only after a person approves (the DAG gets approval tasks)."""
-        return any(rule.autonomy == "approve" and rule.action != "none" for rule in self.rules)
+        return any(rule.autonomy == Autonomy.APPROVE and rule.action != "none" for rule in self.rules)
 
     @property
     def dag_id(self) -> str:

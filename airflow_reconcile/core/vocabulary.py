@@ -1,4 +1,5 @@
-"""The words the package uses for the same things everywhere: operation statuses, modes, task ids.
+"""The words the package uses for the same things everywhere: operation statuses and the ledger's
+transitions between them, autonomy levels, approval decisions, drift kinds, modes, task ids.
 
 One fact, one place: the ledger, the apply loop, replay and revert, the approval flow, the DAG
 factory, the watchdog, the audit store, the plugin and the tests read them from here. They are
@@ -8,6 +9,7 @@ task ids are plain text constants.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Final
 
@@ -34,8 +36,6 @@ class Status(StrEnum):
 
 # Done for good: a re-run or the next run never repeats these without asking the target first.
 FINAL = (Status.APPLIED, Status.SKIPPED, Status.REVERTED, Status.REJECTED)
-# A person's decision: a later plan of the same operation does not put it back to waiting.
-DECIDED = (*FINAL, Status.APPROVED, Status.IN_FLIGHT)
 # Approved by a person, not applied (completely) yet.
 APPROVED = (Status.APPROVED, Status.IN_FLIGHT)
 # Waiting for a person.
@@ -43,13 +43,87 @@ REVIEW_QUEUE = (Status.IN_REVIEW, Status.AWAITING_APPROVAL)
 # The target has the desired state (this run's write, or it was there already).
 DONE = (Status.APPLIED, Status.SKIPPED)
 
+
+class Autonomy(StrEnum):
+    """What a rule may do with the drift it matches (``rules[].autonomy``)."""
+
+    OBSERVE = "observe"  # record it
+    RECOMMEND = "recommend"  # propose the action, write nothing
+    AUTO = "auto"  # apply it (in apply mode)
+    APPROVE = "approve"  # ask a person first (Required Actions)
+    REVIEW = "review"  # put it in the review queue
+
+
+# Autonomy levels that write (the rest never reach a target).
+ACTING = (Autonomy.AUTO, Autonomy.APPROVE)
 # What each autonomy level means for a planned action that is not applied.
 NOT_APPLIED = {
-    "observe": Status.OBSERVED,
-    "recommend": Status.RECOMMENDED,
-    "approve": Status.AWAITING_APPROVAL,
-    "review": Status.IN_REVIEW,
+    Autonomy.OBSERVE: Status.OBSERVED,
+    Autonomy.RECOMMEND: Status.RECOMMENDED,
+    Autonomy.APPROVE: Status.AWAITING_APPROVAL,
+    Autonomy.REVIEW: Status.IN_REVIEW,
 }
+
+
+class Decision(StrEnum):
+    """A person's answer to an approval request (the options the Required Action offers), or none in time."""
+
+    APPROVE = "Approve"
+    REJECT = "Reject"
+    TIMEOUT = "timeout"
+
+
+# The ledger status each answer leads to.
+DECISIONS = {Decision.APPROVE: Status.APPROVED, Decision.REJECT: Status.REJECTED, Decision.TIMEOUT: Status.IN_REVIEW}
+
+
+class DriftKind(StrEnum):
+    """How a keyed row differs between the source of record and the target."""
+
+    MISSING = "missing"  # in the source of record, not in the target
+    UNEXPECTED = "unexpected"  # in the target, not in the source of record
+    CHANGED = "changed"  # in both, with different values in compared columns
+    DUPLICATE_KEY = "duplicate_key"  # a key that appears more than once on a side
+    NULL_KEY = "null_key"  # a row without a key
+
+
+# Drift a rule can act on (the key problems are reported apart from it).
+DRIFT = (DriftKind.MISSING, DriftKind.UNEXPECTED, DriftKind.CHANGED)
+
+# The ledger's state machine: for each status, the statuses an operation may come from. The ledger
+# makes every write conditional on it (an UPDATE ... WHERE status IN (...)), so a transition it does
+# not list never happens, whatever writes concurrently.
+#   a decided write (auto, approved, a replay) -> in_flight -> applied | skipped | dead_lettered
+#   not decided -> awaiting_approval | in_review | recommended | observed
+#   awaiting_approval -> approved | rejected | in_review (no answer in time);  applied | skipped -> reverted
+UNDECIDED = frozenset(
+    {Status.PLANNED, Status.DEAD_LETTERED, Status.AWAITING_APPROVAL, Status.IN_REVIEW, Status.RECOMMENDED,
+     Status.OBSERVED}
+)  # fmt: skip
+STORED = frozenset(Status) - {Status.SHADOW, Status.NEEDS_APPROVAL}
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.PLANNED: frozenset(),
+    # The ledger's own check (Ledger.begin) keeps once-only actions from being sent twice.
+    Status.IN_FLIGHT: STORED,
+    Status.APPLIED: frozenset({Status.IN_FLIGHT}),
+    Status.SKIPPED: frozenset({Status.IN_FLIGHT}),
+    Status.DEAD_LETTERED: frozenset({Status.IN_FLIGHT}),
+    Status.AWAITING_APPROVAL: UNDECIDED,
+    Status.IN_REVIEW: UNDECIDED,
+    Status.RECOMMENDED: UNDECIDED,
+    Status.OBSERVED: UNDECIDED,
+    Status.APPROVED: frozenset({Status.AWAITING_APPROVAL}),
+    Status.REJECTED: frozenset({Status.AWAITING_APPROVAL}),
+    # A revert undoes what its run applied, also when a later run found it in place (skipped).
+    Status.REVERTED: frozenset({Status.APPLIED, Status.SKIPPED}),
+}
+# The statuses a new ledger row may start in.
+INITIAL = frozenset({Status.PLANNED, Status.IN_FLIGHT, *NOT_APPLIED.values()})
+
+
+def may_move(before: str, after: str) -> bool:
+    """Whether the ledger may move an operation from ``before`` to ``after``."""
+    return before in TRANSITIONS.get(Status(after), frozenset())
 
 
 SIDES = ("desired", "actual")  # the source of record and the target system, in that order everywhere

@@ -11,9 +11,10 @@ import pytest
 from airflow_reconcile.core.actions.base import apply_plan
 from airflow_reconcile.core.actions.jira import JiraExecutor
 from airflow_reconcile.core.audit import AuditStore
-from airflow_reconcile.core.errors import AuditUnavailable
+from airflow_reconcile.core.errors import AuditUnavailable, LedgerConflict
 from airflow_reconcile.core.ledger import HINTS, Ledger, hint_for
 from airflow_reconcile.core.plan import Outcome
+from airflow_reconcile.core.vocabulary import INITIAL, STORED, TRANSITIONS, Status
 from tests.unit.test_actions import plan
 
 
@@ -225,3 +226,62 @@ def test_a_worker_killed_mid_batch_leaves_nothing_duplicated_on_the_next_try(jir
     assert len(labels) == n  # every finding exists exactly once
     assert len(set(labels)) == n
     assert Counter(result.status)["skipped"] == created_before  # all of the killed try's work was recognised
+
+
+# The state machine (vocabulary.TRANSITIONS): every write is conditional on it.
+def _row(ledger, op_id="op-x", status=Status.AWAITING_APPROVAL):
+    op = {"operation_id": op_id, "rule": "r", "action": "assign", "target": "jira", "target_ref": "OPS-1",
+          "entity": "svc", "params": "{}"}  # fmt: skip
+    assert ledger.record(op, status) == status
+    return op
+
+
+def test_every_stored_status_is_reachable_and_shadow_outcomes_are_never_stored():
+    reached, frontier = set(INITIAL), list(INITIAL)
+    while frontier:
+        current = frontier.pop()
+        for after, befores in TRANSITIONS.items():
+            if current in befores and after not in reached:
+                reached.add(after)
+                frontier.append(after)
+    assert reached == set(STORED)
+    assert Status.SHADOW not in STORED
+    assert Status.NEEDS_APPROVAL not in STORED
+
+
+def test_a_finish_for_a_row_that_moved_meanwhile_is_refused_and_changes_nothing(ledger):
+    op = _row(ledger)
+    assert ledger.decide([op["operation_id"]], Status.REJECTED) == 1  # a person said no meanwhile
+    with pytest.raises(LedgerConflict, match="operation op-x is rejected; it cannot become applied"):
+        ledger.finish(Outcome("op-x", Status.APPLIED, 1, prior={"assignee": "bob"}))
+    row = ledger.get("op-x")
+    assert (row["status"], row["prior"], row["applied_run_id"]) == (Status.REJECTED, None, None)
+
+
+def test_only_an_applied_operation_can_be_reverted(ledger):
+    _row(ledger, status=Status.IN_REVIEW)
+    with pytest.raises(LedgerConflict, match=r"is in_review; it cannot become reverted \(only from applied, skipped\)"):
+        ledger.mark("op-x", Status.REVERTED)
+    assert ledger.get("op-x")["status"] == Status.IN_REVIEW
+
+
+def test_an_answer_moves_only_awaiting_rows_and_cannot_be_a_write(ledger):
+    _row(ledger, "op-a")
+    _row(ledger, "op-r", Status.RECOMMENDED)
+    with pytest.raises(LedgerConflict, match="an approval request cannot end as applied"):
+        ledger.decide(["op-a"], Status.APPLIED)
+    assert ledger.decide(["op-a", "op-r"], Status.APPROVED) == 1
+    assert (ledger.get("op-a")["status"], ledger.get("op-r")["status"]) == (Status.APPROVED, Status.RECOMMENDED)
+
+
+def test_a_new_row_cannot_start_decided(ledger):
+    op = {"operation_id": "op-n", "rule": "r", "action": "assign", "target": "jira", "entity": "svc", "params": "{}"}
+    with pytest.raises(LedgerConflict, match="a new ledger row cannot start as approved"):
+        ledger.record(op, Status.APPROVED)
+    assert ledger.get("op-n") is None
+
+
+def test_a_decided_row_keeps_its_status_when_planned_again(ledger):
+    op = _row(ledger)
+    ledger.decide([op["operation_id"]], Status.APPROVED)
+    assert ledger.record(op, Status.AWAITING_APPROVAL) == Status.APPROVED

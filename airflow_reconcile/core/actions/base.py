@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_reconcile.core.errors import PersistentError, classify, http_status
 from airflow_reconcile.core.plan import Outcome
-from airflow_reconcile.core.vocabulary import DONE, NOT_APPLIED, Mode, Status
+from airflow_reconcile.core.vocabulary import DONE, NOT_APPLIED, Autonomy, Mode, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,7 +135,7 @@ def apply_plan(
 
     def one(op: Mapping[Any, Any]) -> Outcome:
         op_id = op["operation_id"]
-        if op["autonomy"] != "auto":
+        if op["autonomy"] != Autonomy.AUTO:
             status: str = NOT_APPLIED.get(op["autonomy"], Status.IN_REVIEW)
             if mode != Mode.APPLY and status == Status.AWAITING_APPROVAL:
                 status = Status.NEEDS_APPROVAL  # shadow mode asks no one

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import GuardTripped
 from airflow_reconcile.core.plan import PLAN_COLUMNS
-from airflow_reconcile.core.rules import ACTING
 from airflow_reconcile.core.spec import CLOSING_STATUSES
-from airflow_reconcile.core.vocabulary import DONE, Status, TaskId
+from airflow_reconcile.core.vocabulary import ACTING, DONE, Autonomy, Status, TaskId
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.spec import Spec
@@ -121,7 +120,7 @@ def revert_plan(rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
         record = dict.fromkeys(PLAN_COLUMNS)
         record.update(
             operation_id=revert_id(row["operation_id"]), rule=f"revert:{row['rule']}", action=action,
-            target=row["target"], autonomy="auto", severity="medium", entity=row["entity"],
+            target=row["target"], autonomy=Autonomy.AUTO, severity="medium", entity=row["entity"],
             target_ref=row["target_ref"], params=json.dumps(params, sort_keys=True),
             reason=f"revert of {row['operation_id']} (run {row.get('applied_run_id')})",
         )  # fmt: skip
