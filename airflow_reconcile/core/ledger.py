@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from airflow_reconcile.core import catalog
 from airflow_reconcile.core.audit import metadata
 from airflow_reconcile.core.errors import LedgerConflict
 from airflow_reconcile.core.vocabulary import (
@@ -64,10 +65,6 @@ operations = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
-
-# Actions whose effect a search may not show at once (Jira's index lags a write): once the ledger
-# says applied, they are never sent again, even if the target's search does not see them yet.
-ONCE_ONLY = ("create_issue", "comment", "notify")
 
 HINTS = {
     401: "the connection's credentials were refused: check the Airflow connection's login and token",
@@ -189,7 +186,9 @@ class Ledger:
     def begin(self, op: Mapping[str, Any]) -> dict[str, Any] | None:
         """Before the side effect. Returns the ledger row when the operation must not be sent again."""
         existing = self.get(op["operation_id"])
-        if existing and existing["status"] in FINAL and op["action"] in ONCE_ONLY:
+        # An action whose effect a search may not show at once (Jira's index lags a write) is never sent
+        # again once the ledger says done, even if the target's search does not see it yet.
+        if existing and existing["status"] in FINAL and catalog.action(op["target"], op["action"]).once_only:
             return existing
         if existing and not may_move(existing["status"], Status.IN_FLIGHT):
             raise LedgerConflict(f"operation {op['operation_id']} is {existing['status']}; it cannot be applied")

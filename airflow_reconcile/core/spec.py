@@ -5,34 +5,37 @@ Importing this module is cheap (pydantic and PyYAML only): DAG files load specs 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from airflow_reconcile.core import catalog
+from airflow_reconcile.core.catalog import NO_ACTION, ActionRecord
 from airflow_reconcile.core.errors import SpecError
 from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
 from airflow_reconcile.core.vocabulary import Autonomy, DriftKind, Mode
 
-Target = Literal["jira", "slack"]
-ActionName = Literal[
-    "assign", "comment", "transition", "create_issue", "label", "unlabel", "set_field", "link", "notify", "none"
-]
-# The params each action needs (a rule without them is a spec error, not a dead letter at 2 a.m.).
-REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {
-    "assign": ("assignee",), "transition": ("status",), "comment": ("body",), "label": ("label",),
-    "unlabel": ("label",), "set_field": ("field", "value"), "create_issue": ("project", "summary"),
-    "link": ("type", "to"), "notify": ("text",),
-}  # fmt: skip
-ACTION_TARGET = {"notify": "slack"}  # every other action is a Jira action
-
 _NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+def _builtin_rule_actions() -> list[str]:
+    return [*dict.fromkeys(a for actions in catalog.all_actions().values() for a in actions), NO_ACTION]
+
+
+def _known_action(rule: Rule) -> ActionRecord | None:
+    """The catalog's record of the action a rule names on its target (None: none, or not one a rule may name)."""
+    if rule.target not in catalog.target_names():
+        return None
+    record = catalog.target(rule.target).action(rule.action)
+    return record if record is not None and record.in_rules else None
 
 
 def _fail_at(loc: tuple[str | int, ...], message: str, value: Any) -> None:
@@ -218,8 +221,13 @@ class Match(_Model):
 class Rule(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     match: Match
-    action: ActionName
-    target: Literal["jira", "slack"] = "jira"
+    action: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="An action of the rule's target (its record in airflow_reconcile.core.catalog), or none. "
+        "The schema lists the built-in targets' actions; `reconcile validate` also knows targets you register.",
+        json_schema_extra=lambda schema: schema.update(enum=cast(Any, _builtin_rule_actions())),
+    )
+    target: str = Field(default="jira", description="A registered target system: jira, slack, or your own.")
     params: dict[str, str] = Field(default_factory=dict)
     autonomy: Autonomy = Autonomy.RECOMMEND
     severity: Literal["low", "medium", "high", "critical"] = "medium"
@@ -248,11 +256,8 @@ class Targets(_Model):
     slack: SlackTarget = SlackTarget()
 
 
-def _default_rates() -> dict[Target, float]:
-    return {"jira": 10.0, "slack": 1.0}
-
-
-CLOSING_STATUSES = ("done", "closed", "resolved", "cancelled", "canceled", "won't do", "rejected", "declined")
+def _default_rates() -> dict[str, float]:
+    return {name: catalog.target(name).rate for name in catalog.target_names()}
 
 
 class Watchdog(_Model):
@@ -285,7 +290,7 @@ class Watchdog(_Model):
 class Limits(_Model):
     max_actions: int = Field(default=500, ge=0)
     max_changed_fraction: float = Field(default=0.5, gt=0, le=1)
-    rate_per_second: dict[Target, float] = Field(
+    rate_per_second: dict[str, float] = Field(
         default_factory=_default_rates,
         description="Most calls per second per target during apply (Slack allows about one message a second).",
     )
@@ -308,6 +313,8 @@ class Limits(_Model):
     @classmethod
     def _positive(cls, value: dict[str, float]) -> dict[str, float]:
         for target, rate in value.items():
+            if target not in catalog.target_names():
+                raise ValueError(f"unknown target {target!r}; registered targets: {', '.join(catalog.target_names())}")
             if rate <= 0:
                 raise ValueError(f"{target}: a rate must be more than 0 calls per second")
         return value
@@ -413,25 +420,37 @@ class Spec(_Model):
         if self.limits.allow_closures:
             return self
         for index, rule in enumerate(self.rules):
-            status = rule.params.get("status", "")
-            if rule.action == "transition" and status.strip().casefold() in CLOSING_STATUSES:
-                _fail_at(
-                    ("rules", index, "params", "status"),
-                    f"{status!r} closes issues; set limits.allow_closures: true to allow closing automatically",
-                    status,
-                )
+            record = _known_action(rule)
+            closing = record.closing(rule.params) if record else None
+            if closing:
+                item = catalog.target(rule.target).item
+                value = rule.params[closing]
+                _fail_at(("rules", index, "params", closing),
+                         f"{value!r} closes {item}s; set limits.allow_closures: true to allow closing automatically",
+                         value)  # fmt: skip
         return self
 
     @model_validator(mode="after")
     def _actions_have_their_params(self) -> Spec:
         for index, rule in enumerate(self.rules):
-            if rule.action == "none":
+            if rule.target not in catalog.target_names():
+                _fail_at(("rules", index, "target"), f"unknown target {rule.target!r}; registered targets: "
+                         f"{', '.join(catalog.target_names())}", rule.target)  # fmt: skip
+            if rule.action == NO_ACTION:
                 continue
-            target = ACTION_TARGET.get(rule.action, "jira")
-            if rule.target != target:
-                _fail_at(("rules", index, "target"), f"{rule.action!r} is a {target} action; set target: {target}",
-                         rule.target)  # fmt: skip
-            missing = [p for p in REQUIRED_PARAMS.get(rule.action, ()) if p not in rule.params]
+            record = _known_action(rule)
+            if record is None:
+                owners = catalog.offering(rule.action)
+                if owners:
+                    _fail_at(("rules", index, "target"), f"{rule.action!r} is a {owners[0]} action; set target: "
+                             f"{owners[0]}", rule.target)  # fmt: skip
+                known = [*catalog.target(rule.target).rule_actions(), NO_ACTION]
+                close = difflib.get_close_matches(rule.action, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                _fail_at(("rules", index, "action"), f"{rule.action!r} is not an action of target {rule.target}{hint}; "
+                         f"its actions: {', '.join(known)}", rule.action)  # fmt: skip
+                continue
+            missing = [p for p in record.params if p not in rule.params]
             if missing:
                 _fail_at(("rules", index, "params"),
                          f"{rule.action!r} needs params {', '.join(missing)}", rule.params)  # fmt: skip

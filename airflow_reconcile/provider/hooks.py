@@ -6,12 +6,13 @@ Part of the Airflow layer, like ``operators``, ``sensors``, ``plugins`` and ``da
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from airflow_reconcile.core import catalog
 from airflow_reconcile.core.errors import ReconcileError, SourceError
 from airflow_reconcile.core.locations import absolute, default_audit_db
 
@@ -196,41 +197,56 @@ def http_connection(conn_id: str) -> dict[str, Any]:
     return {"base_url": base_url(conn), "headers": headers}
 
 
+def _jira_executor(spec: Spec) -> ActionExecutor:
+    executor: ActionExecutor = catalog.executor_class("jira")(
+        JiraClientHook(spec.targets.jira.connection_id).get_conn()
+    )
+    return executor
+
+
+def _slack_executor(spec: Spec) -> ActionExecutor:
+    from airflow.providers.slack.hooks.slack import SlackHook
+
+    client = SlackHook(slack_conn_id=spec.targets.slack.connection_id).client
+    executor: ActionExecutor = catalog.executor_class("slack")(client, spec.targets.slack.digest_channel)
+    return executor
+
+
+# How each target's executor gets its client from an Airflow connection (the core's catalog says what
+# the target and its actions are; this is the one thing about a target that needs Airflow).
+_CLIENTS: dict[str, Callable[[Spec], ActionExecutor]] = {"jira": _jira_executor, "slack": _slack_executor}
+
+
+def register_client(target: str, build: Callable[[Spec], ActionExecutor]) -> None:
+    """Build ``target``'s executor (with its client from a connection) for a spec; wins over a built-in."""
+    _CLIENTS[target] = build
+
+
 class LazyExecutors(Mapping[str, "ActionExecutor"]):
     """Executors for the spec's targets, each built from its Airflow connection on first use only."""
-
-    TARGETS = ("jira", "slack")
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.built: dict[str, ActionExecutor] = {}
         self.lock = threading.Lock()
 
+    @property
+    def targets(self) -> list[str]:
+        return [name for name in catalog.target_names() if name in _CLIENTS]
+
     def __getitem__(self, target: str) -> ActionExecutor:
-        if target not in self.TARGETS:
+        if target not in self.targets:
             raise KeyError(target)
         with self.lock:
             if target not in self.built:
-                self.built[target] = self._build(target)
+                self.built[target] = _CLIENTS[target](self.spec)
             return self.built[target]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.TARGETS)
+        return iter(self.targets)
 
     def __len__(self) -> int:
-        return len(self.TARGETS)
-
-    def _build(self, target: str) -> ActionExecutor:
-        if target == "jira":
-            from airflow_reconcile.core.actions.jira import JiraExecutor
-
-            return JiraExecutor(JiraClientHook(self.spec.targets.jira.connection_id).get_conn())
-        from airflow.providers.slack.hooks.slack import SlackHook
-
-        from airflow_reconcile.core.actions.slack import SlackExecutor
-
-        client = SlackHook(slack_conn_id=self.spec.targets.slack.connection_id).client
-        return SlackExecutor(client, self.spec.targets.slack.digest_channel)
+        return len(self.targets)
 
 
 def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContext:

@@ -31,8 +31,9 @@ def test_error_names_file_line_and_allowed_values():
     with pytest.raises(SpecError) as err:
         parse_spec(bad, origin="specs/ownership.yaml")
     message = str(err.value)
-    assert f"specs/ownership.yaml:{line}: rules[3].action: 'asign' is not one of" in message
-    assert "assign, comment, transition, create_issue, label, unlabel, set_field, link, notify" in message
+    assert f"specs/ownership.yaml:{line}: rules[3].action: 'asign' is not an action of target jira " in message
+    assert "(did you mean 'assign'?); its actions: assign, transition, comment, label, unlabel, set_field, " in message
+    assert message.endswith("create_issue, link, none")
 
 
 def test_unknown_field_and_missing_field_are_named():

@@ -6,11 +6,48 @@ import json
 import threading
 from typing import Any
 
+from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
 from airflow_reconcile.core.errors import PersistentError
 from airflow_reconcile.core.plan import Outcome
 from airflow_reconcile.core.vocabulary import Status
 
 OP_LABEL_PREFIX = "reconcile-op-"
+# Statuses that close an issue: a transition to one needs limits.allow_closures (spec, replay, revert).
+CLOSING_STATUSES = ("done", "closed", "resolved", "cancelled", "canceled", "won't do", "rejected", "declined")
+
+
+def _closes(params: Any) -> str | None:
+    return "status" if str(params.get("status") or "").strip().casefold() in CLOSING_STATUSES else None
+
+
+TARGET = TargetRecord(
+    name="jira",
+    executor="airflow_reconcile.core.actions.jira:JiraExecutor",
+    item="issue",
+    actions=(
+        ActionRecord("assign", ("assignee",),
+                     undo=lambda prior: ("assign", {"assignee": prior.get("assignee") or ""})),
+        ActionRecord("transition", ("status",), closes=_closes,
+                     undo=lambda prior: ("transition", {"status": prior["status"]}) if prior.get("status") else None),
+        ActionRecord("comment", ("body",), once_only=True,
+                     not_undone="a comment stays in the issue's history; delete it in Jira if it must go"),
+        ActionRecord("label", ("label",),
+                     undo=lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])})),
+        ActionRecord("unlabel", ("label",),
+                     undo=lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])})),
+        ActionRecord("set_field", ("field", "value"),
+                     undo=lambda prior: ("set_field", {"field": prior["field"], "value": prior.get("value") or ""})
+                     if prior.get("field") else None),
+        ActionRecord("create_issue", ("project", "summary"), needs_ref=False, once_only=True,
+                     not_undone="a created issue is not deleted automatically; close it in Jira if it must go"),
+        ActionRecord("link", ("type", "to"),
+                     undo=lambda prior: ("unlink", {"type": prior["type"], "to": prior["to"]})
+                     if prior.get("type") else None),
+        # Undo steps (revert only).
+        ActionRecord("set_labels", ("labels",), in_rules=False),
+        ActionRecord("unlink", ("type", "to"), in_rules=False),
+    ),
+)  # fmt: skip
 
 
 def jql_string(value: str) -> str:
@@ -102,11 +139,12 @@ class JiraExecutor:
         return value
 
     def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
-        handler = getattr(self, f"_{action}", None)
-        if handler is None:
+        record = TARGET.action(action)
+        if record is None:
             raise PersistentError(f"the jira target does not support action {action!r}")
-        if action != "create_issue" and not target_ref:
+        if record.needs_ref and not target_ref:
             raise PersistentError(f"action {action!r} needs an issue key, and the drift row has none")
+        handler = getattr(self, f"_{action}")  # every action of TARGET has its handler (a test checks)
         result: Outcome = handler(target_ref, params, operation_id)
         return result
 

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.core.errors import GuardTripped
+from airflow_reconcile.core import catalog
+from airflow_reconcile.core.errors import GuardTripped, ReconcileError
 from airflow_reconcile.core.plan import PLAN_COLUMNS
-from airflow_reconcile.core.spec import CLOSING_STATUSES
 from airflow_reconcile.core.vocabulary import ACTING, DONE, Autonomy, Status, TaskId
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.spec import Spec
-
-# action -> (undo action, undo params) from the recorded prior state; None: cannot be undone here.
-UNDO: dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None]] = {
-    "assign": lambda prior: ("assign", {"assignee": prior.get("assignee") or ""}),
-    "transition": lambda prior: ("transition", {"status": prior["status"]}) if prior.get("status") else None,
-    "label": lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])}),
-    "unlabel": lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])}),
-    "set_field": lambda prior: (
-        ("set_field", {"field": prior["field"], "value": prior.get("value") or ""}) if prior.get("field") else None
-    ),
-    "link": lambda prior: ("unlink", {"type": prior["type"], "to": prior["to"]}) if prior.get("type") else None,
-}
-WHY_NOT = {
-    "comment": "a comment stays in the issue's history; delete it in Jira if it must go",
-    "create_issue": "a created issue is not deleted automatically; close it in Jira if it must go",
-    "notify": "a Slack message that was sent cannot be unsent; delete it in Slack if it must go",
-}
-
 
 # Why an operation in each ledger status is not replayed: only a dead letter whose write was decided
 # (auto, or approved by a person) is sent again.
@@ -75,9 +57,14 @@ class RecoveryPolicy:
     def refusal(self, op: Mapping[str, Any], *, replay: bool) -> str | None:
         """Why this operation must not be sent (None: it may)."""
         params = json.loads(op.get("params") or "{}")
-        status = str(params.get("status") or "")
-        if op["action"] == "transition" and status.strip().casefold() in CLOSING_STATUSES and not self.allow_closures:
-            return f"transition to {status!r} closes the issue and limits.allow_closures is false"
+        try:
+            record = catalog.action(str(op["target"]), str(op["action"]))
+        except ReconcileError as exc:
+            return str(exc)
+        closing = record.closing(params)
+        if closing and not self.allow_closures:
+            item = catalog.target(str(op["target"])).item
+            return f"{op['action']} to {params[closing]!r} closes the {item} and limits.allow_closures is false"
         if not replay or self.rules is None:
             return None
         rule = self.rules.get(str(op["rule"]))
@@ -110,10 +97,10 @@ def revert_plan(rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
     records, skipped = [], []
     for row in rows:
         prior = json.loads(row.get("prior") or "{}")
-        make = UNDO.get(row["action"])
-        undo = make(prior) if make else None
+        facts = catalog.action(row["target"], row["action"])
+        undo = facts.undo(prior) if facts.undo else None
         if undo is None:
-            reason = WHY_NOT.get(row["action"], f"no recorded prior state for {row['action']!r}")
+            reason = facts.not_undone or f"no recorded prior state for {row['action']!r}"
             skipped.append({"operation_id": row["operation_id"], "action": row["action"], "reason": reason})
             continue
         action, params = undo

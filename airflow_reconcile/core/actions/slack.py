@@ -8,10 +8,21 @@ import threading
 import time
 from typing import Any
 
+from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
 from airflow_reconcile.core.errors import PersistentError
 from airflow_reconcile.core.plan import Outcome
 from airflow_reconcile.core.vocabulary import Status
 
+TARGET = TargetRecord(
+    name="slack",
+    executor="airflow_reconcile.core.actions.slack:SlackExecutor",
+    item="message",
+    rate=1.0,  # Slack allows about one message a second per channel
+    actions=(
+        ActionRecord("notify", ("text",), needs_ref=False, once_only=True,
+                     not_undone="a Slack message that was sent cannot be unsent; delete it in Slack if it must go"),
+    ),
+)  # fmt: skip
 EVENT_TYPE = "reconcile_operation"
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
@@ -51,7 +62,7 @@ class SlackExecutor:
         self._lock = threading.Lock()
 
     def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
-        if action != "notify":
+        if TARGET.action(action) is None:
             raise PersistentError(f"the slack target does not support action {action!r}")
         channel = params.get("channel") or self.default_channel
         return self.post_once(channel, escape_mrkdwn(params.get("text", "")), operation_id)

@@ -1,0 +1,110 @@
+"""What each target system and each of its actions is: one record per action, read by everything.
+
+A target (``jira``, ``slack``, or one a user registers) is a module with a ``TARGET`` record: its
+actions and its executor. An action record says what the action needs and how it behaves: the
+params a rule must give, whether it acts on an existing item (``needs_ref``), whether it must never
+be sent twice (``once_only``), whether given params close the item (``closes``, which needs
+``limits.allow_closures``), and how to undo it from the prior state the ledger recorded (``undo``),
+or why it cannot be undone. The spec's validation, the ledger, replay and revert, and the executor
+factory read these records; nothing else knows an action's facts.
+
+Adding a target system: a module ``airflow_reconcile.core.actions.<name>`` (or your own) with an
+executor (``ActionExecutor``) and ``TARGET = TargetRecord(...)``, and one registration: a line in
+``_BUILTIN`` here, or ``register_target(TARGET)`` for your own (it wins over a built-in of the same
+name). The Airflow layer then needs a client for it from a connection
+(``airflow_reconcile.provider.hooks.register_client``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+from airflow_reconcile.core.errors import SpecError
+
+NO_ACTION = "none"  # a rule that only classifies drift (it plans nothing for a target)
+
+Undo = Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]] | None]
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    name: str
+    params: tuple[str, ...] = ()  # the params a rule must give (a rule without them is a spec error)
+    needs_ref: bool = True  # acts on an existing item: the drift row must name it (the target_ref)
+    once_only: bool = False  # once the ledger says done, never sent again (a search may not show it yet)
+    closes: Callable[[Mapping[str, Any]], str | None] | None = None  # the param whose value closes the item
+    undo: Undo | None = None  # (undo action, its params) from the recorded prior state; None: cannot here
+    not_undone: str = ""  # why it cannot be undone (when ``undo`` is None)
+    in_rules: bool = True  # False: only replay and revert use it (an undo step, e.g. set_labels)
+
+    def closing(self, params: Mapping[str, Any]) -> str | None:
+        """The name of the param whose value closes the item (None: these params do not close it)."""
+        return self.closes(params) if self.closes else None
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    name: str
+    actions: tuple[ActionRecord, ...]
+    executor: str  # "module:Class" of the core executor; the Airflow layer gives it a client
+    item: str = "item"  # what an action acts on, in messages ("issue")
+    rate: float = 10.0  # default limits.rate_per_second (calls per second during apply)
+
+    def action(self, name: str) -> ActionRecord | None:
+        return next((a for a in self.actions if a.name == name), None)
+
+    def rule_actions(self) -> list[str]:
+        return [a.name for a in self.actions if a.in_rules]
+
+
+_BUILTIN = {
+    "jira": "airflow_reconcile.core.actions.jira:TARGET",
+    "slack": "airflow_reconcile.core.actions.slack:TARGET",
+}
+_REGISTRY: dict[str, TargetRecord] = {}
+
+
+def register_target(record: TargetRecord) -> TargetRecord:
+    """Register a target system; it wins over a built-in of the same name."""
+    _REGISTRY[record.name] = record
+    return record
+
+
+def target_names() -> list[str]:
+    return sorted(set(_BUILTIN) | set(_REGISTRY))
+
+
+def target(name: str) -> TargetRecord:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name not in _BUILTIN:
+        raise SpecError(f"unknown target {name!r}; registered targets: {', '.join(target_names())}")
+    module_name, _, attribute = _BUILTIN[name].partition(":")
+    record: TargetRecord = getattr(import_module(module_name), attribute)
+    _REGISTRY[name] = record
+    return record
+
+
+def action(target_name: str, name: str) -> ActionRecord:
+    found = target(target_name).action(name)
+    if found is None:
+        raise SpecError(f"unknown action {name!r} for target {target_name!r}")
+    return found
+
+
+def offering(name: str) -> list[str]:
+    """The targets whose rules may name action ``name``."""
+    return [t for t in target_names() if (record := target(t).action(name)) is not None and record.in_rules]
+
+
+def executor_class(target_name: str) -> Any:
+    module_name, _, class_name = target(target_name).executor.partition(":")
+    return getattr(import_module(module_name), class_name)
+
+
+def all_actions() -> Mapping[str, list[str]]:
+    """Target -> the actions rules may name (for errors and docs)."""
+    return {name: target(name).rule_actions() for name in target_names()}
