@@ -624,14 +624,17 @@ def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(directory).glob("*.yaml"))
 
 
-def load_spec(path: str | os.PathLike[str]) -> Spec:
-    """Read and validate a spec file."""
-    path = Path(path)
+def spec_text(path: str | os.PathLike[str]) -> str:
+    """A spec file's text (a ``SpecError`` naming the file when it cannot be read)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
-    return parse_spec(text, origin=str(path))
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Read and validate a spec file."""
+    return parse_spec(spec_text(path), origin=str(path))
 
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -100,7 +100,7 @@ class AuditedTaskMixin:
         ``draft.spec`` and ``draft.policy_version`` itself). An invalid spec is audited too.
         """
         from airflow_reconcile.core.audit import AuditRecord, record_index
-        from airflow_reconcile.core.spec import load_spec
+        from airflow_reconcile.core.pinning import pinned_spec
         from airflow_reconcile.provider.compat import final_failure
         from airflow_reconcile.provider.hooks import AuditStoreHook
         from airflow_reconcile.provider.lineage import run_date, trace_id
@@ -112,7 +112,10 @@ class AuditedTaskMixin:
         draft.details["trigger"] = trigger_of(context)
         outcome, error = "success", None
         try:
-            spec = load_spec(self.spec_path) if self.spec_path else None
+            # The run's spec as its first task read it (a mid-run edit changes the next run, not this one).
+            spec = (
+                pinned_spec(store, context["ti"].dag_id, context["run_id"], self.spec_path) if self.spec_path else None
+            )
             if spec is not None:
                 draft.spec, draft.policy_version = spec.name, spec.policy_version
             return body(spec, draft)

@@ -1,0 +1,91 @@
+"""The spec is pinned per run: an edit in the middle of a run changes the next run, not this one.
+
+A real DAG run (``dag.test()``, in process, Airflow's own task runner) of the shipped reconciliation,
+with one extra task between reading and validating that rewrites the spec file. Every task after it
+must still run on the spec the run started with (same policy version in every audit record), and
+the next run on the edited one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+
+import pytest
+
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
+from airflow_reconcile.core.spec import load_spec
+from airflow_reconcile.core.vocabulary import TaskId
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+DAG_FILE = textwrap.dedent('''
+    from pathlib import Path
+
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from airflow_reconcile.provider.dag_factory import build_reconciliation_dag
+
+    SPEC = Path(__file__).parent / "specs" / "ticket_ownership.yaml"
+    dag = build_reconciliation_dag(SPEC)
+
+
+    def edit_spec():
+        """What a person editing the spec while a run is going on does."""
+        SPEC.write_text(SPEC.read_text().replace("severity: high", "severity: low"))
+
+
+    with dag:
+        edit = PythonOperator(task_id="edit_spec", python_callable=edit_spec)
+    dag.get_task("read_desired") >> edit >> dag.get_task("validate_desired")
+''')
+
+
+@pytest.fixture
+def airflow_run(tmp_path, monkeypatch, jira_standin, slack_standin):
+    from airflow.utils.db import resetdb
+
+    from devkit.demo import connections
+
+    dags = tmp_path / "dags"
+    (dags / "specs").mkdir(parents=True)
+    shutil.copy(REPO / "dags" / "specs" / "ticket_ownership.yaml", dags / "specs")
+    (dags / "reconcile_ticket_ownership.py").write_text(DAG_FILE)
+    scenario = ticket_ownership()
+    scenario.write_catalog(tmp_path / "data" / "service_catalog.csv")
+    jira_standin.seed(scenario.jira_seed())
+    bundle = {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+              "kwargs": {"path": str(dags)}}  # fmt: skip
+    env = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
+        "RECONCILE_DATA_DIR": str(tmp_path / "data"),
+        "AIRFLOW_RECONCILE_WORKSPACE": str(tmp_path / "workspace"),
+        **connections(jira_standin.base_url, slack_standin.base_url.rstrip("/"), tmp_path / "audit.db"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    resetdb()
+    return dags / "specs" / "ticket_ownership.yaml", AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+
+
+def test_a_mid_run_edit_of_the_spec_does_not_change_the_run(airflow_run):
+    from airflow.utils.cli import get_bagged_dag
+
+    spec_path, audit = airflow_run
+    started_with = load_spec(spec_path).policy_version
+    run = get_bagged_dag(None, "reconcile_ticket_ownership").test()
+    assert run.state == "success", [(ti.task_id, ti.state) for ti in run.get_task_instances()]
+    edited = load_spec(spec_path).policy_version
+    assert edited != started_with  # the edit happened, in the middle of the run
+    records = [r for r in audit.records() if r["run_id"] == run.run_id]
+    tasks = {r["task_id"] for r in records}
+    assert {TaskId.READ_DESIRED, TaskId.VALIDATE_DESIRED, TaskId.DETECT_DRIFT, TaskId.EVALUATE_RULES,
+            TaskId.APPLY_CORRECTIONS} <= tasks  # fmt: skip
+    assert {r["policy_version"] for r in records} == {started_with}
+    # The next run reads the edited spec.
+    second = get_bagged_dag(None, "reconcile_ticket_ownership").test()
+    assert {r["policy_version"] for r in audit.records() if r["run_id"] == second.run_id} == {edited}
