@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import ReconcileError
@@ -321,6 +322,32 @@ def existing_store(url: str) -> Any:
     return store
 
 
+def _db_upgrade(args: argparse.Namespace) -> int:
+    """Migrate an existing audit store to this release's schema (tasks also do it on first use)."""
+    import sqlalchemy as sa
+
+    from airflow_reconcile.core.audit import AuditStore
+    from airflow_reconcile.core.schema import head, upgrade
+
+    try:
+        parsed = sa.engine.make_url(args.url)
+    except sa.exc.ArgumentError:
+        raise ReconcileError(f"--url {args.url!r} is not a SQLAlchemy URL") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+        raise ReconcileError(f"--url {shown}: no audit store there (no such file); nothing was created")
+    store = AuditStore(args.url)
+    try:
+        before, now = upgrade(store.engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise store._unavailable(exc) from None
+    if before == now:
+        print(f"audit store {shown}: schema at {now} (the newest this release knows); nothing to do")
+    else:
+        print(f"audit store {shown}: schema {before or 'before migrations'} -> {now} ({head()} is the newest)")
+    return 0
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     store = existing_store(args.url)
     ok, broken = store.verify()
@@ -455,6 +482,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="exit 1 when keys repeat or are empty (default: reported apart from drift, exit 0)")  # fmt: skip
     _csv_arguments(diff)
     diff.set_defaults(func=_diff)
+    db = sub.add_parser("db", help="the audit store's schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_sub.add_parser("upgrade", help="migrate the audit store to this release's schema "
+                                   "(tasks also do it on first use)")  # fmt: skip
+    db_upgrade.add_argument("--url", required=True, help="SQLAlchemy URL of the audit store")
+    db_upgrade.set_defaults(func=_db_upgrade)
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit hash chain")

@@ -134,9 +134,12 @@ class AuditStore:
         return AuditUnavailable(f"audit store {self.engine.url!r} cannot be written: {db_error_text(exc)}")
 
     def ensure_schema(self) -> None:
-        """Create the table if needed; raises ``AuditUnavailable`` when the store cannot be written."""
+        """Migrate the store to this release's schema if needed (``core.schema``); raises
+        ``AuditUnavailable`` when it cannot be read or written."""
+        from airflow_reconcile.core.schema import ensure
+
         try:
-            metadata.create_all(self.engine)
+            ensure(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
 

@@ -73,6 +73,20 @@ def _append_many(url: str, worker: int, count: int) -> None:
         store.append(record(f"w{worker}-{i}"))
 
 
+def in_processes(target, arguments) -> list[int | None]:
+    """Run ``target(*args)`` for each args at once, each in a fresh interpreter like Airflow's task
+    processes; returns their exit codes."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=target, args=args) for args in arguments]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    return [w.exitcode for w in workers]
+
+
 def _fresh_postgres_url(postgres, name: str) -> str:
     engine = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
@@ -85,20 +99,12 @@ def _fresh_postgres_url(postgres, name: str) -> str:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_task_processes_writing_at_once_lose_nothing_and_keep_one_chain(backend, tmp_path, request):
     """Parallel tasks are separate processes: each appends through its own engine, at the same time."""
-    import multiprocessing
-
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'audit.db'}"
     else:
         url = _fresh_postgres_url(request.getfixturevalue("postgres"), "audit_concurrency")
     AuditStore(url).ensure_schema()
-    ctx = multiprocessing.get_context("spawn")  # fresh interpreters, like Airflow's task processes
-    workers = [ctx.Process(target=_append_many, args=(url, n, 25)) for n in range(6)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert [w.exitcode for w in workers] == [0] * 6
+    assert in_processes(_append_many, [(url, n, 25) for n in range(6)]) == [0] * 6
     store = AuditStore(url)
     rows = store.records()
     assert len(rows) == 150

@@ -1,0 +1,1 @@
+"""Alembic migrations of the audit store (audit records, ledger, pinned specs); see ``core.schema``."""
