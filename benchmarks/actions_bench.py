@@ -76,7 +76,7 @@ def run(url: str, n: int, workers: int, db: Path, latency: float = 0.0) -> tuple
     client = JIRA(server=url, basic_auth=(USER, TOKEN), options={"rest_api_version": "2"}, max_retries=0, timeout=30)
     ledger = Ledger(AuditStore(f"sqlite:///{db}"), spec="bench", dag_id="bench", run_id=f"w{workers}")
     started = time.perf_counter()
-    result = apply_plan(plan(n), {"jira": JiraExecutor(client)}, mode="apply", ledger=ledger, workers=workers,
+    result = apply_plan(plan(n), {"jira": JiraExecutor(client)}, ledger=ledger, workers=workers,
                         progress=lambda _: None)  # fmt: skip
     seconds = time.perf_counter() - started
     writes = requests.get(f"{url}/_control/state", timeout=30).json()["writes"]

@@ -46,6 +46,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.actions.base import RateLimiter, apply_plan
+        from airflow_reconcile.core.plan import shadow_outcomes
         from airflow_reconcile.core.workspace import read_frame
         from airflow_reconcile.provider.compat import AirflowFailException
 
@@ -54,23 +55,26 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         plan_m = self.pull(context, self.plan_task_id)
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
         plan = read_frame(plan_m)
-        executors = LazyExecutors(spec) if self.mode == Mode.APPLY else {}
-        limiter = RateLimiter(spec.limits.rates)
         ledger = None
-        if self.mode == Mode.APPLY:
+        if self.mode == Mode.SHADOW:  # writes nothing, asks no one: a function of the plan alone
+            if self.approved_only:  # the approval task was skipped, and this one with it
+                plan = plan.iloc[0:0]
+            self.log.info("shadow mode: %d planned operations, none applied", len(plan))
+            result = shadow_outcomes(plan)
+        else:
             from airflow_reconcile.core.ledger import Ledger
             from airflow_reconcile.provider.hooks import AuditStoreHook
 
             # Written before and after every side effect; if it cannot be written, nothing is applied.
             store = AuditStoreHook(self.audit_conn_id).store
             ledger = Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
-        if self.approved_only:
-            plan = self._approved(plan, ledger)
-        self.log.info("applying %d planned operations in %s mode", len(plan), self.mode)
-        result = apply_plan(
-            plan, executors, mode=self.mode, progress=self.log.info, limiter=limiter, ledger=ledger,
-            workers=spec.limits.concurrency,
-        )  # fmt: skip
+            if self.approved_only:
+                plan = self._approved(plan, ledger)
+            self.log.info("applying %d planned operations", len(plan))
+            result = apply_plan(
+                plan, LazyExecutors(spec), progress=self.log.info, limiter=RateLimiter(spec.limits.rates),
+                ledger=ledger, workers=spec.limits.concurrency,
+            )  # fmt: skip
         manifest = self.workspace(spec, context).write("outcomes", result, policy_version=spec.policy_version)
         counts = audit_outcomes(result, audit)
         self.log.info("outcomes: %s -> %s", counts, manifest.uri)
@@ -101,12 +105,10 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         if started is not None:
             emit("timing", spec.name, "run_latency", datetime.now(UTC) - started)
 
-    def _approved(self, request: pd.DataFrame, ledger: Ledger | None) -> pd.DataFrame:
+    def _approved(self, request: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
         from airflow_reconcile.core.approval import approved_plan
         from airflow_reconcile.core.ledger import LedgerQueries
 
-        if ledger is None:  # shadow: the approval task was skipped, and this one with it
-            return request.iloc[0:0]
         ids = request["operation_id"].tolist()
         rows = {r["operation_id"]: r for r in LedgerQueries(ledger).select(operation_ids=ids)} if ids else {}
         approved = approved_plan(request, rows)

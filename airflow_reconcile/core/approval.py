@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.core.plan import operations
 from airflow_reconcile.core.vocabulary import APPROVED, Autonomy, Status
 
 if TYPE_CHECKING:
@@ -44,8 +45,7 @@ def pending_approval(plan: pd.DataFrame, ledger: Ledger) -> tuple[pd.DataFrame, 
     drift is not asked twice.
     """
     waiting = needs_approval(plan)
-    records: list[dict[str, Any]] = waiting.to_dict("records")  # type: ignore[assignment]
-    statuses = [ledger.record(op, Status.AWAITING_APPROVAL) for op in records]
+    statuses = [ledger.record(op, Status.AWAITING_APPROVAL) for op in operations(waiting)]
     waiting["ledger_status"] = statuses
     # in_flight: approved, and its apply was cut short (a killed worker): applied again, idempotently.
     request = waiting[waiting["ledger_status"].isin([Status.AWAITING_APPROVAL, *APPROVED])]

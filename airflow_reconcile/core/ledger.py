@@ -40,7 +40,7 @@ from airflow_reconcile.core.vocabulary import (
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.audit import AuditStore
-    from airflow_reconcile.core.plan import Outcome
+    from airflow_reconcile.core.plan import Outcome, PlannedOperation
 
 operations = sa.Table(
     "reconcile_operation",
@@ -85,13 +85,6 @@ def hint_for(outcome: Outcome) -> str | None:
     return "see the error; replay the operation after fixing its cause"
 
 
-def _text(value: Any) -> str | None:
-    """A plan cell as text for the database: pandas' missing values (NA, NaN) become NULL."""
-    if value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and value != value):
-        return None
-    return str(value)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -119,32 +112,31 @@ class Ledger:
         rows = self._read(sa.select(operations).where(operations.c.operation_id == operation_id))
         return rows[0] if rows else None
 
-    def _upsert(self, op: Mapping[str, Any], existing: dict[str, Any] | None, **values: Any) -> None:
+    def _upsert(self, op: PlannedOperation, existing: dict[str, Any] | None, **values: Any) -> None:
         now = _now()
         values = {"run_id": self.run_id, "updated_at": now, **values}
         if existing is None:
             if values.get("status", Status.PLANNED) not in INITIAL:
                 raise LedgerConflict(
-                    f"operation {op['operation_id']}: a new ledger row cannot start as {values['status']}"
+                    f"operation {op.operation_id}: a new ledger row cannot start as {values['status']}"
                 )
             row = {
-                "operation_id": op["operation_id"], "spec": self.spec, "dag_id": self.dag_id,
-                "rule": op["rule"], "action": op["action"], "target": op["target"],
-                "target_ref": _text(op.get("target_ref")), "entity": op["entity"],
-                "params": _text(op.get("params")) or "{}",
+                "operation_id": op.operation_id, "spec": self.spec, "dag_id": self.dag_id,
+                "rule": op.rule, "action": op.action, "target": op.target,
+                "target_ref": op.target_ref, "entity": op.entity, "params": op.params_json,
                 "attempts": 0, "created_at": now, "status": Status.PLANNED, **values,
             }  # fmt: skip
             self._write(operations.insert().values(**row))
         else:
-            self._write(operations.update().where(operations.c.operation_id == op["operation_id"]).values(**values))
+            self._write(operations.update().where(operations.c.operation_id == op.operation_id).values(**values))
 
-    def record(self, op: Mapping[str, Any], status: str) -> str:
+    def record(self, op: PlannedOperation, status: str) -> str:
         """An operation that is not applied in this run (review, approval, recommendation).
 
         Returns the operation's status afterwards: a done or decided operation keeps its status
         (the update is conditional, so it cannot overwrite a decision made meanwhile).
         """
-        existing = self.get(op["operation_id"])
+        existing = self.get(op.operation_id)
         if existing is None:
             self._upsert(op, None, status=status)
             return status
@@ -152,12 +144,10 @@ class Ledger:
             return str(existing["status"])
         self._write(
             operations.update()
-            .where(
-                operations.c.operation_id == op["operation_id"], operations.c.status.in_(TRANSITIONS[Status(status)])
-            )
+            .where(operations.c.operation_id == op.operation_id, operations.c.status.in_(TRANSITIONS[Status(status)]))
             .values(status=status, run_id=self.run_id, updated_at=_now())
         )
-        return str((self.get(op["operation_id"]) or {"status": status})["status"])
+        return str((self.get(op.operation_id) or {"status": status})["status"])
 
     def decide(self, operation_ids: list[str], status: str) -> int:
         """A person's answer (``approved``/``rejected``) or its absence (``in_review``) for operations
@@ -183,15 +173,15 @@ class Ledger:
             raise self.store._unavailable(exc) from None
         return changed
 
-    def begin(self, op: Mapping[str, Any]) -> dict[str, Any] | None:
+    def begin(self, op: PlannedOperation) -> dict[str, Any] | None:
         """Before the side effect. Returns the ledger row when the operation must not be sent again."""
-        existing = self.get(op["operation_id"])
+        existing = self.get(op.operation_id)
         # An action whose effect a search may not show at once (Jira's index lags a write) is never sent
         # again once the ledger says done, even if the target's search does not see it yet.
-        if existing and existing["status"] in FINAL and catalog.action(op["target"], op["action"]).once_only:
+        if existing and existing["status"] in FINAL and catalog.action(op.target, op.action).once_only:
             return existing
         if existing and not may_move(existing["status"], Status.IN_FLIGHT):
-            raise LedgerConflict(f"operation {op['operation_id']} is {existing['status']}; it cannot be applied")
+            raise LedgerConflict(f"operation {op.operation_id} is {existing['status']}; it cannot be applied")
         attempts = int(existing["attempts"]) if existing else 0
         self._upsert(
             op, existing, status=Status.IN_FLIGHT, attempts=attempts + 1, error_class=None, error=None, hint=None
@@ -249,16 +239,16 @@ class Ledger:
 
 def plan_from_rows(rows: list[dict[str, Any]]) -> Any:
     """Ledger rows as an action plan (every operation automatic), for replay."""
-    import pandas as pd
+    from airflow_reconcile.core.plan import PlannedOperation, plan_frame
 
-    from airflow_reconcile.core.plan import PLAN_COLUMNS
-
-    records = [
-        {**dict.fromkeys(PLAN_COLUMNS), **{k: r.get(k) for k in PLAN_COLUMNS if k in r}, "autonomy": Autonomy.AUTO,
-         "severity": "medium", "reason": f"replay of {r['status']}"}
+    return plan_frame(
+        PlannedOperation(
+            operation_id=r["operation_id"], rule=r["rule"], action=r["action"], target=r["target"],
+            autonomy=Autonomy.AUTO, severity="medium", entity=r["entity"], target_ref=r.get("target_ref"),
+            params=json.loads(r.get("params") or "{}"), reason=f"replay of {r['status']}",
+        )
         for r in rows
-    ]  # fmt: skip
-    return pd.DataFrame(records, columns=list(PLAN_COLUMNS), dtype="string")
+    )  # fmt: skip
 
 
 class LedgerQueries:

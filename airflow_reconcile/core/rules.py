@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import GuardTripped
-from airflow_reconcile.core.plan import PLAN_COLUMNS
+from airflow_reconcile.core.plan import PlannedOperation, plan_frame
 from airflow_reconcile.core.values import parse_duration, text_steps
 from airflow_reconcile.core.vocabulary import ACTING, Autonomy
 
@@ -249,7 +249,7 @@ def evaluate_rules(
     stale_sides = {"desired"} if stale is True else set(stale or ())
     key = spec.sources.desired.key
     unclaimed = pd.Series(True, index=drift.index)
-    records: list[dict[str, Any]] = []
+    records: list[PlannedOperation] = []
     downgraded = undecidable = unrendered = 0
     held_back: list[dict[str, str]] = []
     view = _normalised_view(spec, drift)
@@ -290,26 +290,19 @@ def evaluate_rules(
             # repeated key) are two operations; copies of the same row are still one.
             subject = entity if target_ref is None else f"{entity}@{target_ref}"
             records.append(
-                {
-                    "operation_id": operation_id(spec.name, rule.name, subject, rule.action, params_json),
-                    "rule": rule.name,
-                    "action": rule.action,
-                    "target": rule.target,
-                    "autonomy": autonomy,
-                    "severity": rule.severity,
-                    "entity": entity,
-                    "target_ref": target_ref,
-                    "drift_kind": row["drift_kind"],
-                    "changed_columns": changed_text,
+                PlannedOperation(
+                    operation_id=operation_id(spec.name, rule.name, subject, rule.action, params_json),
+                    rule=rule.name, action=rule.action, target=rule.target, autonomy=autonomy,
+                    severity=rule.severity, entity=entity, target_ref=target_ref, drift_kind=row["drift_kind"],
+                    changed_columns=tuple(changed),
                     # The entity's prior and wanted values of its drifted columns (for humans and revert).
-                    "before": json.dumps({c: actual.get(c) for c in changed}, sort_keys=True) if changed else None,
-                    "after": json.dumps({c: desired.get(c) for c in changed}, sort_keys=True) if changed else None,
-                    "params": params_json,
-                    "reason": reason,
-                }
-            )
+                    before={c: actual.get(c) for c in changed} if changed else None,
+                    after={c: desired.get(c) for c in changed} if changed else None,
+                    params=params, reason=reason,
+                )
+            )  # fmt: skip
     # Rows that plan the very same operation (e.g. the copies of a repeated key) are one operation.
-    plan = pd.DataFrame(records, columns=list(PLAN_COLUMNS), dtype="string").drop_duplicates("operation_id")
+    plan = plan_frame(records).drop_duplicates("operation_id")
     plan = plan.reset_index(drop=True)
     summary = PlanSummary(
         actions=len(plan),

@@ -57,7 +57,7 @@ class Autonomy(StrEnum):
 # Autonomy levels that write (the rest never reach a target).
 ACTING = (Autonomy.AUTO, Autonomy.APPROVE)
 # What each autonomy level means for a planned action that is not applied.
-NOT_APPLIED = {
+NOT_APPLIED: Mapping[str, Status] = {
     Autonomy.OBSERVE: Status.OBSERVED,
     Autonomy.RECOMMEND: Status.RECOMMENDED,
     Autonomy.APPROVE: Status.AWAITING_APPROVAL,

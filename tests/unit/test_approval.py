@@ -11,6 +11,7 @@ from airflow_reconcile.core.actions.jira import JiraExecutor
 from airflow_reconcile.core.approval import approved_plan, escape_markdown, pending_approval, request_text
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.ledger import Ledger
+from airflow_reconcile.core.plan import PlannedOperation
 from tests.unit.test_actions import assignees, plan
 
 
@@ -68,7 +69,7 @@ def test_an_approved_operation_whose_apply_was_cut_short_is_applied_again_withou
     first = ledger_for(store, "run-1")
     pending_approval(approvals(), first)
     first.decide(["op0"], "approved")
-    first.begin(approvals().iloc[0].to_dict())  # apply_approved's worker died after this
+    first.begin(PlannedOperation.from_row(approvals().iloc[0].to_dict()))  # apply_approved's worker died after this
     request, counts = pending_approval(approvals(), ledger_for(store, "run-2"))
     assert dict(zip(request["operation_id"], request["ledger_status"], strict=True))["op0"] == "in_flight"
     rows = {op: ledger_for(store, "run-2").get(op) for op in request["operation_id"]}
@@ -90,7 +91,7 @@ def test_a_later_plan_does_not_put_a_decision_back_to_waiting(store):
     pending_approval(approvals(), ledger)
     ledger.decide(["op0"], "approved")
     ledger.decide(["op1"], "rejected")
-    result = apply_plan(approvals(), {}, mode="apply", ledger=ledger_for(store, "run-1"))
+    result = apply_plan(approvals(), {}, ledger=ledger_for(store, "run-1"))
     outcome = dict(zip(result["operation_id"], result["status"], strict=True))
     assert outcome["op0"] == "approved"
     assert outcome["op1"] == "rejected"
@@ -109,16 +110,16 @@ def test_approved_operations_are_applied_once_and_the_rest_not_at_all(seeded, ji
     assert set(to_apply["autonomy"]) == {"auto"}
     assert "ledger_status" not in to_apply.columns
     executors = {"jira": JiraExecutor(jira_client)}
-    result = apply_plan(to_apply, executors, mode="apply", ledger=ledger)
+    result = apply_plan(to_apply, executors, ledger=ledger)
     assert result["status"].tolist() == ["applied", "skipped"]  # OPS-3 was alice's already
     assert assignees(seeded) == {"OPS-1": "alice", "OPS-2": None, "OPS-3": "alice"}
     writes = len(seeded.writes)
     # The same approval applied again (a retry of apply_approved) writes nothing.
-    again = apply_plan(to_apply, executors, mode="apply", ledger=ledger_for(store, "run-1"))
+    again = apply_plan(to_apply, executors, ledger=ledger_for(store, "run-1"))
     assert set(again["status"]) == {"skipped"}
     assert len(seeded.writes) == writes
     # And the next run's plan reports the applied one as done, not as waiting.
-    later = apply_plan(approvals(), {}, mode="apply", ledger=ledger_for(store, "run-2"))
+    later = apply_plan(approvals(), {}, ledger=ledger_for(store, "run-2"))
     assert dict(zip(later["operation_id"], later["status"], strict=True))["op0"] == "skipped"
 
 

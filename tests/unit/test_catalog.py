@@ -133,11 +133,11 @@ def test_the_ledger_and_revert_read_the_new_targets_records(pager, tmp_path):
     executor = catalog.executor_class("pager")()
     first = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     ops = _ops(("page", "", {"text": "hi"}), ("set_owner", "svc-a", {"owner": "alice"}))
-    assert apply_plan(ops, {"pager": executor}, mode="apply", ledger=first)["status"].tolist() == ["applied"] * 2
+    assert apply_plan(ops, {"pager": executor}, ledger=first)["status"].tolist() == ["applied"] * 2
     # A second run: the once-only page is not sent again (the ledger reads once_only from the record);
     # set_owner is sent again and the executor finds it in place.
     again = Ledger(store, spec="s", dag_id="d", run_id="run-2")
-    apply_plan(ops, {"pager": executor}, mode="apply", ledger=again)
+    apply_plan(ops, {"pager": executor}, ledger=again)
     assert [action for action, _, _ in executor.sent] == ["page", "set_owner", "set_owner"]
     # Revert of run 1 undoes set_owner from its recorded prior owner; a page says why it stays.
     undo = Ledger(store, spec="s", dag_id="d", run_id="run-3")

@@ -60,15 +60,15 @@ def test_cloud_assign_by_email_or_account_id_is_idempotent_and_reverted(cloud, c
         ("assign", "OPS-3", {"assignee": "bob@example.com"}, "auto"),  # already bob
     )
     ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
-    assert apply_plan(ops, jira, mode="apply", ledger=ledger).status.tolist() == ["applied", "skipped", "skipped"]
+    assert apply_plan(ops, jira, ledger=ledger).status.tolist() == ["applied", "skipped", "skipped"]
     assert cloud.issues["OPS-1"]["fields"]["assignee"]["accountId"] == cloud.account_id("alice")
     assert [w["assignee"] for w in cloud.writes if w["kind"] == "assign"] == ["alice"]
-    assert apply_plan(ops, jira, mode="apply", ledger=ledger).status.tolist() == ["skipped"] * 3
+    assert apply_plan(ops, jira, ledger=ledger).status.tolist() == ["skipped"] * 3
 
     # Move OPS-2 away from the user whose e-mail is hidden (its prior state is an account id), then revert both.
     again = plan(("assign", "OPS-2", {"assignee": "alice@example.com"}, "auto"))
     again.loc[0, "operation_id"] = "op-2b"
-    apply_plan(again, jira, mode="apply", ledger=Ledger(store, spec="s", dag_id="d", run_id="run-2"))
+    apply_plan(again, jira, ledger=Ledger(store, spec="s", dag_id="d", run_id="run-2"))
     for run in ("run-1", "run-2"):
         result, _ = revert_run(Ledger(store, spec="s", dag_id="r", run_id=f"rv-{run}"), jira, run)
         assert result.status.tolist() == ["applied"]

@@ -13,7 +13,7 @@ from airflow_reconcile.core.actions.jira import JiraExecutor
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.errors import AuditUnavailable, LedgerConflict
 from airflow_reconcile.core.ledger import HINTS, Ledger, hint_for
-from airflow_reconcile.core.plan import Outcome
+from airflow_reconcile.core.plan import Outcome, PlannedOperation
 from airflow_reconcile.core.vocabulary import INITIAL, STORED, TRANSITIONS, Status
 from tests.unit.test_actions import plan
 
@@ -43,7 +43,7 @@ def test_states_are_written_before_and_after_the_side_effect(many, jira_client, 
             seen.append(ledger.get(op_id)["status"])  # what the ledger says while the call is in flight
             return super().apply(action, ref, params, op_id)
 
-    result = apply_plan(ops, {"jira": Spy(jira_client)}, mode="apply", ledger=ledger, sleep=no_sleep)
+    result = apply_plan(ops, {"jira": Spy(jira_client)}, ledger=ledger, sleep=no_sleep)
     assert seen == ["in_flight"]
     assert result.status.tolist() == ["applied", "in_review"]
     row = ledger.get("op0")
@@ -55,11 +55,11 @@ def test_states_are_written_before_and_after_the_side_effect(many, jira_client, 
 def test_a_created_issue_the_search_cannot_see_yet_is_not_created_again(many, jira_client, ledger):
     """Jira's search index can lag a write: the ledger, not the search, stops the duplicate."""
     ops = plan(("create_issue", None, {"project": "OPS", "summary": "Service ownership: new"}, "auto"))
-    first = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger)
+    first = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, ledger=ledger)
     assert first.status.tolist() == ["applied"]
     [created] = [w["key"] for w in many.writes if w["kind"] == "create"]
     many.issues[created]["fields"]["labels"] = []  # the search no longer finds the operation's label
-    second = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger)
+    second = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, ledger=ledger)
     assert second.status.tolist() == ["skipped"]
     assert second.error.tolist() == ["already applied (ledger)"]
     assert json.loads(second.prior.iloc[0]) == {"created": created}
@@ -74,16 +74,14 @@ def test_no_ledger_no_action(many, jira_client, tmp_path):
         other.execute("drop table reconcile_operation")
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"))
     with pytest.raises(AuditUnavailable, match="cannot be written"):
-        apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger)
+        apply_plan(ops, {"jira": JiraExecutor(jira_client)}, ledger=ledger)
     assert many.writes == []
 
 
 def test_injected_5xx_on_a_third_of_writes_every_action_applied_exactly_once(many, jira_client, ledger):
     many.faults.set([{"method": "PUT", "status": 503, "rate": 0.3}])
     ops = plan(*[("assign", f"OPS-{i}", {"assignee": "alice" if i % 2 else "bob"}, "auto") for i in range(1, 61)])
-    result = apply_plan(
-        ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger, workers=4, attempts=6, sleep=no_sleep
-    )
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, ledger=ledger, workers=4, attempts=6, sleep=no_sleep)
     assert Counter(result.status) == {"applied": 60}
     assignments = Counter(w["key"] for w in many.writes if w["kind"] == "assign")
     assert set(assignments.values()) == {1}  # a failed PUT wrote nothing; each issue was assigned once
@@ -96,7 +94,7 @@ def test_a_write_that_succeeded_but_answered_500_is_not_repeated(many, jira_clie
     """The call times out or fails after the write: the retry asks Jira first and finds it done."""
     many.faults.set([{"method": "POST", "path": "/issue$", "status": 500, "after_write": True, "times": 1}])
     ops = plan(("create_issue", None, {"project": "OPS", "summary": "Service ownership: new"}, "auto"))
-    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger, sleep=no_sleep)
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, ledger=ledger, sleep=no_sleep)
     assert result.status.tolist() == ["skipped"]  # the second attempt found the first one's issue
     assert result.attempts.tolist() == [2]
     assert [w["kind"] for w in many.writes].count("create") == 1
@@ -126,7 +124,7 @@ def test_a_client_timeout_after_the_write_creates_assigns_and_posts_nothing_twic
         ("notify", None, {"channel": "#ops", "text": "drift"}, "auto"),
     )
     ops.loc[2, "target"] = "slack"
-    result = apply_plan(ops, {"jira": JiraExecutor(impatient), "slack": slack}, mode="apply", ledger=ledger,
+    result = apply_plan(ops, {"jira": JiraExecutor(impatient), "slack": slack}, ledger=ledger,
                         sleep=no_sleep)  # fmt: skip
     assert result.status.tolist() == ["skipped", "skipped", "skipped"]  # each retry found its write done
     assert result.attempts.tolist() == [2, 2, 2]
@@ -140,7 +138,7 @@ def test_a_client_timeout_after_the_write_creates_assigns_and_posts_nothing_twic
 def test_403_is_dead_lettered_without_retry_with_a_hint(many, jira_client, ledger):
     many.faults.set([{"method": "PUT", "status": 403, "times": 1}])
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
-    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, mode="apply", ledger=ledger, sleep=no_sleep)
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, ledger=ledger, sleep=no_sleep)
     assert result.status.tolist() == ["dead_lettered", "applied"]  # one bad action never stops the others
     assert result.attempts.tolist() == [1, 1]
     [dead] = ledger.rows(status="dead_lettered")
@@ -163,8 +161,8 @@ def test_the_hint_follows_the_status_the_target_answered_not_numbers_in_the_mess
 def test_missing_plan_values_are_stored_as_null(ledger):
     import pandas as pd
 
-    op = {"operation_id": "op-na", "rule": "r", "action": "create_issue", "target": "jira",
-          "target_ref": pd.NA, "entity": "svc", "params": float("nan")}  # fmt: skip
+    op = PlannedOperation.from_row({"operation_id": "op-na", "rule": "r", "action": "create_issue", "target": "jira",
+                                    "autonomy": "auto", "target_ref": pd.NA, "entity": "svc", "params": float("nan")})  # fmt: skip
     assert ledger.begin(op) is None
     row = ledger.get("op-na")
     assert row["target_ref"] is None
@@ -183,7 +181,7 @@ url, user, token, db, n = sys.argv[1:6]
 client = JIRA(server=url, basic_auth=(user, token), options={"rest_api_version": "2"}, max_retries=0, timeout=10)
 ledger = Ledger(AuditStore(f"sqlite:///{db}"), spec="s", dag_id="d", run_id="run-1")
 ops = plan(*[("create_issue", None, {"project": "OPS", "summary": f"finding {i}"}, "auto") for i in range(int(n))])
-apply_plan(ops, {"jira": JiraExecutor(client)}, mode="apply", ledger=ledger)
+apply_plan(ops, {"jira": JiraExecutor(client)}, ledger=ledger)
 """
 
 
@@ -220,7 +218,7 @@ def test_a_worker_killed_mid_batch_leaves_nothing_duplicated_on_the_next_try(jir
                   max_retries=0, timeout=10)  # fmt: skip
     ledger = Ledger(AuditStore(f"sqlite:///{db}"), spec="s", dag_id="d", run_id="run-1")
     ops = plan(*[("create_issue", None, {"project": "OPS", "summary": f"finding {i}"}, "auto") for i in range(n)])
-    result = apply_plan(ops, {"jira": JiraExecutor(client)}, mode="apply", ledger=ledger)
+    result = apply_plan(ops, {"jira": JiraExecutor(client)}, ledger=ledger)
     assert set(result.status) <= {"applied", "skipped"}
     labels = [w["labels"][0] for w in jira_standin.writes if w["kind"] == "create"]
     assert len(labels) == n  # every finding exists exactly once
@@ -230,8 +228,8 @@ def test_a_worker_killed_mid_batch_leaves_nothing_duplicated_on_the_next_try(jir
 
 # The state machine (vocabulary.TRANSITIONS): every write is conditional on it.
 def _row(ledger, op_id="op-x", status=Status.AWAITING_APPROVAL):
-    op = {"operation_id": op_id, "rule": "r", "action": "assign", "target": "jira", "target_ref": "OPS-1",
-          "entity": "svc", "params": "{}"}  # fmt: skip
+    op = PlannedOperation(operation_id=op_id, rule="r", action="assign", target="jira", autonomy="approve",
+                          severity="medium", entity="svc", target_ref="OPS-1")  # fmt: skip
     assert ledger.record(op, status) == status
     return op
 
@@ -251,7 +249,7 @@ def test_every_stored_status_is_reachable_and_shadow_outcomes_are_never_stored()
 
 def test_a_finish_for_a_row_that_moved_meanwhile_is_refused_and_changes_nothing(ledger):
     op = _row(ledger)
-    assert ledger.decide([op["operation_id"]], Status.REJECTED) == 1  # a person said no meanwhile
+    assert ledger.decide([op.operation_id], Status.REJECTED) == 1  # a person said no meanwhile
     with pytest.raises(LedgerConflict, match="operation op-x is rejected; it cannot become applied"):
         ledger.finish(Outcome("op-x", Status.APPLIED, 1, prior={"assignee": "bob"}))
     row = ledger.get("op-x")
@@ -275,7 +273,15 @@ def test_an_answer_moves_only_awaiting_rows_and_cannot_be_a_write(ledger):
 
 
 def test_a_new_row_cannot_start_decided(ledger):
-    op = {"operation_id": "op-n", "rule": "r", "action": "assign", "target": "jira", "entity": "svc", "params": "{}"}
+    op = PlannedOperation(
+        operation_id="op-n",
+        rule="r",
+        action="assign",
+        target="jira",
+        autonomy="approve",
+        severity="medium",
+        entity="svc",
+    )
     with pytest.raises(LedgerConflict, match="a new ledger row cannot start as approved"):
         ledger.record(op, Status.APPROVED)
     assert ledger.get("op-n") is None
@@ -283,5 +289,5 @@ def test_a_new_row_cannot_start_decided(ledger):
 
 def test_a_decided_row_keeps_its_status_when_planned_again(ledger):
     op = _row(ledger)
-    ledger.decide([op["operation_id"]], Status.APPROVED)
+    ledger.decide([op.operation_id], Status.APPROVED)
     assert ledger.record(op, Status.AWAITING_APPROVAL) == Status.APPROVED

@@ -10,6 +10,7 @@ from airflow_reconcile.core.actions.revert import replay_operations, revert_run
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.ledger import Ledger
+from airflow_reconcile.core.plan import PlannedOperation
 from tests.unit.test_actions import assignees, plan
 
 
@@ -38,7 +39,7 @@ def test_403_dead_letter_then_replay_after_the_fault_is_lifted_applies_once(seed
     run1 = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     seeded.faults.set([{"method": "PUT", "path": "OPS-2", "status": 403, "times": 5}])
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
-    first = apply_plan(ops, jira, mode="apply", ledger=run1, sleep=nap)
+    first = apply_plan(ops, jira, ledger=run1, sleep=nap)
     assert first.status.tolist() == ["applied", "dead_lettered"]
     seeded.faults.set([])  # permission granted
     replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
@@ -66,7 +67,7 @@ def test_revert_restores_the_prior_assignees_and_labels_idempotently(seeded, jir
         ("label", "OPS-1", {"label": "owned"}, "auto"),
         ("comment", "OPS-2", {"body": "fixed"}, "auto"),
     )
-    assert apply_plan(ops, jira, mode="apply", ledger=ledger, sleep=nap).status.tolist() == [
+    assert apply_plan(ops, jira, ledger=ledger, sleep=nap).status.tolist() == [
         "applied", "applied", "skipped", "applied", "applied"]  # fmt: skip
     undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
     result, not_reversible = revert_run(undo, jira, "run-7", sleep=nap)
@@ -87,9 +88,9 @@ def test_unlabel_is_idempotent_and_reverted_to_the_prior_labels(seeded, jira_cli
     jira = {"jira": JiraExecutor(jira_client)}
     ledger = Ledger(store, spec="s", dag_id="d", run_id="run-9")
     ops = plan(("unlabel", "OPS-1", {"label": "x"}, "auto"), ("unlabel", "OPS-2", {"label": "x"}, "auto"))
-    assert apply_plan(ops, jira, mode="apply", ledger=ledger).status.tolist() == ["applied", "skipped"]
+    assert apply_plan(ops, jira, ledger=ledger).status.tolist() == ["applied", "skipped"]
     assert seeded.issues["OPS-1"]["fields"]["labels"] == []
-    assert apply_plan(ops, jira, mode="apply", ledger=ledger).status.tolist() == ["skipped", "skipped"]
+    assert apply_plan(ops, jira, ledger=ledger).status.tolist() == ["skipped", "skipped"]
     result, _ = revert_run(Ledger(store, spec="s", dag_id="r", run_id="rv"), jira, "run-9")
     assert result.status.tolist() == ["applied"]
     assert seeded.issues["OPS-1"]["fields"]["labels"] == ["x"]
@@ -128,7 +129,7 @@ def test_replay_sends_only_dead_letters_the_policy_still_allows(seeded, jira_cli
     ref = "OPS-1" if params.get("assignee") == "" else "OPS-2"  # clearing needs someone to unassign
     ops = plan((action, ref, params, "review")).assign(rule=rule)
     ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
-    ledger.record(ops.iloc[0].to_dict(), "planned")
+    ledger.record(PlannedOperation.from_row(ops.iloc[0].to_dict()), "planned")
     with store.engine.begin() as conn:
         conn.execute(operations.update().values(status=status))
     writes = len(seeded.writes)
@@ -156,7 +157,7 @@ def test_replay_and_revert_stop_above_max_actions_and_revert_never_closes_withou
     seeded.faults.set([{"method": "PUT", "path": "OPS-", "status": 403, "times": 99}])
     run = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     ops = plan(*[("assign", f"OPS-{i}", {"assignee": "alice"}, "auto") for i in (1, 2)]).assign(rule="fix")
-    assert apply_plan(ops, jira, mode="apply", ledger=run, sleep=nap).status.tolist() == ["dead_lettered"] * 2
+    assert apply_plan(ops, jira, ledger=run, sleep=nap).status.tolist() == ["dead_lettered"] * 2
     seeded.faults.set([])
     replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
     with pytest.raises(GuardTripped, match="replay: 2 operations, more than limits.max_actions=1; nothing was sent"):
@@ -167,7 +168,7 @@ def test_replay_and_revert_stop_above_max_actions_and_revert_never_closes_withou
     seeded.issues["OPS-3"]["fields"]["status"] = {"name": "Done"}
     reopen = plan(("transition", "OPS-3", {"status": "In Progress"}, "auto")).assign(operation_id="reopen")
     reopened = Ledger(store, spec="s", dag_id="d", run_id="run-2")
-    assert apply_plan(reopen, jira, mode="apply", ledger=reopened, sleep=nap).status.tolist() == ["applied"]
+    assert apply_plan(reopen, jira, ledger=reopened, sleep=nap).status.tolist() == ["applied"]
     undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
     result, not_reverted = revert_run(undo, jira, "run-2", policy=RecoveryPolicy(), sleep=nap)
     assert len(result) == 0

@@ -34,10 +34,11 @@ def test_silence_dead_letters_review_queue_and_a_stale_source_each_alert(spec, t
 
     ledger = Ledger(store, spec=spec.name, dag_id=spec.dag_id, run_id="run-x")
     ops = plan(*[("assign", f"OPS-{i}", {"assignee": "a"}, "review") for i in range(101)])
-    for op in ops.to_dict("records"):
+    from airflow_reconcile.core.plan import Outcome, PlannedOperation, operations
+
+    for op in operations(ops):
         ledger.record(op, "in_review")
-    ledger.begin(ops.iloc[0].to_dict())
-    from airflow_reconcile.core.plan import Outcome
+    ledger.begin(operations(ops)[0])
 
     ledger.finish(Outcome(ops.iloc[0]["operation_id"], "dead_lettered", 1, "PersistentError", "403"))
     for hours in (3, 2, 1):
@@ -48,8 +49,8 @@ def test_silence_dead_letters_review_queue_and_a_stale_source_each_alert(spec, t
     assert kinds(alerts) == ["dead_letters", "stale_source"]  # 100 waiting is not more than 100
     assert "1 dead-lettered operation(s)" in alerts[0].message
     assert f"trigger {spec.dag_id}_replay" in alerts[0].message
-    ledger.record(plan(("assign", "OPS-x", {"assignee": "a"}, "review")).iloc[0].to_dict() | {"operation_id": "extra"},
-                  "in_review")  # fmt: skip
+    ledger.record(PlannedOperation.from_row(plan(("assign", "OPS-x", {"assignee": "a"}, "review")).iloc[0].to_dict()
+                                            | {"operation_id": "extra"}), "in_review")  # fmt: skip
     assert "review_queue" in kinds(check(spec, store, NOW))
     # One fresh check among the last three: not stale in a row.
     store.append(record(spec, TaskId.CHECK_FRESHNESS, NOW, details={"freshness": {"stale": False}}))

@@ -14,9 +14,10 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_reconcile.core.catalog import NO_ACTION
 from airflow_reconcile.core.errors import PersistentError, classify, http_status
-from airflow_reconcile.core.plan import Outcome
-from airflow_reconcile.core.vocabulary import DONE, NOT_APPLIED, Autonomy, Mode, Status
+from airflow_reconcile.core.plan import Outcome, PlannedOperation, operations, with_outcomes
+from airflow_reconcile.core.vocabulary import DONE, NOT_APPLIED, Autonomy, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,57 +116,45 @@ def apply_plan(
     plan: pd.DataFrame,
     executors: Mapping[str, ActionExecutor],
     *,
-    mode: str,
+    ledger: Ledger,
     attempts: int = 3,
     base_delay: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[str], None] = log.info,
     limiter: RateLimiter | None = None,
-    ledger: Ledger | None = None,
     workers: int = 1,
 ) -> pd.DataFrame:
-    """Apply every ``auto`` action (in apply mode); give every planned action an outcome.
+    """Apply every ``auto`` action; give every planned action an outcome (shadow mode never comes
+    here: its outcomes are ``plan.shadow_outcomes``, a pure function of the plan).
 
-    Every call to a target, retries included, waits for the target's rate limit. With a ledger,
-    each operation is recorded before and after its side effect, and an operation the ledger
-    already holds as done is not sent again (see ``airflow_reconcile.core.ledger``). ``workers``
-    operations run at once (bounded concurrency); one failure never stops the others.
+    Every call to a target, retries included, waits for the target's rate limit. Each operation is
+    recorded in the ledger before and after its side effect, and one the ledger already holds as
+    done is not sent again (see ``airflow_reconcile.core.ledger``). ``workers`` operations run at
+    once (bounded concurrency); one failure never stops the others.
     """
-    import pandas as pd
 
-    def one(op: Mapping[Any, Any]) -> Outcome:
-        op_id = op["operation_id"]
-        if op["autonomy"] != Autonomy.AUTO:
-            status: str = NOT_APPLIED.get(op["autonomy"], Status.IN_REVIEW)
-            if mode != Mode.APPLY and status == Status.AWAITING_APPROVAL:
-                status = Status.NEEDS_APPROVAL  # shadow mode asks no one
-            if ledger is not None and mode == Mode.APPLY:
-                status = ledger.record(op, status)  # an earlier decision (rejected, approved...) stands
-                if status in DONE:
-                    return Outcome(op_id, Status.SKIPPED, 0, None, f"already {status} (ledger)")
+    def one(op: PlannedOperation) -> Outcome:
+        op_id = op.operation_id
+        if op.autonomy != Autonomy.AUTO:
+            status = ledger.record(op, NOT_APPLIED.get(op.autonomy, Status.IN_REVIEW))
+            if status in DONE:  # an earlier decision (rejected, approved...) stands
+                return Outcome(op_id, Status.SKIPPED, 0, None, f"already {status} (ledger)")
             return Outcome(op_id, status)
-        if mode != Mode.APPLY:
-            return Outcome(op_id, Status.SHADOW)
-        if op["action"] == "none":
+        if op.action == NO_ACTION:
             return Outcome(op_id, Status.SKIPPED)
-        if op["target"] not in executors:
-            return Outcome(
-                op_id, Status.DEAD_LETTERED, 0, "PersistentError", f"no executor for target {op['target']!r}"
-            )
-        executor = executors[op["target"]]  # a client that cannot be built fails the task before any write
-        done = ledger.begin(op) if ledger is not None else None  # raises AuditUnavailable: no audit, no action
+        if op.target not in executors:
+            return Outcome(op_id, Status.DEAD_LETTERED, 0, "PersistentError", f"no executor for target {op.target!r}")
+        executor = executors[op.target]  # a client that cannot be built fails the task before any write
+        done = ledger.begin(op)  # raises AuditUnavailable: no audit, no action
         if done is not None:
             prior = json.loads(done["prior"] or "{}")
             return Outcome(op_id, Status.SKIPPED, 0, None, f"already {done['status']} (ledger)", prior)
-        params = json.loads(op["params"] or "{}")
-        ref = None if pd.isna(op["target_ref"]) else str(op["target_ref"])
-        call = partial(_limited, limiter, op["target"], partial(executor.apply, op["action"], ref, params, op_id))
-        outcome = _with_retries(call, op_id, attempts, base_delay, sleep)
-        if ledger is not None:
-            ledger.finish(outcome)
+        apply = partial(executor.apply, op.action, op.target_ref, dict(op.params), op_id)
+        outcome = _with_retries(partial(_limited, limiter, op.target, apply), op_id, attempts, base_delay, sleep)
+        ledger.finish(outcome)
         return outcome
 
-    ops = plan.to_dict("records")
+    ops = operations(plan)
     total, started = len(ops), time.monotonic()
     outcomes: list[Outcome] = []
 
@@ -185,9 +174,7 @@ def apply_plan(
         for op in ops:
             outcomes.append(one(op))
             report(len(outcomes))
-    frame = pd.DataFrame([o.to_dict() for o in outcomes], columns=list(Outcome.__dataclass_fields__))
-    # One outcome per plan row, in plan order.
-    return pd.concat([plan.reset_index(drop=True), frame.drop(columns="operation_id")], axis=1)
+    return with_outcomes(plan, outcomes)
 
 
 def outcome_counts(result: pd.DataFrame) -> dict[str, int]:

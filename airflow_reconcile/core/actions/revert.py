@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core import catalog
 from airflow_reconcile.core.errors import GuardTripped, ReconcileError
-from airflow_reconcile.core.plan import PLAN_COLUMNS
+from airflow_reconcile.core.plan import PlannedOperation, plan_frame
 from airflow_reconcile.core.vocabulary import ACTING, DONE, Autonomy, Status, TaskId
 
 if TYPE_CHECKING:
@@ -92,7 +92,6 @@ def revert_id(operation_id: str) -> str:
 
 def revert_plan(rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
     """(the undo plan, the operations that cannot be undone with the reason) for ledger rows."""
-    import pandas as pd
 
     records, skipped = [], []
     for row in rows:
@@ -104,15 +103,13 @@ def revert_plan(rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
             skipped.append({"operation_id": row["operation_id"], "action": row["action"], "reason": reason})
             continue
         action, params = undo
-        record = dict.fromkeys(PLAN_COLUMNS)
-        record.update(
+        records.append(PlannedOperation(
             operation_id=revert_id(row["operation_id"]), rule=f"revert:{row['rule']}", action=action,
             target=row["target"], autonomy=Autonomy.AUTO, severity="medium", entity=row["entity"],
-            target_ref=row["target_ref"], params=json.dumps(params, sort_keys=True),
+            target_ref=row["target_ref"], params=params,
             reason=f"revert of {row['operation_id']} (run {row.get('applied_run_id')})",
-        )  # fmt: skip
-        records.append(record)
-    return pd.DataFrame(records, columns=list(PLAN_COLUMNS), dtype="string"), skipped
+        ))  # fmt: skip
+    return plan_frame(records), skipped
 
 
 def replay_operations(
@@ -158,7 +155,7 @@ def replay_operations(
         else:
             replay.append(row)
     policy.guard(len(replay), "replay")
-    return apply_plan(plan_from_rows(replay), executors, mode="apply", ledger=ledger, **apply_options), refused
+    return apply_plan(plan_from_rows(replay), executors, ledger=ledger, **apply_options), refused
 
 
 def revert_run(
@@ -187,7 +184,7 @@ def revert_run(
                                    "reason": f"refused: {reason}"})  # fmt: skip
         plan = plan.drop(index=[i for i, _ in refused]).reset_index(drop=True)
     policy.guard(len(plan), f"revert of {run_id}")
-    result = apply_plan(plan, executors, mode="apply", ledger=ledger, **apply_options)
+    result = apply_plan(plan, executors, ledger=ledger, **apply_options)
     undone = {r["operation_id"] for r in not_reversible}
     originals = [r["operation_id"] for r in rows if r["operation_id"] not in undone]
     for original, status in zip(originals, result["status"].tolist(), strict=True):
