@@ -8,7 +8,11 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # runs the benchmarks' make targets
 
 
 def test_make_bench_engines_agree():

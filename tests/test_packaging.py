@@ -13,6 +13,8 @@ import pytest
 import airflow_reconcile
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # builds a wheel and imports in fresh interpreters
+
 HEAVY = ("pandas", "great_expectations", "jira", "slack_sdk")
 
 

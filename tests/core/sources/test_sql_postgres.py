@@ -15,6 +15,8 @@ from airflow_reconcile.core.sources import SourceContext, get_source
 from airflow_reconcile.core.spec import SourceSpec
 from airflow_reconcile.provider.hooks import database_url
 
+pytestmark = pytest.mark.slow  # a real PostgreSQL
+
 ROWS = 120_000
 
 

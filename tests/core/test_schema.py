@@ -15,7 +15,7 @@ from airflow_reconcile.core.audit import AuditStore, _chain_hash, metadata
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.schema import VERSION_TABLE, head, upgrade
-from tests.unit.test_audit import _fresh_postgres_url, in_processes
+from tests.core.test_audit import _fresh_postgres_url, in_processes
 
 # The store as release 9f8b848 made it (create_all, before the ledger had applied_run_id).
 OLD_SCHEMA = """

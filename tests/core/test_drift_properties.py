@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections import Counter
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_reconcile.core.drift import detect_drift
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", None])
+pytestmark = pytest.mark.slow  # hypothesis against a reference implementation
+
 VALUES = st.sampled_from(["x", "y", "z", None])
 
 

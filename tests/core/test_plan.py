@@ -9,7 +9,7 @@ import pandas as pd
 from airflow_reconcile.core.pipeline import plan_locally
 from airflow_reconcile.core.plan import PLAN_COLUMNS, PlannedOperation, operations, plan_frame, shadow_outcomes
 from airflow_reconcile.core.spec import load_spec
-from tests.unit.test_plan import EXPORT, NOW, SPEC
+from tests.core.test_pipeline import EXPORT, NOW, SPEC
 
 
 def shipped_plan() -> pd.DataFrame:

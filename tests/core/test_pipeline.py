@@ -7,11 +7,14 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from airflow_reconcile.core.spec import load_spec
 from tests.conftest import REPO
 
 DATA = REPO / "tests" / "data" / "plan"
+pytestmark = pytest.mark.slow  # the reconcile plan command in a fresh interpreter
+
 SPEC = DATA / "ownership.yaml"
 EXPORT = DATA / "jira_export.csv"
 NOW = "2026-11-26T09:00:00+00:00"

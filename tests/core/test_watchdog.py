@@ -8,7 +8,7 @@ from airflow_reconcile.core.audit import AuditRecord, AuditStore
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.vocabulary import TaskId
 from airflow_reconcile.core.watchdog import check
-from tests.unit.test_actions import plan
+from tests.core.actions.test_actions import plan
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 

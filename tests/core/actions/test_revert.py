@@ -11,7 +11,7 @@ from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.plan import PlannedOperation
-from tests.unit.test_actions import assignees, plan
+from tests.core.actions.test_actions import assignees, plan
 
 
 @pytest.fixture

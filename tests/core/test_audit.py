@@ -96,6 +96,7 @@ def _fresh_postgres_url(postgres, name: str) -> str:
     return postgres.url().rsplit("/", 1)[0] + f"/{name}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_task_processes_writing_at_once_lose_nothing_and_keep_one_chain(backend, tmp_path, request):
     """Parallel tasks are separate processes: each appends through its own engine, at the same time."""

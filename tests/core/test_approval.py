@@ -12,7 +12,7 @@ from airflow_reconcile.core.approval import approved_plan, escape_markdown, pend
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.plan import PlannedOperation
-from tests.unit.test_actions import assignees, plan
+from tests.core.actions.test_actions import assignees, plan
 
 
 @pytest.fixture

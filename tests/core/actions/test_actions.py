@@ -29,7 +29,7 @@ def plan(*ops):
 
 def fresh_ledger() -> Ledger:
     """A ledger that remembers nothing (a new store): these tests check what an executor does on its
-    own, reading the target before it writes; tests/unit/test_ledger.py checks what the ledger adds."""
+    own, reading the target before it writes; tests/core/test_ledger.py checks what the ledger adds."""
     path = Path(tempfile.mkdtemp(prefix="reconcile-ledger-")) / "audit.db"
     return Ledger(AuditStore(f"sqlite:///{path}"), spec="s", dag_id="d", run_id="r")
 

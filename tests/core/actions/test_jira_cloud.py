@@ -10,7 +10,7 @@ from airflow_reconcile.core.actions.revert import revert_run
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.sources import SourceContext, get_source
-from tests.unit.test_actions import plan
+from tests.core.actions.test_actions import plan
 
 USERS = [{"name": "alice", "email": "alice@example.com"}, {"name": "bob", "email": "bob@example.com"},
          {"name": "private"}]  # fmt: skip  # "private" hides the e-mail: only the account id is visible

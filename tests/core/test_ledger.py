@@ -15,7 +15,7 @@ from airflow_reconcile.core.errors import AuditUnavailable, LedgerConflict
 from airflow_reconcile.core.ledger import HINTS, Ledger, hint_for
 from airflow_reconcile.core.plan import Outcome, PlannedOperation
 from airflow_reconcile.core.vocabulary import INITIAL, STORED, TRANSITIONS, Status
-from tests.unit.test_actions import plan
+from tests.core.actions.test_actions import plan
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ from airflow_reconcile.core.actions.base import apply_plan
 from airflow_reconcile.core.actions.jira import JiraExecutor
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.ledger import Ledger
-from tests.unit.test_actions import plan
+from tests.core.actions.test_actions import plan
 url, user, token, db, n = sys.argv[1:6]
 client = JIRA(server=url, basic_auth=(user, token), options={"rest_api_version": "2"}, max_retries=0, timeout=10)
 ledger = Ledger(AuditStore(f"sqlite:///{db}"), spec="s", dag_id="d", run_id="run-1")
@@ -185,6 +185,7 @@ apply_plan(ops, {"jira": JiraExecutor(client)}, ledger=ledger)
 """
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_batch_leaves_nothing_duplicated_on_the_next_try(jira_standin, tmp_path):
     """SIGKILL while creating issues (the try dies between Jira's write and the ledger's "applied"):
     the next try skips what the ledger or Jira's labels show as done and creates only the rest."""
