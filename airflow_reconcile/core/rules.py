@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.core.conditions import Leaf, Verdict, condition_ops
 from airflow_reconcile.core.errors import GuardTripped
 from airflow_reconcile.core.plan import PlannedOperation, plan_frame
-from airflow_reconcile.core.values import parse_duration, text_steps
+from airflow_reconcile.core.values import text_steps
 from airflow_reconcile.core.vocabulary import ACTING, Autonomy
 
 if TYPE_CHECKING:
@@ -68,33 +68,9 @@ def operation_id(spec_name: str, rule: str, entity: str, action: str, params: st
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-@dataclass(frozen=True)
-class _Verdict:
-    """A condition over the drift frame: where it holds, and where it cannot be decided (and why)."""
-
-    mask: pd.Series
-    why_not: pd.Series  # per row: why the value could not be read (NA where it could)
-
-    @property
-    def unknown(self) -> pd.Series:
-        return self.why_not.notna()
-
-
-def _unreadable(column: pd.Series, parsed: pd.Series, cond: Condition, kind: str) -> pd.Series:
-    """Per row, why its value cannot be read as ``kind`` (NA where it can, or where the spec says false)."""
-    import pandas as pd
-
-    bad = column.notna() & parsed.isna()
-    why = pd.Series(pd.NA, index=column.index, dtype="string")
-    if cond.unparseable == "false" or not bad.any():
-        return why
-    text = f"{cond.field} " + column[bad].map(repr) + f" cannot be read as {kind} for op {cond.op}"
-    why[bad] = text
-    return why
-
-
-def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> _Verdict:
-    """Vectorised over the whole drift frame; a null value never satisfies a comparison (but ``ne``).
+def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> Verdict:
+    """Vectorised over the whole drift frame: a tree is combined three-valued, a leaf is tested by its
+    op's record (``core.conditions``).
 
     A value that is there but cannot be read as the number or timestamp the op compares is not
     false: the verdict says so for its row (the rule sends it to review), unless the condition
@@ -111,47 +87,21 @@ def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> _Ver
             verdict = _condition_mask(drift, child, now)
             mask |= verdict.mask
             why = why.fillna(verdict.why_not)
-        return _Verdict(mask, why.mask(mask))
+        return Verdict(mask, why.mask(mask))
     if cond.not_ is not None:
         inner = _condition_mask(drift, cond.not_, now)
-        return _Verdict(~inner.mask & ~inner.unknown, inner.why_not)
-    if cond.op == "changed":
+        return Verdict(~inner.mask & ~inner.unknown, inner.why_not)
+    op = condition_ops()[str(cond.op)]
+    if op.test is None:  # changed: over the drift row's changed columns
         names = drift["changed_columns"].fillna("").astype(str)
-        return _Verdict(names.str.split(",").map(lambda cols: cond.column in cols).astype(bool), none)
-    field_name, op, value = str(cond.field), cond.op, cond.value  # a leaf has both (the spec model checks)
+        return Verdict(names.str.split(",").map(lambda cols: cond.column in cols).astype(bool), none)
+    field_name = str(cond.field)  # a leaf has both (the spec model checks)
     # The spec checks every named column is declared, and the quality gate that the snapshot has it.
     column = drift[field_name] if field_name in drift.columns else pd.Series(pd.NA, index=drift.index)
-    column = column.astype("string")
-    if op == "is_null":
-        return _Verdict(column.isna(), none)
-    if op == "not_null":
-        return _Verdict(column.notna(), none)
-    if op in ("in", "not_in"):
-        inside = column.isin([str(v) for v in value]).fillna(False)
-        return _Verdict(inside if op == "in" else ~inside, none)
-    if op == "regex":
-        with warnings.catch_warnings():  # pandas warns about groups in the pattern: we only test for a match
-            warnings.simplefilter("ignore", UserWarning)
-            return _Verdict(column.str.contains(str(value), regex=True).fillna(False).astype(bool), none)
-    if op == "older_than":
-        stamps = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
-        limit = pd.Timestamp(now) - pd.Timedelta(seconds=parse_duration(str(value)))
-        why = _unreadable(column, stamps, cond, "an ISO 8601 timestamp")
-        return _Verdict((stamps < limit).fillna(False).astype(bool) & why.isna(), why)
-    why = none
-    if op in ("gt", "ge", "lt", "le") and isinstance(value, int | float) and not isinstance(value, bool):
-        left: Any = pd.to_numeric(column, errors="coerce")
-        why = _unreadable(column, left, cond, "a number")
-    else:
-        left, value = column, str(value)
-    result = {
-        "eq": lambda: left == value, "ne": lambda: left != value, "gt": lambda: left > value,
-        "ge": lambda: left >= value, "lt": lambda: left < value, "le": lambda: left <= value,
-    }[str(op)]()  # fmt: skip
-    return _Verdict(result.fillna(op == "ne").astype(bool) & why.isna(), why)
+    return op.test(column.astype("string"), Leaf(field_name, op.name, cond.value, cond.unparseable), now)
 
 
-def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime) -> _Verdict:
+def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime) -> Verdict:
     import pandas as pd
 
     mask, why = pd.Series(True, index=drift.index), pd.Series(pd.NA, index=drift.index, dtype="string")
@@ -161,10 +111,10 @@ def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime) ->
         mask &= verdict.mask
         false |= ~verdict.mask & ~verdict.unknown
         why = why.fillna(verdict.why_not)
-    return _Verdict(mask, why.mask(false))
+    return Verdict(mask, why.mask(false))
 
 
-def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> _Verdict:
+def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> Verdict:
     """Rows the rule matches, and rows of its kind whose conditions cannot be decided."""
     mask = drift["drift_kind"] == rule.match.kind
     if rule.match.column:
@@ -172,7 +122,7 @@ def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> _Verdict:
         mask &= names.str.split(",").map(lambda cols: rule.match.column in cols)
     verdict = _all(drift, rule.match.when, now)
     why = verdict.why_not.where(mask.fillna(False).astype(bool))
-    return _Verdict((mask & verdict.mask).fillna(False).astype(bool), why)
+    return Verdict((mask & verdict.mask).fillna(False).astype(bool), why)
 
 
 def _normalised_view(spec: Spec, drift: pd.DataFrame) -> pd.DataFrame:

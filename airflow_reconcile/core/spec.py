@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from airflow_reconcile.core import catalog
 from airflow_reconcile.core.catalog import NO_ACTION, ActionRecord
+from airflow_reconcile.core.conditions import condition_ops
 from airflow_reconcile.core.errors import SpecError
 from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
 from airflow_reconcile.core.vocabulary import Autonomy, DriftKind, Mode
@@ -152,12 +153,6 @@ class DriftSpec(_Model):
         return value
 
 
-ConditionOp = Literal[
-    "eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "regex", "is_null", "not_null", "changed", "older_than"
-]  # fmt: skip
-_NEEDS_VALUE = {"eq", "ne", "gt", "ge", "lt", "le", "regex", "older_than"}
-
-
 class Condition(_Model):
     """A test over a drift row, or a tree of them.
 
@@ -169,7 +164,12 @@ class Condition(_Model):
 
     field: str | None = Field(default=None, pattern=r"^(desired|actual)\.[A-Za-z_][A-Za-z0-9_]*$")
     column: str | None = Field(default=None, description="For op: changed, the compared column.")
-    op: ConditionOp | None = None
+    op: str | None = Field(
+        default=None,
+        description="A condition operator (its record in airflow_reconcile.core.conditions).",
+        json_schema_extra=lambda schema: schema.update(anyOf=[{"type": "string", "enum": cast(Any, list(condition_ops()))},
+                                                              {"type": "null"}]),
+    )  # fmt: skip
     value: Any = None
     unparseable: Literal["review", "false"] = Field(
         default="review",
@@ -179,6 +179,14 @@ class Condition(_Model):
     all: list[Condition] | None = None
     any: list[Condition] | None = None
     not_: Condition | None = Field(default=None, alias="not")
+
+    @field_validator("op")
+    @classmethod
+    def _known_op(cls, value: str | None) -> str | None:
+        ops = condition_ops()
+        if value is not None and value not in ops:
+            raise ValueError(f"{value!r} is not one of {', '.join(ops)}")
+        return value
 
     @model_validator(mode="after")
     def _one_form(self) -> Condition:
@@ -190,25 +198,14 @@ class Condition(_Model):
             if self.field or self.column or self.value is not None:
                 raise ValueError("all / any / not take only conditions; put field, op and value inside them")
             return self
-        if self.op == "changed":
+        record = condition_ops()[self.op]  # the op's own validator checked it is one
+        if record.value == "column":
             if not self.column or self.field:
-                raise ValueError("op 'changed' needs column (the compared column), not field")
+                raise ValueError(f"op {self.op!r} needs column (the compared column), not field")
             return self
         if not self.field:
             raise ValueError(f"op {self.op!r} needs field: desired.<column> or actual.<column>")
-        if self.op in ("in", "not_in") and not isinstance(self.value, list):
-            raise ValueError(f"op {self.op!r} needs a list as value")
-        if self.op in _NEEDS_VALUE and self.value is None:
-            raise ValueError(f"op {self.op!r} needs a value; use is_null / not_null to test for nulls")
-        if self.op in ("gt", "ge", "lt", "le") and not isinstance(self.value, int | float | str):
-            raise ValueError(f"op {self.op!r} needs a number or a text value")
-        if self.op == "regex":
-            try:
-                re.compile(str(self.value))
-            except re.error as exc:
-                raise ValueError(f"value {self.value!r} is not a regular expression: {exc}") from None
-        if self.op == "older_than":
-            parse_duration(str(self.value))
+        record.check(self.value)
         return self
 
 

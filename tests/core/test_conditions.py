@@ -150,3 +150,22 @@ def test_bad_conditions_name_the_rule_and_say_what_to_write(condition, message):
     assert "specs/probe.yaml:" in str(err.value)
     assert "rules[0].match.when[0]" in str(err.value)
     assert message in str(err.value)
+
+
+def test_a_registered_operator_is_checked_and_evaluated_like_a_builtin():
+    from airflow_reconcile.core import conditions
+    from airflow_reconcile.core.conditions import ConditionOp, Verdict
+
+    def starts_with(column, leaf, now):
+        return Verdict(column.str.startswith(str(leaf.value)).fillna(False).astype(bool),
+                       pd.Series(pd.NA, index=column.index, dtype="string"))  # fmt: skip
+
+    conditions.register_condition(ConditionOp("starts_with", "scalar", starts_with))
+    try:
+        assert hits({"field": "actual.assignee", "op": "starts_with", "value": "svc-"}) == ["web"]
+        with pytest.raises(ValueError, match="op 'starts_with' needs a value"):
+            Condition.model_validate({"field": "actual.assignee", "op": "starts_with"})
+    finally:
+        conditions._REGISTRY.pop("starts_with")
+    with pytest.raises(ValueError, match="'starts_with' is not one of eq, ne, in, not_in, gt"):
+        Condition.model_validate({"field": "actual.assignee", "op": "starts_with", "value": "svc-"})

@@ -1,0 +1,167 @@
+"""Condition operators: one record per ``op`` a rule's condition may use, read by the spec and the rules.
+
+A record says what its ``value`` must be (the spec checks it at load) and how the op tests a column
+of the drift frame, vectorised. Tests are three-valued: a value that is there but cannot be read as
+the number or timestamp the op compares is *undecided* for its row (the rule sends the row to review
+with the reason) unless the condition says ``unparseable: false``. ``register_condition`` adds an op
+(it wins over a built-in of the same name), like ``register_source`` and ``register_target``.
+
+``changed`` is the one op over a compared column rather than a field (``{column: c, op: changed}``);
+the rules evaluate it on the drift row's changed columns.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_reconcile.core.values import parse_duration
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ValueKind = Literal["none", "scalar", "list", "number_or_text", "regex", "duration", "column"]
+CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A condition over the drift frame: where it holds, and where it cannot be decided (and why)."""
+
+    mask: pd.Series
+    why_not: pd.Series  # per row: why the value could not be read (NA where it could)
+
+    @property
+    def unknown(self) -> pd.Series:
+        return self.why_not.notna()
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """What an operator sees of its condition."""
+
+    field: str  # desired.<col> or actual.<col>
+    op: str
+    value: Any
+    unparseable: str  # "review" or "false"
+
+
+@dataclass(frozen=True)
+class ConditionOp:
+    name: str
+    value: ValueKind  # what the condition's ``value`` must be
+    test: Callable[[pd.Series, Leaf, datetime], Verdict] | None  # column (as text) -> verdict
+
+    def check(self, value: Any) -> None:
+        """Raise ``ValueError`` saying what to write when ``value`` does not suit this op."""
+        if self.value in ("none", "column"):
+            return
+        if self.value == "list":
+            if not isinstance(value, list):
+                raise ValueError(f"op {self.name!r} needs a list as value")
+            return
+        if value is None:
+            raise ValueError(f"op {self.name!r} needs a value; use is_null / not_null to test for nulls")
+        if self.value == "number_or_text" and not isinstance(value, int | float | str):
+            raise ValueError(f"op {self.name!r} needs a number or a text value")
+        if self.value == "regex":
+            try:
+                re.compile(str(value))
+            except re.error as exc:
+                raise ValueError(f"value {value!r} is not a regular expression: {exc}") from None
+        if self.value == "duration":
+            parse_duration(str(value))
+
+
+def _none(column: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    return pd.Series(pd.NA, index=column.index, dtype="string")
+
+
+def unreadable(column: pd.Series, parsed: pd.Series, leaf: Leaf, kind: str) -> pd.Series:
+    """Per row, why its value cannot be read as ``kind`` (NA where it can, or where the spec says false)."""
+    bad = column.notna() & parsed.isna()
+    why = _none(column)
+    if leaf.unparseable == "false" or not bad.any():
+        return why
+    why[bad] = f"{leaf.field} " + column[bad].map(repr) + f" cannot be read as {kind} for op {leaf.op}"
+    return why
+
+
+def _is_null(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
+    return Verdict(column.isna(), _none(column))
+
+
+def _not_null(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
+    return Verdict(column.notna(), _none(column))
+
+
+def _in(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
+    inside = column.isin([str(v) for v in leaf.value]).fillna(False)
+    return Verdict(inside if leaf.op == "in" else ~inside, _none(column))
+
+
+def _regex(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
+    with warnings.catch_warnings():  # pandas warns about groups in the pattern: we only test for a match
+        warnings.simplefilter("ignore", UserWarning)
+        found = column.str.contains(str(leaf.value), regex=True).fillna(False).astype(bool)
+    return Verdict(found, _none(column))
+
+
+def _older_than(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
+    import pandas as pd
+
+    stamps = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+    limit = pd.Timestamp(now) - pd.Timedelta(seconds=parse_duration(str(leaf.value)))
+    why = unreadable(column, stamps, leaf, "an ISO 8601 timestamp")
+    return Verdict((stamps < limit).fillna(False).astype(bool) & why.isna(), why)
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
+}  # fmt: skip
+
+
+def _compare(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
+    """A null never satisfies a comparison (but ``ne``); a number compares numbers, text compares text."""
+    import pandas as pd
+
+    left: Any
+    value = leaf.value
+    why = _none(column)
+    if leaf.op in ("gt", "ge", "lt", "le") and isinstance(value, int | float) and not isinstance(value, bool):
+        left = pd.to_numeric(column, errors="coerce")
+        why = unreadable(column, left, leaf, "a number")
+    else:
+        left, value = column, str(value)
+    result = _COMPARE[leaf.op](left, value)
+    return Verdict(result.fillna(leaf.op == "ne").astype(bool) & why.isna(), why)
+
+
+_BUILTIN = (
+    ConditionOp("eq", "scalar", _compare), ConditionOp("ne", "scalar", _compare),
+    ConditionOp("in", "list", _in), ConditionOp("not_in", "list", _in),
+    ConditionOp("gt", "number_or_text", _compare), ConditionOp("ge", "number_or_text", _compare),
+    ConditionOp("lt", "number_or_text", _compare), ConditionOp("le", "number_or_text", _compare),
+    ConditionOp("regex", "regex", _regex), ConditionOp("is_null", "none", _is_null),
+    ConditionOp("not_null", "none", _not_null), ConditionOp(CHANGED, "column", None),
+    ConditionOp("older_than", "duration", _older_than),
+)  # fmt: skip
+_REGISTRY: dict[str, ConditionOp] = {}
+
+
+def register_condition(op: ConditionOp) -> ConditionOp:
+    """Add a condition operator; it wins over a built-in of the same name."""
+    _REGISTRY[op.name] = op
+    return op
+
+
+def condition_ops() -> dict[str, ConditionOp]:
+    """Every op by name: the built-ins in their documented order, then the registered ones."""
+    return {**{op.name: op for op in _BUILTIN}, **_REGISTRY}
