@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import ReconcileError
-from airflow_reconcile.core.vocabulary import DRIFT, DriftKind
+from airflow_reconcile.core.vocabulary import DRIFT, DagId, DriftKind
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.drift import DriftReport
@@ -416,7 +416,7 @@ def _init(args: argparse.Namespace) -> int:
         f"  reconcile validate {spec}\n"
         f"  reconcile plan {spec} --actual {data / 'jira_export.csv'}\n"
         "in Airflow: create the connections (README, Deploy), then\n"
-        f"  airflow dags test reconcile_{args.example}"
+        f"  airflow dags test {DagId.of(args.example)}"
     )
     return 0
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_reconcile.core.examples.ticket_ownership import Scenario, ticket_ownership
-from airflow_reconcile.core.vocabulary import TaskId
+from airflow_reconcile.core.vocabulary import DagId, TaskId
 from devkit.airflow_local import ADMIN, REPO, LocalAirflow
 from devkit.jira_standin import JiraStandIn
 from devkit.slack_standin import SlackStandIn
 
 DAG_ID = "reconcile_ticket_ownership"
-DIGEST_DAG_ID = "reconcile_drift_digest"
+DIGEST_DAG_ID = DagId.DIGEST
 
 
 @dataclass

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 
 from airflow_reconcile import __version__
-from airflow_reconcile.core.vocabulary import Status
+from airflow_reconcile.core.vocabulary import DagId, Status, TaskId
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -68,11 +68,11 @@ def create_app() -> FastAPI:
 
         store = _audit_store()
         allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
-        [watch] = store.latest("reconcile_watchdog", "watch", limit=1) or [None]
+        [watch] = store.latest(DagId.WATCHDOG, TaskId.WATCH, limit=1) or [None]
         alerts = (watch or {}).get("details", {}).get("alerts", [])
         out = []
         for dag_id in store.dag_ids():
-            if dag_id not in allowed or dag_id.endswith(("_replay", "_revert")):
+            if dag_id not in allowed or DagId.is_recovery(dag_id):
                 continue
             latest = store.drift_trend(dag_id, limit=1)
             counts = status_counts(store, dag_id)
@@ -117,7 +117,7 @@ def create_app() -> FastAPI:
     def dead_letters(dag_id: str, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
         """Dead-lettered operations with their error and hint; replay them with ``<dag_id>_replay``."""
         result = _operations(dag_id, [Status.DEAD_LETTERED], None, limit, offset)
-        result["replay_dag_id"] = f"{dag_id}_replay"
+        result["replay_dag_id"] = DagId.replay(dag_id)
         return result
 
     @app.get("/dags/{dag_id}/review_queue", dependencies=readable)

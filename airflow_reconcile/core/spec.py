@@ -22,7 +22,7 @@ from airflow_reconcile.core.catalog import NO_ACTION, ActionRecord
 from airflow_reconcile.core.conditions import condition_ops
 from airflow_reconcile.core.errors import SpecError
 from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
-from airflow_reconcile.core.vocabulary import Autonomy, DriftKind, Mode
+from airflow_reconcile.core.vocabulary import Autonomy, DagId, DriftKind, Mode
 
 _NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -510,7 +510,7 @@ class Spec(_Model):
 
     @property
     def dag_id(self) -> str:
-        return f"reconcile_{self.name}"
+        return DagId.of(self.name)
 
     @property
     def policy_version(self) -> str:

@@ -160,3 +160,28 @@ class TaskId:
     @staticmethod
     def validate(side: str) -> str:
         return {"desired": TaskId.VALIDATE_DESIRED, "actual": TaskId.VALIDATE_ACTUAL}[side]
+
+
+class DagId:
+    """The DAG ids the package builds: one reconciliation per spec with its replay and revert DAGs, and
+    the shared digest and watchdog DAGs (the plugin, the watchdog's messages and the tests use these)."""
+
+    DIGEST: Final = "reconcile_drift_digest"
+    WATCHDOG: Final = "reconcile_watchdog"
+    RECOVERY_SUFFIXES: Final = ("_replay", "_revert")
+
+    @staticmethod
+    def of(spec_name: str) -> str:
+        return f"reconcile_{spec_name}"
+
+    @staticmethod
+    def replay(dag_id: str) -> str:
+        return f"{dag_id}_replay"
+
+    @staticmethod
+    def revert(dag_id: str) -> str:
+        return f"{dag_id}_revert"
+
+    @staticmethod
+    def is_recovery(dag_id: str) -> bool:
+        return dag_id.endswith(DagId.RECOVERY_SUFFIXES)

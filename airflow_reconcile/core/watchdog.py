@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_reconcile.core.vocabulary import TaskId
+from airflow_reconcile.core.vocabulary import DagId, TaskId
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.audit import AuditStore
@@ -51,7 +51,7 @@ def check(spec: Spec, store: AuditStore, now: datetime) -> list[Alert]:
     dead, waiting = queue_depths(status_counts(store, dag_id))
     if dead > rules.max_dead_letters:
         alert("dead_letters", f"{dead} dead-lettered operation(s) (allowed {rules.max_dead_letters}): "
-              f"fix their cause, then trigger {dag_id}_replay")  # fmt: skip
+              f"fix their cause, then trigger {DagId.replay(dag_id)}")  # fmt: skip
     if waiting > rules.max_review_queue:
         alert("review_queue", f"{waiting} operation(s) wait for review or approval (allowed {rules.max_review_queue})")
     checks = store.latest(dag_id, TaskId.CHECK_FRESHNESS, outcome="success", limit=rules.stale_runs)

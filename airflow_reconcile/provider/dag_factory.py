@@ -15,7 +15,7 @@ from airflow.sdk import Asset, AssetAny, Param
 
 from airflow_reconcile.core.locations import workspace_root
 from airflow_reconcile.core.spec import Spec, load_spec, specs_in
-from airflow_reconcile.core.vocabulary import Mode, TaskId
+from airflow_reconcile.core.vocabulary import DagId, Mode, TaskId
 from airflow_reconcile.core.workspace import local_path
 from airflow_reconcile.provider.compat import ReconcileDAG, retry_policy_args
 from airflow_reconcile.provider.operators.apply import ApplyCorrectionsOperator
@@ -206,7 +206,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
     shared: dict[str, Any] = {"schedule": None, "start_date": START_DATE, "catchup": False, "max_active_runs": 1,
               "tags": ["reconcile", spec.name, "recovery"], "default_args": _default_args(spec.owner)}  # fmt: skip
     with ReconcileDAG(
-        dag_id=f"{spec.dag_id}_replay",
+        dag_id=DagId.replay(spec.dag_id),
         description=f"Replay dead-lettered operations of {spec.name}",
         params={
             "operation_ids": Param(
@@ -234,7 +234,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
             **common,
         )  # fmt: skip
     with ReconcileDAG(
-        dag_id=f"{spec.dag_id}_revert",
+        dag_id=DagId.revert(spec.dag_id),
         description=f"Undo what one run of {spec.name} applied",
         params={
             "run_id": Param(
@@ -252,7 +252,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
     return replay, revert
 
 
-def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_drift_digest") -> ReconcileDAG:
+def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = DagId.DIGEST) -> ReconcileDAG:
     """A Slack digest after every reconciliation: scheduled on every spec's drift-report asset."""
     names = []
     for path in specs_in(specs_dir):
@@ -274,7 +274,7 @@ def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile
     return dag
 
 
-def build_watchdog_dag(specs_dir: str | os.PathLike[str], dag_id: str = "reconcile_watchdog") -> ReconcileDAG:
+def build_watchdog_dag(specs_dir: str | os.PathLike[str], dag_id: str = DagId.WATCHDOG) -> ReconcileDAG:
     """Every 30 minutes: alerts for reconciliations that went quiet, growing queues, stale sources."""
     from airflow_reconcile.provider.compat import DeltaTriggerTimetable
     from airflow_reconcile.provider.operators.watchdog import ReconcileWatchdogOperator

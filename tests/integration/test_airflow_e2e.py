@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_reconcile.core.vocabulary import TaskId
+from airflow_reconcile.core.vocabulary import DagId, TaskId
 from devkit.airflow_local import free_port
 from devkit.demo import DAG_ID, DIGEST_DAG_ID, lineage_events, start_stack
 
@@ -517,9 +517,9 @@ def test_dead_letter_then_replay_then_revert_from_the_ui_dags(stack):
     assert "grant it the permission" in letter["hint"]
     assert dead["replay_dag_id"] == f"{DAG_ID}_replay"
     # The watchdog sees it too, and the plugin's page shows its alert as a banner.
-    af.wait_for_dag("reconcile_watchdog")
-    watch = af.trigger("reconcile_watchdog", conf={})
-    state, log = finished(stack, "reconcile_watchdog", watch, "watch")
+    af.wait_for_dag(DagId.WATCHDOG)
+    watch = af.trigger(DagId.WATCHDOG, conf={})
+    state, log = finished(stack, DagId.WATCHDOG, watch, TaskId.WATCH)
     assert state == "success", log
     [summary] = [d for d in af.get("/reconcile/dags")["dags"] if d["dag_id"] == DAG_ID]
     assert [(a["kind"], a["message"].split(" (")[0]) for a in summary["alerts"]] == [

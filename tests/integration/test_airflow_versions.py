@@ -18,7 +18,7 @@ import pytest
 
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
-from airflow_reconcile.core.vocabulary import TaskId
+from airflow_reconcile.core.vocabulary import DagId, TaskId
 from devkit.demo import connections
 from devkit.readme import activated, commands, run, user_env
 from tests.conftest import REPO
@@ -30,7 +30,7 @@ VENVS = {"3.1": REPO / ".venv-airflow-3.1", "3.2": REPO / ".venv-airflow-3.2", "
 LOCKS = {"3.1": "requirements/airflow-3.1-lock.txt", "3.2": "requirements/airflow-3.2-lock.txt",
          "3.3": "requirements/lock.txt"}  # fmt: skip
 DAG_ID = "reconcile_ticket_ownership"
-SHIPPED = {DAG_ID, f"{DAG_ID}_replay", f"{DAG_ID}_revert", "reconcile_drift_digest", "reconcile_watchdog"}
+SHIPPED = {DAG_ID, DagId.replay(DAG_ID), DagId.revert(DAG_ID), DagId.DIGEST, DagId.WATCHDOG}
 RECONCILIATION_TASKS = {
     TaskId.CHECK_FRESHNESS, TaskId.READ_DESIRED, TaskId.READ_ACTUAL, TaskId.VALIDATE_DESIRED, TaskId.VALIDATE_ACTUAL,
     TaskId.DETECT_DRIFT, TaskId.EVALUATE_RULES, TaskId.APPLY_CORRECTIONS,
@@ -137,7 +137,7 @@ def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, j
         assert "cannot wait for an answer" in result.stdout + result.stderr
 
     # The other shipped DAGs.
-    for dag_id in (f"{DAG_ID}_replay", "reconcile_drift_digest", "reconcile_watchdog"):
+    for dag_id in (DagId.replay(DAG_ID), DagId.DIGEST, DagId.WATCHDOG):
         result = sh(f"airflow dags test {dag_id}")
         assert result.returncode == 0, dag_id + result.stdout[-3000:] + result.stderr[-3000:]
         assert {r["outcome"] for r in records_by_task(audit, dag_id).values()} == {"success"}, dag_id

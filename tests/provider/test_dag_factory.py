@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from airflow_reconcile.core.vocabulary import TaskId
+from airflow_reconcile.core.vocabulary import DagId, TaskId
 from tests.conftest import REPO
 
 
@@ -21,14 +21,14 @@ def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == {
         "reconcile_ticket_ownership", "reconcile_ticket_ownership_replay", "reconcile_ticket_ownership_revert",
-        "reconcile_drift_digest", "reconcile_watchdog",
+        DagId.DIGEST, DagId.WATCHDOG,
     }  # fmt: skip
 
 
 def test_watchdog_runs_every_half_hour_over_the_specs_folder(dagbag):
-    watchdog = dagbag.dags["reconcile_watchdog"]
+    watchdog = dagbag.dags[DagId.WATCHDOG]
     assert watchdog.timetable.delta == timedelta(minutes=30)
-    assert watchdog.get_task("watch").specs_dir == str(REPO / "dags" / "specs")
+    assert watchdog.get_task(TaskId.WATCH).specs_dir == str(REPO / "dags" / "specs")
 
 
 def test_recovery_dags_take_their_input_from_the_trigger_form(dagbag):
@@ -132,7 +132,7 @@ def test_a_spec_can_go_without_a_run_deadline(tmp_path):
 
 
 def test_digest_dag_is_scheduled_on_the_drift_report(dagbag):
-    condition = dagbag.dags["reconcile_drift_digest"].timetable.asset_condition
+    condition = dagbag.dags[DagId.DIGEST].timetable.asset_condition
     assert [asset.name for asset in condition.objects] == ["reconcile.ticket_ownership.drift_report"]
 
 
@@ -153,7 +153,7 @@ def test_invalid_spec_breaks_only_its_own_dag(tmp_path):
         )
     (tmp_path / "reconcile_drift_digest.py").write_text((REPO / "dags" / "reconcile_drift_digest.py").read_text())
     bag = DagBag(dag_folder=str(tmp_path))
-    assert set(bag.dag_ids) == {"reconcile_ticket_ownership", "reconcile_drift_digest"}
+    assert set(bag.dag_ids) == {"reconcile_ticket_ownership", DagId.DIGEST}
     [(path, error)] = bag.import_errors.items()
     assert path.endswith("reconcile_broken.py")
     assert "broken.yaml:" in error

@@ -27,6 +27,7 @@ DAG_FILE = textwrap.dedent('''
 
     from airflow.providers.standard.operators.python import PythonOperator
 
+    from airflow_reconcile.core.vocabulary import TaskId
     from airflow_reconcile.provider.dag_factory import build_reconciliation_dag
 
     SPEC = Path(__file__).parent / "specs" / "ticket_ownership.yaml"
@@ -40,7 +41,7 @@ DAG_FILE = textwrap.dedent('''
 
     with dag:
         edit = PythonOperator(task_id="edit_spec", python_callable=edit_spec)
-    dag.get_task("read_desired") >> edit >> dag.get_task("validate_desired")
+    dag.get_task(TaskId.READ_DESIRED) >> edit >> dag.get_task(TaskId.VALIDATE_DESIRED)
 ''')
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.locations import absolute
+from airflow_reconcile.core.vocabulary import DagId
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ EXAMPLES = {
     ]
 }  # fmt: skip
 # The DAGs that serve every spec in specs/: written with any example, kept if they are already there.
-SHARED_DAG_FILES = ("reconcile_drift_digest.py", "reconcile_watchdog.py")
+SHARED_DAG_FILES = (f"{DagId.DIGEST}.py", f"{DagId.WATCHDOG}.py")  # each DAG file is named for its DAG
 
 
 def shipped_dags() -> Path:
@@ -72,7 +73,7 @@ def init_example(
     if example is None:
         raise ReconcileError(f"--example {name!r}: there is no such example; choose one of {', '.join(EXAMPLES)}")
     source, target = shipped_dags(), absolute(directory)
-    copies = {target / f"reconcile_{name}.py": source / f"reconcile_{name}.py",
+    copies = {target / f"{DagId.of(name)}.py": source / f"{DagId.of(name)}.py",
               target / "specs" / f"{name}.yaml": source / "specs" / f"{name}.yaml"}  # fmt: skip
     shared = {target / f: source / f for f in SHARED_DAG_FILES if force or not (target / f).exists()}
     data = [target / "specs" / "data" / f for f in example.data_files]
