@@ -27,8 +27,8 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
         self.snapshot_task_id = snapshot_task_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.core.columns import gate
         from airflow_reconcile.core.quality import run_quality_gate
+        from airflow_reconcile.core.spec.columns import gate
         from airflow_reconcile.core.workspace import read_frame
         from airflow_reconcile.provider.compat import AirflowFailException
 

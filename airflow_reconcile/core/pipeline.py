@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 def spec_drift(spec: Spec, desired: pd.DataFrame, actual: pd.DataFrame) -> tuple[DriftReport, pd.DataFrame]:
     """The keyed diff as the spec's ``drift`` section describes it; the columns rules read are context."""
-    from airflow_reconcile.core.columns import carried
     from airflow_reconcile.core.drift import detect_drift
+    from airflow_reconcile.core.spec.columns import carried
 
     return detect_drift(
         desired,
@@ -116,9 +116,9 @@ def plan_locally(
     read_options: Mapping[str, Any] | None = None,
 ) -> LocalPlan:
     """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
-    from airflow_reconcile.core.columns import gate
     from airflow_reconcile.core.quality import run_quality_gate
     from airflow_reconcile.core.rules import blast_population, evaluate_rules, guard_problem
+    from airflow_reconcile.core.spec.columns import gate
 
     now = now or datetime.now(UTC)
     frames: dict[str, Any] = {}

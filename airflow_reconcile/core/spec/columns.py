@@ -6,8 +6,8 @@ by the ``drift`` section (``compare``, ``context``, ``exclude``). Everything els
 column (conditions, ``match.column``, templates, normalize, tolerances, authority, column_map,
 targets) must name a declared one; columns that rules read travel into the drift frame on their own.
 
-Importing this module is cheap (PyYAML, Jinja and pydantic are the spec's own imports). The spec's
-validation calls it; it reads the spec's models for their types only.
+Importing this module is cheap (PyYAML, Jinja and pydantic are the spec's own imports). The checked
+``Spec`` (``load``) runs it; it reads the spec's fields (``model``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from airflow_reconcile.core.templates import template_refs
 from airflow_reconcile.core.vocabulary import SIDES
 
 if TYPE_CHECKING:
-    from airflow_reconcile.core.spec import Condition, QualitySpec, SourceSpec, Spec
+    from airflow_reconcile.core.spec.model import Condition, QualitySpec, SourceSpec
+    from airflow_reconcile.core.spec.model import SpecModel as Spec  # the fields are all a column check reads
 
 
 @dataclass(frozen=True)

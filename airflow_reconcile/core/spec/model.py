@@ -8,19 +8,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
-import re
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airflow_reconcile.core import catalog
 from airflow_reconcile.core.catalog import NO_ACTION, ActionRecord
 from airflow_reconcile.core.conditions import condition_ops
-from airflow_reconcile.core.errors import SpecError
 from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
 from airflow_reconcile.core.vocabulary import Autonomy, DagId, DriftKind, Mode
 
@@ -396,7 +391,9 @@ class Schedule(_Model):
         return self
 
 
-class Spec(_Model):
+class SpecModel(_Model):
+    """A spec's fields and every check that needs only them (``Spec`` adds the column check)."""
+
     version: Literal[1]
     name: Annotated[str, Field(pattern=_NAME_RE)]
     description: str = ""
@@ -413,7 +410,7 @@ class Spec(_Model):
     watchdog: Watchdog = Watchdog()
 
     @model_validator(mode="after")
-    def _closures_need_opt_in(self) -> Spec:
+    def _closures_need_opt_in(self) -> SpecModel:
         if self.limits.allow_closures:
             return self
         for index, rule in enumerate(self.rules):
@@ -428,7 +425,7 @@ class Spec(_Model):
         return self
 
     @model_validator(mode="after")
-    def _actions_have_their_params(self) -> Spec:
+    def _actions_have_their_params(self) -> SpecModel:
         for index, rule in enumerate(self.rules):
             if rule.target not in catalog.target_names():
                 _fail_at(("rules", index, "target"), f"unknown target {rule.target!r}; registered targets: "
@@ -454,7 +451,7 @@ class Spec(_Model):
         return self
 
     @model_validator(mode="after")
-    def _unique_rule_names(self) -> Spec:
+    def _unique_rule_names(self) -> SpecModel:
         seen: set[str] = set()
         for index, rule in enumerate(self.rules):
             if rule.name in seen:
@@ -463,7 +460,7 @@ class Spec(_Model):
         return self
 
     @model_validator(mode="after")
-    def _templates_parse(self) -> Spec:
+    def _templates_parse(self) -> SpecModel:
         """Templates are parsed when the spec is loaded: a syntax error or an unknown name is a spec error."""
         from jinja2 import TemplateSyntaxError
 
@@ -485,7 +482,7 @@ class Spec(_Model):
         return self
 
     @model_validator(mode="after")
-    def _file_options_known(self) -> Spec:
+    def _file_options_known(self) -> SpecModel:
         problems: list[tuple[tuple[str | int, ...], str, Any]] = []
         for side in ("desired", "actual"):
             source = getattr(self.sources, side)
@@ -494,13 +491,6 @@ class Spec(_Model):
                     problems.append((("sources", side, "options", name), f"unknown file option {name!r}; a file "
                                      f"source takes {', '.join(FILE_OPTIONS)}", name))  # fmt: skip
         _fail_all(problems)
-        return self
-
-    @model_validator(mode="after")
-    def _columns_declared(self) -> Spec:
-        from airflow_reconcile.core.columns import problems
-
-        _fail_all(problems(self))
         return self
 
     @property
@@ -517,135 +507,3 @@ class Spec(_Model):
         """Content hash of the normalised spec: every manifest and audit record carries it."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
-    """Line (1-based) of the YAML node at ``loc``, or of its closest existing parent."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    best: int | None = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if node is None:
-            break
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            found = None
-            for key_node, value_node in node.value:
-                if key_node.value == part:
-                    found = (key_node, value_node)
-                    break
-            if found is None:
-                break
-            best = found[0].start_mark.line + 1
-            node = found[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            best = node.start_mark.line + 1
-        else:
-            break
-    return best
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _describe(error: dict[str, Any]) -> str:
-    if error["type"] in ("literal_error", "enum"):
-        allowed = error.get("ctx", {}).get("expected", "")
-        return f"{error['input']!r} is not one of {allowed.replace(chr(39), '').replace(' or ', ', ')}"
-    if error["type"] == "extra_forbidden":
-        return "unknown field; remove it or check its spelling"
-    if error["type"] == "missing":
-        return "required field is missing"
-    return str(error["msg"]).removeprefix("Value error, ")
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """Safe YAML, stricter: a key given twice is an error naming both lines (never "last one wins"),
-    and aliases are refused (a few lines of anchors must not expand into a huge document)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.MarkedYAMLError(
-                problem=f"alias *{event.anchor} is not allowed in a spec; write the value out where it is used",
-                problem_mark=event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                line = key_node.start_mark.line + 1
-                if key in seen:
-                    raise yaml.MarkedYAMLError(
-                        problem=f"{key!r} is given twice in one mapping (lines {seen[key]} and {line}); keep one",
-                        problem_mark=key_node.start_mark,
-                    )
-                if isinstance(key, str | int | float | bool) or key is None:
-                    seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_spec(text: str, origin: str = "<spec>") -> Spec:
-    """Validate YAML text; errors read ``origin:line: field: what is wrong``."""
-    try:
-        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{origin}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{origin}:1: a spec is a YAML mapping with version, name, sources, drift, rules")
-    try:
-        return Spec.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            lineno = _line_of(text, loc)
-            where = f"{origin}:{lineno}" if lineno else origin
-            lines.append(f"{where}: {_field_path(loc)}: {_describe(dict(error))}")
-        raise SpecError("\n".join(lines)) from None
-
-
-def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
-    """The spec files of a folder (``*.yaml``), in name order."""
-    return sorted(Path(directory).glob("*.yaml"))
-
-
-def spec_text(path: str | os.PathLike[str]) -> str:
-    """A spec file's text (a ``SpecError`` naming the file when it cannot be read)."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
-
-
-def load_spec(path: str | os.PathLike[str]) -> Spec:
-    """Read and validate a spec file."""
-    return parse_spec(spec_text(path), origin=str(path))
-
-
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(value: str, origin: str) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` at run time (never at DAG parse time)."""
-
-    def repl(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise SpecError(f"{origin}: environment variable {name} is not set; set it or write ${{{name}:-default}}")
-
-    return _ENV_RE.sub(repl, value)
