@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.vocabulary import Mode, Status
-from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes
+from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes, run_mode
 from airflow_reconcile.provider.hooks import LazyExecutors
 
 if TYPE_CHECKING:
@@ -50,13 +50,12 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         from airflow_reconcile.core.workspace import read_frame
         from airflow_reconcile.provider.compat import AirflowFailException
 
-        if self.mode not in tuple(Mode):
-            raise AirflowFailException(f"mode must be 'shadow' or 'apply', got {self.mode!r}")
+        mode = run_mode(self.mode)
         plan_m = self.pull(context, self.plan_task_id)
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
         plan = read_frame(plan_m)
         ledger = None
-        if self.mode == Mode.SHADOW:  # writes nothing, asks no one: a function of the plan alone
+        if mode == Mode.SHADOW:  # writes nothing, asks no one: a function of the plan alone
             if self.approved_only:  # the approval task was skipped, and this one with it
                 plan = plan.iloc[0:0]
             self.log.info("shadow mode: %d planned operations, none applied", len(plan))
@@ -79,7 +78,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         counts = audit_outcomes(result, audit)
         self.log.info("outcomes: %s -> %s", counts, manifest.uri)
         audit.outputs.append(manifest.to_dict())
-        audit.details["mode"] = self.mode
+        audit.details["mode"] = str(mode)
         self._metrics(context, spec, counts, ledger)
         dead = counts.get(Status.DEAD_LETTERED, 0)
         if dead and self.fail_on_dead_letter:
@@ -87,7 +86,7 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
                 f"{dead} operation(s) were dead-lettered (see {manifest.uri} and the audit record); "
                 "the other operations were applied"
             )
-        return {**manifest.to_dict(), "mode": self.mode, "outcomes": counts}
+        return {**manifest.to_dict(), "mode": str(mode), "outcomes": counts}
 
     def _metrics(self, context: Context, spec: Spec, counts: dict[str, int], ledger: Ledger | None) -> None:
         """Outcomes of this task, the ledger's queues now, and how long the run took to get here."""

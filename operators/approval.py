@@ -10,7 +10,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOper
 from airflow.sdk.bases.notifier import BaseNotifier
 
 from airflow_reconcile.core.vocabulary import DECISIONS, Decision, Mode, Status
-from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
+from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin, run_mode
 from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
 if TYPE_CHECKING:
@@ -108,9 +108,7 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
             approvals_cannot_wait,
         )
 
-        if self.mode not in tuple(Mode):
-            raise AirflowFailException(f"mode must be 'shadow' or 'apply', got {self.mode!r}")
-        if self.mode == Mode.SHADOW:
+        if run_mode(self.mode) == Mode.SHADOW:
             raise AirflowSkipException("shadow mode: nothing is applied, so nothing needs approval")
         try:
             wait = timedelta(seconds=approval_timeout(str(self.approval_timeout or spec.approval.timeout)))

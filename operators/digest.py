@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_reconcile.core.vocabulary import DriftKind, Status
+from airflow_reconcile.core.vocabulary import DriftKind, Mode, Status
 from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
 from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
@@ -122,7 +122,7 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         manifest = Manifest(uri=extra["uri"], rows=extra["rows"], content_hash=extra["content_hash"])
         audit.inputs.append(manifest.to_dict())
         messages = digest_messages(spec, read_frame(manifest), extra["run_id"])
-        post = extra.get("mode") == "apply" or spec.targets.slack.post_in_shadow
+        post = extra.get("mode") == Mode.APPLY or spec.targets.slack.post_in_shadow
         if post:
             from airflow.providers.slack.hooks.slack import SlackHook
 

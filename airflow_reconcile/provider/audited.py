@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_reconcile.core.spec import Spec
+    from airflow_reconcile.core.vocabulary import Mode
     from airflow_reconcile.core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,18 @@ class ReconcileBaseOperator(AuditedTaskMixin, BaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
         raise NotImplementedError
+
+
+def run_mode(value: Any) -> Mode:
+    """The run's mode (the trigger form's ``mode``, templated into the task): one of ``Mode``, or the task
+    fails without a retry saying what to give."""
+    from airflow_reconcile.core.vocabulary import Mode
+    from airflow_reconcile.provider.compat import AirflowFailException
+
+    try:
+        return Mode(str(value))
+    except ValueError:
+        raise AirflowFailException(f"mode must be {' or '.join(map(repr, map(str, Mode)))}, got {value!r}") from None
 
 
 def audit_outcomes(result: pd.DataFrame, audit: AuditDraft) -> dict[str, int]:
