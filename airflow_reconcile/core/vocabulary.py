@@ -95,7 +95,7 @@ DRIFT = (DriftKind.MISSING, DriftKind.UNEXPECTED, DriftKind.CHANGED)
 # not list never happens, whatever writes concurrently.
 #   a decided write (auto, approved, a replay) -> in_flight -> applied | skipped | dead_lettered
 #   not decided -> awaiting_approval | in_review | recommended | observed
-#   awaiting_approval -> approved | rejected | in_review (no answer in time);  applied | skipped -> reverted
+#   awaiting_approval -> approved | rejected | in_review (no answer in time);  applied | skipped | dead_lettered -> reverted
 UNDECIDED = frozenset(
     {Status.PLANNED, Status.DEAD_LETTERED, Status.AWAITING_APPROVAL, Status.IN_REVIEW, Status.RECOMMENDED,
      Status.OBSERVED}
@@ -114,8 +114,9 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.OBSERVED: UNDECIDED,
     Status.APPROVED: frozenset({Status.AWAITING_APPROVAL}),
     Status.REJECTED: frozenset({Status.AWAITING_APPROVAL}),
-    # A revert undoes what its run applied, also when a later run found it in place (skipped).
-    Status.REVERTED: frozenset({Status.APPLIED, Status.SKIPPED}),
+    # A revert undoes what its run applied, also when a later run found it in place (skipped) or a later
+    # try failed (dead_lettered: the applying run's write still stands).
+    Status.REVERTED: frozenset({Status.APPLIED, Status.SKIPPED, Status.DEAD_LETTERED}),
 }
 # The statuses a new ledger row may start in.
 INITIAL = frozenset({Status.PLANNED, Status.IN_FLIGHT, *NOT_APPLIED.values()})

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_reconcile.core import catalog
 from airflow_reconcile.core.errors import GuardTripped, ReconcileError
 from airflow_reconcile.core.plan import PlannedOperation, plan_frame
-from airflow_reconcile.core.vocabulary import ACTING, DONE, Autonomy, Status, TaskId
+from airflow_reconcile.core.vocabulary import ACTING, DONE, Autonomy, Status, TaskId, may_move
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.spec import Spec
@@ -170,10 +170,16 @@ def revert_run(
     from airflow_reconcile.core.ledger import LedgerQueries
 
     policy = policy or RecoveryPolicy()
-    # What that run applied, whatever later runs found since (they record "skipped" but keep the
-    # applying run and its prior state); not what was reverted already.
-    rows = [r for r in LedgerQueries(ledger).select(run_id=run_id) if r["status"] != Status.REVERTED]
+    # What that run applied, whatever later runs found since (they record "skipped", or a dead letter
+    # when a later try failed, but keep the applying run and its prior state); not what was reverted
+    # already, and not what a run is applying right now (the ledger would not let it become reverted).
+    applied = [r for r in LedgerQueries(ledger).select(run_id=run_id) if r["status"] != Status.REVERTED]
+    rows = [r for r in applied if may_move(r["status"], Status.REVERTED)]
+    busy = [{"operation_id": r["operation_id"], "action": r["action"],
+             "reason": f"it is {r['status']}: a run is applying it; revert again when that run has ended"}
+            for r in applied if not may_move(r["status"], Status.REVERTED)]  # fmt: skip
     plan, not_reversible = revert_plan(rows)
+    not_reversible.extend(busy)
     refused = [(i, policy.refusal(op, replay=False)) for i, op in enumerate(plan.to_dict("records"))]
     refused = [(i, reason) for i, reason in refused if reason]
     if refused:

@@ -176,3 +176,25 @@ def test_replay_and_revert_stop_above_max_actions_and_revert_never_closes_withou
                              "'Done' closes the issue and limits.allow_closures is false"}]  # fmt: skip
     result, _ = revert_run(undo, jira, "run-2", policy=RecoveryPolicy(allow_closures=True), sleep=nap)
     assert result.status.tolist() == ["applied"]
+
+
+def test_revert_undoes_a_write_a_later_try_failed_on_and_leaves_one_being_applied(seeded, jira_client, store):
+    import sqlalchemy as sa
+
+    from airflow_reconcile.core.ledger import operations
+
+    jira = {"jira": JiraExecutor(jira_client)}
+    run1 = Ledger(store, spec="s", dag_id="d", run_id="run-1")
+    ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
+    assert apply_plan(ops, jira, ledger=run1, sleep=nap).status.tolist() == ["applied", "applied"]
+    with store.engine.begin() as conn:  # run 2: its try on op0 failed for good; op1 is being applied right now
+        conn.execute(sa.update(operations).where(operations.c.operation_id == "op0").values(status="dead_lettered"))
+        conn.execute(sa.update(operations).where(operations.c.operation_id == "op1").values(status="in_flight"))
+    undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
+    result, not_reversible = revert_run(undo, jira, "run-1", sleep=nap)
+    assert result.status.tolist() == ["applied"]  # op0: run 1's write still stood, so it is undone
+    assert assignees(seeded)["OPS-1"] == "bob"
+    assert undo.get("op0")["status"] == "reverted"
+    assert not_reversible == [{"operation_id": "op1", "action": "assign",
+                               "reason": "it is in_flight: a run is applying it; revert again when that run has ended"}]  # fmt: skip
+    assert undo.get("op1")["status"] == "in_flight"
