@@ -1,15 +1,10 @@
 """The idempotency ledger: one row per operation, written before and after every side effect.
 
 An operation's id is deterministic (spec, rule, entity, target object, action, desired state), so
-the same drift planned by a re-run, a retry or the next scheduled run is the same row here:
-
-    planned -> in_flight -> applied | skipped | dead_lettered
-    planned -> awaiting_approval | in_review | recommended | observed      (not applied)
-    awaiting_approval -> approved -> in_flight -> ...  |  rejected  |  in_review (no answer in time)
-    applied -> reverted
-
-The state machine is ``vocabulary.TRANSITIONS``; every write here is conditional on it (a status the
-row may not move from changes nothing, or raises ``LedgerConflict`` where the caller must know).
+the same drift planned by a re-run, a retry or the next scheduled run is the same row here. Its
+statuses and the moves between them are ``vocabulary.TRANSITIONS`` (drawn there); every write here
+is conditional on it (a status the row may not move from changes nothing, or raises
+``LedgerConflict`` where the caller must know).
 
 It lives in the audit store's database, next to the audit trail. "No audit, no action": when the
 ledger cannot be written, the side effect does not happen (``AuditUnavailable``).
