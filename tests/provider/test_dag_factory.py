@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 import pytest
@@ -241,3 +242,25 @@ def test_cron_and_every_together_are_rejected():
     text = text.replace("schedule:\n", "schedule:\n  cron: '@daily'\n  every: 1d\n", 1)
     with pytest.raises(SpecError, match=r"schedule: give cron or every, not both"):
         parse_spec(text, "s.yaml")
+
+
+def test_dag_files_an_earlier_release_wrote_still_load_and_say_how_to_update(tmp_path):
+    """DAG files `reconcile init` wrote before the layers (0.1, kept in tests/data/dags-0.1) import
+    airflow_reconcile.dag_factory: they still give the same DAGs, with a DeprecationWarning."""
+    import shutil
+    import warnings
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    old = REPO / "tests" / "data" / "dags-0.1"
+    assert "from airflow_reconcile.dag_factory import" in (old / "reconcile_ticket_ownership.py").read_text()
+    shutil.copytree(old, tmp_path, dirs_exist_ok=True)
+    shutil.copytree(REPO / "dags" / "specs", tmp_path / "specs")
+    sys.modules.pop("airflow_reconcile.dag_factory", None)  # the warning is given when the old path is imported
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        bag = DagBag(dag_folder=str(tmp_path))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == set(DagBag(dag_folder=str(REPO / "dags")).dag_ids)
+    shown = [w for ws in bag.captured_warnings.values() for w in ws]  # what the DAG processor reports per file
+    assert any("reconcile init --force" in w for w in shown), bag.captured_warnings
