@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.core.catalog import NO_ACTION
 from airflow_reconcile.core.plan import operations
 from airflow_reconcile.core.vocabulary import APPROVED, Autonomy, Status
 
@@ -33,7 +34,7 @@ def escape_markdown(value: Any) -> str:
 
 def needs_approval(plan: pd.DataFrame) -> pd.DataFrame:
     """The plan's actions at autonomy ``approve`` (``none`` actions need no one's approval)."""
-    return plan[(plan["autonomy"] == Autonomy.APPROVE) & (plan["action"] != "none")].reset_index(drop=True)
+    return plan[(plan["autonomy"] == Autonomy.APPROVE) & (plan["action"] != NO_ACTION)].reset_index(drop=True)
 
 
 def pending_approval(plan: pd.DataFrame, ledger: Ledger) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -107,6 +107,7 @@ def _unpacked(rows: Any) -> list[dict[str, Any]]:
 class AuditStore:
     def __init__(self, url: str) -> None:
         self.url = url
+        self._migrated = False  # ensure_schema found the store at this release's revision
         connect_args: dict[str, Any] = {}
         if url.startswith("sqlite"):
             connect_args = {"timeout": 30, "isolation_level": None}
@@ -135,13 +136,17 @@ class AuditStore:
 
     def ensure_schema(self) -> None:
         """Migrate the store to this release's schema if needed (``core.schema``); raises
-        ``AuditUnavailable`` when it cannot be read or written."""
+        ``AuditUnavailable`` when it cannot be read or written. Checked once per store object: the
+        audit, the pinned spec and the ledger of one task share it."""
         from airflow_reconcile.core.schema import ensure
 
+        if self._migrated:
+            return
         try:
             ensure(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
+        self._migrated = True
 
     def append(self, record: AuditRecord) -> str:
         """Append one record to the chain; returns its hash."""

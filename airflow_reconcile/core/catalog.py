@@ -10,7 +10,7 @@ factory read these records; nothing else knows an action's facts.
 
 Adding a target system: a module ``airflow_reconcile.core.actions.<name>`` (or your own) with an
 executor (``ActionExecutor``) and ``TARGET = TargetRecord(...)``, and one registration: a line in
-``_BUILTIN`` here, or ``register_target(TARGET)`` for your own (it wins over a built-in of the same
+``_TARGETS`` here, or ``register_target(TARGET)`` for your own (it wins over a built-in of the same
 name). The Airflow layer then needs a client for it from a connection
 (``airflow_reconcile.provider.hooks.register_client``).
 """
@@ -23,6 +23,7 @@ from importlib import import_module
 from typing import Any
 
 from airflow_reconcile.core.errors import SpecError
+from airflow_reconcile.core.registry import Registry
 
 NO_ACTION = "none"  # a rule that only classifies drift (it plans nothing for a target)
 
@@ -60,32 +61,30 @@ class TargetRecord:
         return [a.name for a in self.actions if a.in_rules]
 
 
-_BUILTIN = {
-    "jira": "airflow_reconcile.core.actions.jira:TARGET",
-    "slack": "airflow_reconcile.core.actions.slack:TARGET",
-}
-_REGISTRY: dict[str, TargetRecord] = {}
+_TARGETS: Registry[TargetRecord] = Registry(
+    "target",
+    "targets",
+    {"jira": "airflow_reconcile.core.actions.jira:TARGET", "slack": "airflow_reconcile.core.actions.slack:TARGET"},
+    error=SpecError,
+)
 
 
 def register_target(record: TargetRecord) -> TargetRecord:
     """Register a target system; it wins over a built-in of the same name."""
-    _REGISTRY[record.name] = record
-    return record
+    return _TARGETS.register(record.name, record)
+
+
+def unregister_target(name: str) -> None:
+    """Remove a registered target (a built-in of that name comes back)."""
+    _TARGETS.unregister(name)
 
 
 def target_names() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_REGISTRY))
+    return sorted(_TARGETS.names())
 
 
 def target(name: str) -> TargetRecord:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if name not in _BUILTIN:
-        raise SpecError(f"unknown target {name!r}; registered targets: {', '.join(target_names())}")
-    module_name, _, attribute = _BUILTIN[name].partition(":")
-    record: TargetRecord = getattr(import_module(module_name), attribute)
-    _REGISTRY[name] = record
-    return record
+    return _TARGETS.get(name)
 
 
 def action(target_name: str, name: str) -> ActionRecord:

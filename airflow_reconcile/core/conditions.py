@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_reconcile.core.errors import SpecError
+from airflow_reconcile.core.registry import Registry
 from airflow_reconcile.core.values import parse_duration
 
 if TYPE_CHECKING:
@@ -153,15 +155,19 @@ _BUILTIN = (
     ConditionOp("not_null", "none", _not_null), ConditionOp(CHANGED, "column", None),
     ConditionOp("older_than", "duration", _older_than),
 )  # fmt: skip
-_REGISTRY: dict[str, ConditionOp] = {}
+_OPS: Registry[ConditionOp] = Registry("condition op", "ops", {op.name: op for op in _BUILTIN}, error=SpecError)
 
 
 def register_condition(op: ConditionOp) -> ConditionOp:
     """Add a condition operator; it wins over a built-in of the same name."""
-    _REGISTRY[op.name] = op
-    return op
+    return _OPS.register(op.name, op)
+
+
+def unregister_condition(name: str) -> None:
+    """Remove a registered operator (a built-in of that name comes back)."""
+    _OPS.unregister(name)
 
 
 def condition_ops() -> dict[str, ConditionOp]:
     """Every op by name: the built-ins in their documented order, then the registered ones."""
-    return {**{op.name: op for op in _BUILTIN}, **_REGISTRY}
+    return _OPS.entries()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.core.catalog import NO_ACTION
 from airflow_reconcile.core.conditions import Leaf, Verdict, condition_ops
 from airflow_reconcile.core.errors import GuardTripped
 from airflow_reconcile.core.plan import PlannedOperation, plan_frame
@@ -222,7 +223,7 @@ def evaluate_rules(
             held = str(why_not) if not pd.isna(why_not) else ""
             if held:  # fail closed: what cannot be decided goes to a person
                 undecidable += 1
-            elif blank and autonomy in ACTING and rule.action != "none":  # a write of an empty value
+            elif blank and autonomy in ACTING and rule.action != NO_ACTION:  # a write of an empty value
                 held = blank
                 unrendered += 1
             if held:

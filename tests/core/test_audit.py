@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from airflow_reconcile.core.audit import AuditRecord, AuditStore, audit_records
 from airflow_reconcile.core.errors import AuditUnavailable
 from airflow_reconcile.core.vocabulary import TaskId
+from tests.core.conftest import in_processes
 
 
 def record(task_id: str, outcome: str = "success") -> AuditRecord:
@@ -73,37 +74,10 @@ def _append_many(url: str, worker: int, count: int) -> None:
         store.append(record(f"w{worker}-{i}"))
 
 
-def in_processes(target, arguments) -> list[int | None]:
-    """Run ``target(*args)`` for each args at once, each in a fresh interpreter like Airflow's task
-    processes; returns their exit codes."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=target, args=args) for args in arguments]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    return [w.exitcode for w in workers]
-
-
-def _fresh_postgres_url(postgres, name: str) -> str:
-    engine = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return postgres.url().rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_task_processes_writing_at_once_lose_nothing_and_keep_one_chain(backend, tmp_path, request):
+def test_task_processes_writing_at_once_lose_nothing_and_keep_one_chain(store_url):
     """Parallel tasks are separate processes: each appends through its own engine, at the same time."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'audit.db'}"
-    else:
-        url = _fresh_postgres_url(request.getfixturevalue("postgres"), "audit_concurrency")
+    url = store_url
     AuditStore(url).ensure_schema()
     assert in_processes(_append_many, [(url, n, 25) for n in range(6)]) == [0] * 6
     store = AuditStore(url)

@@ -77,7 +77,7 @@ PAGER = TargetRecord(
 def pager():
     catalog.register_target(PAGER)
     yield PAGER
-    catalog._REGISTRY.pop("pager", None)
+    catalog.unregister_target("pager")
 
 
 def spec_with(rule: str, limits: str = ""):
@@ -154,5 +154,5 @@ def test_a_registered_target_wins_over_a_builtin_of_the_same_name():
         with pytest.raises(SpecError, match="'notify' needs params msg"):
             spec_with(PAGE_RULE.replace("action: page", "action: notify").replace("target: pager", "target: slack"))
     finally:
-        catalog._REGISTRY.pop("slack", None)
+        catalog.unregister_target("slack")
     assert catalog.target("slack").action("notify").params == ("text",)

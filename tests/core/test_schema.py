@@ -15,7 +15,7 @@ from airflow_reconcile.core.audit import AuditStore, _chain_hash, metadata
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.schema import VERSION_TABLE, head, upgrade
-from tests.core.test_audit import _fresh_postgres_url, in_processes
+from tests.core.conftest import in_processes
 
 # The store as release 9f8b848 made it (create_all, before the ledger had applied_run_id).
 OLD_SCHEMA = """
@@ -111,12 +111,24 @@ def test_a_task_upgrades_an_old_store_on_first_use(tmp_path):
 
 
 def test_a_store_a_newer_release_migrated_is_refused(tmp_path):
-    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store = AuditStore(url)
     store.ensure_schema()
     with store.engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'r9999'"))
     with pytest.raises(ReconcileError, match="is at schema revision r9999, which this airflow-reconcile does not know"):
-        store.ensure_schema()
+        AuditStore(url).ensure_schema()  # the next task
+
+
+def test_a_task_checks_the_schema_once_for_its_audit_pin_and_ledger(tmp_path):
+    """audited(), the pinned spec and the ledger share one store per task: one revision query, not three."""
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.ensure_schema()
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    store.ensure_schema()
+    Ledger(store, spec="x", dag_id="reconcile_x", run_id="r1")
+    assert not [s for s in statements if VERSION_TABLE in s]
 
 
 def test_db_upgrade_never_creates_a_store_where_there_is_none(tmp_path, capsys):
@@ -131,12 +143,8 @@ def _first_use(url: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_tasks_that_start_at_once_migrate_once(backend, tmp_path, request):
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'audit.db'}"
-    else:
-        url = _fresh_postgres_url(request.getfixturevalue("postgres"), "audit_migrate")
+def test_tasks_that_start_at_once_migrate_once(store_url):
+    url = store_url
     assert in_processes(_first_use, [(url,)] * 6) == [0] * 6
     store = AuditStore(url)
     assert schema_drift(store) == []

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_reconcile.core.errors import SourceError
+from airflow_reconcile.core.registry import Registry
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,34 +59,31 @@ class SnapshotSource(Protocol):
         ...
 
 
-_BUILTIN = {
-    "file": "airflow_reconcile.core.sources.files:FileSource",
-    "sql": "airflow_reconcile.core.sources.sql:SqlSource",
-    "jira": "airflow_reconcile.core.sources.jira:JiraSource",
-    "http": "airflow_reconcile.core.sources.http:HttpSource",
-}
-_REGISTRY: dict[str, SnapshotSource] = {}
+_SOURCES: Registry[SnapshotSource] = Registry(
+    "source kind",
+    "kinds",
+    {
+        "file": "airflow_reconcile.core.sources.files:FileSource",
+        "sql": "airflow_reconcile.core.sources.sql:SqlSource",
+        "jira": "airflow_reconcile.core.sources.jira:JiraSource",
+        "http": "airflow_reconcile.core.sources.http:HttpSource",
+    },
+    error=SourceError,
+    load=lambda cls: cls(),
+)
 
 
 def register_source(source: SnapshotSource) -> SnapshotSource:
     """Register a user-supplied source; it wins over a built-in of the same kind."""
-    _REGISTRY[source.kind] = source
-    return source
+    return _SOURCES.register(source.kind, source)
 
 
 def registered_kinds() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_REGISTRY))
+    return sorted(_SOURCES.names())
 
 
 def get_source(kind: str) -> SnapshotSource:
-    if kind in _REGISTRY:
-        return _REGISTRY[kind]
-    if kind not in _BUILTIN:
-        raise SourceError(f"unknown source kind {kind!r}; registered kinds: {', '.join(registered_kinds())}")
-    module_name, _, class_name = _BUILTIN[kind].partition(":")
-    source: SnapshotSource = getattr(import_module(module_name), class_name)()
-    _REGISTRY[kind] = source
-    return source
+    return _SOURCES.get(kind)
 
 
 def finish(frame: pd.DataFrame, spec: SourceSpec, source: str, origin: str) -> pd.DataFrame:

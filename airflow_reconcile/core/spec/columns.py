@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.core import catalog
+from airflow_reconcile.core.catalog import NO_ACTION
 from airflow_reconcile.core.templates import template_refs
 from airflow_reconcile.core.vocabulary import SIDES
 
@@ -122,7 +124,9 @@ def _where_to_declare(side: str | None) -> str:
 def _target_refs(spec: Spec) -> list[Ref]:
     """The columns the targets read: the issue key (for Jira actions on existing issues), the team."""
     refs = []
-    if any(r.target == "jira" and r.action not in ("none", "create_issue") for r in spec.rules):
+    if any(
+        r.target == "jira" and r.action != NO_ACTION and catalog.action("jira", r.action).needs_ref for r in spec.rules
+    ):
         column = spec.targets.jira.issue_key_column
         refs.append(Ref(("targets", "jira", "issue_key_column"), column, "actual", "targets.jira.issue_key_column"))
     if spec.targets.slack.team_column:

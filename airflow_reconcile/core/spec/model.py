@@ -496,7 +496,7 @@ class SpecModel(_Model):
     @property
     def needs_approval(self) -> bool:
         """Some rule acts only after a person approves (the DAG gets approval tasks)."""
-        return any(rule.autonomy == Autonomy.APPROVE and rule.action != "none" for rule in self.rules)
+        return any(rule.autonomy == Autonomy.APPROVE and rule.action != NO_ACTION for rule in self.rules)
 
     @property
     def dag_id(self) -> str:
