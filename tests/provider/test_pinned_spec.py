@@ -8,17 +8,12 @@ the next run on the edited one.
 
 from __future__ import annotations
 
-import json
-import shutil
 import textwrap
 
 import pytest
 
-from airflow_reconcile.core.audit import AuditStore
-from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
 from airflow_reconcile.core.spec import load_spec
 from airflow_reconcile.core.vocabulary import TaskId
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -46,31 +41,9 @@ DAG_FILE = textwrap.dedent('''
 
 
 @pytest.fixture
-def airflow_run(tmp_path, monkeypatch, jira_standin, slack_standin):
-    from airflow.utils.db import resetdb
-
-    from devkit.demo import connections
-
-    dags = tmp_path / "dags"
-    (dags / "specs").mkdir(parents=True)
-    shutil.copy(REPO / "dags" / "specs" / "ticket_ownership.yaml", dags / "specs")
-    (dags / "reconcile_ticket_ownership.py").write_text(DAG_FILE)
-    scenario = ticket_ownership()
-    scenario.write_catalog(tmp_path / "data" / "service_catalog.csv")
-    jira_standin.seed(scenario.jira_seed())
-    bundle = {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-              "kwargs": {"path": str(dags)}}  # fmt: skip
-    env = {
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
-        "RECONCILE_DATA_DIR": str(tmp_path / "data"),
-        "AIRFLOW_RECONCILE_WORKSPACE": str(tmp_path / "workspace"),
-        **connections(jira_standin.base_url, slack_standin.base_url.rstrip("/"), tmp_path / "audit.db"),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    resetdb()
-    return dags / "specs" / "ticket_ownership.yaml", AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+def airflow_run(deployed):
+    (deployed.dags / "reconcile_ticket_ownership.py").write_text(DAG_FILE)
+    return deployed.spec_path, deployed.audit
 
 
 def test_a_mid_run_edit_of_the_spec_does_not_change_the_run(airflow_run):

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from airflow_reconcile.core.drift import detect_drift
+from airflow_reconcile.core.vocabulary import DagId, TaskId
 from airflow_reconcile.provider.operators.digest import digest_messages
 
 
@@ -29,3 +31,13 @@ def test_one_message_per_team_and_the_rest_to_the_digest_channel(spec):
     # data is escaped: a value cannot mention @channel
     assert "<!channel>" not in pay.items + pay.summary + str(pay.blocks)
     assert "assignee: &lt;!channel&gt; → x" in pay.items
+
+
+@pytest.mark.slow
+def test_a_run_without_drift_report_events_digests_nothing_and_says_so(deployed):
+    """A manual run of the digest DAG (no triggering asset event): recorded, nothing posted."""
+    run = deployed.run(DagId.DIGEST)
+    assert run.state == "success"
+    record = deployed.records(run)[TaskId.POST_DIGEST]
+    assert (record["outcome"], record["details"]["digests"]) == ("success", [])
+    assert deployed.slack.messages == []
