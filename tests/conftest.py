@@ -76,3 +76,10 @@ def postgres() -> Iterator:
     server = LocalPostgres().start()
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``RECONCILE_TEST_ORDER=reverse``: run the tests in reverse order, to check that none depends on
+    another having run first (the end-to-end modules share one stack per module)."""
+    if os.environ.get("RECONCILE_TEST_ORDER") == "reverse":
+        items.reverse()

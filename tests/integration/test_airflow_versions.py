@@ -6,6 +6,10 @@ wheel. 3.3 is the development venv (the lock's Airflow, this package installed f
 Each test then follows the rest of the deploy section in a fresh AIRFLOW_HOME, against the Jira and
 Slack stand-ins: ``reconcile init`` (``deploy-example``) and the two ``airflow dags test`` commands
 (``deploy-try``), then the other shipped DAGs.
+
+The three deploys are independent (own venv, AIRFLOW_HOME, stand-ins) and mostly wait (on their
+subprocesses, on the approval timeout), so they run at once, one thread each; each version's test
+reports its own deploy's result.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 
 import pytest
 
@@ -54,8 +59,45 @@ def records_by_task(audit: AuditStore, dag_id: str, run_id: str | None = None) -
     return {r["task_id"]: r for r in rows if r["run_id"] == run_id}
 
 
+@pytest.fixture(scope="module")
+def deploys(request, tmp_path_factory) -> dict[str, BaseException | None]:
+    """Each selected version's deploy, run at once: version -> None (passed) or what it raised."""
+    from devkit.jira_standin import JiraStandIn
+    from devkit.slack_standin import SlackStandIn
+
+    selected = sorted({item.callspec.params["version"] for item in request.session.items
+                       if item.module is request.module and hasattr(item, "callspec")})  # fmt: skip
+    results: dict[str, BaseException | None] = {}
+
+    def one(version: str) -> None:
+        jira, slack = JiraStandIn(), SlackStandIn()
+        servers = jira.serve(0), slack.serve(0)
+        try:
+            deploy(version, tmp_path_factory.mktemp(f"airflow-{version}"), jira, slack)
+            results[version] = None
+        except BaseException as exc:  # noqa: BLE001 - reported by that version's test
+            results[version] = exc
+        finally:
+            for server in servers:
+                server.shutdown()
+
+    threads = [threading.Thread(target=one, args=(v,), name=f"deploy-{v}") for v in selected]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 @pytest.mark.parametrize("version", list(VENVS))
-def test_deploy_section_then_dags_test_of_every_shipped_dag(version, tmp_path, jira_standin, slack_standin):
+def test_deploy_section_then_dags_test_of_every_shipped_dag(version, deploys):
+    failure = deploys[version]
+    if failure is not None:
+        raise failure
+
+
+def deploy(version, tmp_path, jira_standin, slack_standin):
+    """The README's deploy section into this version's Airflow, checking each step."""
     venv = VENVS[version]
     assert (venv / "bin" / "airflow").exists(), f"{venv} is missing: `make compat` builds it (make test runs it)"
     scenario = ticket_ownership()
