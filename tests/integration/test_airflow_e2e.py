@@ -1,121 +1,30 @@
 """The ticket-ownership reconciliation in a real Airflow, driven through its REST API.
 
 Starts the API server, scheduler, DAG processor and triggerer on SQLite (as ``make demo`` does),
-with the Jira and Slack stand-ins reached through the real client libraries. One stack serves the
-module; each test starts from the same world (``world``: no run going on, the stand-ins as seeded, an
-empty ledger), so the tests pass in any order and alone.
+with the Jira and Slack stand-ins reached through the real client libraries. The stack is shared with
+the browser test, and each test starts from the same world (``tests/integration/conftest.py``), so the
+tests pass in any order and alone.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy as sa
 
 from airflow_reconcile.core.vocabulary import DagId, TaskId
-from devkit.airflow_local import free_port
-from devkit.demo import DAG_ID, DIGEST_DAG_ID, lineage_events, start_stack
+from devkit.demo import DAG_ID, DIGEST_DAG_ID, lineage_events
+from tests.integration.conftest import READER
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("world")]
 TASKS = {TaskId.CHECK_FRESHNESS, TaskId.READ_DESIRED, TaskId.READ_ACTUAL, TaskId.VALIDATE_DESIRED, TaskId.VALIDATE_ACTUAL,
          TaskId.DETECT_DRIFT, TaskId.EVALUATE_RULES, TaskId.APPLY_CORRECTIONS}  # fmt: skip
 APPROVAL_TASKS = {TaskId.REQUEST_APPROVAL, TaskId.APPLY_APPROVED}  # the spec creates missing tickets on approval
-READER = ("digest-reader", "digest-reader-password")  # a viewer who may read only the digest DAG
-
-
-class StatsdCollector:
-    """A StatsD server on 127.0.0.1: the metric lines Airflow sends over UDP."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.lines: list[str] = []
-        threading.Thread(target=self._receive, daemon=True).start()
-
-    def _receive(self) -> None:
-        while True:
-            data, _ = self.sock.recvfrom(65535)
-            self.lines.extend(data.decode(errors="replace").splitlines())
-
-    def values(self, name: str) -> list[tuple[float, str]]:
-        """(value, type) of every line for this metric name."""
-        out = []
-        for line in list(self.lines):
-            metric, _, rest = line.partition(":")
-            if metric == name:
-                value, _, kind = rest.partition("|")
-                out.append((float(value), kind.split("|")[0]))
-        return out
-
-
-@pytest.fixture(scope="module")
-def metrics():
-    return StatsdCollector()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, metrics):
-    home = tmp_path_factory.mktemp("airflow")
-    statsd = {"AIRFLOW__METRICS__STATSD_ON": "True", "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-              "AIRFLOW__METRICS__STATSD_PORT": str(metrics.port), "AIRFLOW__METRICS__STATSD_PREFIX": "airflow"}  # fmt: skip
-    # Per-DAG rights (devkit.auth): READER may read the digest DAG and nothing else.
-    auth = {"AIRFLOW__CORE__AUTH_MANAGER": "devkit.auth.PerDagAuthManager",
-            "RECONCILE_DAG_GRANTS": json.dumps({READER[0]: [DIGEST_DAG_ID]})}  # fmt: skip
-    stack = start_stack(home, airflow_port=free_port(), jira_port=0, slack_port=0, log=lambda _: None,
-                        extra_env={**statsd, **auth}, users={READER[0]: ("viewer", READER[1])})  # fmt: skip
-    try:
-        stack.airflow.wait_for_dag(DAG_ID)
-        stack.airflow.wait_for_dag(DIGEST_DAG_ID)
-        yield stack
-    finally:
-        stack.stop()
-
-
-def quiesce(stack, timeout=420):
-    """Wait until no DAG run is queued or running and no drift-report event waits for the digest DAG
-    (a digest an earlier test's run triggered must not post into the next test)."""
-    af, deadline = stack.airflow, time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        busy = af.get("/api/v2/dags/~/dagRuns", params={"state": ["queued", "running"]})["total_entries"]
-        waiting = af.api("GET", f"/api/v2/dags/{DIGEST_DAG_ID}/assets/queuedEvents")
-        if not busy and (waiting.status_code == 404 or not waiting.json()["queued_events"]):
-            return
-        time.sleep(1)
-    raise AssertionError("runs of earlier tests never finished")
-
-
-@pytest.fixture(scope="module")
-def fresh(stack):
-    """``fresh()``: the world every test starts from: nothing running, Jira and Slack as seeded, no faults,
-    and an empty ledger (operations decided in another test are not decided here)."""
-
-    def reset() -> None:
-        quiesce(stack)
-        stack.jira.reset()
-        stack.jira.seed(stack.scenario.jira_seed())
-        stack.jira.faults.set([])
-        stack.slack.reset()
-        engine = sa.create_engine(f"sqlite:///{stack.audit_db}")
-        with engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM reconcile_operation WHERE dag_id = :dag"), {"dag": DAG_ID})
-        engine.dispose()
-
-    return reset
-
-
-@pytest.fixture(autouse=True)
-def world(fresh):
-    fresh()
 
 
 @pytest.fixture(scope="module")

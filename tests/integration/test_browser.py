@@ -16,25 +16,14 @@ from urllib.parse import unquote
 import pytest
 
 from airflow_reconcile.core.vocabulary import TaskId
-from devkit.airflow_local import ADMIN, free_port
-from devkit.demo import DAG_ID, start_stack
+from devkit.airflow_local import ADMIN
+from devkit.demo import DAG_ID
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("world")]  # the shared stack (conftest)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As root in a sandbox, and with no network beyond loopback: no background connections at all.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack = start_stack(tmp_path_factory.mktemp("airflow-ui"), airflow_port=free_port(), jira_port=0, slack_port=0,
-                        log=lambda _: None)  # fmt: skip
-    try:
-        stack.airflow.wait_for_dag(DAG_ID)
-        yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
