@@ -6,7 +6,7 @@ The core (this package, minus ``operators``, ``sensors``, ``plugins``, ``hooks``
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def get_provider_info() -> dict[str, object]:

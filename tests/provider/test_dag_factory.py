@@ -264,3 +264,24 @@ def test_dag_files_an_earlier_release_wrote_still_load_and_say_how_to_update(tmp
     assert set(bag.dag_ids) == set(DagBag(dag_folder=str(REPO / "dags")).dag_ids)
     shown = [w for ws in bag.captured_warnings.values() for w in ws]  # what the DAG processor reports per file
     assert any("reconcile init --force" in w for w in shown), bag.captured_warnings
+
+
+def test_reconcile_init_force_rewrites_old_dag_files_with_the_new_imports(tmp_path, capsys):
+    """The README's upgrade note: `reconcile init --force` over 0.1 DAG files (and an edited spec)."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from airflow_reconcile import cli
+
+    shutil.copytree(REPO / "tests" / "data" / "dags-0.1", tmp_path, dirs_exist_ok=True)
+    assert cli.main(["init", str(tmp_path)]) != 0  # without --force nothing is overwritten
+    assert "airflow_reconcile.dag_factory" in (tmp_path / "reconcile_ticket_ownership.py").read_text()
+    assert cli.main(["init", str(tmp_path), "--force"]) == 0
+    for name in ("reconcile_ticket_ownership.py", "reconcile_drift_digest.py", "reconcile_watchdog.py"):
+        assert "airflow_reconcile.dag_factory" not in (tmp_path / name).read_text(), name
+    sys.modules.pop("airflow_reconcile.dag_factory", None)
+    bag = DagBag(dag_folder=str(tmp_path))
+    assert bag.import_errors == {}
+    assert "airflow_reconcile.dag_factory" not in sys.modules
+    assert set(bag.dag_ids) == set(DagBag(dag_folder=str(REPO / "dags")).dag_ids)
