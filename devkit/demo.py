@@ -24,7 +24,8 @@ from devkit.airflow_local import ADMIN, REPO, LocalAirflow
 from devkit.jira_standin import JiraStandIn
 from devkit.slack_standin import SlackStandIn
 
-DAG_ID = "reconcile_ticket_ownership"
+SPEC_NAME = "ticket_ownership"  # the shipped example the demo runs
+DAG_ID = DagId.of(SPEC_NAME)
 DIGEST_DAG_ID = DagId.DIGEST
 
 
