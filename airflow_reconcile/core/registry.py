@@ -46,9 +46,6 @@ class Registry(Generic[T]):
         """The built-ins in their documented order, then the user's own."""
         return [*self._builtin, *(n for n in self._user if n not in self._builtin)]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._user or name in self._builtin
-
     def get(self, name: str) -> T:
         if name in self._user:
             return self._user[name]

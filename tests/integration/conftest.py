@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import time
 
@@ -22,16 +21,6 @@ from devkit.airflow_local import free_port
 from devkit.demo import DAG_ID, DIGEST_DAG_ID, SPEC_NAME, start_stack
 
 READER = ("digest-reader", "digest-reader-password")  # a viewer who may read only the digest DAG
-
-
-def pytest_collection_finish(session) -> None:
-    """Start the Airflow-version deploys as soon as the session knows it runs them: they mostly wait
-    (on subprocesses, on an approval timeout), so they go on beside the tests before them."""
-    versions = sys.modules.get("tests.integration.test_airflow_versions")
-    if versions is not None and not session.config.option.collectonly:
-        selected = versions.selected_versions(session.items)
-        if selected:
-            versions.DEPLOYS.start(selected)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -7,23 +7,17 @@ Each test then follows the rest of the deploy section in a fresh AIRFLOW_HOME, a
 Slack stand-ins: ``reconcile init`` (``deploy-example``) and the two ``airflow dags test`` commands
 (``deploy-try``), then the other shipped DAGs.
 
-The three deploys are independent (own venv, AIRFLOW_HOME, stand-ins, and the user's environment as
-it was before any test ran) and mostly wait (on their subprocesses, on the approval timeout), so they
-run at once, one thread each, started when collection ends (``tests/integration/conftest.py``): they
-go on beside the other tests, and each version's test reports its own deploy's result.
+The three deploys are independent (own venv, AIRFLOW_HOME, stand-ins) and mostly wait (on their
+subprocesses, on the approval timeout), so they run at once, one thread each; each version's test
+reports its own deploy's result.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -65,68 +59,51 @@ def records_by_task(audit: AuditStore, dag_id: str, run_id: str | None = None) -
     return {r["task_id"]: r for r in rows if r["run_id"] == run_id}
 
 
-class Deploys:
-    """The selected versions' deploys, each in its own thread: version -> None (passed) or what it raised."""
+@pytest.fixture(scope="module")
+def deploys(request, tmp_path_factory) -> dict[str, BaseException | None]:
+    """Each selected version's deploy, run at once: version -> None (passed) or what it raised."""
+    from devkit.jira_standin import JiraStandIn
+    from devkit.slack_standin import SlackStandIn
 
-    def __init__(self) -> None:
-        self.threads: dict[str, threading.Thread] = {}
-        self.results: dict[str, BaseException | None] = {}
+    selected = sorted({item.callspec.params["version"] for item in request.session.items
+                       if item.module is request.module and hasattr(item, "callspec")})  # fmt: skip
+    results: dict[str, BaseException | None] = {}
 
-    def start(self, versions: list[str]) -> None:
-        base = user_env()  # the user's shell, before any test sets a variable
-        for version in versions:
-            if version not in self.threads:
-                thread = threading.Thread(target=self._one, args=(version, base), name=f"deploy-{version}", daemon=True)
-                self.threads[version] = thread
-                thread.start()
-
-    def _one(self, version: str, base: dict[str, str]) -> None:
-        from devkit.jira_standin import JiraStandIn
-        from devkit.slack_standin import SlackStandIn
-
+    def one(version: str) -> None:
         jira, slack = JiraStandIn(), SlackStandIn()
         servers = jira.serve(0), slack.serve(0)
-        root = Path(tempfile.mkdtemp(prefix=f"reconcile-deploy-{version}-"))
         try:
-            deploy(version, root, jira, slack, base)
-            self.results[version] = None
-            shutil.rmtree(root, ignore_errors=True)  # kept when it failed, for its logs
+            deploy(version, tmp_path_factory.mktemp(f"airflow-{version}"), jira, slack)
+            results[version] = None
         except BaseException as exc:  # noqa: BLE001 - reported by that version's test
-            self.results[version] = exc
+            results[version] = exc
         finally:
             for server in servers:
                 server.shutdown()
 
-    def result(self, version: str) -> BaseException | None:
-        self.start([version])  # not started yet when the session did not collect it (e.g. run by node id)
-        self.threads[version].join()
-        return self.results[version]
-
-
-DEPLOYS = Deploys()
-
-
-def selected_versions(items: list[Any]) -> list[str]:
-    """The versions whose test this session runs."""
-    return sorted({item.callspec.params["version"] for item in items
-                   if getattr(item, "module", None) is sys.modules[__name__]})  # fmt: skip
+    threads = [threading.Thread(target=one, args=(v,), name=f"deploy-{v}") for v in selected]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 @pytest.mark.parametrize("version", list(VENVS))
-def test_deploy_section_then_dags_test_of_every_shipped_dag(version):
-    failure = DEPLOYS.result(version)
+def test_deploy_section_then_dags_test_of_every_shipped_dag(version, deploys):
+    failure = deploys[version]
     if failure is not None:
         raise failure
 
 
-def deploy(version, tmp_path, jira_standin, slack_standin, base_env):
+def deploy(version, tmp_path, jira_standin, slack_standin):
     """The README's deploy section into this version's Airflow, checking each step."""
     venv = VENVS[version]
     assert (venv / "bin" / "airflow").exists(), f"{venv} is missing: `make compat` builds it (make test runs it)"
     scenario = ticket_ownership()
     jira_standin.seed(scenario.jira_seed())
     home, audit_db = tmp_path / "airflow", tmp_path / "audit.db"
-    env = activated(venv, base_env) | {
+    env = activated(venv, user_env()) | {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "GX_ANALYTICS_ENABLED": "False",
