@@ -266,8 +266,9 @@ def test_dag_files_an_earlier_release_wrote_still_load_and_say_how_to_update(tmp
     assert any("reconcile init --force" in w for w in shown), bag.captured_warnings
 
 
-def test_reconcile_init_force_rewrites_old_dag_files_with_the_new_imports(tmp_path, capsys):
-    """The README's upgrade note: `reconcile init --force` over 0.1 DAG files (and an edited spec)."""
+def test_reconcile_init_force_rewrites_old_dag_files_with_the_new_imports(tmp_path, monkeypatch):
+    """The README's upgrade note, as written: `reconcile init --force` (into Airflow's [core] dags_folder)
+    over the DAG files 0.1 wrote there."""
     import shutil
 
     from airflow.dag_processing.dagbag import DagBag
@@ -275,9 +276,10 @@ def test_reconcile_init_force_rewrites_old_dag_files_with_the_new_imports(tmp_pa
     from airflow_reconcile import cli
 
     shutil.copytree(REPO / "tests" / "data" / "dags-0.1", tmp_path, dirs_exist_ok=True)
-    assert cli.main(["init", str(tmp_path)]) != 0  # without --force nothing is overwritten
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(tmp_path))
+    assert cli.main(["init"]) != 0  # without --force nothing is overwritten
     assert "airflow_reconcile.dag_factory" in (tmp_path / "reconcile_ticket_ownership.py").read_text()
-    assert cli.main(["init", str(tmp_path), "--force"]) == 0
+    assert cli.main(["init", "--force"]) == 0
     for name in ("reconcile_ticket_ownership.py", "reconcile_drift_digest.py", "reconcile_watchdog.py"):
         assert "airflow_reconcile.dag_factory" not in (tmp_path / name).read_text(), name
     sys.modules.pop("airflow_reconcile.dag_factory", None)
