@@ -26,7 +26,7 @@ class Faults:
     """Faults injected through ``POST /_control/faults``; each entry applies ``times`` times.
 
     Entry: ``{"method": "PUT", "path": "regex", "status": 503, "times": 1, "delay": 0,
-    "retry_after": 2, "after_write": false, "rate": 0.0}``. ``after_write`` lets the request take
+    "retry_after": 2, "after_write": false, "rate": 0.0, "headers": {}}``. ``after_write`` lets the request take
     effect and then fails the response (or, with ``delay``, makes the client time out after the write).
     ``rate`` (0..1) fails that fraction of matching requests (deterministic, every n-th) instead of ``times``.
     ``{"latency": 0.02, "rate": 1}`` answers every matching request normally, 20 ms late (a slow network).
@@ -173,6 +173,7 @@ class StandIn:
                 if fault.get("delay"):
                     time.sleep(float(fault["delay"]))
                 headers = {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") else {}
+                headers.update(fault.get("headers") or {})  # e.g. a Set-Cookie a real server sends with its error
                 status = int(fault.get("status", 503))
                 self._send(
                     status, {"errorMessages": [f"injected fault {status}"], "ok": False, "error": "injected"}, headers

@@ -84,15 +84,26 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, D
 class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
     """Post a digest of each triggering drift-report asset event to Slack.
 
+    An asset event's extra is not trusted (anyone allowed to create asset events can write it): the
+    event says only *which run* to digest, through the source DAG and run that Airflow itself
+    stamps on an event a task emitted. The spec is the one of that DAG in this DAG's own specs
+    folder, the drift report and its content hash are what the run's ``detect_drift`` audit record
+    holds, and the mode is the one that record says the run ran in. An event that cannot be traced
+    that way (created through the REST API, or by a DAG without a spec here) is refused: recorded,
+    logged, nothing posted, and the task fails so that someone looks.
+
     Honours the reconciliation's mode: in shadow mode the digest goes to the task log only,
     unless the spec sets ``targets.slack.post_in_shadow``.
+
+    :param specs_dir: the folder of the specs this digest serves (the DAG factory passes its own)
     """
 
     template_fields: Sequence[str] = ()
     ui_color = "#e8fdfb"
 
-    def __init__(self, *, audit_conn_id: str = DEFAULT_AUDIT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, *, specs_dir: str, audit_conn_id: str = DEFAULT_AUDIT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.specs_dir = specs_dir
         self.audit_conn_id = audit_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
@@ -100,29 +111,67 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
 
     def digest_all(self, context: Context, audit: AuditDraft) -> list[dict[str, Any]]:
         """One digest per triggering drift-report event (several queue up if runs overlap)."""
-        from airflow_reconcile.core.spec import load_spec
+        from airflow_reconcile.core.errors import ReconcileError
 
         events = [e for evs in context["triggering_asset_events"].values() for e in evs]
         if not events:
             self.log.info("no triggering drift-report events (manual run?): nothing to digest")
-        results = []
-        specs = []
+        results, refused, specs = [], [], []
         for event in events:
-            spec = load_spec(event.extra["spec_path"])
+            source = {"source_dag_id": event.source_dag_id, "source_run_id": event.source_run_id}
+            try:
+                spec, report, mode = self.trusted(event)
+            except ReconcileError as exc:
+                self.log.warning("asset event %s refused: %s", source, exc)
+                refused.append({**source, "why": str(exc)})
+                continue
             specs.append(spec)
-            results.append(self.digest(spec, audit, event.extra))
+            results.append(self.digest(spec, audit, report, str(event.source_run_id), mode))
         audit.spec = ",".join(sorted({s.name for s in specs}))
         audit.policy_version = ",".join(sorted({s.policy_version for s in specs}))
         audit.details["digests"] = results
+        if refused:
+            audit.details["refused"] = refused
+            raise ReconcileError(
+                f"{len(refused)} drift-report event(s) could not be traced to a reconciliation run of a spec in "
+                f"{self.specs_dir} and were not digested (first: {refused[0]['why']}); see this try's audit record"
+            )
         return results
 
-    def digest(self, spec: Spec, audit: AuditDraft, extra: dict[str, Any]) -> dict[str, Any]:
-        from airflow_reconcile.core.workspace import Manifest, read_frame
+    def trusted(self, event: Any) -> tuple[Spec, Any, str]:
+        """(spec, drift report manifest, mode) of the run that emitted ``event``, from our own records."""
+        from airflow_reconcile.core.errors import ReconcileError
+        from airflow_reconcile.core.locations import workspace_root
+        from airflow_reconcile.core.spec import load_spec, specs_in
+        from airflow_reconcile.core.vocabulary import DagId, TaskId
+        from airflow_reconcile.core.workspace import Manifest, Workspace
+        from airflow_reconcile.provider.hooks import AuditStoreHook
 
-        manifest = Manifest(uri=extra["uri"], rows=extra["rows"], content_hash=extra["content_hash"])
-        audit.inputs.append(manifest.to_dict())
-        messages = digest_messages(spec, read_frame(manifest), extra["run_id"])
-        post = extra.get("mode") == Mode.APPLY or spec.targets.slack.post_in_shadow
+        dag_id, run_id = event.source_dag_id, event.source_run_id
+        if not dag_id or not run_id:
+            raise ReconcileError("it was not emitted by a task (created through the API?): it names no source run")
+        specs = [load_spec(path) for path in specs_in(self.specs_dir)]
+        spec = next((s for s in specs if DagId.of(s.name) == dag_id), None)
+        if spec is None:
+            raise ReconcileError(f"DAG {dag_id!r} is not the DAG of a spec in {self.specs_dir}")
+        store = AuditStoreHook(self.audit_conn_id).store
+        records = [r for r in store.records(dag_id=dag_id, run_id=run_id)
+                   if r["task_id"] == TaskId.DETECT_DRIFT and r["outcome"] == "success"]  # fmt: skip
+        if not records or not records[-1]["outputs"]:
+            raise ReconcileError(f"run {run_id!r} of {dag_id} has no successful {TaskId.DETECT_DRIFT} audit record")
+        report = Manifest.from_dict(records[-1]["outputs"][0])
+        expected = Workspace(root=self.workspace_root or workspace_root(), spec_name=spec.name, run_id=run_id)
+        if report.uri != (expected.directory / "drift.parquet").as_uri():
+            raise ReconcileError(f"run {run_id!r} of {dag_id}: its drift report is not in this workspace")
+        mode = str(records[-1]["details"].get("mode") or spec.mode)
+        return spec, report, mode
+
+    def digest(self, spec: Spec, audit: AuditDraft, report: Any, run_id: str, mode: str) -> dict[str, Any]:
+        from airflow_reconcile.core.workspace import read_frame
+
+        audit.inputs.append(report.to_dict())
+        messages = digest_messages(spec, read_frame(report), run_id)
+        post = mode == Mode.APPLY or spec.targets.slack.post_in_shadow
         if post:
             from airflow.providers.slack.hooks.slack import SlackHook
 
@@ -131,7 +180,7 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
             slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
             for channel, digest in messages.items():
                 # One id per (spec, source run, channel): a retried digest task never posts twice.
-                op_id = message_id("digest", spec.name, extra["run_id"], channel)
+                op_id = message_id("digest", spec.name, run_id, channel)
                 outcome = slack.post_once(channel, digest.summary, op_id, blocks=digest.blocks)
                 # The items go in the summary's thread, once as well (found there by their own id).
                 slack.post_once(channel, digest.items, f"{op_id}-items",
@@ -142,4 +191,4 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         else:
             for channel, digest in messages.items():
                 self.log.info("shadow mode, not posted to %s:\n%s\n%s", channel, digest.summary, digest.items)
-        return {"spec": spec.name, "source_run": extra["run_id"], "channels": sorted(messages), "posted": post}
+        return {"spec": spec.name, "source_run": run_id, "channels": sorted(messages), "posted": post, "mode": mode}

@@ -49,12 +49,13 @@ class DetectDriftOperator(ReconcileBaseOperator):
         )  # fmt: skip
         audit.outputs.append(manifest.to_dict())
         audit.details["drift"] = counts
+        audit.details["mode"] = self.mode  # the digest reads the mode here, never from the asset event
         emit_counts(
             "gauge", spec.name, "drift", {k: counts[k] for k in ("changed", "missing", "unexpected", "unchanged")}
         )
         self.set_outlet_extra(
             context,
-            {"spec": spec.name, "spec_path": self.spec_path, "mode": self.mode, "run_id": context["run_id"],
+            {"spec": spec.name, "mode": self.mode, "run_id": context["run_id"],
              "uri": manifest.uri, "rows": manifest.rows, "content_hash": manifest.content_hash,
              "policy_version": spec.policy_version, "counts": counts,
              "snapshots": {"desired": desired_m["uri"], "actual": actual_m["uri"]}},

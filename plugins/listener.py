@@ -55,6 +55,7 @@ def record_missing_try(ti: Any, outcome: str, error: Any, store: Any = None, whe
     if _operator_name(ti) not in OPERATORS:
         return False
     from airflow_reconcile.core.audit import AuditRecord, record_index
+    from airflow_reconcile.core.redact import error_text, redact
     from airflow_reconcile.provider.lineage import trace_id
 
     if store is None:
@@ -67,9 +68,7 @@ def record_missing_try(ti: Any, outcome: str, error: Any, store: Any = None, whe
         return False
     now = datetime.now(UTC)
     started = getattr(ti, "start_date", None) or now
-    message = (
-        f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else (str(error) if error else None)
-    )
+    message = error_text(error) if isinstance(error, BaseException) else redact(str(error) if error else None)
     store.append(
         AuditRecord(
             dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=map_index, try_number=int(ti.try_number),
@@ -77,7 +76,7 @@ def record_missing_try(ti: Any, outcome: str, error: Any, store: Any = None, whe
             policy_version="",
             details={"recorded_by": "listener", "why": "the try ended without writing its own audit record "
                      "(its process was killed, or it failed before the operator's code ran)"},
-            error=(message or "")[:2000] or None,
+            error=message or None,
             trace_id=trace_id(ti.dag_id, ti.task_id, int(ti.try_number), map_index, when or _run_date(ti)),
         )
     )  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from airflow_reconcile.core.database import create_engine
 from airflow_reconcile.core.errors import AuditUnavailable, db_error_text
+from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.vocabulary import TaskId
 
 metadata = sa.MetaData()
@@ -149,7 +150,10 @@ class AuditStore:
         self._migrated = True
 
     def append(self, record: AuditRecord) -> str:
-        """Append one record to the chain; returns its hash."""
+        """Append one record to the chain; returns its hash. Its error text is redacted here too (the
+        producers redact already: this is the last step before the text is kept for good)."""
+        if record.error:
+            record = replace(record, error=redact(record.error))
         row = {
             "dag_id": record.dag_id,
             "run_id": record.run_id,

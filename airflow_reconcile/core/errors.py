@@ -71,8 +71,10 @@ def retry_decision(exc: BaseException) -> str:
 
 
 def db_error_text(exc: BaseException) -> str:
-    """The driver's own message of a SQLAlchemy error, without SQLAlchemy's wrapping (and no URL)."""
-    return str(getattr(exc, "orig", None) or exc).strip()
+    """The driver's own message of a SQLAlchemy error, without SQLAlchemy's wrapping, redacted."""
+    from airflow_reconcile.core.redact import redact
+
+    return redact(str(getattr(exc, "orig", None) or exc).strip()) or ""
 
 
 def http_status(exc: BaseException) -> int | None:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from airflow_reconcile.core import catalog
 from airflow_reconcile.core.audit import metadata
 from airflow_reconcile.core.errors import LedgerConflict
+from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.vocabulary import (
     FINAL,
     INITIAL,
@@ -190,7 +191,7 @@ class Ledger:
         run that finds it done (``skipped``) must not replace the state a revert goes back to.
         """
         values: dict[str, Any] = {
-            "status": outcome.status, "error_class": outcome.error_class, "error": outcome.error,
+            "status": outcome.status, "error_class": outcome.error_class, "error": redact(outcome.error),
             "hint": hint_for(outcome), "updated_at": _now(),
         }  # fmt: skip
         if outcome.status == Status.APPLIED:

@@ -104,8 +104,8 @@ def read_frame(manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
     path = local_path(manifest.uri)
     actual = file_hash(path)
     if actual != manifest.content_hash:
-        raise ValueError(
-            f"{manifest.uri}: content hash {actual} does not match the manifest's {manifest.content_hash}; "
+        raise ValueError(  # neither hash is told: a forged manifest must not learn a file's content hash
+            f"{manifest.uri}: the file's content does not match the hash recorded when it was written; "
             "the file changed after it was written — re-run the task that produced it"
         )
     return pd.read_parquet(path)

@@ -52,9 +52,11 @@ def _outcome_of(exc: BaseException) -> tuple[str, str | None]:
         return "success", None
     if isinstance(exc, AirflowRescheduleException):  # a sensor in reschedule mode, poking again later
         return "rescheduled", None
+    from airflow_reconcile.core.redact import error_text, redact
+
     if isinstance(exc, AirflowSkipException):
-        return "skipped", str(exc) or None
-    return "failed", f"{type(exc).__name__}: {exc}"
+        return "skipped", redact(str(exc)) or None
+    return "failed", error_text(exc)
 
 
 RUN_PARAMS = ("mode", "approval_timeout", "operation_ids", "since", "run_id")  # ours; other conf is not recorded

@@ -270,7 +270,7 @@ def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = DagId.DIGE
         tags=["reconcile", "digest"],
         default_args=_default_args(),
     ) as dag:
-        SlackDriftDigestOperator(task_id=TaskId.POST_DIGEST, inlets=assets)
+        SlackDriftDigestOperator(task_id=TaskId.POST_DIGEST, inlets=assets, specs_dir=str(Path(specs_dir).resolve()))
     return dag
 
 

@@ -36,11 +36,41 @@ def base_url(conn: Any) -> str:
     return str(host.rstrip("/"))
 
 
+_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "password", "cookie", "session", "signature")
+
+
+def guard_secrets(conn: Any) -> Any:
+    """Register a connection's secret values (password, credential headers and storage options in its
+    extra) with our error redaction and with Airflow's secrets masker (its task logs); returns ``conn``."""
+    from airflow.sdk.log import mask_secret
+
+    from airflow_reconcile.core.redact import remember
+
+    extra = conn.extra_dejson if conn.extra else {}
+    named = {**dict(extra.get("headers") or {}), **dict(extra.get("storage_options") or {})}
+    values = [conn.password, extra.get("sqlalchemy_url") and _password_of(str(extra["sqlalchemy_url"]))]
+    values += [v for k, v in named.items() if isinstance(v, str) and any(w in k.lower() for w in _CREDENTIAL_WORDS)]
+    for value in values:
+        if value:
+            remember(value)
+            mask_secret(value)
+    return conn
+
+
+def _password_of(url: str) -> str | None:
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).password
+    except sa.exc.ArgumentError:
+        return None
+
+
 def _connection_or_none(conn_id: str) -> Any:
     from airflow.exceptions import AirflowNotFoundException
 
     try:
-        return BaseHook.get_connection(conn_id)
+        return guard_secrets(BaseHook.get_connection(conn_id))
     except AirflowNotFoundException:
         return None
 
@@ -76,7 +106,7 @@ class JiraClientHook(BaseHook):
     def get_conn(self) -> Any:
         from jira import JIRA
 
-        conn = self.get_connection(self.jira_conn_id)
+        conn = guard_secrets(self.get_connection(self.jira_conn_id))
         extra = conn.extra_dejson
         auth: dict[str, Any]
         if extra.get("auth") == "token":
@@ -207,6 +237,7 @@ def _jira_executor(spec: Spec) -> ActionExecutor:
 def _slack_executor(spec: Spec) -> ActionExecutor:
     from airflow.providers.slack.hooks.slack import SlackHook
 
+    guard_secrets(BaseHook.get_connection(spec.targets.slack.connection_id))
     client = SlackHook(slack_conn_id=spec.targets.slack.connection_id).client
     executor: ActionExecutor = catalog.executor_class("slack")(client, spec.targets.slack.digest_channel)
     return executor

@@ -6,22 +6,6 @@ import pytest
 import sqlalchemy as sa
 
 
-@pytest.fixture
-def seeded(jira_standin):
-    """Three Jira issues: OPS-1 bob's, OPS-2 unassigned, OPS-3 alice's; users alice, bob and an inactive one."""
-    jira_standin.seed(
-        {
-            "users": [{"name": "alice"}, {"name": "bob"}, {"name": "gone", "active": False}],
-            "issues": [
-                {"key": "OPS-1", "service": "a", "assignee": "bob"},
-                {"key": "OPS-2", "service": "b", "assignee": None},
-                {"key": "OPS-3", "service": "c", "assignee": "alice"},
-            ],
-        }
-    )
-    return jira_standin
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request, tmp_path) -> str:
     """An empty audit store on each backend: a SQLite file, and a new database on the session's PostgreSQL."""

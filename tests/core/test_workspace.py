@@ -15,7 +15,7 @@ def test_write_read_round_trip_checks_the_hash(tmp_path):
     assert ":" not in ws.directory.name  # run ids are made safe for paths
     assert read_frame(manifest.to_dict()).equals(frame)
     pd.DataFrame({"k": ["tampered"], "n": [0]}).to_parquet(ws.directory / "desired.parquet")
-    with pytest.raises(ValueError, match="does not match the manifest"):
+    with pytest.raises(ValueError, match="does not match the hash recorded"):
         read_frame(manifest)
 
 

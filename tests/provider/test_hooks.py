@@ -104,3 +104,20 @@ def test_http_connection_gives_base_url_and_bearer_header(monkeypatch):
         "base_url": "https://catalog.internal:8443",
         "headers": {"X-Team": "ops", "Authorization": "Bearer tok"},
     }
+
+
+def test_a_connections_secret_values_are_masked_in_our_errors_and_airflows_logs(monkeypatch):
+    from airflow.sdk._shared.secrets_masker import redact as airflow_redact
+
+    from airflow_reconcile.core.redact import redact
+    from airflow_reconcile.provider.hooks import http_connection
+
+    extra = {"headers": {"X-API-Key": "key-5b1f0e77", "Accept-Language": "en-GB"}}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CATALOG_SECRETS",
+        json.dumps({"conn_type": "http", "host": "127.0.0.1", "password": "pw-93c4a1d2", "extra": extra}),
+    )
+    http_connection("catalog_secrets")
+    line = "refused key-5b1f0e77 and pw-93c4a1d2 (language en-GB)"
+    assert redact(line) == "refused *** and *** (language en-GB)"  # a plain header stays readable
+    assert "key-5b1f0e77" not in airflow_redact(line)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow_reconcile.core.catalog import NO_ACTION
 from airflow_reconcile.core.errors import PersistentError, classify, http_status
 from airflow_reconcile.core.plan import Outcome, PlannedOperation, operations, with_outcomes
+from airflow_reconcile.core.redact import error_text
 from airflow_reconcile.core.vocabulary import DONE, NOT_APPLIED, Autonomy, Status
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _with_retries(
             return Outcome(**{**asdict(outcome), "attempts": attempt})
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none is lost
             kind = classify(exc)
-            message = f"{type(exc).__name__}: {str(exc)[:500]}"
+            message = error_text(exc)
             if kind is PersistentError or attempt == attempts:
                 status = Status.DEAD_LETTERED
                 log.warning("operation %s %s after %d attempt(s): %s", operation_id, status, attempt, message)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import SourceError
+from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.sources.base import Snapshot, SourceContext, finish, newest_value, now_utc
 from airflow_reconcile.core.spec import FILE_OPTIONS, expand_env
 
@@ -68,11 +69,11 @@ def read_file(
     except FileNotFoundError:
         raise SourceError(f"{path}: file not found") from None
     except ImportError as exc:  # an fsspec protocol whose package is not installed
-        raise SourceError(f"{path}: cannot open this URL: {exc}") from None
+        raise SourceError(f"{redact(path)}: cannot open this URL: {redact(str(exc))}") from None
     except LookupError as exc:  # an unknown encoding
         raise SourceError(f"{path}: {exc}; give an encoding Python knows, e.g. utf-8, latin-1, cp1252") from None
     except (ValueError, UnicodeDecodeError, OSError) as exc:
-        raise SourceError(f"{path}: cannot read as {fmt}: {exc}") from None
+        raise SourceError(f"{redact(path)}: cannot read as {fmt}: {redact(str(exc))}") from None
     return frame
 
 
@@ -237,7 +238,7 @@ def _check_protocol(url: str) -> None:
         fsspec.get_filesystem_class(protocol)
     except (ValueError, ImportError) as exc:
         raise SourceError(
-            f"{url}: cannot open this URL: {exc}; use a local path or install the fsspec package for {protocol!r}"
+            f"{redact(url)}: cannot open this URL: {redact(str(exc))}; use a local path or install the fsspec package for {protocol!r}"
         ) from None
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import SourceError, source_failure
+from airflow_reconcile.core.redact import error_text, redact
 from airflow_reconcile.core.sources.base import Snapshot, SourceContext, finish, newest_by_reading, now_utc
 
 if TYPE_CHECKING:
@@ -25,10 +26,34 @@ def _at(document: Any, path: str | None) -> Any:
     return document
 
 
+def _same_origin(url: str, base: str) -> bool:
+    from urllib.parse import urlsplit
+
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def _session(credentials: dict[str, Any]) -> Any:
+    """A requests session that drops the connection's headers (``X-API-Key``, ``Authorization``...)
+    when a redirect leaves the host; requests itself drops only its own ``Authorization``."""
+    import requests
+
+    class CredentialsStayHome(requests.Session):
+        def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+            super().rebuild_auth(prepared_request, response)
+            if self.should_strip_auth(response.request.url, prepared_request.url):
+                for name in credentials:
+                    prepared_request.headers.pop(name, None)
+
+    return CredentialsStayHome()
+
+
 class HttpSource:
     """Options:
 
-    - ``url`` (absolute, or a path joined to the connection's host), ``params`` (extra query parameters)
+    - ``url``: a path joined to the connection's host (the connection's credentials go to that host only:
+      an absolute URL elsewhere is refused; absolute URLs are for sources without a connection),
+      ``params`` (extra query parameters)
     - ``records``: dotted path to the list of records in each response (default: the response is the list)
     - ``pagination``: ``{"type": "none" | "page" | "offset" | "cursor", ...}`` with ``page_param`` (``page``),
       ``size_param`` (``per_page``), ``offset_param`` (``offset``), ``limit_param`` (``limit``), ``size``
@@ -47,9 +72,17 @@ class HttpSource:
         url = str(opts.get("url") or "")
         if not url:
             raise SourceError(f"{ctx.origin}: sources.*.options.url is required for an http source")
+        base = str(conn.get("base_url", "")).rstrip("/")
+        credentials = dict(conn.get("headers") or {})
         if "://" not in url:
-            url = f"{str(conn.get('base_url', '')).rstrip('/')}/{url.lstrip('/')}"
-        headers = {"Accept": "application/json", **dict(conn.get("headers") or {})}
+            url = f"{base}/{url.lstrip('/')}"
+        elif credentials and not _same_origin(url, base):  # validate refuses it too; a spec may predate that
+            raise SourceError(
+                f"{ctx.origin}: options.url {redact(url)!r} is not on the connection's host {redact(base)!r}: the "
+                "connection's credentials go to its own host only. Give a path (e.g. /api/owners), or drop "
+                "connection_id for a public URL"
+            )
+        headers = {"Accept": "application/json", **credentials}
         paging = dict(opts.get("pagination") or {"type": "none"})
         kind = paging.get("type", "none")
         if kind not in ("none", "page", "offset", "cursor"):
@@ -61,7 +94,7 @@ class HttpSource:
         page, offset, cursor = int(paging.get("start", 1)), 0, None
         records: list[dict[str, Any]] = []
         progress = ctx.tracker("http")
-        with requests.Session() as session:
+        with _session(credentials) as session:
             for _ in range(MAX_PAGES):
                 query = dict(params)
                 if kind == "page":
@@ -78,7 +111,7 @@ class HttpSource:
                     document = response.json()
                 except (requests.RequestException, ValueError) as exc:
                     # The URL may carry query parameters, never credentials (those travel in headers).
-                    raise source_failure(exc, f"{ctx.origin}: GET {url} failed: {type(exc).__name__}: {exc}") from None
+                    raise source_failure(exc, f"{ctx.origin}: GET {redact(url)} failed: {error_text(exc)}") from None
                 batch = _at(document, opts.get("records"))
                 if not isinstance(batch, list):
                     raise SourceError(

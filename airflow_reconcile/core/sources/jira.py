@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import SourceError, source_failure
+from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.sources.base import Snapshot, SourceContext, finish, now_utc
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class JiraSource:
                     )
                 progress.add(len(issues), total)
         except JIRAError as exc:
-            raise source_failure(exc, f"{ctx.origin}: Jira answered {exc.status_code}: {exc.text}") from None
+            raise source_failure(exc, f"{ctx.origin}: Jira answered {exc.status_code}: {redact(exc.text)}") from None
         frame = pd.DataFrame(rows, columns=list(ids), dtype="string")
         return Snapshot(frame=finish(frame, spec, "Jira", ctx.origin), source="jira", taken_at=now_utc())
 

@@ -93,6 +93,17 @@ class SourceSpec(_Model):
     columns: list[str] | None = None
     freshness: Freshness | None = None
 
+    @model_validator(mode="after")
+    def _credentials_stay_home(self) -> SourceSpec:
+        url = str(self.options.get("url") or "")
+        if self.kind == "http" and self.connection_id and "://" in url:
+            raise ValueError(
+                f"options.url {url!r} is an absolute URL, but the source takes credentials from connection "
+                f"{self.connection_id!r}: they go to the connection's host only. Give a path on that host "
+                "(e.g. /api/owners), or drop connection_id for a public URL"
+            )
+        return self
+
 
 class Sources(_Model):
     desired: SourceSpec
