@@ -160,3 +160,102 @@ def test_known_secret_values_are_masked_wherever_they_appear():
     remember("conn-secret-4711")
     text = redact(json.dumps({"detail": "token conn-secret-4711 was refused", "cookie_jar": "x"}))
     assert "conn-secret-4711" not in text
+
+
+# Denial of service: a spec or a source that is far bigger than it should be stops with a clear error.
+
+
+def test_a_spec_past_the_size_cap_is_refused_before_it_is_parsed(tmp_path):
+    from airflow_reconcile.core.spec import parse_spec
+    from airflow_reconcile.core.spec.load import MAX_SPEC_BYTES
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("version: 1\n" + "# padding\n" * (MAX_SPEC_BYTES // 10))
+    with pytest.raises(SpecError, match=r"huge.yaml: the spec is [\d,]+ bytes; a spec may be at most 262,144"):
+        load_spec(path)
+    with pytest.raises(SpecError, match="a spec may be at most"):
+        parse_spec(path.read_text(), "huge.yaml")
+
+
+def test_a_yaml_alias_bomb_is_refused_at_its_first_alias():
+    from airflow_reconcile.core.spec import parse_spec
+
+    levels = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))
+    with pytest.raises(SpecError, match=r"bomb.yaml:2: not valid YAML: alias \*l0 is not allowed"):
+        parse_spec("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + levels, "bomb.yaml")
+
+
+def _file(path, **limits) -> SourceSpec:
+    return SourceSpec(kind="file", options={"path": str(path)}, key=["id"], **limits)
+
+
+def test_a_file_source_stops_at_max_bytes_before_reading_and_at_max_rows(tmp_path):
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"\x00\xff" * 600)  # not even CSV: the size is told before anything is parsed
+    ctx = SourceContext(origin="spec.yaml")
+    with pytest.raises(SourceError, match=r"spec.yaml: the file source holds more than 1,000 bytes \(its max_bytes\)"):
+        get_source("file").read(_file(big, max_bytes=1000), ctx)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,owner\n" + "".join(f"{i},u{i}\n" for i in range(11)))
+    with pytest.raises(SourceError, match=r"more than 10 rows \(its max_rows\)"):
+        get_source("file").read(_file(rows, max_rows=10), ctx)
+    assert len(get_source("file").read(_file(rows, max_rows=11), ctx).frame) == 11
+
+
+class Pages(StandIn):
+    """100 rows per page, forever (a paginated API whose paging never ends)."""
+
+    name = "pages"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pages: list[int] = []
+        self.route("GET", "/rows", self.rows)
+
+    def rows(self, query, **_):
+        page = int(query["page"])
+        self.pages.append(page)
+        return [{"id": f"{page}-{i}", "owner": "x" * 50} for i in range(100)]
+
+    def reset(self) -> None:
+        pass
+
+    def seed(self, data) -> None:  # pragma: no cover - not used
+        pass
+
+    def state(self):  # pragma: no cover - not used
+        return {}
+
+
+@pytest.fixture
+def pages():
+    standin = Pages()
+    server = standin.serve(0)
+    yield standin
+    server.shutdown()
+
+
+def test_an_endless_http_source_stops_at_max_rows_and_at_max_bytes(pages):
+    ctx = SourceContext(origin="spec.yaml", connection={"base_url": pages.base_url, "headers": {}})
+    paged = {"url": "/rows", "pagination": {"type": "page", "size": 100}}
+    spec = SourceSpec(kind="http", options=paged, key=["id"], max_rows=250)
+    with pytest.raises(SourceError, match=r"the http source holds more than 250 rows \(its max_rows\)"):
+        get_source("http").read(spec, ctx)
+    assert pages.pages == [1, 2, 3]  # it stopped at the page that passed the limit
+    spec = SourceSpec(kind="http", options=paged, key=["id"], max_bytes=20_000)  # a page is ~7 KB
+    with pytest.raises(SourceError, match=r"more than 20,000 bytes \(its max_bytes\)"):
+        get_source("http").read(spec, ctx)
+
+
+def test_a_sql_source_stops_at_max_rows_mid_stream(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("create table t (id text, owner text)")
+        conn.exec_driver_sql("insert into t values " + ", ".join(f"('{i}', 'u')" for i in range(20)))
+    engine.dispose()
+    spec = SourceSpec(kind="sql", options={"query": "select * from t", "chunk_rows": 5}, key=["id"], max_rows=12)
+    with pytest.raises(SourceError, match=r"the sql source holds more than 12 rows \(its max_rows\)"):
+        get_source("sql").read(spec, SourceContext(origin="spec.yaml", connection={"url": url}))

@@ -30,8 +30,10 @@ class SourceContext:
     progress: Callable[[str], None] = field(default=log.info)
     progress_every: float = 5.0  # seconds between progress lines during long reads
 
-    def tracker(self, label: str) -> Progress:
-        return Progress(self.progress, label, self.progress_every)
+    def tracker(self, label: str, spec: SourceSpec | None = None) -> Progress:
+        """Progress lines for a long read; with ``spec``, the read stops at its ``max_rows`` / ``max_bytes``."""
+        limits = {"max_rows": spec.max_rows, "max_bytes": spec.max_bytes} if spec is not None else {}
+        return Progress(self.progress, label, self.progress_every, origin=self.origin, **limits)
 
 
 @dataclass(frozen=True)
@@ -115,20 +117,50 @@ def newest_by_reading(source: SnapshotSource, spec: SourceSpec, ctx: SourceConte
     return newest_value(source.read(spec, ctx).frame, column, ctx.origin) if column else None
 
 
+def too_big(origin: str, label: str, what: str, limit: str) -> SourceError:
+    return SourceError(
+        f"{origin}: the {label} source holds {what} (its {limit}); reading stopped. Narrow what it reads, or "
+        f"raise {limit} on this source in the spec if it really is this big"
+    )
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
 class Progress:
-    """Logs rows so far and rate at most every ``every`` seconds during long reads."""
+    """Logs rows so far and rate at most every ``every`` seconds during long reads, and stops a read
+    that passes its source's ``max_rows`` or ``max_bytes`` (a clear error, before memory runs out)."""
 
-    def __init__(self, emit: Callable[[str], None], label: str, every: float = 5.0) -> None:
+    def __init__(
+        self,
+        emit: Callable[[str], None],
+        label: str,
+        every: float = 5.0,
+        *,
+        origin: str = "",
+        max_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self.emit, self.label, self.every = emit, label, every
+        self.origin, self.max_rows, self.max_bytes = origin, max_rows, max_bytes
         self.start = self.last = time.monotonic()
-        self.rows = 0
+        self.rows = self.bytes = 0
 
-    def add(self, rows: int, total: int | None = None) -> None:
+    def bytes_left(self) -> int | None:
+        return None if self.max_bytes is None else self.max_bytes - self.bytes
+
+    def check(self, rows: int = 0, nbytes: int = 0) -> None:
+        """Raise when ``rows`` more rows or ``nbytes`` more bytes would pass the source's limits."""
+        if self.max_rows is not None and self.rows + rows > self.max_rows:
+            raise too_big(self.origin, self.label, f"more than {self.max_rows:,} rows", "max_rows")
+        if self.max_bytes is not None and self.bytes + nbytes > self.max_bytes:
+            raise too_big(self.origin, self.label, f"more than {self.max_bytes:,} bytes", "max_bytes")
+
+    def add(self, rows: int, total: int | None = None, nbytes: int = 0) -> None:
+        self.check(rows, nbytes)
         self.rows += rows
+        self.bytes += nbytes
         now = time.monotonic()
         if now - self.last >= self.every or (total is not None and self.rows >= total):
             self.last = now

@@ -268,10 +268,25 @@ class FileSource:
     def read(self, spec: SourceSpec, ctx: SourceContext) -> Snapshot:
         path = self.path(spec, ctx)
         opts = {k: v for k, v in spec.options.items() if k not in ("path", "format")}  # read_file checks the rest
+        limits = ctx.tracker("file", spec)
+        limits.check(nbytes=self._size(path, ctx))  # before the file is read
         frame = read_file(path, spec.options.get("format"), self._storage_options(ctx), **opts)
+        limits.check(rows=len(frame))
         ctx.progress(f"read {len(frame)} rows from {path}")
         frame = finish(frame, spec, str(path), ctx.origin)
         return Snapshot(frame=frame, source=_uri(path), taken_at=now_utc(), newest=self._newest_in(frame, spec, path))
+
+    def _size(self, path: str | Path, ctx: SourceContext) -> int:
+        """The file's size in bytes (0 when it cannot be told before reading: the reader says why)."""
+        try:
+            if not _is_url(path):
+                return Path(path).stat().st_size
+            import fsspec
+
+            fs, inner = fsspec.core.url_to_fs(str(path), **self._storage_options(ctx))
+            return int(fs.size(inner) or 0)
+        except (OSError, ValueError, ImportError):
+            return 0
 
     def newest(self, spec: SourceSpec, ctx: SourceContext) -> datetime | None:
         path = self.path(spec, ctx)

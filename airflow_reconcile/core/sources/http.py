@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import SourceError, source_failure
 from airflow_reconcile.core.redact import error_text, redact
-from airflow_reconcile.core.sources.base import Snapshot, SourceContext, finish, newest_by_reading, now_utc
+from airflow_reconcile.core.sources.base import (
+    Progress,
+    Snapshot,
+    SourceContext,
+    finish,
+    newest_by_reading,
+    now_utc,
+)
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.spec import SourceSpec
@@ -46,6 +54,20 @@ def _session(credentials: dict[str, Any]) -> Any:
                     prepared_request.headers.pop(name, None)
 
     return CredentialsStayHome()
+
+
+def _bounded(response: Any, progress: Progress) -> bytes:
+    """The response body, read in chunks: the read stops once the source's ``max_bytes`` is passed."""
+    left = progress.bytes_left()
+    declared = response.headers.get("Content-Length")
+    if left is not None and declared and declared.isdigit():
+        progress.check(nbytes=int(declared))  # told before a byte is read
+    chunks, size = [], 0
+    for chunk in response.iter_content(chunk_size=1 << 16):
+        size += len(chunk)
+        progress.check(nbytes=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class HttpSource:
@@ -93,7 +115,7 @@ class HttpSource:
         params: dict[str, Any] = dict(opts.get("params") or {})
         page, offset, cursor = int(paging.get("start", 1)), 0, None
         records: list[dict[str, Any]] = []
-        progress = ctx.tracker("http")
+        progress = ctx.tracker("http", spec)
         with _session(credentials) as session:
             for _ in range(MAX_PAGES):
                 query = dict(params)
@@ -106,9 +128,11 @@ class HttpSource:
                 elif kind == "cursor" and cursor is not None:
                     query[paging.get("cursor_param", "cursor")] = cursor
                 try:
-                    response = session.get(url, params=query, headers=headers, timeout=float(opts.get("timeout", 30)))
-                    response.raise_for_status()
-                    document = response.json()
+                    timeout = float(opts.get("timeout", 30))
+                    with session.get(url, params=query, headers=headers, timeout=timeout, stream=True) as response:
+                        response.raise_for_status()
+                        body = _bounded(response, progress)
+                    document = json.loads(body)
                 except (requests.RequestException, ValueError) as exc:
                     # The URL may carry query parameters, never credentials (those travel in headers).
                     raise source_failure(exc, f"{ctx.origin}: GET {redact(url)} failed: {error_text(exc)}") from None
@@ -118,7 +142,7 @@ class HttpSource:
                         f"{ctx.origin}: {url}: options.records={opts.get('records')!r} does not point at a list"
                     )
                 records.extend(batch)
-                progress.add(len(batch))
+                progress.add(len(batch), nbytes=len(body))
                 if kind == "none" or not batch:
                     break
                 if kind == "page":

@@ -56,7 +56,7 @@ class JiraSource:
             ids = self._field_ids(client, columns, ctx.origin)
             wanted = sorted({i for i in ids.values() if i != "key"})
             rows: list[dict[str, Any]] = []
-            progress = ctx.tracker("jira")
+            progress = ctx.tracker("jira", spec)
             for issues, total in self._pages(client, jql, wanted):
                 for issue in issues:
                     fields = issue.get("fields", {})

@@ -51,7 +51,7 @@ class SqlSource:
         if not query:
             raise SourceError(f"{ctx.origin}: sources.*.options.query is required for a sql source")
         chunk_rows = int(spec.options.get("chunk_rows", CHUNK_ROWS))
-        progress = ctx.tracker("sql")
+        progress = ctx.tracker("sql", spec)
 
         def fetch(conn):  # type: ignore[no-untyped-def]
             # Server-side cursor where the driver has one: memory stays bounded by the chunk size.

@@ -92,6 +92,15 @@ class SourceSpec(_Model):
     key: list[str] = Field(min_length=1)
     columns: list[str] | None = None
     freshness: Freshness | None = None
+    max_rows: int = Field(
+        default=5_000_000, ge=1,
+        description="Reading stops with an error past this many rows: a source that grew by mistake (a "
+        "query without its WHERE) fails clearly instead of exhausting the worker's memory.",
+    )  # fmt: skip
+    max_bytes: int = Field(
+        default=2 * 1024**3, ge=1,
+        description="Reading stops with an error past this many bytes (a file's size, HTTP response bodies).",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _credentials_stay_home(self) -> SourceSpec:
