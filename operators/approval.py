@@ -146,7 +146,7 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         return super().execute(context)  # parks the task until someone answers or the timeout passes
 
     def _slack_notifier(self, spec: Spec, context: Context, count: int, until: datetime) -> BaseNotifier:
-        from airflow_reconcile.core.actions.slack import escape_mrkdwn
+        from airflow_reconcile.core.markup import escape_mrkdwn
 
         try:
             link = escape_mrkdwn(self.generate_link_to_ui(task_instance=context["ti"]))

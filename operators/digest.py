@@ -38,7 +38,7 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, D
     """
     import pandas as pd
 
-    from airflow_reconcile.core.actions.slack import escape_mrkdwn
+    from airflow_reconcile.core.markup import escape_mrkdwn, mrkdwn_code
 
     slack = spec.targets.slack
     team = pd.Series(pd.NA, index=drift.index, dtype="string")
@@ -55,7 +55,7 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, D
         counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         title = f"Drift digest: {spec.name}" + (f" for team {', '.join(teams)}" if teams else "")
         summary = (
-            f"*Drift digest: {spec.name}* (run `{escape_mrkdwn(run_id)}`)"
+            f"*Drift digest: {spec.name}* (run `{mrkdwn_code(run_id)}`)"
             + (f" for team *{escape_mrkdwn(', '.join(teams))}*" if teams else "")
             + f"\n{counts}"
         )
@@ -63,15 +63,15 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, D
             {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},  # plain text: never markup
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{n}"} for k, n in sorted(kinds.items())]},
             {"type": "context", "elements": [{"type": "mrkdwn",
-                                              "text": f"run `{escape_mrkdwn(run_id)}` · details in the thread"}]},
+                                              "text": f"run `{mrkdwn_code(run_id)}` · details in the thread"}]},
         ]  # fmt: skip
         lines = []
         for row in rows.head(MAX_ITEMS).to_dict("records"):
-            entity = escape_mrkdwn("|".join(str(row[k]) for k in key))
+            entity = mrkdwn_code("|".join(str(row[k]) for k in key))
             detail = ""
             if row["drift_kind"] == DriftKind.CHANGED:
                 detail = "; ".join(
-                    f"{col}: {escape_mrkdwn(str(row.get(f'actual.{col}')))} → {escape_mrkdwn(str(row.get(f'desired.{col}')))}"
+                    f"{escape_mrkdwn(col)}: {escape_mrkdwn(str(row.get(f'actual.{col}')))} → {escape_mrkdwn(str(row.get(f'desired.{col}')))}"
                     for col in str(row["changed_columns"]).split(",")
                 )
             lines.append(f"• `{entity}` {row['drift_kind']} {detail}".rstrip())

@@ -68,7 +68,8 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
     def _post(self, spec: Spec, alerts: list[Alert], now: datetime) -> None:
         from airflow.providers.slack.hooks.slack import SlackHook
 
-        from airflow_reconcile.core.actions.slack import SlackExecutor, escape_mrkdwn, message_id
+        from airflow_reconcile.core.actions.slack import SlackExecutor, message_id
+        from airflow_reconcile.core.markup import escape_mrkdwn
 
         slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
         for alert in alerts:

@@ -259,3 +259,92 @@ def test_a_sql_source_stops_at_max_rows_mid_stream(tmp_path):
     spec = SourceSpec(kind="sql", options={"query": "select * from t", "chunk_rows": 5}, key=["id"], max_rows=12)
     with pytest.raises(SourceError, match=r"the sql source holds more than 12 rows \(its max_rows\)"):
         get_source("sql").read(spec, SourceContext(origin="spec.yaml", connection={"url": url}))
+
+
+# Untrusted data stays data: values from a snapshot can never mention, link, embed or format.
+
+HOSTILE = [
+    "[~admin]", "!http://x/i.png!", "<!channel>", "<http://x|click>", "[click|http://evil]", "*b*", "_i_",
+    "`code`", "{{ 7*7 }}", "{code}x{code}", "h1. Big", "line\nh1. heading", "a\x00b\x1b[31mc\u202ed",
+    "x" * 5000,
+]  # fmt: skip
+WIKI_MARKUP = set("[]{}!*_~^+-?|#`@")
+
+
+def _hostile_plan():
+    import pandas as pd
+
+    from airflow_reconcile.core.drift import detect_drift
+    from airflow_reconcile.core.rules import evaluate_rules
+    from airflow_reconcile.core.spec import parse_spec
+    from tests.conftest import SPEC
+
+    text = SPEC.read_text()
+    rules = text[text.index("rules:\n") : text.index("\ntargets:")]
+    hostile_rules = """rules:
+  - name: tell-the-owner
+    match: {kind: changed, column: assignee}
+    action: comment
+    params: {body: "*Owner*: {{ desired.assignee }} (was {{ actual.assignee }})"}
+    autonomy: auto
+  - name: announce
+    match: {kind: missing}
+    target: slack
+    action: notify
+    params: {text: "*New service*: {{ desired.service }} owned by {{ desired.assignee }}"}
+    autonomy: auto
+"""
+    spec = parse_spec(text.replace(rules, hostile_rules), "hostile.yaml")
+    services = [f"s{i}" for i in range(len(HOSTILE))]
+    desired = pd.DataFrame({"service": services + ["<!here> *new*"], "assignee": [*HOSTILE, "<@U0ADMIN>"],
+                            "team": "t", "updated_at": "2026-11-01"}, dtype="string")  # fmt: skip
+    actual = pd.DataFrame({"service": services, "assignee": "old", "key": [f"OPS-{i}" for i in range(len(services))]},
+                          dtype="string")  # fmt: skip
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
+    plan, _ = evaluate_rules(spec, rows, population=len(desired), enforce_guards=False)
+    return plan
+
+
+def test_hostile_values_are_escaped_for_jira_wiki_markup_and_the_template_text_is_not():
+    plan = _hostile_plan()
+    bodies = [json.loads(p)["body"] for p in plan[plan.action == "comment"].sort_values("entity").params]
+    assert len(bodies) == len(HOSTILE)
+    for body in bodies:
+        assert body.startswith("*Owner*: ")  # the spec author's own markup stays
+        inserted = body.removeprefix("*Owner*: ").removesuffix(" (was old)")
+        bare = [c for i, c in enumerate(inserted) if c in WIKI_MARKUP and (i == 0 or inserted[i - 1] != "\\")]
+        assert bare == [], inserted
+        assert "\n" not in inserted
+        assert not any(ord(c) < 32 or 0x202A <= ord(c) <= 0x202E for c in inserted)
+        assert "49" not in inserted  # data is never a template
+        assert len(inserted) <= 1100  # a very long value is cut
+
+
+def test_hostile_values_are_escaped_for_slack_mrkdwn():
+    plan = _hostile_plan()
+    (text,) = [json.loads(p)["text"] for p in plan[plan.action == "notify"].params]
+    assert text.startswith("*New service*: ")
+    assert "<" not in text
+    assert ">" not in text
+    assert "&lt;!here&gt; *\u200bnew*\u200b owned by &lt;@U0ADMIN&gt;" in text
+
+
+def test_escaped_values_reach_jira_and_slack_as_escaped_text(seeded, jira_client, slack_standin, tmp_path):
+    from airflow_reconcile.core.actions.slack import SlackExecutor
+    from tests.core.actions.test_actions import fresh_ledger
+
+    seeded.seed({"users": [{"name": "old"}],
+                 "issues": [{"key": f"OPS-{i}", "service": f"s{i}", "assignee": "old"} for i in range(len(HOSTILE))]})  # fmt: skip
+    from slack_sdk import WebClient
+
+    slack = WebClient(token=slack_standin.token, base_url=f"{slack_standin.base_url}/api/")
+    plan = _hostile_plan()
+    result = apply_plan(plan, {"jira": JiraExecutor(jira_client), "slack": SlackExecutor(slack, "#ops-reconcile")},
+                        sleep=lambda _: None, ledger=fresh_ledger())  # fmt: skip
+    assert set(result.status) == {"applied"}
+    stored = [c["body"] for issue in seeded.issues.values() for c in issue["fields"]["comment"]["comments"]]
+    assert any("*Owner*: \\[\\~admin\\] (was old)" in body for body in stored)  # as Jira shows it: [~admin]
+    assert not any("[~admin]" in body for body in stored)
+    (message,) = slack_standin.messages
+    assert "<!here>" not in message["text"]
+    assert "<@U0ADMIN>" not in message["text"]

@@ -6,13 +6,13 @@ the request text can be tested (and previewed) on its own.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.catalog import NO_ACTION
+from airflow_reconcile.core.markup import escape_markdown
 from airflow_reconcile.core.plan import operations
 from airflow_reconcile.core.vocabulary import APPROVED, Autonomy, Status
 
@@ -22,14 +22,6 @@ if TYPE_CHECKING:
     from airflow_reconcile.core.ledger import Ledger
 
 SHOWN = 50  # rows in the request's table; the rest are in the request's Parquet file
-
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
-
-
-def escape_markdown(value: Any) -> str:
-    """Data never changes the meaning of the request: no links, images, HTML or table breaks from values."""
-    text = " ".join(str(value).split())  # a newline in a value must not end the table row
-    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def needs_approval(plan: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,7 @@ name). The Airflow layer then needs a client for it from a connection
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
@@ -40,6 +40,9 @@ class ActionRecord:
     undo: Undo | None = None  # (undo action, its params) from the recorded prior state; None: cannot here
     not_undone: str = ""  # why it cannot be undone (when ``undo`` is None)
     in_rules: bool = True  # False: only replay and revert use it (an undo step, e.g. set_labels)
+    # param -> the markup the target renders it in (core.markup.ESCAPERS): values a rule inserts into it
+    # are escaped for that markup
+    markup: Mapping[str, str] = field(default_factory=dict)
 
     def closing(self, params: Mapping[str, Any]) -> str | None:
         """The name of the param whose value closes the item (None: these params do not close it)."""

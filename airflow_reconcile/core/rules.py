@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_reconcile.core import catalog
 from airflow_reconcile.core.catalog import NO_ACTION
 from airflow_reconcile.core.conditions import Leaf, Verdict, condition_ops
 from airflow_reconcile.core.errors import GuardTripped
@@ -195,7 +196,6 @@ def evaluate_rules(
 
     from airflow_reconcile.core.templates import template_env
 
-    env = template_env()
     now = now or datetime.now(UTC)
     stale_sides = {"desired"} if stale is True else set(stale or ())
     key = spec.sources.desired.key
@@ -208,7 +208,8 @@ def evaluate_rules(
         verdict = _rule_mask(view, rule, now)
         mask = (verdict.mask | verdict.unknown) & unclaimed
         unclaimed &= ~mask
-        templates = {name: env.from_string(text) for name, text in rule.params.items()}
+        markup = catalog.action(rule.target, rule.action).markup if rule.action != NO_ACTION else {}
+        templates = {name: template_env(markup.get(name)).from_string(text) for name, text in rule.params.items()}
         for index, row in zip(drift.index[mask], drift[mask].to_dict("records"), strict=True):
             keys = {k: row[k] for k in key}
             desired, actual = {**keys, **_row_values(row, "desired")}, {**keys, **_row_values(row, "actual")}

@@ -14,16 +14,24 @@ from airflow_reconcile.core.vocabulary import SIDES
 TEMPLATE_NAMES = SIDES  # the only names a rule's params may use
 
 
-@lru_cache(maxsize=1)
-def template_env() -> Any:
+@lru_cache(maxsize=8)
+def template_env(markup: str | None = None) -> Any:
     """The sandbox rule params render in: an undefined name is an error, never an empty string, and a
-    null value renders empty (never the text ``None``), so the empty-value check sees it."""
+    null value renders empty (never the text ``None``), so the empty-value check sees it.
+
+    ``markup``: the markup the param is rendered into (``core.markup.ESCAPERS``); every value a
+    template inserts is escaped for it, the template's own text is not."""
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return ImmutableSandboxedEnvironment(
-        autoescape=False, undefined=StrictUndefined, finalize=lambda value: "" if value is None else value
-    )
+    from airflow_reconcile.core.markup import ESCAPERS
+
+    escape = ESCAPERS[markup] if markup else str
+
+    def finalize(value: Any) -> str:
+        return "" if value is None else escape(value)
+
+    return ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined, finalize=finalize)
 
 
 @lru_cache(maxsize=1024)

@@ -8,9 +8,10 @@ import pytest
 
 from airflow_reconcile.core.actions.base import apply_plan
 from airflow_reconcile.core.actions.jira import JiraExecutor
-from airflow_reconcile.core.approval import approved_plan, escape_markdown, pending_approval, request_text
+from airflow_reconcile.core.approval import approved_plan, pending_approval, request_text
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.ledger import Ledger
+from airflow_reconcile.core.markup import escape_markdown
 from airflow_reconcile.core.plan import PlannedOperation
 from tests.core.actions.test_actions import assignees, plan
 

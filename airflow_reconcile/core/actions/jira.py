@@ -29,7 +29,7 @@ TARGET = TargetRecord(
                      undo=lambda prior: ("assign", {"assignee": prior.get("assignee") or ""})),
         ActionRecord("transition", ("status",), closes=_closes,
                      undo=lambda prior: ("transition", {"status": prior["status"]}) if prior.get("status") else None),
-        ActionRecord("comment", ("body",), once_only=True,
+        ActionRecord("comment", ("body",), once_only=True, markup={"body": "jira_wiki"},
                      not_undone="a comment stays in the issue's history; delete it in Jira if it must go"),
         ActionRecord("label", ("label",),
                      undo=lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])})),
@@ -39,6 +39,7 @@ TARGET = TargetRecord(
                      undo=lambda prior: ("set_field", {"field": prior["field"], "value": prior.get("value") or ""})
                      if prior.get("field") else None),
         ActionRecord("create_issue", ("project", "summary"), needs_ref=False, once_only=True,
+                     markup={"description": "jira_wiki"},  # the summary is plain text in Jira: never rendered
                      not_undone="a created issue is not deleted automatically; close it in Jira if it must go"),
         ActionRecord("link", ("type", "to"),
                      undo=lambda prior: ("unlink", {"type": prior["type"], "to": prior["to"]})

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
 from airflow_reconcile.core.errors import PersistentError
+from airflow_reconcile.core.markup import mrkdwn_entities
 from airflow_reconcile.core.plan import Outcome
 from airflow_reconcile.core.vocabulary import Status
 
@@ -19,7 +20,7 @@ TARGET = TargetRecord(
     item="message",
     rate=1.0,  # Slack allows about one message a second per channel
     actions=(
-        ActionRecord("notify", ("text",), needs_ref=False, once_only=True,
+        ActionRecord("notify", ("text",), needs_ref=False, once_only=True, markup={"text": "slack_mrkdwn"},
                      not_undone="a Slack message that was sent cannot be unsent; delete it in Slack if it must go"),
     ),
 )  # fmt: skip
@@ -27,11 +28,6 @@ EVENT_TYPE = "reconcile_operation"
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Data never changes the meaning of a message: no mentions, links or markup from values."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def message_id(kind: str, *parts: str) -> str:
@@ -65,7 +61,7 @@ class SlackExecutor:
         if TARGET.action(action) is None:
             raise PersistentError(f"the slack target does not support action {action!r}")
         channel = params.get("channel") or self.default_channel
-        return self.post_once(channel, escape_mrkdwn(params.get("text", "")), operation_id)
+        return self.post_once(channel, mrkdwn_entities(params.get("text", "")), operation_id)
 
     def post_once(
         self,
