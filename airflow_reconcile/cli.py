@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import ReconcileError
+from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.vocabulary import DRIFT, DagId, DriftKind
 
 if TYPE_CHECKING:
@@ -291,7 +292,33 @@ def _broken_link(store: Any, broken: int | None) -> str:
     )
 
 
-def existing_store(url: str) -> Any:
+AUDIT_URL_ENV = "RECONCILE_AUDIT_URL"
+AUDIT_KEY_ENV = "RECONCILE_AUDIT_KEY"
+
+
+def _audit_location(args: argparse.Namespace) -> tuple[str, Any]:
+    """(the audit store's URL, its signer) from ``--conn-id`` (an Airflow connection and its ``_key``
+    connection), ``RECONCILE_AUDIT_URL`` / ``RECONCILE_AUDIT_KEY``, or ``--url``: the first two keep a
+    password off the command line, where other users of the host can read it."""
+    import os
+
+    from airflow_reconcile.core.integrity import Signer
+
+    key = os.environ.get(AUDIT_KEY_ENV)
+    if getattr(args, "conn_id", None):
+        try:
+            from airflow_reconcile.provider.hooks import AuditStoreHook
+        except ImportError:
+            raise ReconcileError("--conn-id needs Airflow installed here; use RECONCILE_AUDIT_URL instead") from None
+        hook = AuditStoreHook(args.conn_id)
+        return hook.url(), Signer.from_text(key, AUDIT_KEY_ENV) if key else hook.signer()
+    url = getattr(args, "url", None) or os.environ.get(AUDIT_URL_ENV)
+    if not url:
+        raise ReconcileError(f"name the audit store: --conn-id (an Airflow connection), {AUDIT_URL_ENV}, or --url")
+    return url, Signer.from_text(key, AUDIT_KEY_ENV)
+
+
+def existing_store(url: str, signer: Any = None) -> Any:
     """The audit store at ``url``, read as it is: a store that does not exist is an error, never created."""
     import sqlalchemy as sa
 
@@ -310,7 +337,7 @@ def existing_store(url: str) -> Any:
 
         if not parsed.database or parsed.database == ":memory:" or not Path(parsed.database).is_file():
             raise ReconcileError(f"--url {shown}: no audit store there (no such file); nothing was created")
-    store = AuditStore(url)
+    store = AuditStore(url, signer)
     try:
         with store.engine.connect() as conn:
             present = sa.inspect(conn).has_table(audit_records.name)
@@ -329,14 +356,15 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     from airflow_reconcile.core.audit import AuditStore
     from airflow_reconcile.core.schema import head, upgrade
 
+    url, _signer = _audit_location(args)
     try:
-        parsed = sa.engine.make_url(args.url)
+        parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
-        raise ReconcileError(f"--url {args.url!r} is not a SQLAlchemy URL") from None
+        raise ReconcileError(f"--url {redact(url)!r} is not a SQLAlchemy URL") from None
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
         raise ReconcileError(f"--url {shown}: no audit store there (no such file); nothing was created")
-    store = AuditStore(args.url)
+    store = AuditStore(url)
     try:
         before, now = upgrade(store.engine)
     except sa.exc.SQLAlchemyError as exc:
@@ -348,13 +376,32 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_grant(args: argparse.Namespace) -> int:
+    """PostgreSQL: the tasks' role may read and append to the audit trail, never rewrite it."""
+    from airflow_reconcile.core.schema import grant
+
+    url, _signer = _audit_location(args)
+    store = existing_store(url)
+    for statement in grant(store.engine, args.role):
+        print(statement)
+    return 0
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
-    store = existing_store(args.url)
-    ok, broken = store.verify()
-    if ok:
-        print(f"audit chain intact ({len(store.records())} records)")
+    from airflow_reconcile.core.integrity import read_checkpoints
+    from airflow_reconcile.core.locations import checkpoint_folder
+
+    store = existing_store(*_audit_location(args))
+    folder = Path(args.checkpoints) if args.checkpoints else checkpoint_folder()
+    checkpoints = read_checkpoints(folder)
+    found = store.verify_all(checkpoints)
+    if found.ok:
+        print(found.summary() + (f" (in {folder})" if checkpoints else f"; no checkpoints in {folder}"))
         return 0
-    print(_broken_link(store, broken), file=sys.stderr)
+    if found.broken_record is not None:
+        print(_broken_link(store, found.broken_record), file=sys.stderr)
+    for problem in found.problems:
+        print(problem, file=sys.stderr)
     return 1
 
 
@@ -369,7 +416,7 @@ def _audit_export(args: argparse.Namespace) -> int:
     import csv
     import json
 
-    store = existing_store(args.url)
+    store = existing_store(*_audit_location(args))
     rows = store.records(dag_id=args.dag_id, since=args.since)
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
@@ -389,6 +436,13 @@ def _audit_export(args: argparse.Namespace) -> int:
     print(f"{len(rows)} audit records exported; " + ("chain intact" if ok else _broken_link(store, broken)),
           file=sys.stderr)  # fmt: skip
     return 0 if ok else 1
+
+
+def _audit_store_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--conn-id", help="Airflow connection of the audit store (its key: the connection <id>_key)")
+    where.add_argument("--url", help=f"SQLAlchemy URL of the audit store; a password here is visible to other "
+                       f"users of the host: prefer --conn-id or {AUDIT_URL_ENV}")  # fmt: skip
 
 
 def _dags_folder() -> str:
@@ -486,15 +540,22 @@ def main(argv: list[str] | None = None) -> int:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_upgrade = db_sub.add_parser("upgrade", help="migrate the audit store to this release's schema "
                                    "(tasks also do it on first use)")  # fmt: skip
-    db_upgrade.add_argument("--url", required=True, help="SQLAlchemy URL of the audit store")
+    _audit_store_arguments(db_upgrade)
     db_upgrade.set_defaults(func=_db_upgrade)
+    db_grant = db_sub.add_parser("grant", help="PostgreSQL: let a role (the one Airflow connects as) read and "
+                                 "append to the audit trail, never update or delete it; run as the tables' owner")  # fmt: skip
+    _audit_store_arguments(db_grant)
+    db_grant.add_argument("--role", required=True, help="the role of the reconcile_audit connection")
+    db_grant.set_defaults(func=_db_grant)
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the audit hash chain")
-    verify.add_argument("--url", required=True, help="SQLAlchemy URL of the audit store")
+    verify = audit_sub.add_parser("verify", help="check the audit chains with the audit key, against the checkpoints")
+    _audit_store_arguments(verify)
+    verify.add_argument("--checkpoints", help="folder of the audit checkpoints (default: the workspace's "
+                        "_audit/checkpoints, from AIRFLOW_RECONCILE_WORKSPACE or AIRFLOW_HOME)")  # fmt: skip
     verify.set_defaults(func=_audit_verify)
     export = audit_sub.add_parser("export", help="write audit records as compliance evidence (chain checked)")
-    export.add_argument("--url", required=True, help="SQLAlchemy URL of the audit store")
+    _audit_store_arguments(export)
     export.add_argument("--since", help="records that ended at or after this ISO 8601 time")
     export.add_argument("--dag-id", help="only this DAG's records")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")

@@ -41,10 +41,26 @@ class Stack:
         self.airflow.stop()
 
 
+def audit_key(folder: Path) -> str:
+    """This installation's audit key: made once (random, never in the repository), kept in ``folder``."""
+    import secrets
+
+    path = folder / "audit.key"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
 def connections(jira_url: str, slack_url: str, audit_db: Path) -> dict[str, str]:
-    """Airflow connections as environment variables (the stand-ins' credentials, not real secrets)."""
+    """Airflow connections as environment variables (the stand-ins' credentials, not real secrets; the
+    audit key is made for this installation, beside its audit store)."""
     jira_user, jira_token = JiraStandIn().credentials
     return {
+        "AIRFLOW_CONN_RECONCILE_AUDIT_KEY": json.dumps(
+            {"conn_type": "generic", "password": audit_key(audit_db.parent)}
+        ),
         "AIRFLOW_CONN_RECONCILE_JIRA": json.dumps(
             {"conn_type": "reconcile_jira", "host": jira_url, "login": jira_user, "password": jira_token}
         ),

@@ -26,6 +26,8 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         that the ledger holds as approved (the ``apply_approved`` task)
     """
 
+    checkpoints = True  # a signed audit checkpoint after each try (it writes to targets / runs periodically)
+
     template_fields: Sequence[str] = (*ReconcileBaseOperator.template_fields, "mode")
     ui_color = "#fde8e8"
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 class _LedgerOperator(ReconcileBaseOperator):
+    checkpoints = True  # a signed audit checkpoint after each try (it writes to targets / runs periodically)
+
     def ledger(self, spec: Spec, context: Context) -> Ledger:
         from airflow_reconcile.core.ledger import Ledger
         from airflow_reconcile.provider.hooks import AuditStoreHook

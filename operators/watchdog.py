@@ -27,6 +27,8 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
     digest channel — once per spec, kind and day, so a silence is not repeated every half hour.
     """
 
+    checkpoints = True  # a signed audit checkpoint after each try (it writes to targets / runs periodically)
+
     template_fields: Sequence[str] = ("specs_dir",)
     ui_color = "#ffe8e8"
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 _HOME = tempfile.mkdtemp(prefix="reconcile-test-airflow-")
 os.environ["AIRFLOW_HOME"] = _HOME
@@ -82,6 +84,21 @@ def spec():
     from airflow_reconcile.core.spec import load_spec
 
     return load_spec(SPEC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path) -> str:
+    """An empty audit store on each backend: a SQLite file, and a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'audit.db'}"
+    postgres = request.getfixturevalue("postgres")
+    name = "store_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+    engine = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return postgres.url().rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session")

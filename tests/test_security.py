@@ -16,6 +16,7 @@ from airflow_reconcile.core.actions.jira import JiraExecutor
 from airflow_reconcile.core.audit import AuditRecord, AuditStore
 from airflow_reconcile.core.errors import SourceError, SpecError, TransientError
 from airflow_reconcile.core.ledger import Ledger
+from airflow_reconcile.core.plan import PlannedOperation
 from airflow_reconcile.core.sources import SourceContext, get_source
 from airflow_reconcile.core.spec import SourceSpec, load_spec
 from devkit.http import Reply, StandIn
@@ -348,3 +349,195 @@ def test_escaped_values_reach_jira_and_slack_as_escaped_text(seeded, jira_client
     (message,) = slack_standin.messages
     assert "<!here>" not in message["text"]
     assert "<@U0ADMIN>" not in message["text"]
+
+
+# Tamper evidence against someone who can write the audit database but has not got the audit key.
+
+KEY = "k" * 16 + "0123456789abcdef0123456789abcdef"
+
+
+def _keyed_store(url):
+    from airflow_reconcile.core.integrity import Signer
+
+    return AuditStore(url, Signer.from_text(KEY))
+
+
+def _filled(url, tmp_path):
+    """A keyed store with five records and a checkpoint of them (as the tasks write it, outside the store)."""
+    from airflow_reconcile.core.integrity import write_checkpoint
+
+    store = _keyed_store(url)
+    for i in range(5):
+        store.append(_record(f"try {i}"))
+    folder = tmp_path / "checkpoints"
+    write_checkpoint(folder, store.checkpoint())
+    return store, folder
+
+
+def _as_the_database_owner(store, *statements):
+    """What a database writer without the key can do: any SQL (on PostgreSQL, with the append-only
+    triggers switched off first, as the tables' owner can)."""
+    import sqlalchemy as sa
+
+    with store.engine.begin() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.exec_driver_sql("ALTER TABLE reconcile_audit_record DISABLE TRIGGER USER")
+        for statement in statements:
+            conn.execute(sa.text(statement) if isinstance(statement, str) else statement)
+        if postgres:
+            conn.exec_driver_sql("ALTER TABLE reconcile_audit_record ENABLE TRIGGER USER")
+
+
+def _verify(store, folder):
+    from airflow_reconcile.core.integrity import read_checkpoints
+
+    return store.verify_all(read_checkpoints(folder))
+
+
+def test_an_untouched_keyed_store_verifies_against_its_checkpoint(store_url, tmp_path):
+    store, folder = _filled(store_url, tmp_path)
+    found = _verify(store, folder)
+    assert found.ok, found.problems
+    assert (found.records, found.checkpoints, found.keyed) == (5, 1, True)
+
+
+def test_a_rewritten_record_with_a_recomputed_chain_is_detected(store_url, tmp_path):
+    import sqlalchemy as sa
+
+    from airflow_reconcile.core.audit import _chained, audit_records
+    from airflow_reconcile.core.integrity import GENESIS, Signer
+
+    store, folder = _filled(store_url, tmp_path)
+    rows = store.records()
+    forged = Signer(("x" * 48).encode())  # the attacker's own key: the one the tasks use is not in the database
+    statements, prev = [], GENESIS
+    for row in rows:
+        body = {"inputs": row["inputs"], "outputs": row["outputs"], "details": row["details"],
+                "error": "nothing happened" if row["id"] == rows[2]["id"] else row["error"], "trace_id": None}  # fmt: skip
+        fields = {**row, "body": json.dumps(body, sort_keys=True), "outcome": "success"}
+        digest = forged.mac(prev, *_chained(fields))
+        statements.append(sa.update(audit_records).where(audit_records.c.id == row["id"]).values(
+            body=fields["body"], outcome="success", prev_hash=prev, record_hash=digest))  # fmt: skip
+        prev = digest
+    _as_the_database_owner(store, *statements)
+    found = _verify(store, folder)
+    assert found.broken_record == rows[0]["id"]
+    assert any("changed or removed after it was written" in p for p in found.problems)
+    # the same rewrite without any key (plain SHA-256, as an unkeyed store chains) is caught too
+    unkeyed, prev = [], GENESIS
+    for row in rows:
+        digest = Signer(None).mac(prev, *_chained({**row, "body": json.dumps({}), "outcome": "success"}))
+        unkeyed.append(sa.update(audit_records).where(audit_records.c.id == row["id"]).values(
+            body=json.dumps({}), outcome="success", prev_hash=prev, record_hash=digest, key_id=None))  # fmt: skip
+        prev = digest
+    _as_the_database_owner(store, *unkeyed)
+    found = _verify(store, folder)
+    assert any("is not the one it saw (rewritten, its chain recomputed)" in p for p in found.problems)
+
+
+def test_deleting_the_newest_records_or_all_of_them_is_detected(store_url, tmp_path):
+    store, folder = _filled(store_url, tmp_path)
+    newest = store.records()[-1]["id"]
+    _as_the_database_owner(store, f"DELETE FROM reconcile_audit_record WHERE id = {newest}")
+    assert store.verify() == (True, None)  # the chain alone is whole: only the checkpoint can tell
+    found = _verify(store, folder)
+    assert any(f"up to id {newest}; that entry is gone" in p for p in found.problems)
+    _as_the_database_owner(store, "DELETE FROM reconcile_audit_record")
+    found = _verify(store, folder)
+    assert found.records == 0
+    assert any("that entry is gone" in p for p in found.problems)
+
+
+def test_a_forged_checkpoint_is_refused(store_url, tmp_path):
+    store, folder = _filled(store_url, tmp_path)
+    (path,) = folder.glob("*.json")
+    checkpoint = json.loads(path.read_text())
+    checkpoint["chains"]["audit"]["count"] = 3
+    path.write_text(json.dumps(checkpoint))
+    assert any("does not verify with the key given" in p for p in _verify(store, folder).problems)
+
+
+def test_a_planted_or_edited_ledger_row_is_never_replayed(store_url, tmp_path, seeded, jira_client):
+    import sqlalchemy as sa
+
+    from airflow_reconcile.core.actions.revert import replay_operations
+    from airflow_reconcile.core.ledger import operations
+
+    store = _keyed_store(store_url)
+    jira = {"jira": JiraExecutor(jira_client)}
+    seeded.faults.set([{"method": "PUT", "path": "OPS-2", "status": 403, "times": 5}])
+    ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
+    apply_plan(ops, jira, ledger=Ledger(store, spec="s", dag_id="d", run_id="run-1"), sleep=lambda _: None)
+    seeded.faults.set([])
+    planted = {**Ledger(store, spec="s", dag_id="d", run_id="x").get("op1"), "operation_id": "planted",
+               "target_ref": "OPS-3", "params": json.dumps({"assignee": "mallory"})}  # fmt: skip
+    with store.engine.begin() as conn:  # a dead letter no run ever wrote, and a real one's params changed
+        conn.execute(operations.insert().values(**planted))
+        conn.execute(sa.update(operations).where(operations.c.operation_id == "op1")
+                     .values(params=json.dumps({"assignee": "mallory"})))  # fmt: skip
+    replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
+    result, refused = replay_operations(replay, jira, sleep=lambda _: None)
+    assert len(result) == 0
+    assert {r["operation_id"]: r["reason"] for r in refused} == {
+        "op1": "its ledger row is not what its history says (changed outside airflow-reconcile?)",
+        "planted": "its ledger row has no history (written outside airflow-reconcile?)",
+    }
+    assert "mallory" not in json.dumps(seeded.state())
+
+
+def test_a_ledger_history_rewritten_without_the_key_stops_replay(store_url, tmp_path, seeded, jira_client):
+    from airflow_reconcile.core.actions.revert import replay_operations
+    from airflow_reconcile.core.errors import ReconcileError
+
+    store = _keyed_store(store_url)
+    ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
+    apply_plan(plan(("assign", "OPS-1", {"assignee": "alice"}, "auto")), {"jira": JiraExecutor(jira_client)},
+               ledger=ledger, sleep=lambda _: None)  # fmt: skip
+    with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ALTER TABLE reconcile_ledger_event DISABLE TRIGGER USER")
+        conn.exec_driver_sql("UPDATE reconcile_ledger_event SET status = 'dead_lettered'")
+    with pytest.raises(ReconcileError, match="the ledger's history does not verify"):
+        replay_operations(Ledger(store, spec="s", dag_id="d_replay", run_id="r"), {}, sleep=lambda _: None)
+    assert any("ledger history entry" in p for p in store.verify_all([]).problems)
+
+
+def test_on_postgresql_the_audit_trail_is_append_only_for_the_tasks_role(postgres, tmp_path):
+    """As the tables' owner: the triggers refuse UPDATE, DELETE and TRUNCATE. As the role Airflow's tasks
+    use after ``reconcile db grant``: records and ledger rows are written, the chains never rewritten."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    from airflow_reconcile import cli
+
+    owner_url = postgres.url().rsplit("/", 1)[0] + "/append_only"
+    admin = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
+    password = secrets.token_hex(8)
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS append_only")
+        conn.exec_driver_sql("CREATE DATABASE append_only")
+        conn.exec_driver_sql("DROP ROLE IF EXISTS reconcile_tasks")
+        conn.exec_driver_sql(f"CREATE ROLE reconcile_tasks LOGIN PASSWORD '{password}'")
+    admin.dispose()
+    owner = _keyed_store(owner_url)
+    owner.append(_record("first"))
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), owner.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE reconcile_audit_record SET outcome = 'success'")
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), owner.engine.begin() as conn:
+        conn.exec_driver_sql("TRUNCATE reconcile_ledger_event")
+    assert cli.main(["db", "grant", "--url", owner_url, "--role", "reconcile_tasks"]) == 0
+    tasks_url = owner_url.replace(f"{postgres.user}:{postgres.password}@", f"reconcile_tasks:{password}@")
+    tasks = _keyed_store(tasks_url)
+    tasks.append(_record("second"))  # what a task does
+    ledger = Ledger(tasks, spec="s", dag_id="d", run_id="r")
+    ledger.record(PlannedOperation(operation_id="op", rule="r", action="assign", target="jira", autonomy="review",
+                                   severity="low", entity="e", target_ref="OPS-1", params={"assignee": "a"},
+                                   reason=""), "in_review")  # fmt: skip
+    for statement in ("UPDATE reconcile_audit_record SET outcome = 'success'", "DELETE FROM reconcile_audit_record",
+                      "TRUNCATE reconcile_audit_record", "DELETE FROM reconcile_ledger_event"):  # fmt: skip
+        with pytest.raises(sa.exc.DBAPIError, match="permission denied"), tasks.engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+    assert tasks.verify() == (True, None)
+    assert [r["error"] for r in tasks.records()] == ["first", "second"]

@@ -1,14 +1,16 @@
-"""The audit store: one append-only, hash-chained record per task-instance try.
+"""The audit store: one append-only, chained record per task-instance try.
 
 Our own database (tasks may not touch Airflow's): SQLite by default, Postgres in production.
-Appends are serialised (SQLite ``BEGIN IMMEDIATE``; Postgres table lock) so the chain stays linear
-when parallel tasks write at once.
+Appends are serialised (SQLite ``BEGIN IMMEDIATE``; a Postgres advisory lock) so the chain stays linear
+when parallel tasks write at once. Each record's MAC covers the record before it, keyed with the
+audit key when the store has one (``core.integrity``); on PostgreSQL the records cannot be updated
+or deleted (a trigger; and the role Airflow uses gets no such privilege, ``reconcile db grant``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -17,6 +19,15 @@ import sqlalchemy as sa
 
 from airflow_reconcile.core.database import create_engine
 from airflow_reconcile.core.errors import AuditUnavailable, db_error_text
+from airflow_reconcile.core.integrity import (
+    GENESIS,
+    Head,
+    Signer,
+    Verification,
+    checkpoint_valid,
+    sign_checkpoint,
+    verify_chain,
+)
 from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.vocabulary import TaskId
 
@@ -38,8 +49,8 @@ audit_records = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("record_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_id", sa.String(16)),  # the audit key's id (None: written without a key)
 )
-GENESIS = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -87,12 +98,37 @@ def _utc_text(when: str) -> str:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
-def _chain_hash(prev: str, row: dict[str, Any]) -> str:
-    fields = [prev] + [str(row[c]) for c in (
-        "dag_id", "run_id", "task_id", "map_index", "try_number", "started_at", "ended_at",
-        "outcome", "spec", "policy_version", "body",
-    )]  # fmt: skip
-    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+AUDIT_LOCK, LEDGER_LOCK = 0x72656301, 0x72656302  # PostgreSQL advisory locks: one appender per chain at a time
+
+# The ledger's history: one entry per write to a ledger row (core.ledger writes it), the second chain.
+ledger_events = sa.Table(
+    "reconcile_ledger_event",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("operation_id", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("state", sa.String(64), nullable=False),  # integrity.state_digest of the row after the write
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("event_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_id", sa.String(16)),
+)
+LEDGER_CHAINED = ("operation_id", "status", "run_id", "state", "at")
+
+
+def ledger_fields(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields a history entry's MAC covers (after the previous entry's MAC)."""
+    return tuple(str(row[c]) for c in LEDGER_CHAINED)
+
+
+CHAINED = ("dag_id", "run_id", "task_id", "map_index", "try_number", "started_at", "ended_at", "outcome", "spec",
+           "policy_version", "body")  # fmt: skip
+
+
+def _chained(row: dict[str, Any]) -> tuple[str, ...]:
+    """The fields a record's MAC covers (after the previous record's MAC)."""
+    return tuple(str(row[c]) for c in CHAINED)
 
 
 def _unpacked(rows: Any) -> list[dict[str, Any]]:
@@ -106,8 +142,9 @@ def _unpacked(rows: Any) -> list[dict[str, Any]]:
 
 
 class AuditStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, signer: Signer | None = None) -> None:
         self.url = url
+        self.signer = signer or Signer(None)
         self._migrated = False  # ensure_schema found the store at this release's revision
         connect_args: dict[str, Any] = {}
         if url.startswith("sqlite"):
@@ -170,13 +207,14 @@ class AuditStore:
         self.ensure_schema()
         try:
             with self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"LOCK TABLE {audit_records.name} IN EXCLUSIVE MODE")
+                if conn.dialect.name == "postgresql":  # an advisory lock: the role needs no UPDATE privilege
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
                 prev = conn.execute(
                     sa.select(audit_records.c.record_hash).order_by(audit_records.c.id.desc()).limit(1)
                 ).scalar()
                 row["prev_hash"] = prev or GENESIS
-                row["record_hash"] = _chain_hash(str(row["prev_hash"]), row)
+                row["record_hash"] = self.signer.mac(row["prev_hash"], *_chained(row))
+                row["key_id"] = self.signer.key_id
                 conn.execute(audit_records.insert().values(**row))
         except sa.exc.SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
@@ -301,13 +339,74 @@ class AuditStore:
             return sorted(str(d) for d in conn.execute(sa.select(audit_records.c.dag_id).distinct()).scalars())
 
     def verify(self) -> tuple[bool, int | None]:
-        """Check the hash chain; returns (ok, id of the first broken record)."""
+        """Check the record chain alone; returns (ok, id of the first broken record). ``verify_all``
+        checks the ledger's history and the checkpoints too."""
+        found = self.verify_all(checkpoints=None)
+        return found.ok, found.broken_record
+
+    def verify_all(self, checkpoints: list[tuple[str, dict[str, Any] | None]] | None) -> Verification:
+        """Check both chains with this store's key, and the store against every checkpoint given."""
         self.ensure_schema()
-        prev = GENESIS
+        found = Verification(keyed=self.signer.keyed)
         with self.engine.connect() as conn:
-            for r in conn.execute(sa.select(audit_records).order_by(audit_records.c.id)):
-                row = dict(r._mapping)
-                if row["prev_hash"] != prev or _chain_hash(prev, row) != row["record_hash"]:
-                    return False, int(row["id"])
-                prev = row["record_hash"]
-        return True, None
+            records = (dict(r._mapping) for r in conn.execute(sa.select(audit_records).order_by(audit_records.c.id)))
+            found.records, found.broken_record = verify_chain(
+                records, _chained, hash_column="record_hash", signer=self.signer, label="audit record", found=found
+            )
+            events = (dict(r._mapping) for r in conn.execute(sa.select(ledger_events).order_by(ledger_events.c.id)))
+            found.ledger_events, _ = verify_chain(
+                events, ledger_fields, hash_column="event_hash", signer=self.signer, label="ledger history entry",
+                found=found,
+            )  # fmt: skip
+            for name, checkpoint in checkpoints or []:
+                self._check_against(conn, name, checkpoint, found)
+        return found
+
+    def heads(self) -> list[Head]:
+        """The newest entry and the entry count of both chains, read in one transaction."""
+        self.ensure_schema()
+        heads = []
+        with self.engine.connect() as conn:
+            for chain, table, column in (
+                ("audit", audit_records, "record_hash"),
+                ("ledger", ledger_events, "event_hash"),
+            ):
+                row = conn.execute(sa.select(table.c.id, table.c[column]).order_by(table.c.id.desc()).limit(1)).first()
+                head_id = int(row[0]) if row else 0
+                count = conn.execute(
+                    sa.select(sa.func.count()).select_from(table).where(table.c.id <= head_id)
+                ).scalar()
+                heads.append(Head(chain, head_id, str(row[1]) if row else GENESIS, int(count or 0)))
+        return heads
+
+    def checkpoint(self) -> dict[str, Any]:
+        """A signed checkpoint of both chains, to keep outside this store (``integrity.write_checkpoint``)."""
+        return sign_checkpoint(self.signer, self.heads())
+
+    def _check_against(self, conn: Any, name: str, checkpoint: dict[str, Any] | None, found: Verification) -> None:
+        if checkpoint is None:
+            found.problems.append(f"checkpoint {name} cannot be read")
+            return
+        if checkpoint.get("key_id") != self.signer.key_id or not checkpoint_valid(self.signer, checkpoint):
+            found.problems.append(f"checkpoint {name} does not verify with the key given (forged, edited, or "
+                                  "signed with another key)")  # fmt: skip
+            return
+        found.checkpoints += 1
+        for chain, table, column in (("audit", audit_records, "record_hash"), ("ledger", ledger_events, "event_hash")):
+            head = checkpoint.get("chains", {}).get(chain)
+            if not head or not head["head_id"]:
+                continue
+            what = "audit records" if chain == "audit" else "ledger history entries"
+            at = conn.execute(sa.select(table.c[column]).where(table.c.id == head["head_id"])).scalar()
+            count = conn.execute(
+                sa.select(sa.func.count()).select_from(table).where(table.c.id <= head["head_id"])
+            ).scalar()
+            if at is None:
+                found.problems.append(f"checkpoint {name} ({checkpoint['at']}) saw {head['count']} {what} up to id "
+                                      f"{head['head_id']}; that entry is gone (the newest entries, or all, were deleted)")  # fmt: skip
+            elif at != head["head_hash"]:
+                found.problems.append(f"checkpoint {name}: {chain} entry {head['head_id']} is not the one it saw "
+                                      "(rewritten, its chain recomputed)")  # fmt: skip
+            elif count != head["count"]:
+                found.problems.append(f"checkpoint {name} saw {head['count']} {what} up to id {head['head_id']}; "
+                                      f"the store has {count} (entries before it were deleted)")  # fmt: skip

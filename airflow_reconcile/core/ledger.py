@@ -8,6 +8,12 @@ is conditional on it (a status the row may not move from changes nothing, or rai
 
 It lives in the audit store's database, next to the audit trail. "No audit, no action": when the
 ledger cannot be written, the side effect does not happen (``AuditUnavailable``).
+
+Every write to a row also appends, in the same transaction, an entry to the ledger's history
+(``reconcile_ledger_event``): the row's new status and a digest of its whole new state, chained and
+keyed like the audit records (``core.integrity``). Replay and revert act only on rows that are what
+their newest history entry says, in a history that verifies: a row planted or edited in the database
+by someone without the audit key is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_reconcile.core import catalog
-from airflow_reconcile.core.audit import metadata
+from airflow_reconcile.core.audit import LEDGER_LOCK, ledger_events, ledger_fields, metadata
 from airflow_reconcile.core.errors import LedgerConflict
+from airflow_reconcile.core.integrity import GENESIS, Verification, state_digest, verify_chain
 from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.vocabulary import (
     FINAL,
@@ -62,6 +69,18 @@ operations = sa.Table(
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
 
+# What a history entry's state digest covers (the columns of migration r0003; a new column joins
+# only through a revision that re-records the history).
+STATE_COLUMNS = (
+    "operation_id", "spec", "dag_id", "run_id", "rule", "action", "target", "target_ref", "entity", "params",
+    "status", "attempts", "error_class", "error", "hint", "prior", "applied_run_id", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def row_state(row: Mapping[str, Any]) -> str:
+    return state_digest({c: row.get(c) for c in STATE_COLUMNS})
+
+
 HINTS = {
     401: "the connection's credentials were refused: check the Airflow connection's login and token",
     403: "the connection's user may not do this: grant it the permission in Jira/Slack, then replay",
@@ -90,12 +109,85 @@ class Ledger:
         self.store, self.spec, self.dag_id, self.run_id = store, spec, dag_id, run_id
         store.ensure_schema()
 
-    def _write(self, statement: Any) -> None:
+    def _commit(self, writes: list[tuple[Any, list[str]]], now: str) -> int:
+        """Run writes to ledger rows (each with the operation ids it may touch, setting ``updated_at``
+        to ``now``) and append a history entry for every row they changed, in one transaction; returns
+        how many rows changed."""
+        changed = 0
         try:
             with self.store.engine.begin() as conn:
-                conn.execute(statement)
+                if conn.dialect.name == "postgresql":  # one history, in one order (SQLite: BEGIN IMMEDIATE)
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK})")
+                touched: list[str] = []
+                for statement, ids in writes:
+                    count = int(conn.execute(statement).rowcount or 0)
+                    changed += count
+                    if count:
+                        touched.extend(ids)
+                if touched:
+                    self._record_history(conn, touched, now)
         except sa.exc.SQLAlchemyError as exc:
             raise self.store._unavailable(exc) from None
+        return changed
+
+    def _record_history(self, conn: Any, operation_ids: list[str], now: str) -> None:
+        signer = self.store.signer
+        prev = (
+            conn.execute(sa.select(ledger_events.c.event_hash).order_by(ledger_events.c.id.desc()).limit(1)).scalar()
+            or GENESIS
+        )
+        for start in range(0, len(operation_ids), 500):
+            rows = conn.execute(
+                sa.select(operations)
+                .where(
+                    operations.c.operation_id.in_(operation_ids[start : start + 500]), operations.c.updated_at == now
+                )
+                .order_by(operations.c.operation_id)
+            )
+            for r in rows:
+                row = dict(r._mapping)
+                event = {"operation_id": row["operation_id"], "status": row["status"], "run_id": row["run_id"],
+                         "state": row_state(row), "at": now, "prev_hash": prev, "key_id": signer.key_id}  # fmt: skip
+                event["event_hash"] = prev = signer.mac(prev, *ledger_fields(event))
+                conn.execute(ledger_events.insert().values(**event))
+
+    def unverified(self, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """Of these ledger rows, the ones replay or revert must not act on, with why: a row that is not
+        what its newest history entry says (planted or edited in the database). Raises when the history
+        itself does not verify: then no row can be trusted."""
+        from airflow_reconcile.core.errors import ReconcileError
+
+        wanted = {r["operation_id"] for r in rows}
+        newest: dict[str, dict[str, Any]] = {}
+
+        def walk(conn: Any) -> Any:
+            for r in conn.execute(sa.select(ledger_events).order_by(ledger_events.c.id)):
+                event = dict(r._mapping)
+                if event["operation_id"] in wanted:
+                    newest[event["operation_id"]] = event
+                yield event
+
+        found = Verification()
+        try:
+            with self.store.engine.connect() as conn:
+                verify_chain(walk(conn), ledger_fields, hash_column="event_hash", signer=self.store.signer,
+                             label="ledger history entry", found=found)  # fmt: skip
+        except sa.exc.SQLAlchemyError as exc:
+            raise self.store._unavailable(exc) from None
+        if not found.ok:
+            raise ReconcileError(
+                f"the ledger's history does not verify ({found.problems[0]}); nothing is replayed or reverted "
+                "until it is looked into: run reconcile audit verify"
+            )
+        why = {}
+        for row in rows:
+            event = newest.get(row["operation_id"])
+            if event is None:
+                why[row["operation_id"]] = "its ledger row has no history (written outside airflow-reconcile?)"
+            elif event["state"] != row_state(row):
+                why[row["operation_id"]] = ("its ledger row is not what its history says (changed outside "
+                                            "airflow-reconcile?)")  # fmt: skip
+        return why
 
     def _read(self, query: Any) -> list[dict[str, Any]]:
         try:
@@ -110,7 +202,7 @@ class Ledger:
 
     def _upsert(self, op: PlannedOperation, existing: dict[str, Any] | None, **values: Any) -> None:
         now = _now()
-        values = {"run_id": self.run_id, "updated_at": now, **values}
+        values = {"run_id": self.run_id, **values, "updated_at": now}
         if existing is None:
             if values.get("status", Status.PLANNED) not in INITIAL:
                 raise LedgerConflict(
@@ -122,9 +214,10 @@ class Ledger:
                 "target_ref": op.target_ref, "entity": op.entity, "params": op.params_json,
                 "attempts": 0, "created_at": now, "status": Status.PLANNED, **values,
             }  # fmt: skip
-            self._write(operations.insert().values(**row))
+            self._commit([(operations.insert().values(**row), [op.operation_id])], now)
         else:
-            self._write(operations.update().where(operations.c.operation_id == op.operation_id).values(**values))
+            update = operations.update().where(operations.c.operation_id == op.operation_id).values(**values)
+            self._commit([(update, [op.operation_id])], now)
 
     def record(self, op: PlannedOperation, status: str) -> str:
         """An operation that is not applied in this run (review, approval, recommendation).
@@ -138,11 +231,13 @@ class Ledger:
             return status
         if not may_move(existing["status"], status):
             return str(existing["status"])
-        self._write(
+        now = _now()
+        update = (
             operations.update()
             .where(operations.c.operation_id == op.operation_id, operations.c.status.in_(TRANSITIONS[Status(status)]))
-            .values(status=status, run_id=self.run_id, updated_at=_now())
+            .values(status=status, run_id=self.run_id, updated_at=now)
         )
+        self._commit([(update, [op.operation_id])], now)
         return str((self.get(op.operation_id) or {"status": status})["status"])
 
     def decide(self, operation_ids: list[str], status: str) -> int:
@@ -152,22 +247,17 @@ class Ledger:
             raise LedgerConflict(f"an approval request cannot end as {status}")
         if not operation_ids:
             return 0
-        changed = 0
-        try:
-            with self.store.engine.begin() as conn:  # one transaction: all of the answer or none of it
-                for start in range(0, len(operation_ids), 500):
-                    result = conn.execute(
-                        operations.update()
-                        .where(
-                            operations.c.operation_id.in_(operation_ids[start : start + 500]),
-                            operations.c.status == Status.AWAITING_APPROVAL,
-                        )
-                        .values(status=status, run_id=self.run_id, updated_at=_now())
-                    )
-                    changed += int(result.rowcount or 0)
-        except sa.exc.SQLAlchemyError as exc:
-            raise self.store._unavailable(exc) from None
-        return changed
+        now = _now()
+        writes = []
+        for start in range(0, len(operation_ids), 500):  # one transaction: all of the answer or none of it
+            ids = operation_ids[start : start + 500]
+            update = (
+                operations.update()
+                .where(operations.c.operation_id.in_(ids), operations.c.status == Status.AWAITING_APPROVAL)
+                .values(status=status, run_id=self.run_id, updated_at=now)
+            )
+            writes.append((update, ids))
+        return self._commit(writes, now)
 
     def begin(self, op: PlannedOperation) -> dict[str, Any] | None:
         """Before the side effect. Returns the ledger row when the operation must not be sent again."""
@@ -209,16 +299,12 @@ class Ledger:
         allowed = TRANSITIONS.get(Status(status)) if status in STORED else None
         if not allowed:
             raise LedgerConflict(f"operation {operation_id}: {status!r} is not a status the ledger moves to")
-        try:
-            with self.store.engine.begin() as conn:
-                result = conn.execute(
-                    operations.update()
-                    .where(operations.c.operation_id == operation_id, operations.c.status.in_(allowed))
-                    .values(**values)
-                )
-        except sa.exc.SQLAlchemyError as exc:
-            raise self.store._unavailable(exc) from None
-        if not result.rowcount:
+        update = (
+            operations.update()
+            .where(operations.c.operation_id == operation_id, operations.c.status.in_(allowed))
+            .values(**values)
+        )
+        if not self._commit([(update, [operation_id])], str(values["updated_at"])):
             row = self.get(operation_id)
             now = "has no ledger row" if row is None else f"is {row['status']}"
             raise LedgerConflict(f"operation {operation_id} {now}; it cannot become {status} "

@@ -33,6 +33,15 @@ def workspace_root() -> str:
     return str(absolute(configured))
 
 
+def checkpoint_folder(root: str | None = None) -> Path:
+    """Where the audit checkpoints are kept: ``<workspace root>/_audit/checkpoints`` (outside the audit store)."""
+    from urllib.parse import unquote, urlparse
+
+    root = root or workspace_root()
+    local = unquote(urlparse(root).path) if root.startswith("file://") else root
+    return absolute(local) / "_audit" / "checkpoints"
+
+
 def default_audit_db() -> Path:
     """The audit store when no ``reconcile_audit`` connection exists: SQLite under ``$AIRFLOW_HOME/reconcile``."""
     return airflow_home() / "reconcile" / "audit.db"

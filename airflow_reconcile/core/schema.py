@@ -68,6 +68,35 @@ def upgrade(engine: Any) -> tuple[str | None, str]:
         return before, str(current(connection))
 
 
+APPEND_ONLY = ("reconcile_audit_record", "reconcile_ledger_event")
+READ_WRITE = ("reconcile_operation",)
+APPEND_READ = ("reconcile_run_spec",)
+
+
+def grant(engine: Any, role: str) -> list[str]:
+    """PostgreSQL: give ``role`` (the one Airflow's tasks connect as) what the tasks need and no more:
+    SELECT and INSERT on the audit records, the ledger's history and the pinned specs, UPDATE on the
+    ledger rows; no UPDATE, DELETE or TRUNCATE on the chains. Run as the tables' owner after
+    ``upgrade`` (the tasks then find the schema current and never need DDL). Returns the statements."""
+    import re
+
+    if engine.dialect.name != "postgresql":
+        raise ReconcileError("reconcile db grant is for PostgreSQL audit stores (a SQLite file has no roles)")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", role):
+        raise ReconcileError(f"--role {role!r}: give a plain role name (letters, digits, _)")
+    statements = [
+        f"REVOKE ALL ON {', '.join((*APPEND_ONLY, *READ_WRITE, *APPEND_READ))} FROM {role}",
+        f"GRANT SELECT, INSERT ON {', '.join((*APPEND_ONLY, *APPEND_READ))} TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE ON {', '.join(READ_WRITE)} TO {role}",
+        f"GRANT SELECT ON {VERSION_TABLE} TO {role}",
+        *(f"GRANT USAGE, SELECT ON SEQUENCE {table}_id_seq TO {role}" for table in APPEND_ONLY),
+    ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    return statements
+
+
 def ensure(engine: Any) -> None:
     """Upgrade when the store is not at the newest revision (one small query when it is)."""
     with engine.connect() as connection:

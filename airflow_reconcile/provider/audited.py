@@ -152,6 +152,28 @@ class AuditedTaskMixin:
             digest = store.append(record)
             log.info("audit record %s written (%s, trace id %s)", digest[:12], outcome, record.trace_id)
             self._lineage_record = {**record.to_dict(), "record_hash": digest}
+            if self.checkpoints:
+                self._checkpoint(store)
+
+    checkpoints = False  # True: after its record, the task writes an audit checkpoint (core.integrity)
+
+    def _checkpoint(self, store: Any) -> None:
+        """A signed checkpoint of the audit chains, kept outside the store: a file in the workspace and
+        this line in the task log. Best effort: the record is written; a checkpoint that cannot be kept
+        is logged as an error, and the next one covers the same records."""
+        from airflow_reconcile.core.integrity import write_checkpoint
+        from airflow_reconcile.core.locations import checkpoint_folder
+
+        try:
+            checkpoint = store.checkpoint()
+            path = write_checkpoint(checkpoint_folder(self.workspace_root), checkpoint)
+        except Exception:  # noqa: BLE001 - the try's own outcome stands
+            log.exception("audit checkpoint could not be written")
+            return
+        heads = ", ".join(f"{c} head {h['head_id']} {h['head_hash'][:16]} ({h['count']} entries)"
+                          for c, h in sorted(checkpoint["chains"].items()))  # fmt: skip
+        log.info("audit checkpoint %s: %s; signature %s (%s)", checkpoint["at"], heads, checkpoint["signature"],
+                 path.name if not store.signer.keyed else f"key {store.signer.key_id}")  # fmt: skip
 
     # OpenLineage (apache-airflow-providers-openlineage calls these after the try): the lineage comes
     # from this try's audit record, so the two always agree. See airflow_reconcile.provider.lineage.

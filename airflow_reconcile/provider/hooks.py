@@ -155,11 +155,23 @@ class AuditStoreHook(BaseHook):
             return f"sqlite:///{path}"
         return sqlalchemy_url(conn)
 
+    @property
+    def key_conn_id(self) -> str:
+        """The connection that holds the audit key (its password): ``<audit connection id>_key``."""
+        return f"{self.audit_conn_id}_key"
+
+    def signer(self) -> Any:
+        """The audit key from its connection (never from the audit store); unkeyed without one."""
+        from airflow_reconcile.core.integrity import Signer
+
+        conn = _connection_or_none(self.key_conn_id)
+        return Signer.from_text(conn.password if conn else None, origin=f"connection {self.key_conn_id!r}")
+
     @cached_property
     def store(self) -> Any:
         from airflow_reconcile.core.audit import AuditStore
 
-        return AuditStore(self.url())
+        return AuditStore(self.url(), self.signer())
 
     def get_conn(self) -> Any:
         return self.store

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_reconcile import cli
-from airflow_reconcile.core.audit import AuditStore, _chain_hash, metadata
+from airflow_reconcile.core.audit import AuditStore, _chained, metadata
 from airflow_reconcile.core.errors import ReconcileError
+from airflow_reconcile.core.integrity import Signer
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.schema import VERSION_TABLE, head, upgrade
 from tests.core.conftest import in_processes
@@ -48,7 +49,7 @@ def old_store(path) -> list[str]:
         row = {"dag_id": "reconcile_x", "run_id": "r1", "task_id": f"t{i}", "map_index": -1, "try_number": 1,
                "started_at": "2026-01-01T00:00:00+00:00", "ended_at": "2026-01-01T00:00:01+00:00",
                "outcome": "success", "spec": "x", "policy_version": "abc", "body": json.dumps({"details": {"i": i}})}  # fmt: skip
-        digest = _chain_hash(prev, row)
+        digest = Signer(None).mac(prev, *_chained(row))  # how an unkeyed release chained them
         db.execute(f"INSERT INTO reconcile_audit_record ({', '.join(row)}, prev_hash, record_hash) "
                    f"VALUES ({', '.join('?' * len(row))}, ?, ?)", [*row.values(), prev, digest])  # fmt: skip
         prev = digest
@@ -68,7 +69,9 @@ def schema_drift(store: AuditStore) -> list:
     import airflow_reconcile.core.ledger
     import airflow_reconcile.core.pinning  # noqa: F401 - every module that defines a table of the store
 
-    assert set(metadata.tables) == {"reconcile_audit_record", "reconcile_operation", "reconcile_run_spec"}
+    assert set(metadata.tables) == {
+        "reconcile_audit_record", "reconcile_operation", "reconcile_run_spec", "reconcile_ledger_event"
+    }  # fmt: skip
 
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
@@ -95,6 +98,8 @@ def test_reconcile_db_upgrade_brings_an_old_store_forward_with_its_records_and_c
     assert store.verify() == (True, None)
     row = Ledger(store, spec="x", dag_id="reconcile_x", run_id="r2").get("op1")
     assert (row["status"], row["prior"], row["applied_run_id"]) == ("applied", '{"assignee": "bob"}', None)
+    ledger = Ledger(store, spec="x", dag_id="reconcile_x", run_id="r2")
+    assert ledger.unverified([row]) == {}  # the row the migration found has its history: revert may act on it
     assert cli.main(["db", "upgrade", "--url", f"sqlite:///{path}"]) == 0
     assert "nothing to do" in capsys.readouterr().out
 
@@ -151,3 +156,13 @@ def test_tasks_that_start_at_once_migrate_once(store_url):
     with store.engine.connect() as conn:
         assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [head()]
     assert upgrade(store.engine) == (head(), head())
+
+
+def test_the_ledger_history_digests_every_column_of_a_ledger_row_as_its_migration_froze_them():
+    import importlib
+
+    from airflow_reconcile.core.ledger import STATE_COLUMNS, operations
+
+    r0003 = importlib.import_module("airflow_reconcile.core.migrations.versions.r0003_integrity")
+    assert STATE_COLUMNS == r0003.STATE_COLUMNS
+    assert set(STATE_COLUMNS) == {c.name for c in operations.columns}  # a new column needs a revision that re-records

@@ -142,10 +142,13 @@ def replay_operations(
             raise ReconcileError(f"no operation {', '.join(unknown)} in the ledger of spec {ledger.spec!r}")
     else:
         rows = queries.select(status=REPLAYABLE, since=since)
+    untrusted = ledger.unverified(rows)  # a row planted or edited in the database is never sent
     refused, replay = [], []
     for row in rows:
         reason: str | None
-        if row["status"] != REPLAYABLE:
+        if row["operation_id"] in untrusted:
+            reason = untrusted[row["operation_id"]]
+        elif row["status"] != REPLAYABLE:
             reason = f"status {row['status']}: {NOT_REPLAYED.get(row['status'], 'only dead letters are replayed')}"
         else:
             reason = policy.refusal(row, replay=True)
@@ -174,12 +177,15 @@ def revert_run(
     # when a later try failed, but keep the applying run and its prior state); not what was reverted
     # already, and not what a run is applying right now (the ledger would not let it become reverted).
     applied = [r for r in LedgerQueries(ledger).select(run_id=run_id) if r["status"] != Status.REVERTED]
-    rows = [r for r in applied if may_move(r["status"], Status.REVERTED)]
+    untrusted = ledger.unverified(applied)  # a planted or edited row names a prior state no one recorded
+    rows = [r for r in applied if may_move(r["status"], Status.REVERTED) and r["operation_id"] not in untrusted]
     busy = [{"operation_id": r["operation_id"], "action": r["action"],
              "reason": f"it is {r['status']}: a run is applying it; revert again when that run has ended"}
-            for r in applied if not may_move(r["status"], Status.REVERTED)]  # fmt: skip
+            for r in applied if not may_move(r["status"], Status.REVERTED) and r["operation_id"] not in untrusted]  # fmt: skip
     plan, not_reversible = revert_plan(rows)
     not_reversible.extend(busy)
+    not_reversible.extend({"operation_id": r["operation_id"], "action": r["action"], "reason": untrusted[r["operation_id"]]}
+                          for r in applied if r["operation_id"] in untrusted)  # fmt: skip
     refused = [(i, policy.refusal(op, replay=False)) for i, op in enumerate(plan.to_dict("records"))]
     refused = [(i, reason) for i, reason in refused if reason]
     if refused:

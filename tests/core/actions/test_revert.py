@@ -34,6 +34,16 @@ def nap(_):
     return None
 
 
+def as_the_ledger_writes(ledger, operation_id, **values):
+    """Put a ledger row in a state that takes runs, approvals and faults to reach the legal way, written
+    as the ledger writes (its history included), so replay and revert trust the row."""
+    from airflow_reconcile.core.ledger import operations
+
+    now = "2026-11-30T00:00:00.000001+00:00"
+    update = operations.update().where(operations.c.operation_id == operation_id).values(**values, updated_at=now)
+    assert ledger._commit([(update, [operation_id])], now) == 1
+
+
 def test_403_dead_letter_then_replay_after_the_fault_is_lifted_applies_once(seeded, jira_client, store):
     jira = {"jira": JiraExecutor(jira_client)}
     run1 = Ledger(store, spec="s", dag_id="d", run_id="run-1")
@@ -123,15 +133,13 @@ RULES = {"fix": ("auto", False), "ask": ("approve", False), "clear": ("auto", Tr
 def test_replay_sends_only_dead_letters_the_policy_still_allows(seeded, jira_client, store, status, rule, params,
                                                                  reason):  # fmt: skip
     from airflow_reconcile.core.actions.revert import RecoveryPolicy
-    from airflow_reconcile.core.ledger import operations
 
     action = "transition" if "status" in params else "assign"
     ref = "OPS-1" if params.get("assignee") == "" else "OPS-2"  # clearing needs someone to unassign
     ops = plan((action, ref, params, "review")).assign(rule=rule)
     ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     ledger.record(PlannedOperation.from_row(ops.iloc[0].to_dict()), "planned")
-    with store.engine.begin() as conn:
-        conn.execute(operations.update().values(status=status))
+    as_the_ledger_writes(ledger, "op0", status=status)
     writes = len(seeded.writes)
     replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
     policy = RecoveryPolicy(rules=RULES)
@@ -179,17 +187,14 @@ def test_replay_and_revert_stop_above_max_actions_and_revert_never_closes_withou
 
 
 def test_revert_undoes_a_write_a_later_try_failed_on_and_leaves_one_being_applied(seeded, jira_client, store):
-    import sqlalchemy as sa
-
-    from airflow_reconcile.core.ledger import operations
 
     jira = {"jira": JiraExecutor(jira_client)}
     run1 = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
     assert apply_plan(ops, jira, ledger=run1, sleep=nap).status.tolist() == ["applied", "applied"]
-    with store.engine.begin() as conn:  # run 2: its try on op0 failed for good; op1 is being applied right now
-        conn.execute(sa.update(operations).where(operations.c.operation_id == "op0").values(status="dead_lettered"))
-        conn.execute(sa.update(operations).where(operations.c.operation_id == "op1").values(status="in_flight"))
+    # run 2: its try on op0 failed for good; op1 is being applied right now
+    as_the_ledger_writes(run1, "op0", status="dead_lettered")
+    as_the_ledger_writes(run1, "op1", status="in_flight")
     undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
     result, not_reversible = revert_run(undo, jira, "run-1", sleep=nap)
     assert result.status.tolist() == ["applied"]  # op0: run 1's write still stood, so it is undone
