@@ -17,7 +17,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install system-deps demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read clean
+.PHONY: install system-deps compose-env demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read clean
 
 # uv alone (what `make wheel` needs); the lock's environment comes on top of it.
 $(UV):
@@ -33,6 +33,10 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/python -m devkit.demo $(DEMO_FLAGS)
+
+# The secrets docker-compose.yaml reads (.env, mode 600; never overwritten): the system's Python 3 only.
+compose-env:
+	$(PYTHON) devkit/compose_env.py .env
 
 # Debian packages some tests need (PostgreSQL): installed with apt only when missing.
 system-deps:

@@ -52,14 +52,61 @@ def test_audit_store_uses_the_driver_the_postgres_extra_installs():
     assert any(dep.startswith("psycopg[binary]") for dep in declared["postgres"])
 
 
-def test_audit_store_database_is_created():
+def init_script():
     postgres = load()["services"]["postgres"]
     init = next(v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v)
-    script = REPO / init.split(":")[0]
-    assert "CREATE DATABASE reconcile_audit" in script.read_text()
+    return REPO / init.split(":")[0]
+
+
+def test_audit_store_database_is_created_with_its_own_roles():
+    script = init_script().read_text()
+    assert "CREATE DATABASE reconcile_audit OWNER reconcile_owner" in script
+    env = load()["services"]["airflow-scheduler"]["environment"]
+    url = json.loads(env["AIRFLOW_CONN_RECONCILE_AUDIT"])["extra"]["sqlalchemy_url"]
+    assert url.startswith("postgresql+psycopg://reconcile_tasks:")  # not the metadata DB's superuser
+    init = load()["services"]["airflow-init"]
+    assert init["environment"]["RECONCILE_AUDIT_URL"].startswith("postgresql+psycopg://reconcile_owner:")
+    assert "db grant --role reconcile_tasks" in init["command"][1]
 
 
 def test_no_real_credentials_in_compose():
     env = load()["services"]["airflow-scheduler"]["environment"]
     assert "CHANGE-ME" in env["AIRFLOW_CONN_RECONCILE_JIRA"]
     assert "CHANGE-ME" in env["AIRFLOW_CONN_RECONCILE_SLACK"]
+
+
+def test_every_secret_comes_from_the_env_file_that_make_compose_env_writes():
+    """No default password, no empty Fernet key: compose refuses to start without .env, and .env holds
+    exactly the secrets compose reads."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(REPO / "devkit"))
+    from compose_env import SECRETS
+
+    text = (REPO / "docker-compose.yaml").read_text()
+    assert "DEVELOPMENT ONLY" in text.splitlines()[0]
+    assert "airflow:airflow" not in text
+    assert 'FERNET_KEY: ""' not in text
+    required = set(re.findall(r"\$\{([A-Z_]+):\?run make compose-env\}", text))
+    optional = set(re.findall(r"\$\{([A-Z_]+):-", text))
+    assert required == set(SECRETS)
+    assert optional <= {"AIRFLOW_IMAGE_NAME", "AIRFLOW_UID", "AIRFLOW_PROJ_DIR", "_AIRFLOW_WWW_USER_USERNAME"}
+    assert load()["services"]["redis"]["command"][1] == "--requirepass"
+    assert "run make compose-env" in load()["services"]["airflow-scheduler"]["environment"]["AIRFLOW__CORE__FERNET_KEY"]
+
+
+def test_compose_env_writes_every_secret_once_readable_by_its_owner_only(tmp_path):
+    import base64
+    import subprocess
+    import sys
+
+    env_file = tmp_path / ".env"
+    subprocess.run([sys.executable, str(REPO / "devkit" / "compose_env.py"), str(env_file)], check=True)
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if not line.startswith("#"))
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert len(base64.urlsafe_b64decode(values["FERNET_KEY"])) == 32  # what Fernet takes
+    assert all(len(v) >= 16 for k, v in values.items() if k != "AIRFLOW_UID")
+    before = env_file.read_text()
+    subprocess.run([sys.executable, str(REPO / "devkit" / "compose_env.py"), str(env_file)], check=True)
+    assert env_file.read_text() == before  # never overwritten: its keys sign and encrypt what exists

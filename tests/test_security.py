@@ -518,8 +518,8 @@ def test_on_postgresql_the_audit_trail_is_append_only_for_the_tasks_role(postgre
     with admin.connect() as conn:
         conn.exec_driver_sql("DROP DATABASE IF EXISTS append_only")
         conn.exec_driver_sql("CREATE DATABASE append_only")
-        conn.exec_driver_sql("DROP ROLE IF EXISTS reconcile_tasks")
-        conn.exec_driver_sql(f"CREATE ROLE reconcile_tasks LOGIN PASSWORD '{password}'")
+        conn.exec_driver_sql("DROP ROLE IF EXISTS append_only_tasks")
+        conn.exec_driver_sql(f"CREATE ROLE append_only_tasks LOGIN PASSWORD '{password}'")
     admin.dispose()
     owner = _keyed_store(owner_url)
     owner.append(_record("first"))
@@ -527,8 +527,8 @@ def test_on_postgresql_the_audit_trail_is_append_only_for_the_tasks_role(postgre
         conn.exec_driver_sql("UPDATE reconcile_audit_record SET outcome = 'success'")
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), owner.engine.begin() as conn:
         conn.exec_driver_sql("TRUNCATE reconcile_ledger_event")
-    assert cli.main(["db", "grant", "--url", owner_url, "--role", "reconcile_tasks"]) == 0
-    tasks_url = owner_url.replace(f"{postgres.user}:{postgres.password}@", f"reconcile_tasks:{password}@")
+    assert cli.main(["db", "grant", "--url", owner_url, "--role", "append_only_tasks"]) == 0
+    tasks_url = owner_url.replace(f"{postgres.user}:{postgres.password}@", f"append_only_tasks:{password}@")
     tasks = _keyed_store(tasks_url)
     tasks.append(_record("second"))  # what a task does
     ledger = Ledger(tasks, spec="s", dag_id="d", run_id="r")
@@ -541,3 +541,56 @@ def test_on_postgresql_the_audit_trail_is_append_only_for_the_tasks_role(postgre
             conn.exec_driver_sql(statement)
     assert tasks.verify() == (True, None)
     assert [r["error"] for r in tasks.records()] == ["first", "second"]
+
+
+def test_reconcile_audit_verify_takes_the_store_and_key_from_a_connection_not_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
+    from airflow_reconcile import cli
+
+    store, folder = _filled(f"sqlite:///{tmp_path / 'audit.db'}", tmp_path)
+    monkeypatch.setenv("AIRFLOW_CONN_EVIDENCE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}))
+    monkeypatch.setenv("AIRFLOW_CONN_EVIDENCE_KEY", json.dumps({"conn_type": "generic", "password": KEY}))
+    argv = ["audit", "verify", "--conn-id", "evidence", "--checkpoints", str(folder)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "audit chain intact (5 records" in out
+    assert "keyed (HMAC)" in out
+    assert "1 checkpoint(s) checked" in out
+    _as_the_database_owner(store, "DELETE FROM reconcile_audit_record WHERE id = 5")
+    assert cli.main(argv) == 1
+    assert "up to id 5; that entry is gone" in capsys.readouterr().err
+    # the same through environment variables; without the key the keyed records cannot be checked
+    monkeypatch.setenv("RECONCILE_AUDIT_URL", f"sqlite:///{tmp_path / 'audit.db'}")
+    assert cli.main(["audit", "verify", "--checkpoints", str(folder)]) == 1
+    assert "was written with audit key" in capsys.readouterr().err
+
+
+def test_the_compose_stacks_audit_database_setup_on_a_real_postgresql(postgres, monkeypatch):
+    """docker/init-audit-db.sh as the postgres image runs it, then what airflow-init runs (as the owner),
+    then a task's writes as reconcile_tasks: the audit trail is appended to and cannot be rewritten."""
+    import os
+    import secrets
+    import subprocess
+
+    import sqlalchemy as sa
+
+    from airflow_reconcile import cli
+    from devkit.postgres import bin_dir
+    from tests.conftest import REPO
+
+    owner_pw, tasks_pw = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    env = {**os.environ, "PATH": f"{bin_dir()}:{os.environ['PATH']}", "PGHOST": "127.0.0.1",
+           "PGPORT": str(postgres.port), "PGPASSWORD": postgres.password, "POSTGRES_USER": postgres.user,
+           "POSTGRES_DB": postgres.database, "AUDIT_OWNER_PASSWORD": owner_pw, "AUDIT_TASKS_PASSWORD": tasks_pw}  # fmt: skip
+    done = subprocess.run(["bash", str(REPO / "docker" / "init-audit-db.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    at = f"127.0.0.1:{postgres.port}/reconcile_audit"
+    monkeypatch.setenv("RECONCILE_AUDIT_URL", f"postgresql+psycopg://reconcile_owner:{owner_pw}@{at}")
+    assert cli.main(["db", "upgrade"]) == 0
+    assert cli.main(["db", "grant", "--role", "reconcile_tasks"]) == 0
+    tasks = _keyed_store(f"postgresql+psycopg://reconcile_tasks:{tasks_pw}@{at}")
+    tasks.append(_record("a task's try"))
+    with pytest.raises(sa.exc.DBAPIError, match="permission denied"), tasks.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM reconcile_audit_record")
+    assert tasks.verify() == (True, None)

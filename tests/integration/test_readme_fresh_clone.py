@@ -133,3 +133,19 @@ def test_command_line_quick_start_as_written(tmp_path):
     assert f"Plan: {drift['changed'] + drift['missing'] + drift['unexpected']} actions" in plan
     assert re.search(rf"^changed\s+{drift['changed']}$", diff, flags=re.MULTILINE)
     assert re.search(rf"^missing\s+{drift['missing']}\s", diff, flags=re.MULTILINE)
+
+
+def test_make_compose_env_as_written_makes_every_secret_compose_reads_once(clone, shell):
+    env, _ = shell
+    first = run(commands("compose-env")[0], cwd=clone, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    written = (clone / ".env").read_text()
+    assert (clone / ".env").stat().st_mode & 0o777 == 0o600
+    for name in ("FERNET_KEY", "POSTGRES_PASSWORD", "AUDIT_TASKS_PASSWORD", "RECONCILE_AUDIT_KEY", "REDIS_PASSWORD"):
+        assert f"\n{name}=" in written
+    again = run(commands("compose-env")[0], cwd=clone, env=env, timeout=120)
+    assert again.returncode == 0
+    assert "nothing changed" in again.stdout
+    assert (clone / ".env").read_text() == written
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
+    assert ".env" not in status.stdout  # git ignores it: the secrets are never committed
