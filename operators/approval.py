@@ -146,10 +146,10 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         return super().execute(context)  # parks the task until someone answers or the timeout passes
 
     def _slack_notifier(self, spec: Spec, context: Context, count: int, until: datetime) -> BaseNotifier:
-        from airflow_reconcile.core.markup import escape_mrkdwn
+        from airflow_reconcile.core.markup import escape_mrkdwn, mrkdwn_entities
 
-        try:
-            link = escape_mrkdwn(self.generate_link_to_ui(task_instance=context["ti"]))
+        try:  # a link's URL: only & < > are escaped (anything more would break the URL)
+            link = mrkdwn_entities(self.generate_link_to_ui(task_instance=context["ti"]))
             answer = f"<{link}|answer in Airflow>"
         except ValueError:  # no api.base_url configured
             answer = f"answer in Airflow: DAG {self.dag_id}, run {escape_mrkdwn(context['run_id'])}, Required Actions"

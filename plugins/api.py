@@ -33,6 +33,46 @@ def _store_for(url: str) -> Any:
     return AuditStore(url)
 
 
+HIDDEN = "(concerns DAGs you may not read)"
+
+
+def scoped(record: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    """A record as a user who may read only ``allowed`` DAGs may see it. The watchdog's and the digest's
+    records speak of every reconciliation (alerts, digests, refused events, the asset events that
+    started a run); what names another DAG is left out, and so are the inputs, spec names and error
+    text that would tell it."""
+    details = dict(record.get("details") or {})
+    hidden = 0
+
+    def keep(items: list[dict[str, Any]], dag_of: Any) -> list[dict[str, Any]]:
+        nonlocal hidden
+        kept = [i for i in items if dag_of(i) in allowed]
+        hidden += len(items) - len(kept)
+        return kept
+
+    if "alerts" in details:
+        details["alerts"] = keep(details["alerts"], lambda a: a.get("dag_id"))
+    if "digests" in details:
+        details["digests"] = keep(details["digests"], lambda d: DagId.of(str(d.get("spec"))))
+    if "refused" in details and record.get("task_id") == TaskId.POST_DIGEST:
+        details["refused"] = keep(details["refused"], lambda r: r.get("source_dag_id"))
+    trigger = dict(details.get("trigger") or {})
+    if trigger.get("asset_events"):
+        trigger["asset_events"] = keep(trigger["asset_events"], lambda e: e.get("source_dag_id"))
+        details["trigger"] = trigger
+    if not hidden:
+        return record
+    out = {**record, "details": details}
+    if record.get("task_id") == TaskId.POST_DIGEST:
+        specs = sorted({str(d["spec"]) for d in details.get("digests", [])})
+        out["spec"] = ",".join(specs)
+        out["policy_version"] = HIDDEN
+        out["inputs"] = [i for i in record.get("inputs", []) if any(f"/{s}/" in str(i.get("uri")) for s in specs)]
+    if record.get("error"):
+        out["error"] = HIDDEN
+    return out
+
+
 def _operations(dag_id: str, statuses: Any, run_id: str | None, limit: int, offset: int) -> dict[str, Any]:
     from airflow_reconcile.core.ledger import operations_page
 
@@ -50,6 +90,11 @@ def create_app() -> FastAPI:
     Limit = Annotated[int, Query(ge=1, le=1000)]  # noqa: N806 - a type alias
     Offset = Annotated[int, Query(ge=0)]  # noqa: N806
 
+    def allowed_dags(user: Any) -> set[str]:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
@@ -62,12 +107,11 @@ def create_app() -> FastAPI:
     @app.get("/dags")
     def dags(user: GetUserDep) -> dict[str, Any]:
         """The reconciliation DAGs with audit records that this user may read, with their latest figures."""
-        from airflow.api_fastapi.app import get_auth_manager
 
         from airflow_reconcile.core.ledger import queue_depths, status_counts
 
         store = _audit_store()
-        allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+        allowed = allowed_dags(user)
         [watch] = store.latest(DagId.WATCHDOG, TaskId.WATCH, limit=1) or [None]
         alerts = (watch or {}).get("details", {}).get("alerts", [])
         out = []
@@ -87,15 +131,25 @@ def create_app() -> FastAPI:
 
     @app.get("/dags/{dag_id}/audit", dependencies=readable)
     def audit_records(
-        dag_id: str, run_id: str | None = None, task_id: str | None = None, limit: Limit = 100, offset: Offset = 0
+        dag_id: str,
+        user: GetUserDep,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
     ) -> dict[str, Any]:
         total, rows = _audit_store().page(dag_id=dag_id, run_id=run_id, task_id=task_id, limit=limit, offset=offset)
-        return {"total_entries": total, "records": rows}
+        allowed = allowed_dags(user)
+        return {"total_entries": total, "records": [scoped(r, allowed) for r in rows]}
 
     @app.get("/dags/{dag_id}/runs", dependencies=readable)
-    def runs(dag_id: str, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+    def runs(dag_id: str, user: GetUserDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
         """The DAG's runs with audit records, newest first: timings, failed tries, drift, outcomes, trigger."""
         total, rows = _audit_store().runs_page(dag_id, limit=limit, offset=offset)
+        allowed = allowed_dags(user)
+        for row in rows:
+            if row.get("trigger"):
+                row["trigger"] = scoped({"details": {"trigger": row["trigger"]}}, allowed)["details"]["trigger"]
         return {"total_entries": total, "runs": rows}
 
     @app.get("/dags/{dag_id}/drift", dependencies=readable)

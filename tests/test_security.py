@@ -328,6 +328,12 @@ def test_hostile_values_are_escaped_for_slack_mrkdwn():
     assert "<" not in text
     assert ">" not in text
     assert "&lt;!here&gt; *\u200bnew*\u200b owned by &lt;@U0ADMIN&gt;" in text
+    from airflow_reconcile.core.markup import escape_mrkdwn
+
+    assert (
+        escape_mrkdwn("reconcile_ticket_ownership run-1") == "reconcile_ticket_ownership run-1"
+    )  # ids copy as they are
+    assert escape_mrkdwn("_i_ a~b~") == "_\u200bi_\u200b a~b~\u200b"
 
 
 def test_escaped_values_reach_jira_and_slack_as_escaped_text(seeded, jira_client, slack_standin, tmp_path):
@@ -594,3 +600,20 @@ def test_the_compose_stacks_audit_database_setup_on_a_real_postgresql(postgres, 
     with pytest.raises(sa.exc.DBAPIError, match="permission denied"), tasks.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM reconcile_audit_record")
     assert tasks.verify() == (True, None)
+
+
+def test_an_audit_record_stays_small_whatever_the_plans_size(tmp_path):
+    from dataclasses import replace
+
+    from airflow_reconcile.core.audit import MAX_LISTED
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    operations = [{"operation_id": f"op{i}", "entity": "e" * 200, "status": "applied"} for i in range(20_000)]
+    store.append(replace(_record("x"), details={"operations": operations, "trigger": {"asset_events": operations}},
+                         inputs=operations))  # fmt: skip
+    (kept,) = store.records()
+    assert len(kept["details"]["operations"]) == MAX_LISTED
+    assert kept["details"]["operations_omitted"] == 20_000 - MAX_LISTED
+    assert len(kept["details"]["trigger"]["asset_events"]) == MAX_LISTED
+    assert len(kept["inputs"]) == MAX_LISTED
+    assert len(json.dumps(kept)) < 100_000  # the plan itself was ~5 MB

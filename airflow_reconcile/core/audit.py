@@ -82,6 +82,24 @@ class AuditRecord:
         return data
 
 
+MAX_LISTED = 100  # entries of a list in a record's details; the rest is in the try's output files
+
+
+def bounded(details: dict[str, Any]) -> dict[str, Any]:
+    """A record's details with every list cut to ``MAX_LISTED`` entries (and how many were left out
+    beside it, as ``<name>_omitted``): a record stays small whatever the plan's size; the whole plan and
+    its outcomes are in the try's output files, named with their content hash in ``outputs``."""
+    out: dict[str, Any] = {}
+    for name, value in details.items():
+        if isinstance(value, list) and len(value) > MAX_LISTED:
+            out[name], out[f"{name}_omitted"] = value[:MAX_LISTED], len(value) - MAX_LISTED
+        elif isinstance(value, dict):
+            out[name] = bounded(value)
+        else:
+            out[name] = value
+    return out
+
+
 def record_index(ti: Any) -> int:
     """A task instance's map index as records store it: -1 for an unmapped task."""
     return ti.map_index if ti.map_index is not None else -1
@@ -187,10 +205,11 @@ class AuditStore:
         self._migrated = True
 
     def append(self, record: AuditRecord) -> str:
-        """Append one record to the chain; returns its hash. Its error text is redacted here too (the
-        producers redact already: this is the last step before the text is kept for good)."""
-        if record.error:
-            record = replace(record, error=redact(record.error))
+        """Append one record to the chain; returns its MAC. Its error text is redacted here too (the
+        producers redact already: this is the last step before the text is kept for good), and its
+        lists are bounded (``bounded``)."""
+        record = replace(record, error=redact(record.error), details=bounded(record.details),
+                         inputs=record.inputs[:MAX_LISTED], outputs=record.outputs[:MAX_LISTED])  # fmt: skip
         row = {
             "dag_id": record.dag_id,
             "run_id": record.run_id,

@@ -35,13 +35,17 @@ def _clean(value: Any, *, newlines: bool) -> str:
 _MRKDWN_ENTITY = re.compile(r"&(?!(?:amp|lt|gt);)")
 
 
+# A formatting character that can open or close bold, italics, strike or code: one at a word's edge
+# (``snake_case`` inside a word formats nothing and stays as it is, so ids can be copied).
+_MRKDWN_EDGE = re.compile(r"(?<![A-Za-z0-9])([*_~`])|([*_~`])(?![A-Za-z0-9])")
+
+
 def escape_mrkdwn(value: Any) -> str:
     """Slack mrkdwn: ``& < >`` as entities (no mention, channel ping or link can form; an entity
-    already escaped stays as it is), a zero-width space after ``* _ ~ ` `` (Slack has no escape
-    character: the space stops a value from opening or closing bold, italics, strike or code)."""
-    text = _MRKDWN_ENTITY.sub("&amp;", _clean(value, newlines=True))
-    text = text.replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"([*_~`])", rf"\1{_ZWSP}", text)
+    already escaped stays as it is), a zero-width space after ``* _ ~ ` `` at a word's edge (Slack has
+    no escape character: the space stops a value from opening or closing bold, italics, strike or code)."""
+    text = mrkdwn_entities(_clean(value, newlines=True))
+    return _MRKDWN_EDGE.sub(lambda m: f"{m[0]}{_ZWSP}", text)
 
 
 def mrkdwn_entities(text: str) -> str:

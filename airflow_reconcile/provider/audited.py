@@ -246,8 +246,12 @@ def run_mode(value: Any) -> Mode:
 def audit_outcomes(result: pd.DataFrame, audit: AuditDraft) -> dict[str, int]:
     """Put each operation's outcome and the counts in the audit record; return the counts."""
     from airflow_reconcile.core.actions.base import outcome_counts
+    from airflow_reconcile.core.vocabulary import Status
 
     counts = outcome_counts(result)
     ops = result[["operation_id", "rule", "action", "entity", "target_ref", "status", "error"]].astype(object)
+    # Dead letters first: the record keeps the first entries of a long list (core.audit.bounded); every
+    # outcome is in the try's outcomes file.
+    ops = ops.iloc[ops["status"].ne(Status.DEAD_LETTERED).argsort(kind="stable")]
     audit.details.update(outcomes=counts, operations=ops.where(ops.notna(), None).to_dict("records"))
     return counts

@@ -8,6 +8,7 @@ tests pass in any order and alone.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -294,6 +295,12 @@ def test_a_user_sees_only_the_records_of_dags_they_may_read(stack, shadow_run): 
     assert digest.status_code == 200
     assert digest.json()["records"]
     assert {r["dag_id"] for r in digest.json()["records"]} == {DIGEST_DAG_ID}
+    # ...but nothing in them of the reconciliation they may not read: not its DAG, spec, runs or inputs.
+    assert DAG_ID not in json.dumps(digest.json())
+    assert "ticket_ownership" not in json.dumps(digest.json())
+    assert shadow_run["run_id"] not in json.dumps(digest.json())
+    runs = get(f"/reconcile/dags/{DIGEST_DAG_ID}/runs").json()
+    assert DAG_ID not in json.dumps(runs)
     # The list of reconciliations leaves out what they may not read; the admin sees it.
     assert DAG_ID in {d["dag_id"] for d in af.get("/reconcile/dags")["dags"]}
     listed = get("/reconcile/dags")

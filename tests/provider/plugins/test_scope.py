@@ -1,0 +1,45 @@
+"""What a user who may read only some DAGs sees of the records that speak of every reconciliation."""
+
+from __future__ import annotations
+
+import json
+
+from airflow_reconcile.core.vocabulary import DagId, TaskId
+from plugins.api import HIDDEN, scoped
+
+SECRET_DAG, OPEN_DAG = DagId.of("payroll_access"), DagId.of("ticket_ownership")
+
+
+def test_the_watchdogs_alerts_of_other_dags_are_left_out():
+    record = {"dag_id": DagId.WATCHDOG, "task_id": TaskId.WATCH, "error": None, "details": {"alerts": [
+        {"dag_id": SECRET_DAG, "kind": "dead_letters", "message": "payroll_access: 3 dead letters"},
+        {"dag_id": OPEN_DAG, "kind": "silence", "message": "ticket_ownership: no success in 2h"},
+    ]}}  # fmt: skip
+    seen = scoped(record, {DagId.WATCHDOG, OPEN_DAG})
+    assert [a["dag_id"] for a in seen["details"]["alerts"]] == [OPEN_DAG]
+    assert "payroll" not in json.dumps(seen)
+    assert scoped(record, {DagId.WATCHDOG, OPEN_DAG, SECRET_DAG}) == record  # nothing hidden: as stored
+
+
+def test_the_digests_runs_channels_inputs_and_errors_of_other_dags_are_left_out():
+    record = {
+        "dag_id": DagId.DIGEST, "task_id": TaskId.POST_DIGEST, "spec": "payroll_access,ticket_ownership",
+        "policy_version": "abc,def", "error": "ReconcileError: 1 event ... DAG 'reconcile_payroll_access' ...",
+        "inputs": [{"uri": "file:///ws/payroll_access/run-9/drift.parquet"},
+                   {"uri": "file:///ws/ticket_ownership/run-1/drift.parquet"}],
+        "details": {
+            "digests": [{"spec": "payroll_access", "source_run": "run-9", "channels": ["#payroll-secret"]},
+                        {"spec": "ticket_ownership", "source_run": "run-1", "channels": ["#ops"]}],
+            "refused": [{"source_dag_id": SECRET_DAG, "source_run_id": "run-8", "why": "..."}],
+            "trigger": {"asset_events": [{"source_dag_id": SECRET_DAG, "source_run_id": "run-9"},
+                                         {"source_dag_id": OPEN_DAG, "source_run_id": "run-1"}]},
+        },
+    }  # fmt: skip
+    seen = scoped(record, {DagId.DIGEST, OPEN_DAG})
+    text = json.dumps(seen)
+    assert "payroll" not in text
+    assert "run-9" not in text
+    assert "run-8" not in text
+    assert [d["spec"] for d in seen["details"]["digests"]] == ["ticket_ownership"]
+    assert seen["inputs"] == [{"uri": "file:///ws/ticket_ownership/run-1/drift.parquet"}]
+    assert (seen["spec"], seen["policy_version"], seen["error"]) == ("ticket_ownership", HIDDEN, HIDDEN)
