@@ -10,6 +10,7 @@ or deleted (a trigger; and the role Airflow uses gets no such privilege, ``recon
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -163,6 +164,10 @@ class AuditStore:
     def __init__(self, url: str, signer: Signer | None = None) -> None:
         self.url = url
         self.signer = signer or Signer(None)
+        # One writer at a time in this process: the database serialises appends anyway (SQLite has one
+        # writer; both chains take a lock), and threads waiting here wait for the writer, not SQLite's
+        # busy handler, which sleeps in growing steps.
+        self.write_lock = threading.Lock()
         self._migrated = False  # ensure_schema found the store at this release's revision
         connect_args: dict[str, Any] = {}
         if url.startswith("sqlite"):
@@ -225,7 +230,7 @@ class AuditStore:
         }
         self.ensure_schema()
         try:
-            with self.engine.begin() as conn:
+            with self.write_lock, self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # an advisory lock: the role needs no UPDATE privilege
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
                 prev = conn.execute(

@@ -109,47 +109,33 @@ class Ledger:
         self.store, self.spec, self.dag_id, self.run_id = store, spec, dag_id, run_id
         store.ensure_schema()
 
-    def _commit(self, writes: list[tuple[Any, list[str]]], now: str) -> int:
-        """Run writes to ledger rows (each with the operation ids it may touch, setting ``updated_at``
-        to ``now``) and append a history entry for every row they changed, in one transaction; returns
-        how many rows changed."""
-        changed = 0
+    def _commit(self, writes: list[Any], now: str) -> int:
+        """Run writes to ledger rows (each setting ``updated_at`` to ``now``) and append a history entry
+        for every row they changed, in one transaction; returns how many rows changed."""
         try:
-            with self.store.engine.begin() as conn:
+            with self.store.write_lock, self.store.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # one history, in one order (SQLite: BEGIN IMMEDIATE)
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK})")
-                touched: list[str] = []
-                for statement, ids in writes:
-                    count = int(conn.execute(statement).rowcount or 0)
-                    changed += count
-                    if count:
-                        touched.extend(ids)
-                if touched:
-                    self._record_history(conn, touched, now)
+                # RETURNING: the rows as written, without reading them again (SQLite >= 3.35, PostgreSQL)
+                changed = [dict(row) for statement in writes
+                           for row in conn.execute(statement.returning(operations)).mappings()]  # fmt: skip
+                if changed:
+                    self._record_history(conn, changed, now)
         except sa.exc.SQLAlchemyError as exc:
             raise self.store._unavailable(exc) from None
-        return changed
+        return len(changed)
 
-    def _record_history(self, conn: Any, operation_ids: list[str], now: str) -> None:
+    def _record_history(self, conn: Any, rows: list[dict[str, Any]], now: str) -> None:
         signer = self.store.signer
-        prev = (
-            conn.execute(sa.select(ledger_events.c.event_hash).order_by(ledger_events.c.id.desc()).limit(1)).scalar()
-            or GENESIS
-        )
-        for start in range(0, len(operation_ids), 500):
-            rows = conn.execute(
-                sa.select(operations)
-                .where(
-                    operations.c.operation_id.in_(operation_ids[start : start + 500]), operations.c.updated_at == now
-                )
-                .order_by(operations.c.operation_id)
-            )
-            for r in rows:
-                row = dict(r._mapping)
-                event = {"operation_id": row["operation_id"], "status": row["status"], "run_id": row["run_id"],
-                         "state": row_state(row), "at": now, "prev_hash": prev, "key_id": signer.key_id}  # fmt: skip
-                event["event_hash"] = prev = signer.mac(prev, *ledger_fields(event))
-                conn.execute(ledger_events.insert().values(**event))
+        last = sa.select(ledger_events.c.event_hash).order_by(ledger_events.c.id.desc()).limit(1)
+        prev = conn.execute(last).scalar() or GENESIS
+        events = []
+        for row in sorted(rows, key=lambda r: str(r["operation_id"])):
+            event = {"operation_id": row["operation_id"], "status": row["status"], "run_id": row["run_id"],
+                     "state": row_state(row), "at": now, "prev_hash": prev, "key_id": signer.key_id}  # fmt: skip
+            event["event_hash"] = prev = signer.mac(prev, *ledger_fields(event))
+            events.append(event)
+        conn.execute(ledger_events.insert(), events)
 
     def unverified(self, rows: list[dict[str, Any]]) -> dict[str, str]:
         """Of these ledger rows, the ones replay or revert must not act on, with why: a row that is not
@@ -214,10 +200,10 @@ class Ledger:
                 "target_ref": op.target_ref, "entity": op.entity, "params": op.params_json,
                 "attempts": 0, "created_at": now, "status": Status.PLANNED, **values,
             }  # fmt: skip
-            self._commit([(operations.insert().values(**row), [op.operation_id])], now)
+            self._commit([operations.insert().values(**row)], now)
         else:
             update = operations.update().where(operations.c.operation_id == op.operation_id).values(**values)
-            self._commit([(update, [op.operation_id])], now)
+            self._commit([update], now)
 
     def record(self, op: PlannedOperation, status: str) -> str:
         """An operation that is not applied in this run (review, approval, recommendation).
@@ -237,7 +223,7 @@ class Ledger:
             .where(operations.c.operation_id == op.operation_id, operations.c.status.in_(TRANSITIONS[Status(status)]))
             .values(status=status, run_id=self.run_id, updated_at=now)
         )
-        self._commit([(update, [op.operation_id])], now)
+        self._commit([update], now)
         return str((self.get(op.operation_id) or {"status": status})["status"])
 
     def decide(self, operation_ids: list[str], status: str) -> int:
@@ -256,7 +242,7 @@ class Ledger:
                 .where(operations.c.operation_id.in_(ids), operations.c.status == Status.AWAITING_APPROVAL)
                 .values(status=status, run_id=self.run_id, updated_at=now)
             )
-            writes.append((update, ids))
+            writes.append(update)
         return self._commit(writes, now)
 
     def begin(self, op: PlannedOperation) -> dict[str, Any] | None:
@@ -304,7 +290,7 @@ class Ledger:
             .where(operations.c.operation_id == operation_id, operations.c.status.in_(allowed))
             .values(**values)
         )
-        if not self._commit([(update, [operation_id])], str(values["updated_at"])):
+        if not self._commit([update], str(values["updated_at"])):
             row = self.get(operation_id)
             now = "has no ledger row" if row is None else f"is {row['status']}"
             raise LedgerConflict(f"operation {operation_id} {now}; it cannot become {status} "

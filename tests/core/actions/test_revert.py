@@ -41,7 +41,7 @@ def as_the_ledger_writes(ledger, operation_id, **values):
 
     now = "2026-11-30T00:00:00.000001+00:00"
     update = operations.update().where(operations.c.operation_id == operation_id).values(**values, updated_at=now)
-    assert ledger._commit([(update, [operation_id])], now) == 1
+    assert ledger._commit([update], now) == 1
 
 
 def test_403_dead_letter_then_replay_after_the_fault_is_lifted_applies_once(seeded, jira_client, store):
