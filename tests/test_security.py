@@ -1,6 +1,11 @@
-"""Attacks that must fail (issue 15): each test plays one, through the real clients and stores.
+"""Attacks that must fail (issue 15): each test plays one, through the real clients, stores and
+PostgreSQL. Secrets in error text; credentials sent off their host; oversized specs and sources;
+hostile values in markup; tampering with the audit trail and the ledger by a database writer without
+the audit key (on SQLite and PostgreSQL); the compose stack's database roles.
 
-Secrets in error text; credentials sent off their host; (more cases join as the issue's items land).
+Two attacks need Airflow in process and live beside the code they attack: forged drift-report asset
+events (tests/provider/operators/test_digest.py) and records of other DAGs seen through the plugin
+(tests/provider/plugins/test_scope.py; end to end in tests/integration/test_airflow_e2e.py).
 """
 
 from __future__ import annotations

@@ -363,8 +363,8 @@ class AuditStore:
             return sorted(str(d) for d in conn.execute(sa.select(audit_records.c.dag_id).distinct()).scalars())
 
     def verify(self) -> tuple[bool, int | None]:
-        """Check the record chain alone; returns (ok, id of the first broken record). ``verify_all``
-        checks the ledger's history and the checkpoints too."""
+        """Check both chains with this store's key (no checkpoints); returns (ok, id of the first broken
+        audit record, or None). ``verify_all`` says what is wrong, and checks the checkpoints too."""
         found = self.verify_all(checkpoints=None)
         return found.ok, found.broken_record
 
@@ -387,7 +387,8 @@ class AuditStore:
         return found
 
     def heads(self) -> list[Head]:
-        """The newest entry and the entry count of both chains, read in one transaction."""
+        """The newest entry of both chains, and how many entries lead up to it (counted up to its id, so
+        an append meanwhile does not make the count disagree with the head)."""
         self.ensure_schema()
         heads = []
         with self.engine.connect() as conn:

@@ -172,8 +172,9 @@ class AuditedTaskMixin:
             return
         heads = ", ".join(f"{c} head {h['head_id']} {h['head_hash'][:16]} ({h['count']} entries)"
                           for c, h in sorted(checkpoint["chains"].items()))  # fmt: skip
-        log.info("audit checkpoint %s: %s; signature %s (%s)", checkpoint["at"], heads, checkpoint["signature"],
-                 path.name if not store.signer.keyed else f"key {store.signer.key_id}")  # fmt: skip
+        key = f"key {store.signer.key_id}" if store.signer.keyed else "NOT keyed: set the audit key connection"
+        log.info("audit checkpoint %s: %s; signature %s (%s); kept in %s", checkpoint["at"], heads,
+                 checkpoint["signature"], key, path)  # fmt: skip
 
     # OpenLineage (apache-airflow-providers-openlineage calls these after the try): the lineage comes
     # from this try's audit record, so the two always agree. See airflow_reconcile.provider.lineage.

@@ -26,3 +26,16 @@ def test_an_approved_request_creates_the_missing_tickets_once(deployed, answer):
     again = deployed.run(mode="apply")
     assert deployed.records(again)[TaskId.REQUEST_APPROVAL]["details"]["approval"]["asked"] == 0
     assert [w for w in deployed.jira.writes if w["kind"] == "create"] == creates
+    # Every apply task left a signed checkpoint outside the store; the store verifies against them all
+    # with the key the tasks used (from the connection), and the records are keyed.
+    from airflow_reconcile.core.integrity import read_checkpoints
+    from airflow_reconcile.core.locations import checkpoint_folder
+    from airflow_reconcile.provider.hooks import AuditStoreHook
+
+    checkpoints = read_checkpoints(checkpoint_folder())
+    assert len(checkpoints) >= 3  # after each try of an apply task (two runs)
+    found = AuditStoreHook().store.verify_all(checkpoints)
+    assert found.ok, found.problems
+    assert found.keyed
+    assert found.unkeyed == 0
+    assert found.checkpoints == len(checkpoints)
