@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -145,9 +145,48 @@ CHAINED = ("dag_id", "run_id", "task_id", "map_index", "try_number", "started_at
            "policy_version", "body")  # fmt: skip
 
 
-def _chained(row: dict[str, Any]) -> tuple[str, ...]:
+def _chained(row: Mapping[str, Any]) -> tuple[str, ...]:
     """The fields a record's MAC covers (after the previous record's MAC)."""
     return tuple(str(row[c]) for c in CHAINED)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One chain of the store: its table, the column of each entry's MAC, the fields the MAC covers,
+    and what its entries are called in checkpoints (``name``) and in verify's messages."""
+
+    name: str
+    table: sa.Table
+    hash_column: str
+    fields: Callable[[Mapping[str, Any]], tuple[str, ...]]
+    label: str
+    plural: str
+
+    def head(self, conn: Any) -> tuple[int, str]:
+        """(id, MAC) of the newest entry; (0, GENESIS) for an empty chain."""
+        t = self.table
+        row = conn.execute(sa.select(t.c.id, t.c[self.hash_column]).order_by(t.c.id.desc()).limit(1)).first()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def hash_at(self, conn: Any, entry_id: int) -> str | None:
+        return conn.execute(sa.select(self.table.c[self.hash_column]).where(self.table.c.id == entry_id)).scalar()
+
+    def count_up_to(self, conn: Any, entry_id: int) -> int:
+        t = self.table
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.id <= entry_id)).scalar() or 0)
+
+    def entries(self, conn: Any) -> Iterator[dict[str, Any]]:
+        return (dict(r._mapping) for r in conn.execute(sa.select(self.table).order_by(self.table.c.id)))
+
+    def verify(self, entries: Any, signer: Signer, found: Verification) -> tuple[int, int | None]:
+        return verify_chain(entries, self.fields, hash_column=self.hash_column, signer=signer, label=self.label,
+                            found=found)  # fmt: skip
+
+
+AUDIT_CHAIN = Chain("audit", audit_records, "record_hash", _chained, "audit record", "audit records")
+LEDGER_CHAIN = Chain("ledger", ledger_events, "event_hash", ledger_fields, "ledger history entry",
+                     "ledger history entries")  # fmt: skip
+CHAINS = (AUDIT_CHAIN, LEDGER_CHAIN)
 
 
 def _unpacked(rows: Any) -> list[dict[str, Any]]:
@@ -233,10 +272,7 @@ class AuditStore:
             with self.write_lock, self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # an advisory lock: the role needs no UPDATE privilege
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
-                prev = conn.execute(
-                    sa.select(audit_records.c.record_hash).order_by(audit_records.c.id.desc()).limit(1)
-                ).scalar()
-                row["prev_hash"] = prev or GENESIS
+                _, row["prev_hash"] = AUDIT_CHAIN.head(conn)
                 row["record_hash"] = self.signer.mac(row["prev_hash"], *_chained(row))
                 row["key_id"] = self.signer.key_id
                 conn.execute(audit_records.insert().values(**row))
@@ -373,15 +409,8 @@ class AuditStore:
         self.ensure_schema()
         found = Verification(keyed=self.signer.keyed)
         with self.engine.connect() as conn:
-            records = (dict(r._mapping) for r in conn.execute(sa.select(audit_records).order_by(audit_records.c.id)))
-            found.records, found.broken_record = verify_chain(
-                records, _chained, hash_column="record_hash", signer=self.signer, label="audit record", found=found
-            )
-            events = (dict(r._mapping) for r in conn.execute(sa.select(ledger_events).order_by(ledger_events.c.id)))
-            found.ledger_events, _ = verify_chain(
-                events, ledger_fields, hash_column="event_hash", signer=self.signer, label="ledger history entry",
-                found=found,
-            )  # fmt: skip
+            found.records, found.broken_record = AUDIT_CHAIN.verify(AUDIT_CHAIN.entries(conn), self.signer, found)
+            found.ledger_events, _ = LEDGER_CHAIN.verify(LEDGER_CHAIN.entries(conn), self.signer, found)
             for name, checkpoint in checkpoints or []:
                 self._check_against(conn, name, checkpoint, found)
         return found
@@ -392,16 +421,9 @@ class AuditStore:
         self.ensure_schema()
         heads = []
         with self.engine.connect() as conn:
-            for chain, table, column in (
-                ("audit", audit_records, "record_hash"),
-                ("ledger", ledger_events, "event_hash"),
-            ):
-                row = conn.execute(sa.select(table.c.id, table.c[column]).order_by(table.c.id.desc()).limit(1)).first()
-                head_id = int(row[0]) if row else 0
-                count = conn.execute(
-                    sa.select(sa.func.count()).select_from(table).where(table.c.id <= head_id)
-                ).scalar()
-                heads.append(Head(chain, head_id, str(row[1]) if row else GENESIS, int(count or 0)))
+            for chain in CHAINS:
+                head_id, head_hash = chain.head(conn)
+                heads.append(Head(chain.name, head_id, head_hash, chain.count_up_to(conn, head_id)))
         return heads
 
     def checkpoint(self) -> dict[str, Any]:
@@ -417,20 +439,18 @@ class AuditStore:
                                   "signed with another key)")  # fmt: skip
             return
         found.checkpoints += 1
-        for chain, table, column in (("audit", audit_records, "record_hash"), ("ledger", ledger_events, "event_hash")):
-            head = checkpoint.get("chains", {}).get(chain)
+        for chain in CHAINS:
+            head = checkpoint.get("chains", {}).get(chain.name)
             if not head or not head["head_id"]:
                 continue
-            what = "audit records" if chain == "audit" else "ledger history entries"
-            at = conn.execute(sa.select(table.c[column]).where(table.c.id == head["head_id"])).scalar()
-            count = conn.execute(
-                sa.select(sa.func.count()).select_from(table).where(table.c.id <= head["head_id"])
-            ).scalar()
+            what = chain.plural
+            at = chain.hash_at(conn, head["head_id"])
+            count = chain.count_up_to(conn, head["head_id"])
             if at is None:
                 found.problems.append(f"checkpoint {name} ({checkpoint['at']}) saw {head['count']} {what} up to id "
                                       f"{head['head_id']}; that entry is gone (the newest entries, or all, were deleted)")  # fmt: skip
             elif at != head["head_hash"]:
-                found.problems.append(f"checkpoint {name}: {chain} entry {head['head_id']} is not the one it saw "
+                found.problems.append(f"checkpoint {name}: {chain.name} entry {head['head_id']} is not the one it saw "
                                       "(rewritten, its chain recomputed)")  # fmt: skip
             elif count != head["count"]:
                 found.problems.append(f"checkpoint {name} saw {head['count']} {what} up to id {head['head_id']}; "

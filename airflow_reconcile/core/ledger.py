@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_reconcile.core import catalog
-from airflow_reconcile.core.audit import LEDGER_LOCK, ledger_events, ledger_fields, metadata
+from airflow_reconcile.core.audit import LEDGER_CHAIN, LEDGER_LOCK, ledger_events, ledger_fields, metadata
 from airflow_reconcile.core.errors import LedgerConflict
-from airflow_reconcile.core.integrity import GENESIS, Verification, state_digest, verify_chain
+from airflow_reconcile.core.integrity import Verification, state_digest
 from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.vocabulary import (
     FINAL,
@@ -127,8 +127,7 @@ class Ledger:
 
     def _record_history(self, conn: Any, rows: list[dict[str, Any]], now: str) -> None:
         signer = self.store.signer
-        last = sa.select(ledger_events.c.event_hash).order_by(ledger_events.c.id.desc()).limit(1)
-        prev = conn.execute(last).scalar() or GENESIS
+        _, prev = LEDGER_CHAIN.head(conn)
         events = []
         for row in sorted(rows, key=lambda r: str(r["operation_id"])):
             event = {"operation_id": row["operation_id"], "status": row["status"], "run_id": row["run_id"],
@@ -147,8 +146,7 @@ class Ledger:
         newest: dict[str, dict[str, Any]] = {}
 
         def walk(conn: Any) -> Any:
-            for r in conn.execute(sa.select(ledger_events).order_by(ledger_events.c.id)):
-                event = dict(r._mapping)
+            for event in LEDGER_CHAIN.entries(conn):
                 if event["operation_id"] in wanted:
                     newest[event["operation_id"]] = event
                 yield event
@@ -156,8 +154,7 @@ class Ledger:
         found = Verification()
         try:
             with self.store.engine.connect() as conn:
-                verify_chain(walk(conn), ledger_fields, hash_column="event_hash", signer=self.store.signer,
-                             label="ledger history entry", found=found)  # fmt: skip
+                LEDGER_CHAIN.verify(walk(conn), self.store.signer, found)
         except sa.exc.SQLAlchemyError as exc:
             raise self.store._unavailable(exc) from None
         if not found.ok:
