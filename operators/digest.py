@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -81,6 +82,26 @@ def digest_messages(spec: Spec, drift: pd.DataFrame, run_id: str) -> dict[str, D
     return messages
 
 
+class _Ours:
+    """What every event of one digest try is traced against, read once for all of them: the specs
+    of this DAG's folder and the audit store."""
+
+    def __init__(self, specs_dir: str, audit_conn_id: str) -> None:
+        self.specs_dir, self.audit_conn_id = specs_dir, audit_conn_id
+
+    @cached_property
+    def specs(self) -> list[Spec]:
+        from airflow_reconcile.core.spec import load_spec, specs_in
+
+        return [load_spec(path) for path in specs_in(self.specs_dir)]
+
+    @cached_property
+    def store(self) -> Any:
+        from airflow_reconcile.provider.hooks import AuditStoreHook
+
+        return AuditStoreHook(self.audit_conn_id).store
+
+
 class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
     """Post a digest of each triggering drift-report asset event to Slack.
 
@@ -117,10 +138,11 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         if not events:
             self.log.info("no triggering drift-report events (manual run?): nothing to digest")
         results, refused, specs = [], [], []
+        ours = _Ours(self.specs_dir, self.audit_conn_id)
         for event in events:
             source = {"source_dag_id": event.source_dag_id, "source_run_id": event.source_run_id}
             try:
-                spec, report, mode = self.trusted(event)
+                spec, report, mode = self.trusted(event, ours)
             except ReconcileError as exc:
                 self.log.warning("asset event %s refused: %s", source, exc)
                 refused.append({**source, "why": str(exc)})
@@ -138,24 +160,20 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
             )
         return results
 
-    def trusted(self, event: Any) -> tuple[Spec, Any, str]:
+    def trusted(self, event: Any, ours: _Ours) -> tuple[Spec, Any, str]:
         """(spec, drift report manifest, mode) of the run that emitted ``event``, from our own records."""
         from airflow_reconcile.core.errors import ReconcileError
         from airflow_reconcile.core.locations import workspace_root
-        from airflow_reconcile.core.spec import load_spec, specs_in
         from airflow_reconcile.core.vocabulary import DagId, TaskId
         from airflow_reconcile.core.workspace import Manifest, Workspace
-        from airflow_reconcile.provider.hooks import AuditStoreHook
 
         dag_id, run_id = event.source_dag_id, event.source_run_id
         if not dag_id or not run_id:
             raise ReconcileError("it was not emitted by a task (created through the API?): it names no source run")
-        specs = [load_spec(path) for path in specs_in(self.specs_dir)]
-        spec = next((s for s in specs if DagId.of(s.name) == dag_id), None)
+        spec = next((s for s in ours.specs if DagId.of(s.name) == dag_id), None)
         if spec is None:
             raise ReconcileError(f"DAG {dag_id!r} is not the DAG of a spec in {self.specs_dir}")
-        store = AuditStoreHook(self.audit_conn_id).store
-        records = [r for r in store.records(dag_id=dag_id, run_id=run_id)
+        records = [r for r in ours.store.records(dag_id=dag_id, run_id=run_id)
                    if r["task_id"] == TaskId.DETECT_DRIFT and r["outcome"] == "success"]  # fmt: skip
         if not records or not records[-1]["outputs"]:
             raise ReconcileError(f"run {run_id!r} of {dag_id} has no successful {TaskId.DETECT_DRIFT} audit record")
