@@ -6,9 +6,10 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
 Route = tuple[str, re.Pattern[str], Callable[..., Any]]
@@ -204,6 +205,15 @@ class StandIn:
 
         return Handler
 
+    @contextmanager
+    def running(self) -> Iterator[Self]:
+        """Serve on a free loopback port for the ``with`` block (a test's fixture: ``with X().running() as x: yield x``)."""
+        server = self.serve(0)
+        try:
+            yield self
+        finally:
+            server.shutdown()
+
     def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
         """Start serving on a daemon thread; port 0 picks a free port (``server.server_port``)."""
         server = ThreadingHTTPServer((host, port), self.handler_class())
@@ -211,3 +221,16 @@ class StandIn:
         self.base_url = f"http://{host}:{server.server_port}"
         threading.Thread(target=server.serve_forever, name=f"{self.name}:{port}", daemon=True).start()
         return server
+
+
+class JsonApi(StandIn):
+    """A stand-in that is only its routes: nothing to seed, reset or report (a test's small API)."""
+
+    def reset(self) -> None:
+        pass
+
+    def seed(self, data: dict[str, Any]) -> None:
+        pass
+
+    def state(self) -> dict[str, Any]:
+        return {}

@@ -26,20 +26,16 @@ SPEC = REPO / "dags" / "specs" / "ticket_ownership.yaml"
 def jira_standin() -> Iterator:
     from devkit.jira_standin import JiraStandIn
 
-    standin = JiraStandIn()
-    server = standin.serve(0)
-    yield standin
-    server.shutdown()
+    with JiraStandIn().running() as standin:
+        yield standin
 
 
 @pytest.fixture
 def slack_standin() -> Iterator:
     from devkit.slack_standin import SlackStandIn
 
-    standin = SlackStandIn()
-    server = standin.serve(0)
-    yield standin
-    server.shutdown()
+    with SlackStandIn().running() as standin:
+        yield standin
 
 
 @pytest.fixture

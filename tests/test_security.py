@@ -24,7 +24,7 @@ from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.plan import PlannedOperation
 from airflow_reconcile.core.sources import SourceContext, get_source
 from airflow_reconcile.core.spec import SourceSpec, load_spec
-from devkit.http import Reply, StandIn
+from devkit.http import JsonApi, Reply
 from tests.core.actions.test_actions import plan
 
 COOKIE = "JSESSIONID=8F3A0C2B91D7E4F6A5B3C1D0E9F8A7B6"
@@ -71,7 +71,7 @@ def test_the_audit_store_redacts_an_error_no_producer_redacted(tmp_path):
     assert "postgresql://airflow:***@db/audit" in kept  # the rest stays readable
 
 
-class Api(StandIn):
+class Api(JsonApi):
     """A JSON API at one origin; ``/moved`` redirects to ``elsewhere`` (another origin)."""
 
     name = "api"
@@ -86,15 +86,6 @@ class Api(StandIn):
     def moved(self, **_):
         raise Reply(302, None, {"Location": f"{self.elsewhere}/rows"})
 
-    def reset(self) -> None:
-        pass
-
-    def seed(self, data) -> None:  # pragma: no cover - not used
-        pass
-
-    def state(self):  # pragma: no cover - not used
-        return {}
-
     def authorised(self, headers) -> bool:
         self.seen.append(dict(headers))
         return True
@@ -103,13 +94,8 @@ class Api(StandIn):
 @pytest.fixture
 def two_origins():
     """(the connection's host, another origin that receives a redirect)."""
-    other = Api()
-    other_server = other.serve(0)
-    home = Api(elsewhere=other.base_url)
-    home_server = home.serve(0)
-    yield home, other
-    home_server.shutdown()
-    other_server.shutdown()
+    with Api().running() as other, Api(elsewhere=other.base_url).running() as home:
+        yield home, other
 
 
 def _http(url: str) -> SourceSpec:
@@ -208,7 +194,7 @@ def test_a_file_source_stops_at_max_bytes_before_reading_and_at_max_rows(tmp_pat
     assert len(get_source("file").read(_file(rows, max_rows=11), ctx).frame) == 11
 
 
-class Pages(StandIn):
+class Pages(JsonApi):
     """100 rows per page, forever (a paginated API whose paging never ends)."""
 
     name = "pages"
@@ -223,22 +209,11 @@ class Pages(StandIn):
         self.pages.append(page)
         return [{"id": f"{page}-{i}", "owner": "x" * 50} for i in range(100)]
 
-    def reset(self) -> None:
-        pass
-
-    def seed(self, data) -> None:  # pragma: no cover - not used
-        pass
-
-    def state(self):  # pragma: no cover - not used
-        return {}
-
 
 @pytest.fixture
 def pages():
-    standin = Pages()
-    server = standin.serve(0)
-    yield standin
-    server.shutdown()
+    with Pages().running() as standin:
+        yield standin
 
 
 def test_an_endless_http_source_stops_at_max_rows_and_at_max_bytes(pages):

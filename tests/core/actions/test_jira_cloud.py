@@ -20,13 +20,11 @@ USERS = [{"name": "alice", "email": "alice@example.com"}, {"name": "bob", "email
 def cloud():
     from devkit.jira_standin import JiraStandIn
 
-    standin = JiraStandIn(cloud=True)
-    server = standin.serve(0)
     issues = [{"key": f"OPS-{i}", "service": f"svc-{i}", "assignee": "bob" if i % 2 else "private",
                "issuetype": "Service Ownership"} for i in range(1, 251)]  # fmt: skip
-    standin.seed({"users": USERS, "issues": issues})
-    yield standin
-    server.shutdown()
+    with JiraStandIn(cloud=True).running() as standin:
+        standin.seed({"users": USERS, "issues": issues})
+        yield standin
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import pytest
 from airflow_reconcile.core.errors import SourceError, TransientError
 from airflow_reconcile.core.sources import SourceContext, get_source
 from airflow_reconcile.core.spec import SourceSpec
-from devkit.http import Reply, StandIn
+from devkit.http import JsonApi, Reply
 
 ROWS = [{"id": str(i), "owner": f"user{i % 7}", "updated": f"2026-01-{1 + i % 28:02d}T00:00:00Z"} for i in range(250)]
 
 
-class CatalogApi(StandIn):
+class CatalogApi(JsonApi):
     name = "catalog"
 
     def __init__(self) -> None:
@@ -24,12 +24,6 @@ class CatalogApi(StandIn):
 
     def reset(self) -> None:
         self.calls: list[dict] = []
-
-    def seed(self, data) -> None:  # pragma: no cover - not used
-        pass
-
-    def state(self):  # pragma: no cover - not used
-        return {}
 
     def authorised(self, headers) -> bool:
         return headers.get("Authorization") == "Bearer s3cret"
@@ -52,10 +46,8 @@ class CatalogApi(StandIn):
 
 @pytest.fixture
 def api():
-    standin = CatalogApi()
-    server = standin.serve(0)
-    yield standin
-    server.shutdown()
+    with CatalogApi().running() as standin:
+        yield standin
 
 
 def ctx(api, token="s3cret"):
