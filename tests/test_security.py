@@ -348,14 +348,14 @@ def _keyed_store(url):
     return AuditStore(url, Signer.from_text(KEY))
 
 
-def _filled(url, tmp_path):
+def _filled(url, tmp_path, folder=None):
     """A keyed store with five records and a checkpoint of them (as the tasks write it, outside the store)."""
     from airflow_reconcile.core.integrity import write_checkpoint
 
     store = _keyed_store(url)
     for i in range(5):
         store.append(_record(f"try {i}"))
-    folder = tmp_path / "checkpoints"
+    folder = folder or tmp_path / "checkpoints"
     write_checkpoint(folder, store.checkpoint())
     return store, folder
 
@@ -533,11 +533,17 @@ def test_reconcile_audit_verify_takes_the_store_and_key_from_a_connection_not_th
     tmp_path, monkeypatch, capsys
 ):
     from airflow_reconcile import cli
+    from airflow_reconcile.core.locations import checkpoint_folder
 
-    store, folder = _filled(f"sqlite:///{tmp_path / 'audit.db'}", tmp_path)
-    monkeypatch.setenv("AIRFLOW_CONN_EVIDENCE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "audit.db")}))
-    monkeypatch.setenv("AIRFLOW_CONN_EVIDENCE_KEY", json.dumps({"conn_type": "generic", "password": KEY}))
-    argv = ["audit", "verify", "--conn-id", "evidence", "--checkpoints", str(folder)]
+    # the README's `reconcile audit verify --conn-id reconcile_audit`, as written: the checkpoints are
+    # where the tasks keep them (the workspace's _audit/checkpoints)
+    monkeypatch.setenv("AIRFLOW_RECONCILE_WORKSPACE", str(tmp_path / "workspace"))
+    store, _ = _filled(f"sqlite:///{tmp_path / 'audit.db'}", tmp_path, checkpoint_folder())
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RECONCILE_AUDIT", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "audit.db")})
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_RECONCILE_AUDIT_KEY", json.dumps({"conn_type": "generic", "password": KEY}))
+    argv = ["audit", "verify", "--conn-id", "reconcile_audit"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "audit chain intact (5 records" in out
@@ -548,7 +554,7 @@ def test_reconcile_audit_verify_takes_the_store_and_key_from_a_connection_not_th
     assert "up to id 5; that entry is gone" in capsys.readouterr().err
     # the same through environment variables; without the key the keyed records cannot be checked
     monkeypatch.setenv("RECONCILE_AUDIT_URL", f"sqlite:///{tmp_path / 'audit.db'}")
-    assert cli.main(["audit", "verify", "--checkpoints", str(folder)]) == 1
+    assert cli.main(["audit", "verify"]) == 1
     assert "was written with audit key" in capsys.readouterr().err
 
 
