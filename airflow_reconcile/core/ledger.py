@@ -183,7 +183,9 @@ class Ledger:
         rows = self._read(sa.select(operations).where(operations.c.operation_id == operation_id))
         return rows[0] if rows else None
 
-    def _upsert(self, op: PlannedOperation, existing: dict[str, Any] | None, **values: Any) -> None:
+    def _upsert(self, op: PlannedOperation, existing: dict[str, Any] | None, **values: Any) -> bool:
+        """Write the operation's row; False when it was new here but another task inserted it first
+        (two tasks of a run record the same approval operations at once): decide again from that row."""
         now = _now()
         values = {"run_id": self.run_id, **values, "updated_at": now}
         if existing is None:
@@ -197,10 +199,19 @@ class Ledger:
                 "target_ref": op.target_ref, "entity": op.entity, "params": op.params_json,
                 "attempts": 0, "created_at": now, "status": Status.PLANNED, **values,
             }  # fmt: skip
-            self._commit([operations.insert().values(**row)], now)
-        else:
-            update = operations.update().where(operations.c.operation_id == op.operation_id).values(**values)
-            self._commit([update], now)
+            return bool(self._commit([self._insert_new(row)], now))
+        update = operations.update().where(operations.c.operation_id == op.operation_id).values(**values)
+        return bool(self._commit([update], now))
+
+    def _insert_new(self, row: dict[str, Any]) -> Any:
+        """An insert that does nothing when the operation's row exists already (no error to recover from
+        inside the transaction)."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(self.store.engine.dialect.name)
+        if dialect is None:  # pragma: no cover - the store runs on SQLite and PostgreSQL only
+            return operations.insert().values(**row)
+        return dialect.insert(operations).values(**row).on_conflict_do_nothing(index_elements=["operation_id"])
 
     def record(self, op: PlannedOperation, status: str) -> str:
         """An operation that is not applied in this run (review, approval, recommendation).
@@ -210,8 +221,11 @@ class Ledger:
         """
         existing = self.get(op.operation_id)
         if existing is None:
-            self._upsert(op, None, status=status)
-            return status
+            if self._upsert(op, None, status=status):
+                return status
+            existing = self.get(op.operation_id)  # another task of the run recorded it a moment ago
+            if existing is None:
+                raise LedgerConflict(f"operation {op.operation_id}: its ledger row vanished as it was written")
         if not may_move(existing["status"], status):
             return str(existing["status"])
         now = _now()
@@ -252,9 +266,10 @@ class Ledger:
         if existing and not may_move(existing["status"], Status.IN_FLIGHT):
             raise LedgerConflict(f"operation {op.operation_id} is {existing['status']}; it cannot be applied")
         attempts = int(existing["attempts"]) if existing else 0
-        self._upsert(
+        if not self._upsert(
             op, existing, status=Status.IN_FLIGHT, attempts=attempts + 1, error_class=None, error=None, hint=None
-        )
+        ):
+            return self.begin(op)  # another task inserted the row first: decide again from it
         return None
 
     def finish(self, outcome: Outcome) -> None:

@@ -294,3 +294,32 @@ def test_a_decided_row_keeps_its_status_when_planned_again(ledger):
     op = _row(ledger)
     ledger.decide([op.operation_id], Status.APPROVED)
     assert ledger.record(op, Status.AWAITING_APPROVAL) == Status.APPROVED
+
+
+def test_two_tasks_recording_the_same_operations_at_once_both_succeed(store_url):
+    """request_approval and apply_corrections of one run both record the plan's approval operations, at
+    the same moment, each through its own engine (as two task processes do): one row each, no error."""
+    import threading
+
+    url = store_url
+    ops = [PlannedOperation(operation_id=f"op-{i}", rule="r", action="assign", target="jira", autonomy="approve",
+                            severity="medium", entity=f"svc{i}", target_ref=f"OPS-{i}") for i in range(40)]  # fmt: skip
+    ledgers = [Ledger(AuditStore(url), spec="s", dag_id="d", run_id="run-1") for _ in range(4)]
+    start, errors, statuses = threading.Barrier(len(ledgers)), [], []
+
+    def task(ledger):
+        start.wait()
+        try:
+            statuses.extend(ledger.record(op, Status.AWAITING_APPROVAL) for op in ops)
+        except Exception as exc:  # noqa: BLE001 - collected, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task, args=(ledger,)) for ledger in ledgers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert statuses == [Status.AWAITING_APPROVAL] * len(ops) * len(ledgers)
+    assert Counter(row["status"] for row in ledgers[0].rows()) == {Status.AWAITING_APPROVAL: len(ops)}
+    assert ledgers[0].unverified(ledgers[0].rows()) == {}
