@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,21 +30,29 @@ class Faults:
     """Faults injected through ``POST /_control/faults``; each entry applies ``times`` times.
 
     Entry: ``{"method": "PUT", "path": "regex", "status": 503, "times": 1, "delay": 0,
-    "retry_after": 2, "after_write": false, "rate": 0.0, "headers": {}}``. ``after_write`` lets the request take
-    effect and then fails the response (or, with ``delay``, makes the client time out after the write).
-    ``rate`` (0..1) fails that fraction of matching requests (deterministic, every n-th) instead of ``times``.
-    ``{"latency": 0.02, "rate": 1}`` answers every matching request normally, 20 ms late (a slow network).
+    "retry_after": 2, "after_write": false, "drop": false, "rate": 0.0, "headers": {}}``. ``after_write`` lets
+    the request take effect and then fails the response (or, with ``delay``, makes the client time out after
+    the write). ``drop`` closes the connection without an answer (with ``after_write``: a lost reply).
+    ``rate`` (0..1) fails that fraction of matching requests instead of ``times``: drawn from a random
+    generator seeded with ``seed`` (default 0, so a test sees the same faults every time), and never more
+    than ``streak`` (default 2) times in a row for one method and path, as a flaky service that is not
+    down. ``{"latency": 0.02, "rate": 1}`` answers every matching request normally, 20 ms late (a slow network).
+    ``injected`` counts the faults by kind (``503``, ``429``, ``drop``, ``after_write``).
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.entries: list[dict[str, Any]] = []
-        self.seen: dict[int, int] = {}
+        self.rngs: dict[int, random.Random] = {}
+        self.streaks: dict[tuple[int, str, str], int] = {}
+        self.injected: Counter[str] = Counter()
 
     def set(self, entries: list[dict[str, Any]]) -> None:
         with self.lock:
             self.entries = [dict(e) for e in entries]
-            self.seen = {}
+            self.rngs = {i: random.Random(e.get("seed", 0)) for i, e in enumerate(self.entries)}  # noqa: S311
+            self.streaks = {}
+            self.injected = Counter()
 
     def take(self, method: str, path: str) -> dict[str, Any] | None:
         with self.lock:
@@ -49,15 +60,26 @@ class Faults:
                 if entry.get("method", method).upper() != method or not re.search(entry.get("path", ""), path):
                     continue
                 if entry.get("rate"):
-                    self.seen[i] = self.seen.get(i, 0) + 1
-                    period = max(1, round(1 / float(entry["rate"])))
-                    if self.seen[i] % period == 0:
+                    if entry.get("latency"):
                         return entry
+                    key = (i, method, path)
+                    if self.rngs[i].random() < float(entry["rate"]) and self.streaks.get(key, 0) < entry.get(
+                        "streak", 2
+                    ):
+                        self.streaks[key] = self.streaks.get(key, 0) + 1
+                        self._count(entry)
+                        return entry
+                    self.streaks[key] = 0
                     continue
                 if entry.get("times", 1) > 0:
                     entry["times"] = entry.get("times", 1) - 1
+                    self._count(entry)
                     return entry
         return None
+
+    def _count(self, entry: dict[str, Any]) -> None:
+        kind = "drop" if entry.get("drop") else str(entry.get("status", 503))
+        self.injected[f"{kind} after write" if entry.get("after_write") else kind] += 1
 
 
 class StandIn:
@@ -160,7 +182,8 @@ class StandIn:
                         return
                     status, result = self._call(method, url.path, query, body)
                     with app.lock:
-                        app.requests.append({"method": method, "path": url.path, "status": status})
+                        app.requests.append({"method": method, "path": url.path, "status": status, "query": query,
+                                             "fault": bool(fault)})  # fmt: skip
                     if fault:
                         self._fault(fault)
                         return
@@ -173,6 +196,10 @@ class StandIn:
             def _fault(self, fault: dict[str, Any]) -> None:
                 if fault.get("delay"):
                     time.sleep(float(fault["delay"]))
+                if fault.get("drop"):  # no answer at all: the client sees the connection closed
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 headers = {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") else {}
                 headers.update(fault.get("headers") or {})  # e.g. a Set-Cookie a real server sends with its error
                 status = int(fault.get("status", 503))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,12 +96,35 @@ class JiraStandIn(StandIn):
         ]
         self.next_id = 10000
         self.writes: list[dict[str, Any]] = []
+        # Jira's search index lags its writes: JQL sees each issue as it was ``search_lag`` seconds ago
+        # (a just-created issue is not found yet); GET /issue/<key> and its comments are always current.
+        self.search_lag = 0.0
+        self.indexed: dict[str, list[tuple[float, dict[str, Any]]]] = {}
 
     def seed(self, data: dict[str, Any]) -> None:
+        """Users and issues (seeded issues are in the search index at once); ``search_lag`` in seconds."""
         for user in data.get("users", []):
             self.users[user["name"]] = {"active": True, "displayName": user["name"], **user}
         for issue in data.get("issues", []):
-            self._store(issue)
+            self._index(self._store(issue), at=0.0)
+        if "search_lag" in data:
+            self.search_lag = float(data["search_lag"])
+
+    def _index(self, issue: dict[str, Any], at: float | None = None) -> None:
+        """Record the issue as it is now; the search sees it once ``search_lag`` has passed."""
+        self.indexed.setdefault(issue["key"], []).append((time.time() if at is None else at, copy.deepcopy(issue)))
+
+    def _searchable(self) -> list[dict[str, Any]]:
+        """The issues as the search index shows them now (``search_lag`` seconds behind the writes)."""
+        if not self.search_lag:
+            return list(self.issues.values())
+        horizon = time.time() - self.search_lag
+        shown = []
+        for key in self.issues:
+            versions = [issue for at, issue in self.indexed.get(key, []) if at <= horizon]
+            if versions:
+                shown.append(versions[-1])
+        return shown
 
     def state(self) -> dict[str, Any]:
         return {"issues": list(self.issues.values()), "users": list(self.users.values()), "writes": list(self.writes)}
@@ -181,6 +206,7 @@ class JiraStandIn(StandIn):
 
     def _touch(self, issue: dict[str, Any], kind: str, **detail: Any) -> None:
         issue["fields"]["updated"] = _now()
+        self._index(issue)
         self.writes.append({"kind": kind, "key": issue["key"], **detail})
 
     # -- API ---------------------------------------------------------------------------------
@@ -260,6 +286,7 @@ class JiraStandIn(StandIn):
                 "assignee": (fields.get("assignee") or {}).get("name"),
             }
         )
+        self._index(issue)
         self.writes.append({"kind": "create", "key": issue["key"], "labels": issue["fields"]["labels"],
                             "summary": fields["summary"]})  # fmt: skip
         return 201, {"id": issue["id"], "key": issue["key"], "self": self._self(issue)}
@@ -394,7 +421,7 @@ class JiraStandIn(StandIn):
             else:
                 clauses[-1].append((tok, quoted))
         tests = [self._clause(c) for c in clauses if c]
-        result = [i for i in self.issues.values() if all(t(i) for t in tests)]
+        result = [i for i in self._searchable() if all(t(i) for t in tests)]
         for field, desc in reversed(order or [("key", False)]):
             result.sort(key=lambda i, f=field: self._sort_key(i, f), reverse=desc)
         return result

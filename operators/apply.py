@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.vocabulary import Mode, Status
-from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes, run_mode
+from airflow_reconcile.provider.audited import (
+    AuditDraft,
+    ReconcileBaseOperator,
+    audit_outcomes,
+    dead_letter_failure,
+    run_mode,
+)
 from airflow_reconcile.provider.hooks import LazyExecutors
 
 if TYPE_CHECKING:
@@ -48,9 +54,10 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.actions.base import RateLimiter, apply_plan
+        from airflow_reconcile.core.errors import TransientError
         from airflow_reconcile.core.plan import shadow_outcomes
+        from airflow_reconcile.core.retry import RetryPolicy
         from airflow_reconcile.core.workspace import read_frame
-        from airflow_reconcile.provider.compat import AirflowFailException
 
         mode = run_mode(self.mode)
         plan_m = self.pull(context, self.plan_task_id)
@@ -72,22 +79,23 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
             if self.approved_only:
                 plan = self._approved(plan, ledger)
             self.log.info("applying %d planned operations", len(plan))
+            retry = RetryPolicy.of(spec)
             result = apply_plan(
                 plan, LazyExecutors(spec), progress=self.log.info, limiter=RateLimiter(spec.limits.rates),
-                ledger=ledger, workers=spec.limits.concurrency,
+                ledger=ledger, workers=spec.limits.concurrency, retry=retry,
             )  # fmt: skip
+            audit.details["retries"] = dict(retry.retried)
+            self.log.info("%d call(s) retried after a transient failure", retry.total_retries)
         manifest = self.workspace(spec, context).write("outcomes", result, policy_version=spec.policy_version)
         counts = audit_outcomes(result, audit)
         self.log.info("outcomes: %s -> %s", counts, manifest.uri)
         audit.outputs.append(manifest.to_dict())
         audit.details["mode"] = str(mode)
         self._metrics(context, spec, counts, ledger)
-        dead = counts.get(Status.DEAD_LETTERED, 0)
-        if dead and self.fail_on_dead_letter:
-            raise AirflowFailException(
-                f"{dead} operation(s) were dead-lettered (see {manifest.uri} and the audit record); "
-                "the other operations were applied"
-            )
+        failure = dead_letter_failure(result, f"{counts.get(Status.DEAD_LETTERED)} operation(s) were dead-lettered "
+                                      f"(see {manifest.uri} and the audit record); the other operations were applied")  # fmt: skip
+        if failure is not None and (self.fail_on_dead_letter or isinstance(failure, TransientError)):
+            raise failure
         return {**manifest.to_dict(), "mode": str(mode), "outcomes": counts}
 
     def _metrics(self, context: Context, spec: Spec, counts: dict[str, int], ledger: Ledger | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -191,18 +191,20 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
         messages = digest_messages(spec, read_frame(report), run_id)
         post = mode == Mode.APPLY or spec.targets.slack.post_in_shadow
         if post:
-            from airflow.providers.slack.hooks.slack import SlackHook
-
             from airflow_reconcile.core.actions.slack import SlackExecutor, message_id
+            from airflow_reconcile.core.retry import RetryPolicy
+            from airflow_reconcile.provider.hooks import slack_client
 
-            slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
+            retry = RetryPolicy.of(spec)
+            slack = SlackExecutor(slack_client(spec.targets.slack.connection_id), "", retry)
             for channel, digest in messages.items():
                 # One id per (spec, source run, channel): a retried digest task never posts twice.
                 op_id = message_id("digest", spec.name, run_id, channel)
-                outcome = slack.post_once(channel, digest.summary, op_id, blocks=digest.blocks)
+                outcome = retry.call(partial(slack.post_once, channel, digest.summary, op_id, blocks=digest.blocks),
+                                     f"Slack digest to {channel}")  # fmt: skip
                 # The items go in the summary's thread, once as well (found there by their own id).
-                slack.post_once(channel, digest.items, f"{op_id}-items",
-                                thread_ts=str(outcome.prior["ts"]), mrkdwn=True)  # fmt: skip
+                retry.call(partial(slack.post_once, channel, digest.items, f"{op_id}-items",
+                                   thread_ts=str(outcome.prior["ts"]), mrkdwn=True), f"Slack digest to {channel}")  # fmt: skip
                 self.log.info(
                     "digest for %s: %s", channel, "posted" if outcome.status == Status.APPLIED else "already there"
                 )

@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.vocabulary import Status
-from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes
+from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator, audit_outcomes, dead_letter_failure
 
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
     from airflow_reconcile.core.ledger import Ledger
+    from airflow_reconcile.core.retry import RetryPolicy
     from airflow_reconcile.core.spec import Spec
 
 
@@ -26,16 +27,14 @@ class _LedgerOperator(ReconcileBaseOperator):
         store = AuditStoreHook(self.audit_conn_id).store
         return Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
 
-    def report(self, result: pd.DataFrame, audit: AuditDraft, what: str) -> dict[str, Any]:
-        from airflow_reconcile.provider.compat import AirflowFailException
-
+    def report(self, result: pd.DataFrame, audit: AuditDraft, what: str, retry: RetryPolicy) -> dict[str, Any]:
         counts = audit_outcomes(result, audit)
-        self.log.info("%s: %d operation(s): %s", what, len(result), counts)
-        if counts.get(Status.DEAD_LETTERED):
-            raise AirflowFailException(
-                f"{what}: {counts[Status.DEAD_LETTERED]} operation(s) failed again and stay dead-lettered; "
-                "see the audit record's operations for each error and hint"
-            )
+        audit.details["retries"] = dict(retry.retried)
+        self.log.info("%s: %d operation(s): %s; %d retried call(s)", what, len(result), counts, retry.total_retries)
+        failure = dead_letter_failure(result, f"{what}: {counts.get(Status.DEAD_LETTERED)} operation(s) failed again "
+                                      "and stay dead-lettered; see the audit record's operations for each error and hint")  # fmt: skip
+        if failure is not None:
+            raise failure
         return {"outcomes": counts}
 
 
@@ -56,19 +55,22 @@ class ReplayOperationsOperator(_LedgerOperator):
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.actions.base import RateLimiter
         from airflow_reconcile.core.actions.revert import RecoveryPolicy, replay_operations
+        from airflow_reconcile.core.retry import RetryPolicy
         from airflow_reconcile.provider.compat import AirflowFailException
         from airflow_reconcile.provider.hooks import LazyExecutors
 
         ids = [str(i).strip() for i in (self.operation_ids or []) if str(i).strip()]
         audit.details.update(operation_ids=ids, since=self.since or None)
+        retry = RetryPolicy.of(spec)
         result, refused = replay_operations(
             self.ledger(spec, context), LazyExecutors(spec), operation_ids=ids or None, since=self.since or None,
             policy=RecoveryPolicy.of(spec), limiter=RateLimiter(spec.limits.rates), progress=self.log.info,
+            retry=retry,
         )  # fmt: skip
         audit.details["refused"] = refused
         for item in refused:
             self.log.warning("not replayed: %s (%s): %s", item["operation_id"], item["action"], item["reason"])
-        outcome = self.report(result, audit, "replay")
+        outcome = self.report(result, audit, "replay", retry)
         if refused:
             raise AirflowFailException(
                 f"replay: {len(refused)} operation(s) refused by policy (see the log or the audit record's refused "
@@ -93,16 +95,19 @@ class RevertRunOperator(_LedgerOperator):
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.actions.base import RateLimiter
         from airflow_reconcile.core.actions.revert import RecoveryPolicy, revert_run
+        from airflow_reconcile.core.retry import RetryPolicy
         from airflow_reconcile.provider.compat import AirflowFailException
         from airflow_reconcile.provider.hooks import LazyExecutors
 
         if not (self.revert_run_id or "").strip():
             raise AirflowFailException("give the run id to revert (the run_id field of the trigger form)")
+        retry = RetryPolicy.of(spec)
         result, not_reversible = revert_run(
             self.ledger(spec, context), LazyExecutors(spec), self.revert_run_id.strip(), policy=RecoveryPolicy.of(spec),
-            limiter=RateLimiter(spec.limits.rates), progress=self.log.info,
+            limiter=RateLimiter(spec.limits.rates), progress=self.log.info, retry=retry,
         )  # fmt: skip
         audit.details.update(reverted_run_id=self.revert_run_id, not_reversible=not_reversible)
         for item in not_reversible:
             self.log.warning("not reverted: %s (%s): %s", item["operation_id"], item["action"], item["reason"])
-        return {**self.report(result, audit, f"revert of {self.revert_run_id}"), "not_reversible": len(not_reversible)}
+        report = self.report(result, audit, f"revert of {self.revert_run_id}", retry)
+        return {**report, "not_reversible": len(not_reversible)}

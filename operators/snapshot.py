@@ -26,13 +26,16 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         self.side = side
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        from airflow_reconcile.core.retry import RetryPolicy
         from airflow_reconcile.core.sources import get_source
         from airflow_reconcile.provider.lineage import source_location
         from airflow_reconcile.provider.metrics import emit
 
         source_spec = getattr(spec.sources, self.side)
-        ctx = source_context(self.spec_path, source_spec, self.log)
+        retry = RetryPolicy.of(spec)
+        ctx = source_context(self.spec_path, source_spec, self.log, retry)
         snapshot = get_source(source_spec.kind).read(source_spec, ctx)
+        audit.details["retries"] = dict(retry.retried)
         # Where it was read from (no credentials): the audit record's input and the lineage input.
         audit.inputs.append(source_location(source_spec.kind, source_spec.options, ctx.connection, snapshot.source))
         manifest = self.workspace(spec, context).write(

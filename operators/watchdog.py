@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -68,13 +69,15 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
         return {"specs": [s.name for s in specs], "alerts": [a.to_dict() for a in alerts]}
 
     def _post(self, spec: Spec, alerts: list[Alert], now: datetime) -> None:
-        from airflow.providers.slack.hooks.slack import SlackHook
-
         from airflow_reconcile.core.actions.slack import SlackExecutor, message_id
         from airflow_reconcile.core.markup import escape_mrkdwn
+        from airflow_reconcile.core.retry import RetryPolicy
+        from airflow_reconcile.provider.hooks import slack_client
 
-        slack = SlackExecutor(SlackHook(slack_conn_id=spec.targets.slack.connection_id).client, "")
+        retry = RetryPolicy.of(spec)
+        slack = SlackExecutor(slack_client(spec.targets.slack.connection_id), "", retry)
         for alert in alerts:
             op_id = message_id("watchdog", spec.name, alert.kind, f"{now:%Y-%m-%d}")
             text = f":rotating_light: *{spec.name}* watchdog: {escape_mrkdwn(alert.message)}"
-            slack.post_once(spec.targets.slack.digest_channel, text, op_id, mrkdwn=True)
+            retry.call(partial(slack.post_once, spec.targets.slack.digest_channel, text, op_id, mrkdwn=True),
+                       f"Slack watchdog alert {alert.kind}")  # fmt: skip

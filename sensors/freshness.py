@@ -56,13 +56,15 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
         return result
 
     def poke(self, context: Context) -> PokeReturnValue:
+        from airflow_reconcile.core.retry import RetryPolicy
         from airflow_reconcile.core.sources import get_source
         from airflow_reconcile.provider.hooks import source_context
 
         source = getattr(self._spec.sources, self.side)
         if source.freshness is None:
             return PokeReturnValue(True, {"side": self.side, "stale": False, "checked": False})
-        newest = get_source(source.kind).newest(source, source_context(self.spec_path, source, self.log))
+        reading = source_context(self.spec_path, source, self.log, RetryPolicy.of(self._spec))
+        newest = get_source(source.kind).newest(source, reading)
         now = datetime.now(UTC)
         if newest is None:
             self.log.warning("%s source cannot tell how fresh it is; treating it as stale", self.side)

@@ -22,6 +22,7 @@ from airflow_reconcile.core.audit import AuditRecord, AuditStore
 from airflow_reconcile.core.errors import SourceError, SpecError, TransientError
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.plan import PlannedOperation
+from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.core.sources import SourceContext, get_source
 from airflow_reconcile.core.spec import SourceSpec, load_spec
 from devkit.http import JsonApi, Reply
@@ -40,7 +41,7 @@ def test_a_jira_error_with_set_cookie_leaves_no_secret_in_ledger_audit_or_log(se
         result = apply_plan(
             plan(("assign", "OPS-1", {"assignee": "alice"}, "auto")),
             {"jira": JiraExecutor(jira_client)},
-            sleep=lambda _: None,
+            retry=RetryPolicy(sleep=lambda _: None),
             ledger=ledger,
         )
     error = result.error.iloc[0]
@@ -327,7 +328,7 @@ def test_escaped_values_reach_jira_and_slack_as_escaped_text(seeded, jira_client
     slack = WebClient(token=slack_standin.token, base_url=f"{slack_standin.base_url}/api/")
     plan = _hostile_plan()
     result = apply_plan(plan, {"jira": JiraExecutor(jira_client), "slack": SlackExecutor(slack, "#ops-reconcile")},
-                        sleep=lambda _: None, ledger=fresh_ledger())  # fmt: skip
+                        retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger())  # fmt: skip
     assert set(result.status) == {"applied"}
     stored = [c["body"] for issue in seeded.issues.values() for c in issue["fields"]["comment"]["comments"]]
     assert any("*Owner*: \\[\\~admin\\] (was old)" in body for body in stored)  # as Jira shows it: [~admin]
@@ -454,7 +455,9 @@ def test_a_planted_or_edited_ledger_row_is_never_replayed(store_url, tmp_path, s
     jira = {"jira": JiraExecutor(jira_client)}
     seeded.faults.set([{"method": "PUT", "path": "OPS-2", "status": 403, "times": 5}])
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
-    apply_plan(ops, jira, ledger=Ledger(store, spec="s", dag_id="d", run_id="run-1"), sleep=lambda _: None)
+    apply_plan(
+        ops, jira, ledger=Ledger(store, spec="s", dag_id="d", run_id="run-1"), retry=RetryPolicy(sleep=lambda _: None)
+    )
     seeded.faults.set([])
     planted = {**Ledger(store, spec="s", dag_id="d", run_id="x").get("op1"), "operation_id": "planted",
                "target_ref": "OPS-3", "params": json.dumps({"assignee": "mallory"})}  # fmt: skip
@@ -463,7 +466,7 @@ def test_a_planted_or_edited_ledger_row_is_never_replayed(store_url, tmp_path, s
         conn.execute(sa.update(operations).where(operations.c.operation_id == "op1")
                      .values(params=json.dumps({"assignee": "mallory"})))  # fmt: skip
     replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
-    result, refused = replay_operations(replay, jira, sleep=lambda _: None)
+    result, refused = replay_operations(replay, jira, retry=RetryPolicy(sleep=lambda _: None))
     assert len(result) == 0
     assert {r["operation_id"]: r["reason"] for r in refused} == {
         "op1": "its ledger row is not what its history says (changed outside airflow-reconcile?)",
@@ -479,13 +482,15 @@ def test_a_ledger_history_rewritten_without_the_key_stops_replay(store_url, tmp_
     store = _keyed_store(store_url)
     ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     apply_plan(plan(("assign", "OPS-1", {"assignee": "alice"}, "auto")), {"jira": JiraExecutor(jira_client)},
-               ledger=ledger, sleep=lambda _: None)  # fmt: skip
+               ledger=ledger, retry=RetryPolicy(sleep=lambda _: None))  # fmt: skip
     with store.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("ALTER TABLE reconcile_ledger_event DISABLE TRIGGER USER")
         conn.exec_driver_sql("UPDATE reconcile_ledger_event SET status = 'dead_lettered'")
     with pytest.raises(ReconcileError, match="the ledger's history does not verify"):
-        replay_operations(Ledger(store, spec="s", dag_id="d_replay", run_id="r"), {}, sleep=lambda _: None)
+        replay_operations(
+            Ledger(store, spec="s", dag_id="d_replay", run_id="r"), {}, retry=RetryPolicy(sleep=lambda _: None)
+        )
     assert any("ledger history entry" in p for p in store.verify_all([]).problems)
 
 

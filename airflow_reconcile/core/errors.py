@@ -36,6 +36,15 @@ class TransientError(ReconcileError):
     """The target failed in a way that a retry may fix (timeout, 429, 5xx)."""
 
 
+class WriteUncertain(TransientError):
+    """A write whose reply was lost may have landed, and the target cannot tell yet: try again after
+    ``retry_after`` seconds (never write again before)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PersistentError(ReconcileError):
     """The target refused the operation (4xx, validation): retrying will not help."""
 
@@ -88,15 +97,25 @@ def http_status(exc: BaseException) -> int | None:
 
 def classify(exc: BaseException) -> type[TransientError] | type[PersistentError]:
     """Transient (retry) or persistent (dead letter) from the exception a client raised."""
-    if isinstance(exc, (TransientError, PersistentError)):
-        return type(exc)
+    if isinstance(exc, TransientError):
+        return TransientError
+    if isinstance(exc, PersistentError):
+        return PersistentError
     status = http_status(exc)
     if status is not None:
         return TransientError if status == 429 or status >= 500 else PersistentError
     name = type(exc).__name__
-    if isinstance(exc, (TimeoutError, ConnectionError)) or name in ("ConnectionError", "Timeout", "ReadTimeout"):
+    if isinstance(exc, (TimeoutError, ConnectionError)) or name in TRANSIENT_NAMES:
         return TransientError
+    reason = getattr(exc, "reason", None)  # urllib's URLError (slack_sdk) wraps the socket's error
+    if isinstance(exc, OSError) and isinstance(reason, BaseException) and reason is not exc:
+        return classify(reason)
     return PersistentError
+
+
+# Client errors that mean the service did not answer (requests, urllib3, http.client): worth a retry.
+TRANSIENT_NAMES = ("ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout", "RemoteDisconnected",
+                   "ProtocolError", "IncompleteRead", "ChunkedEncodingError")  # fmt: skip
 
 
 def source_failure(exc: BaseException, message: str) -> SourceError | TransientError:

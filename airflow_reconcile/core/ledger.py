@@ -19,7 +19,10 @@ by someone without the audit key is refused.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +30,7 @@ import sqlalchemy as sa
 
 from airflow_reconcile.core import catalog
 from airflow_reconcile.core.audit import LEDGER_CHAIN, LEDGER_LOCK, ledger_events, ledger_fields, metadata
-from airflow_reconcile.core.errors import LedgerConflict
+from airflow_reconcile.core.errors import LedgerConflict, WriteUncertain
 from airflow_reconcile.core.integrity import Verification, state_digest
 from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.vocabulary import (
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from airflow_reconcile.core.audit import AuditStore
     from airflow_reconcile.core.plan import Outcome, PlannedOperation
 
+log = logging.getLogger(__name__)
 operations = sa.Table(
     "reconcile_operation",
     metadata,
@@ -100,6 +104,51 @@ def hint_for(outcome: Outcome) -> str | None:
     return "see the error; replay the operation after fixing its cause"
 
 
+# Statuses in which the row's prior state and run may belong to a write whose result is not known.
+UNCONFIRMED = (Status.IN_FLIGHT, Status.DEAD_LETTERED)
+
+
+@dataclass
+class Claim:
+    """An operation being applied: its ledger row as it started (None: new), and — once a write of
+    this run may have landed — the state found before it.
+
+    The executor calls the claim right before each write (``claim(prior)``): the ledger then holds
+    the operation in flight with that prior state and this run, so a write whose reply is lost (the
+    retry finds the target already done) is still this run's, and reverting this run restores it.
+    ``done``: the row when the operation must not be sent again.
+    """
+
+    ledger: Ledger
+    op: PlannedOperation
+    row: dict[str, Any] | None
+    done: dict[str, Any] | None = None
+    prior: dict[str, Any] | None = None
+    claimed_at: float | None = None  # time.time() of the write that may have landed
+    claimed: bool = False
+    settle: float = 10.0  # seconds a target's search may lag behind a write (Jira's index)
+
+    def __call__(self, prior: Mapping[str, Any]) -> None:
+        once_only = catalog.action(self.op.target, self.op.action).once_only
+        if once_only and self.claimed_at is not None:
+            waited = time.time() - self.claimed_at
+            if waited < self.settle:
+                # A create or post whose reply was lost may be there, and the search that looks for it
+                # may not show it yet: never send it again before the search had time to catch up.
+                raise WriteUncertain(
+                    f"an earlier {self.op.action} of operation {self.op.operation_id} may have landed (no reply); "
+                    f"the target's search does not show it yet, so it is not sent again for "
+                    f"{self.settle - waited:.0f}s more",
+                    retry_after=self.settle - waited,
+                )
+        self.ledger._claim(self, prior)
+
+    def unknown_prior(self) -> None:
+        """In flight before a call to an executor that cannot tell its prior state before it writes
+        (one written before ``before_write``): the prior state is the one its outcome reports."""
+        self.ledger._claim(self, None)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -109,21 +158,25 @@ class Ledger:
         self.store, self.spec, self.dag_id, self.run_id = store, spec, dag_id, run_id
         store.ensure_schema()
 
-    def _commit(self, writes: list[Any], now: str) -> int:
+    def _commit(self, writes: list[Any], now: str) -> list[int]:
         """Run writes to ledger rows (each setting ``updated_at`` to ``now``) and append a history entry
-        for every row they changed, in one transaction; returns how many rows changed."""
+        for every row they changed, in one transaction; returns how many rows each write changed."""
+        changed: list[dict[str, Any]] = []
+        counts = []
         try:
             with self.store.write_lock, self.store.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # one history, in one order (SQLite: BEGIN IMMEDIATE)
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK})")
-                # RETURNING: the rows as written, without reading them again (SQLite >= 3.35, PostgreSQL)
-                changed = [dict(row) for statement in writes
-                           for row in conn.execute(statement.returning(operations)).mappings()]  # fmt: skip
+                for statement in writes:
+                    # RETURNING: the rows as written, without reading them again (SQLite >= 3.35, PostgreSQL)
+                    rows = [dict(row) for row in conn.execute(statement.returning(operations)).mappings()]
+                    changed.extend(rows)
+                    counts.append(len(rows))
                 if changed:
                     self._record_history(conn, changed, now)
         except sa.exc.SQLAlchemyError as exc:
             raise self.store._unavailable(exc) from None
-        return len(changed)
+        return counts
 
     def _record_history(self, conn: Any, rows: list[dict[str, Any]], now: str) -> None:
         signer = self.store.signer
@@ -193,15 +246,17 @@ class Ledger:
                 raise LedgerConflict(
                     f"operation {op.operation_id}: a new ledger row cannot start as {values['status']}"
                 )
-            row = {
-                "operation_id": op.operation_id, "spec": self.spec, "dag_id": self.dag_id,
-                "rule": op.rule, "action": op.action, "target": op.target,
-                "target_ref": op.target_ref, "entity": op.entity, "params": op.params_json,
-                "attempts": 0, "created_at": now, "status": Status.PLANNED, **values,
-            }  # fmt: skip
-            return bool(self._commit([self._insert_new(row)], now))
+            return bool(sum(self._commit([self._insert_new(self._new_row(op, now, values))], now)))
         update = operations.update().where(operations.c.operation_id == op.operation_id).values(**values)
-        return bool(self._commit([update], now))
+        return bool(sum(self._commit([update], now)))
+
+    def _new_row(self, op: PlannedOperation, now: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "operation_id": op.operation_id, "spec": self.spec, "dag_id": self.dag_id,
+            "rule": op.rule, "action": op.action, "target": op.target,
+            "target_ref": op.target_ref, "entity": op.entity, "params": op.params_json,
+            "attempts": 0, "created_at": now, "status": Status.PLANNED, "run_id": self.run_id, **values,
+        }  # fmt: skip
 
     def _insert_new(self, row: dict[str, Any]) -> Any:
         """An insert that does nothing when the operation's row exists already (no error to recover from
@@ -254,59 +309,103 @@ class Ledger:
                 .values(status=status, run_id=self.run_id, updated_at=now)
             )
             writes.append(update)
-        return self._commit(writes, now)
+        return sum(self._commit(writes, now))
 
-    def begin(self, op: PlannedOperation) -> dict[str, Any] | None:
-        """Before the side effect. Returns the ledger row when the operation must not be sent again."""
+    def begin(self, op: PlannedOperation) -> Claim:
+        """Before applying an operation (reads only). ``claim.done`` is its row when it must not be sent
+        again; otherwise the executor calls ``claim(prior)`` right before its write."""
         existing = self.get(op.operation_id)
+        claim = Claim(self, op, existing)
         # An action whose effect a search may not show at once (Jira's index lags a write) is never sent
         # again once the ledger says done, even if the target's search does not see it yet.
         if existing and existing["status"] in FINAL and catalog.action(op.target, op.action).once_only:
-            return existing
+            claim.done = existing
+            return claim
         if existing and not may_move(existing["status"], Status.IN_FLIGHT):
             raise LedgerConflict(f"operation {op.operation_id} is {existing['status']}; it cannot be applied")
-        attempts = int(existing["attempts"]) if existing else 0
-        if not self._upsert(
-            op, existing, status=Status.IN_FLIGHT, attempts=attempts + 1, error_class=None, error=None, hint=None
-        ):
-            return self.begin(op)  # another task inserted the row first: decide again from it
-        return None
+        if existing and existing["status"] in UNCONFIRMED and existing["applied_run_id"] == self.run_id:
+            claim.prior = json.loads(existing["prior"] or "{}")  # an earlier try of this run wrote (or began to)
+            claim.claimed_at = datetime.fromisoformat(existing["updated_at"]).timestamp()
+        return claim
 
-    def finish(self, outcome: Outcome) -> None:
-        """After the side effect (or its final failure).
+    def _claim(self, claim: Claim, prior: Mapping[str, Any] | None) -> None:
+        """Right before a write: the operation is in flight, with the state found and this run (None: the
+        state is not known before the write; the row keeps what it had)."""
+        row = claim.row
+        values = {
+            "status": Status.IN_FLIGHT, "attempts": int(row["attempts"]) + 1 if row else 1,
+            "error_class": None, "error": None, "hint": None,
+        }  # fmt: skip
+        if prior is not None:
+            values.update(prior=json.dumps(dict(prior), sort_keys=True, default=str), applied_run_id=self.run_id)
+        if not self._upsert(claim.op, row, **values):  # another task inserted the row a moment ago
+            row = self.get(claim.op.operation_id)
+            self._upsert(claim.op, row, **values)
+        claim.row, claim.claimed = {**(row or {}), **values}, True
+        if prior is not None:
+            claim.prior, claim.claimed_at = dict(prior), time.time()
+
+    def finish(self, outcome: Outcome, claim: Claim) -> Outcome:
+        """After the side effect (or its final failure); returns the outcome as the ledger records it.
 
         ``prior`` and ``applied_run_id`` change only when this run applied the operation: a later
-        run that finds it done (``skipped``) must not replace the state a revert goes back to.
+        run that finds it done (``skipped``) must not replace the state a revert goes back to. When
+        this run wrote and the retry found the target done (the write landed, its reply was lost), the
+        operation is ``applied`` by this run with the state found before that write.
         """
+        if outcome.status == Status.SKIPPED and claim.prior is not None:
+            log.info("operation %s: the earlier write of this run landed (its reply was lost)", outcome.operation_id)
+            outcome = replace(outcome, status=Status.APPLIED, prior={**outcome.prior, **claim.prior})
+        now = _now()
         values: dict[str, Any] = {
             "status": outcome.status, "error_class": outcome.error_class, "error": redact(outcome.error),
-            "hint": hint_for(outcome), "updated_at": _now(),
+            "hint": hint_for(outcome), "updated_at": now,
         }  # fmt: skip
         if outcome.status == Status.APPLIED:
             values["prior"] = json.dumps(dict(outcome.prior), sort_keys=True, default=str)
             values["applied_run_id"] = self.run_id
-        self._move(outcome.operation_id, outcome.status, values)
+        writes = []
+        if not claim.claimed:  # nothing was written: the row still goes through in_flight (one transaction)
+            start = {"run_id": self.run_id, "status": Status.IN_FLIGHT, "updated_at": now, "error_class": None,
+                     "error": None, "hint": None, "attempts": int(claim.row["attempts"]) + 1 if claim.row else 1}  # fmt: skip
+            if claim.row is None:
+                writes.append(self._insert_new(self._new_row(claim.op, now, start)))
+            else:  # only from the status begin saw: a row that moved meanwhile is refused below
+                unchanged = operations.c.status == claim.row["status"]
+                where = (operations.c.operation_id == outcome.operation_id) & unchanged
+                writes.append(operations.update().where(where).values(**start))
+        writes.append(self._move_statement(outcome.operation_id, outcome.status, values))
+        if not self._commit(writes, now)[-1]:
+            self._refused(outcome.operation_id, outcome.status)
+        return outcome
 
     def mark(self, operation_id: str, status: str) -> None:
         """Set an operation's status (``reverted``) without a side effect of its own."""
         self._move(operation_id, status, {"status": status, "updated_at": _now()})
 
-    def _move(self, operation_id: str, status: str, values: dict[str, Any]) -> None:
-        """Update the row only from a status ``status`` may follow; otherwise nothing changes and the
-        caller learns why (the write it just did, or means to record, is not what the ledger holds)."""
+    def _move_statement(self, operation_id: str, status: str, values: dict[str, Any]) -> Any:
         allowed = TRANSITIONS.get(Status(status)) if status in STORED else None
         if not allowed:
             raise LedgerConflict(f"operation {operation_id}: {status!r} is not a status the ledger moves to")
-        update = (
+        return (
             operations.update()
             .where(operations.c.operation_id == operation_id, operations.c.status.in_(allowed))
             .values(**values)
         )
-        if not self._commit([update], str(values["updated_at"])):
-            row = self.get(operation_id)
-            now = "has no ledger row" if row is None else f"is {row['status']}"
-            raise LedgerConflict(f"operation {operation_id} {now}; it cannot become {status} "
-                                 f"(only from {', '.join(sorted(allowed))})")  # fmt: skip
+
+    def _refused(self, operation_id: str, status: str) -> None:
+        row = self.get(operation_id)
+        now = "has no ledger row" if row is None else f"is {row['status']}"
+        allowed = TRANSITIONS[Status(status)]
+        raise LedgerConflict(f"operation {operation_id} {now}; it cannot become {status} "
+                             f"(only from {', '.join(sorted(allowed))})")  # fmt: skip
+
+    def _move(self, operation_id: str, status: str, values: dict[str, Any]) -> None:
+        """Update the row only from a status ``status`` may follow; otherwise nothing changes and the
+        caller learns why (the write it just did, or means to record, is not what the ledger holds)."""
+        statement = self._move_statement(operation_id, status, values)
+        if not self._commit([statement], str(values["updated_at"]))[0]:
+            self._refused(operation_id, status)
 
     def rows(self, *, status: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(operations).where(operations.c.spec == self.spec).order_by(operations.c.updated_at)

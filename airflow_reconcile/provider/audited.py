@@ -244,6 +244,23 @@ def run_mode(value: Any) -> Mode:
         raise AirflowFailException(f"mode must be {' or '.join(map(repr, map(str, Mode)))}, got {value!r}") from None
 
 
+def dead_letter_failure(result: pd.DataFrame, message: str) -> Exception | None:
+    """How a try with dead letters ends: None without any; ``TransientError`` when every one failed for a
+    transient reason (429, 5xx, timeouts, a write not yet visible), so the task's next try sends them
+    again (its retry delay is the backoff) before they need a person; otherwise failed at once (a
+    persistent or policy failure waits for a person and a replay)."""
+    from airflow_reconcile.core.errors import TransientError
+    from airflow_reconcile.core.vocabulary import Status
+    from airflow_reconcile.provider.compat import AirflowFailException
+
+    dead = result[result["status"] == Status.DEAD_LETTERED]
+    if dead.empty:
+        return None
+    if set(dead["error_class"]) == {TransientError.__name__}:
+        return TransientError(f"{message}; all failed for a transient reason: the task's next try sends them again")
+    return AirflowFailException(message)
+
+
 def audit_outcomes(result: pd.DataFrame, audit: AuditDraft) -> dict[str, int]:
     """Put each operation's outcome and the counts in the audit record; return the counts."""
     from airflow_reconcile.core.actions.base import outcome_counts

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -15,6 +15,7 @@ from airflow.sdk import BaseHook
 from airflow_reconcile.core import catalog
 from airflow_reconcile.core.errors import ReconcileError, SourceError
 from airflow_reconcile.core.locations import absolute, default_audit_db
+from airflow_reconcile.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from airflow_reconcile.core.actions import ActionExecutor
@@ -103,7 +104,21 @@ class JiraClientHook(BaseHook):
     def server_url(self) -> str:
         return base_url(self.get_connection(self.jira_conn_id))
 
-    def get_conn(self) -> Any:
+    def get_conn(self, retry: RetryPolicy | None = None) -> Any:
+        """The client; its first call (``serverInfo``) is tried again on a transient failure, and a
+        failure is a clean error (status, URL, message; never the response's headers)."""
+        from jira.exceptions import JIRAError
+
+        from airflow_reconcile.core.errors import TransientError, classify, source_failure
+        from airflow_reconcile.core.redact import error_text
+
+        try:
+            return (retry or RetryPolicy()).call(self._connect, "Jira connect")
+        except JIRAError as exc:
+            kind = "is unavailable" if classify(exc) is TransientError else "refused the connection"
+            raise source_failure(exc, f"Jira at {self.server_url()} {kind}: {error_text(exc)}") from None
+
+    def _connect(self) -> Any:
         from jira import JIRA
 
         conn = guard_secrets(self.get_connection(self.jira_conn_id))
@@ -241,16 +256,26 @@ def http_connection(conn_id: str) -> dict[str, Any]:
 
 def _jira_executor(spec: Spec) -> ActionExecutor:
     executor: ActionExecutor = catalog.executor_class("jira")(
-        JiraClientHook(spec.targets.jira.connection_id).get_conn()
+        JiraClientHook(spec.targets.jira.connection_id).get_conn(RetryPolicy.of(spec))
     )
     return executor
 
 
-def _slack_executor(spec: Spec) -> ActionExecutor:
+def slack_client(conn_id: str) -> Any:
+    """A ``slack_sdk`` WebClient from the Slack connection, with no retry handlers of its own.
+
+    slack_sdk's default handler sends a request again after a connection error, so a post whose reply
+    was lost would be posted twice; every retry goes through the package's retry policy instead, whose
+    every try looks for the message first (``SlackExecutor.post_once``).
+    """
     from airflow.providers.slack.hooks.slack import SlackHook
 
-    guard_secrets(BaseHook.get_connection(spec.targets.slack.connection_id))
-    client = SlackHook(slack_conn_id=spec.targets.slack.connection_id).client
+    guard_secrets(BaseHook.get_connection(conn_id))
+    return SlackHook(slack_conn_id=conn_id, retry_handlers=[]).client
+
+
+def _slack_executor(spec: Spec) -> ActionExecutor:
+    client = slack_client(spec.targets.slack.connection_id)
     executor: ActionExecutor = catalog.executor_class("slack")(client, spec.targets.slack.digest_channel)
     return executor
 
@@ -292,22 +317,19 @@ class LazyExecutors(Mapping[str, "ActionExecutor"]):
         return len(self.targets)
 
 
-def source_context(spec_path: str, source: SourceSpec, log: Any) -> SourceContext:
+def source_context(spec_path: str, source: SourceSpec, log: Any, retry: RetryPolicy) -> SourceContext:
     """Credentials for a source come from its Airflow connection, never from the spec."""
     from airflow_reconcile.core.sources import SourceContext
 
     conn_id = source.connection_id
+    context = partial(SourceContext, origin=spec_path, progress=log.info, retry=retry)
     if source.kind == "jira":
         hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
-        return SourceContext(
-            origin=spec_path, client_factory=hook.get_conn, progress=log.info, connection={"server": hook.server_url()}
-        )
+        return context(client_factory=hook.get_conn, connection={"server": hook.server_url()})
     if source.kind == "sql" and conn_id:
-        return SourceContext(origin=spec_path, connection={"url": database_url(conn_id)}, progress=log.info)
+        return context(connection={"url": database_url(conn_id)})
     if source.kind == "file" and conn_id:
-        return SourceContext(
-            origin=spec_path, connection={"storage_options": storage_options(conn_id)}, progress=log.info
-        )
+        return context(connection={"storage_options": storage_options(conn_id)})
     if source.kind == "http" and conn_id:
-        return SourceContext(origin=spec_path, connection=http_connection(conn_id), progress=log.info)
-    return SourceContext(origin=spec_path, progress=log.info)
+        return context(connection=http_connection(conn_id))
+    return context()

@@ -70,7 +70,8 @@ def test_an_approved_operation_whose_apply_was_cut_short_is_applied_again_withou
     first = ledger_for(store, "run-1")
     pending_approval(approvals(), first)
     first.decide(["op0"], "approved")
-    first.begin(PlannedOperation.from_row(approvals().iloc[0].to_dict()))  # apply_approved's worker died after this
+    # apply_approved's worker died as it wrote (after the ledger took the prior state, before the answer)
+    first.begin(PlannedOperation.from_row(approvals().iloc[0].to_dict()))({"assignee": "bob"})
     request, counts = pending_approval(approvals(), ledger_for(store, "run-2"))
     assert dict(zip(request["operation_id"], request["ledger_status"], strict=True))["op0"] == "in_flight"
     rows = {op: ledger_for(store, "run-2").get(op) for op in request["operation_id"]}

@@ -38,9 +38,8 @@ def test_silence_dead_letters_review_queue_and_a_stale_source_each_alert(spec, t
 
     for op in operations(ops):
         ledger.record(op, "in_review")
-    ledger.begin(operations(ops)[0])
-
-    ledger.finish(Outcome(ops.iloc[0]["operation_id"], "dead_lettered", 1, "PersistentError", "403"))
+    claim = ledger.begin(operations(ops)[0])
+    ledger.finish(Outcome(ops.iloc[0]["operation_id"], "dead_lettered", 1, "PersistentError", "403"), claim)
     for hours in (3, 2, 1):
         store.append(
             record(spec, TaskId.CHECK_FRESHNESS, NOW - timedelta(hours=hours), details={"freshness": {"stale": True}})

@@ -102,6 +102,7 @@ def fresh(stack):
         stack.jira.seed(stack.scenario.jira_seed())
         stack.jira.faults.set([])
         stack.slack.reset()
+        stack.slack.faults.set([])
         engine = sa.create_engine(f"sqlite:///{stack.audit_db}")
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM reconcile_operation WHERE spec = :spec"), {"spec": SPEC_NAME})

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from airflow_reconcile.core.errors import SourceError
+from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.provider.hooks import AuditStoreHook, JiraClientHook, database_url
 
 
@@ -86,12 +87,18 @@ def test_jira_client_from_a_connection(monkeypatch, jira_standin):
     client = JiraClientHook("jira_t").get_conn()
     assert client.server_info()["deploymentType"] == "Server"
     monkeypatch.setenv("AIRFLOW_CONN_JIRA_BAD", json.dumps({**conn, "password": "wrong"}))
-    from jira.exceptions import JIRAError
+    from airflow_reconcile.core.errors import SourceError, TransientError
 
-    with pytest.raises(JIRAError) as err:
+    with pytest.raises(SourceError, match="refused the connection: JIRAError: HTTP 401") as err:
         JiraClientHook("jira_bad").get_conn()
-    assert err.value.status_code == 401
     assert "wrong" not in str(err.value)  # the secret never shows up in the error
+    assert "headers" not in str(err.value)  # nor the response's headers (python-jira's dump)
+    # Jira down for longer than the retries: a transient error, so Airflow retries the task.
+    jira_standin.faults.set([{"path": "/serverInfo$", "status": 503, "times": 2}])
+    with pytest.raises(TransientError, match="is unavailable: JIRAError: HTTP 503"):
+        JiraClientHook("jira_t").get_conn(RetryPolicy(attempts=2, sleep=lambda _: None))
+    jira_standin.faults.set([{"path": "/serverInfo$", "status": 503, "times": 1}])  # a blip: retried
+    assert JiraClientHook("jira_t").get_conn(RetryPolicy(attempts=2, sleep=lambda _: None)).server_info()
 
 
 def test_http_connection_gives_base_url_and_bearer_header(monkeypatch):

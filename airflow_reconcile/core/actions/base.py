@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_reconcile.core.catalog import NO_ACTION
-from airflow_reconcile.core.errors import PersistentError, classify, http_status
+from airflow_reconcile.core.errors import AuditUnavailable, LedgerConflict, classify, http_status
 from airflow_reconcile.core.plan import Outcome, PlannedOperation, operations, with_outcomes
 from airflow_reconcile.core.redact import error_text
+from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.core.vocabulary import DONE, NOT_APPLIED, Autonomy, Status
 
 if TYPE_CHECKING:
@@ -28,12 +27,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Called by an executor right before a write, with the state it found (see ActionExecutor.apply).
+BeforeWrite = Callable[[Mapping[str, Any]], None]
+
+
 class ActionExecutor(Protocol):
     target: str
 
-    def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
-        """Apply one action idempotently: ``skipped`` when the target is already in the desired state."""
+    def apply(
+        self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str,
+        before_write: BeforeWrite = ...,
+    ) -> Outcome:  # fmt: skip
+        """Apply one action idempotently: ``skipped`` when the target is already in the desired state.
+
+        Reads the target first; right before each write, calls ``before_write`` with the state it
+        found (what a revert restores). A failure there means nothing may be written.
+        """
         ...
+
+
+def no_record(prior: Mapping[str, Any]) -> None:
+    """``before_write`` for a write that needs no ledger (a digest or watchdog message)."""
 
 
 class RateLimiter:
@@ -62,49 +76,34 @@ class RateLimiter:
             self.sleep(at - now)
 
 
-MAX_RETRY_AFTER = 120.0
+def _with_retries(call: Callable[[], Outcome], operation_id: str, retry: RetryPolicy) -> Outcome:
+    """The operation's outcome after the retry policy's tries: a failure is a dead letter, never lost."""
+    tries = 0
 
+    def attempt() -> Outcome:
+        nonlocal tries
+        tries += 1
+        return call()
 
-def retry_after(exc: BaseException) -> float | None:
-    """Seconds from a 429/503 response's ``Retry-After`` header (jira, slack_sdk and requests errors)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    if value is None:
-        return None
     try:
-        return max(float(value), 0.0)
-    except (TypeError, ValueError):
-        from email.utils import parsedate_to_datetime
+        outcome = retry.call(attempt, f"operation {operation_id}")
+        return Outcome(**{**asdict(outcome), "attempts": tries})
+    except (AuditUnavailable, LedgerConflict):
+        raise  # the ledger could not hold the write first: nothing was sent, and the task stops
+    except Exception as exc:  # noqa: BLE001 - every failure is classified, none is lost
+        kind = classify(exc)
+        message = error_text(exc)
+        log.warning("operation %s %s after %d attempt(s): %s", operation_id, Status.DEAD_LETTERED, tries, message)
+        return Outcome(operation_id, Status.DEAD_LETTERED, tries, kind.__name__, message, http_status=http_status(exc))
 
-        try:
-            when = parsedate_to_datetime(str(value))
-        except (TypeError, ValueError):
-            return None
-        return max((when - datetime.now(when.tzinfo)).total_seconds(), 0.0)
 
+def _takes_before_write(executor: ActionExecutor) -> bool:
+    import inspect
 
-def _with_retries(
-    call: Callable[[], Outcome], operation_id: str, attempts: int, base_delay: float, sleep: Callable[[float], None]
-) -> Outcome:
-    for attempt in range(1, attempts + 1):
-        try:
-            outcome = call()
-            return Outcome(**{**asdict(outcome), "attempts": attempt})
-        except Exception as exc:  # noqa: BLE001 - every failure is classified, none is lost
-            kind = classify(exc)
-            message = error_text(exc)
-            if kind is PersistentError or attempt == attempts:
-                status = Status.DEAD_LETTERED
-                log.warning("operation %s %s after %d attempt(s): %s", operation_id, status, attempt, message)
-                return Outcome(operation_id, status, attempt, kind.__name__, message, http_status=http_status(exc))
-            delay = random.uniform(0, base_delay * 2 ** (attempt - 1))  # noqa: S311 - jitter, not crypto
-            asked = retry_after(exc)
-            if asked is not None:  # the target said when: never sooner (capped, so a task cannot hang)
-                delay = max(delay, min(asked, MAX_RETRY_AFTER))
-            log.info("operation %s: transient failure (%s), retry in %.1fs", operation_id, message, delay)
-            sleep(delay)
-    raise AssertionError("unreachable")
+    try:
+        return "before_write" in inspect.signature(executor.apply).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin or C callable
+        return False
 
 
 def _limited(limiter: RateLimiter | None, target: str, call: Callable[[], Outcome]) -> Outcome:
@@ -118,9 +117,7 @@ def apply_plan(
     executors: Mapping[str, ActionExecutor],
     *,
     ledger: Ledger,
-    attempts: int = 3,
-    base_delay: float = 0.5,
-    sleep: Callable[[float], None] = time.sleep,
+    retry: RetryPolicy | None = None,
     progress: Callable[[str], None] = log.info,
     limiter: RateLimiter | None = None,
     workers: int = 1,
@@ -128,11 +125,14 @@ def apply_plan(
     """Apply every ``auto`` action; give every planned action an outcome (shadow mode never comes
     here: its outcomes are ``plan.shadow_outcomes``, a pure function of the plan).
 
-    Every call to a target, retries included, waits for the target's rate limit. Each operation is
-    recorded in the ledger before and after its side effect, and one the ledger already holds as
-    done is not sent again (see ``airflow_reconcile.core.ledger``). ``workers`` operations run at
-    once (bounded concurrency); one failure never stops the others.
+    Every call to a target, retries included, waits for the target's rate limit; a transient failure
+    is tried again by ``retry`` (the probe and the write: the executor reads the target first). Each
+    operation is recorded in the ledger before its write (with the state it finds, which a revert
+    restores) and after it, and one the ledger already holds as done is not sent again (see
+    ``airflow_reconcile.core.ledger``). ``workers`` operations run at once (bounded concurrency); one
+    failure never stops the others.
     """
+    retry = retry or RetryPolicy()
 
     def one(op: PlannedOperation) -> Outcome:
         op_id = op.operation_id
@@ -146,14 +146,21 @@ def apply_plan(
         if op.target not in executors:
             return Outcome(op_id, Status.DEAD_LETTERED, 0, "PersistentError", f"no executor for target {op.target!r}")
         executor = executors[op.target]  # a client that cannot be built fails the task before any write
-        done = ledger.begin(op)  # raises AuditUnavailable: no audit, no action
-        if done is not None:
-            prior = json.loads(done["prior"] or "{}")
-            return Outcome(op_id, Status.SKIPPED, 0, None, f"already {done['status']} (ledger)", prior)
-        apply = partial(executor.apply, op.action, op.target_ref, dict(op.params), op_id)
-        outcome = _with_retries(partial(_limited, limiter, op.target, apply), op_id, attempts, base_delay, sleep)
-        ledger.finish(outcome)
-        return outcome
+        if hasattr(executor, "retry"):  # its reads go through the task's policy (one count of retries)
+            executor.retry = retry
+        claim = ledger.begin(op)  # raises AuditUnavailable: no audit, no action
+        claim.settle = retry.search_settle
+        if claim.done is not None:
+            prior = json.loads(claim.done["prior"] or "{}")
+            return Outcome(op_id, Status.SKIPPED, 0, None, f"already {claim.done['status']} (ledger)", prior)
+        if _takes_before_write(executor):
+            # The executor calls the claim right before its write: the ledger holds the prior state first.
+            apply = partial(executor.apply, op.action, op.target_ref, dict(op.params), op_id, claim)
+        else:  # an executor written before before_write: in flight before the call, its prior state after
+            claim.unknown_prior()
+            apply = partial(executor.apply, op.action, op.target_ref, dict(op.params), op_id)
+        outcome = _with_retries(partial(_limited, limiter, op.target, apply), op_id, retry)
+        return ledger.finish(outcome, claim)
 
     ops = operations(plan)
     total, started = len(ops), time.monotonic()

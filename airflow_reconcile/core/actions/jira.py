@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
+from airflow_reconcile.core.actions.base import BeforeWrite, no_record
 from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
 from airflow_reconcile.core.errors import PersistentError
 from airflow_reconcile.core.plan import Outcome
+from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.core.vocabulary import Status
 
+T = TypeVar("T")
 OP_LABEL_PREFIX = "reconcile-op-"
 # Statuses that close an issue: a transition to one needs limits.allow_closures (spec, replay, revert).
 CLOSING_STATUSES = ("done", "closed", "resolved", "cancelled", "canceled", "won't do", "rejected", "declined")
@@ -91,9 +96,12 @@ def _shown(value: Any) -> str | None:
 class JiraExecutor:
     target = "jira"
 
-    def __init__(self, client: Any, project: str | None = None) -> None:
+    def __init__(self, client: Any, project: str | None = None, retry: RetryPolicy | None = None) -> None:
         self.client = client
         self.project = project
+        # Reads (the probe before a write, lookups) are tried again on their own; a write is tried again
+        # by the operation's retry, which reads first.
+        self.retry = retry or RetryPolicy()
         self._users: dict[str, str] = {}
         self._fields: dict[str, dict[str, Any]] | None = None
         self._lock = threading.Lock()
@@ -107,7 +115,7 @@ class JiraExecutor:
         with self._lock:
             if self._fields is None:
                 fields: dict[str, dict[str, Any]] = {}
-                for field in self.client.fields():
+                for field in self._read(self.client.fields, "GET /field"):
                     for alias in (field["id"], field.get("name"), *field.get("clauseNames", [])):
                         if alias:
                             fields.setdefault(str(alias).casefold(), field)
@@ -139,18 +147,24 @@ class JiraExecutor:
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
-    def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
+    def apply(
+        self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str,
+        before_write: BeforeWrite = no_record,
+    ) -> Outcome:  # fmt: skip
         record = TARGET.action(action)
         if record is None:
             raise PersistentError(f"the jira target does not support action {action!r}")
         if record.needs_ref and not target_ref:
             raise PersistentError(f"action {action!r} needs an issue key, and the drift row has none")
         handler = getattr(self, f"_{action}")  # every action of TARGET has its handler (a test checks)
-        result: Outcome = handler(target_ref, params, operation_id)
+        result: Outcome = handler(target_ref, params, operation_id, before_write)
         return result
 
+    def _read(self, call: Callable[[], T], what: str) -> T:
+        return self.retry.call(call, f"Jira {what}")
+
     def _issue(self, key: str, fields: str) -> Any:
-        return self.client.issue(key, fields=fields)
+        return self._read(partial(self.client.issue, key, fields=fields), f"GET issue {key}")
 
     def _user_id(self, wanted: str) -> str:
         """The Jira id of exactly this user (name, key, account id or e-mail), looked up once per run.
@@ -161,12 +175,13 @@ class JiraExecutor:
         if cached is not None:
             return cached
         cloud = self._cloud
-        found = self.client.search_users(**({"query": wanted} if cloud else {"user": wanted}), maxResults=50)
+        found = self._read(partial(self.client.search_users, **({"query": wanted} if cloud else {"user": wanted}),
+                                   maxResults=50), "user search")  # fmt: skip
         if cloud and not found and "@" not in wanted:  # an account id (a revert's prior state) is not searchable
             from jira.exceptions import JIRAError
 
             try:
-                found = [self.client.user(wanted)]
+                found = [self._read(partial(self.client.user, wanted), "GET user")]
             except JIRAError as exc:
                 if exc.status_code != 404:
                     raise
@@ -178,7 +193,7 @@ class JiraExecutor:
                 return ident
         raise PersistentError(f"no Jira user is exactly {wanted!r} (the search found {len(found)} near matches)")
 
-    def _assign(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _assign(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         wanted = params.get("assignee") or None
         user = self._issue(key, "assignee").fields.assignee
         prior = {"assignee": _name(user)}
@@ -192,67 +207,72 @@ class JiraExecutor:
         # error of that search into a status-less JIRAError (a 503 would look persistent); this is
         # the same REST call with the user we already resolved exactly.
         url = self.client._get_latest_url(f"issue/{key}/assignee")
+        before_write(prior)
         self.client._session.put(url, data=json.dumps({"accountId": ident} if cloud else {"name": ident}))
         return Outcome(op, Status.APPLIED, prior=prior)
 
-    def _comment(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _comment(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         marker = f"[reconcile:{op}]"
-        for comment in self.client.comments(key):
+        for comment in self._read(partial(self.client.comments, key), f"GET comments of {key}"):
             if marker in (comment.body or ""):
                 return Outcome(op, Status.SKIPPED)
+        before_write({})
         self.client.add_comment(key, f"{params.get('body', '')}\n\n{marker}")
         return Outcome(op, Status.APPLIED)
 
-    def _label(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _label(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         label = params["label"]
         issue = self._issue(key, "labels")
         labels = list(issue.fields.labels or [])
         if label in labels:
             return Outcome(op, Status.SKIPPED, prior={"labels": labels})
+        before_write({"labels": labels})
         issue.update(fields={"labels": [*labels, label]})
         return Outcome(op, Status.APPLIED, prior={"labels": labels})
 
-    def _unlabel(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _unlabel(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         label = params["label"]
         issue = self._issue(key, "labels")
         labels = list(issue.fields.labels or [])
         if label not in labels:
             return Outcome(op, Status.SKIPPED, prior={"labels": labels})
+        before_write({"labels": labels})
         issue.update(update={"labels": [{"remove": label}]})
         return Outcome(op, Status.APPLIED, prior={"labels": labels})
 
-    def _set_labels(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _set_labels(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         """Exactly these labels (a revert of ``label``)."""
         wanted = list(params.get("labels") or [])
         issue = self._issue(key, "labels")
         labels = list(issue.fields.labels or [])
         if sorted(labels) == sorted(wanted):
             return Outcome(op, Status.SKIPPED, prior={"labels": labels})
+        before_write({"labels": labels})
         issue.update(fields={"labels": wanted})
         return Outcome(op, Status.APPLIED, prior={"labels": labels})
 
-    def _transition(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _transition(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         wanted = params["status"]
         current = self._issue(key, "status").fields.status.name
         if current.casefold() == wanted.casefold():
             return Outcome(op, Status.SKIPPED, prior={"status": current})
-        for transition in self.client.transitions(key):
+        for transition in self._read(partial(self.client.transitions, key), f"GET transitions of {key}"):
             if (
                 transition["to"]["name"].casefold() == wanted.casefold()
                 or transition["name"].casefold() == wanted.casefold()
             ):
+                before_write({"status": current})
                 self.client.transition_issue(key, transition["id"])
                 return Outcome(op, Status.APPLIED, prior={"status": current})
         raise PersistentError(f"{key}: no transition leads from {current!r} to {wanted!r}")
 
-    def _create_issue(self, key: str | None, params: dict[str, Any], op: str) -> Outcome:
+    def _create_issue(self, key: str | None, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         label = OP_LABEL_PREFIX + op
         project = params.get("project") or self.project
         if not project:
             raise PersistentError("create_issue needs params.project")
-        found = self.client.search_issues(
-            f"project = {jql_string(project)} AND labels = {jql_string(label)}", maxResults=1
-        )
+        jql = f"project = {jql_string(project)} AND labels = {jql_string(label)}"
+        found = self._read(partial(self.client.search_issues, jql, maxResults=1), "search")
         if found:
             return Outcome(op, Status.SKIPPED, prior={"created": found[0].key})
         fields: dict[str, Any] = {
@@ -268,6 +288,7 @@ class JiraExecutor:
             if name.startswith("field."):
                 field = self._field(name.removeprefix("field."))
                 fields[field["id"]] = self._field_value(field, value)
+        before_write({})
         issue = self.client.create_issue(fields=fields)
         return Outcome(op, Status.APPLIED, prior={"created": issue.key})
 
@@ -275,7 +296,7 @@ class JiraExecutor:
         """The link type by name or either description (``Blocks``, ``blocks``, ``is blocked by``)."""
         with self._lock:
             if not hasattr(self, "_link_types"):
-                self._link_types = [t.raw for t in self.client.issue_link_types()]
+                self._link_types = [t.raw for t in self._read(self.client.issue_link_types, "GET issueLinkType")]
         for kind in self._link_types:
             if wanted.casefold() in {str(kind.get(a, "")).casefold() for a in ("name", "outward", "inward")}:
                 return kind
@@ -292,25 +313,28 @@ class JiraExecutor:
                                      for side in ("inwardIssue", "outwardIssue")}
         ]  # fmt: skip
 
-    def _link(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _link(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         """Link this issue to ``params.to`` with ``params.type``; skipped when that link exists."""
         kind, other = self._link_type(params["type"]), str(params["to"])
         prior = {"type": kind["name"], "to": other}
         if self._links(key, kind, other):
             return Outcome(op, Status.SKIPPED, prior=prior)
         body = {"type": {"name": kind["name"]}, "inwardIssue": {"key": key}, "outwardIssue": {"key": other}}
+        before_write(prior)
         self.client._session.post(self.client._get_url("issueLink"), data=json.dumps(body))
         return Outcome(op, Status.APPLIED, prior=prior)
 
-    def _unlink(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _unlink(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         """Remove this issue's ``params.type`` links with ``params.to`` (a revert of ``link``)."""
         kind, other = self._link_type(params["type"]), str(params["to"])
         links = self._links(key, kind, other)
+        if links:
+            before_write({"type": kind["name"], "to": other})
         for link in links:
             self.client.delete_issue_link(str(link["id"]))
         return Outcome(op, Status.APPLIED if links else "skipped", prior={"type": kind["name"], "to": other})
 
-    def _set_field(self, key: str, params: dict[str, Any], op: str) -> Outcome:
+    def _set_field(self, key: str, params: dict[str, Any], op: str, before_write: BeforeWrite) -> Outcome:
         """Set one field (``params.field`` by name or id) to ``params.value``; skipped when it already is."""
         if "field" not in params:
             raise PersistentError("set_field needs params.field (a field name or id) and params.value")
@@ -322,5 +346,6 @@ class JiraExecutor:
         if (shown or "") == (wanted or ""):
             return Outcome(op, Status.SKIPPED, prior=prior)
         value = self._field_value(field, wanted) if wanted else None
+        before_write(prior)
         issue.update(fields={field["id"]: value})
         return Outcome(op, Status.APPLIED, prior=prior)

@@ -6,12 +6,16 @@ import hashlib
 import re
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from airflow_reconcile.core.actions.base import BeforeWrite, no_record
 from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
 from airflow_reconcile.core.errors import PersistentError
 from airflow_reconcile.core.markup import mrkdwn_entities
 from airflow_reconcile.core.plan import Outcome
+from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.core.vocabulary import Status
 
 TARGET = TargetRecord(
@@ -51,17 +55,21 @@ class SlackExecutor:
     target = "slack"
     LOOKBACK_SECONDS = 7 * 86400
 
-    def __init__(self, client: Any, default_channel: str) -> None:
+    def __init__(self, client: Any, default_channel: str, retry: RetryPolicy | None = None) -> None:
         self.client = client
         self.default_channel = default_channel
+        self.retry = retry or RetryPolicy()  # reads (history, lookups) are tried again on their own
         self._ids: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def apply(self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str) -> Outcome:
+    def apply(
+        self, action: str, target_ref: str | None, params: dict[str, Any], operation_id: str,
+        before_write: BeforeWrite = no_record,
+    ) -> Outcome:  # fmt: skip
         if TARGET.action(action) is None:
             raise PersistentError(f"the slack target does not support action {action!r}")
         channel = params.get("channel") or self.default_channel
-        return self.post_once(channel, mrkdwn_entities(params.get("text", "")), operation_id)
+        return self.post_once(channel, mrkdwn_entities(params.get("text", "")), operation_id, before_write=before_write)
 
     def post_once(
         self,
@@ -71,6 +79,7 @@ class SlackExecutor:
         *,
         thread_ts: str | None = None,
         blocks: list[dict[str, Any]] | None = None,
+        before_write: BeforeWrite = no_record,
         **extra: Any,
     ) -> Outcome:
         """Post ``text`` (already safe mrkdwn; the notification text when ``blocks`` are given) unless
@@ -84,6 +93,7 @@ class SlackExecutor:
             extra["thread_ts"] = thread_ts
         if blocks:
             extra["blocks"] = blocks
+        before_write({"channel": channel_id or channel})
         response = self.client.chat_postMessage(
             channel=channel_id or channel,
             text=text,
@@ -97,6 +107,9 @@ class SlackExecutor:
             operation_id, Status.APPLIED, prior={"channel": response.get("channel"), "ts": response.get("ts")}
         )
 
+    def _read(self, call: Callable[[], Any], what: str) -> Any:
+        return self.retry.call(call, f"Slack {what}")
+
     def _channel_id(self, channel: str) -> str | None:
         """A channel's id (``conversations.history`` takes no names); None when the bot cannot see it yet."""
         if CHANNEL_ID.match(channel):
@@ -108,9 +121,8 @@ class SlackExecutor:
             return self._ids[name]
         cursor = None
         while True:
-            page = self.client.conversations_list(
-                types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor
-            )
+            page = self._read(partial(self.client.conversations_list, types="public_channel,private_channel",
+                                      exclude_archived=True, limit=200, cursor=cursor), "conversations.list")  # fmt: skip
             with self._lock:
                 for item in page.get("channels", []):
                     self._ids[str(item["name"])] = str(item["id"])
@@ -124,8 +136,12 @@ class SlackExecutor:
             return self._ids[person]
         user = person
         if EMAIL.match(person):
-            user = str(self.client.users_lookupByEmail(email=person)["user"]["id"])
-        channel = str(self.client.conversations_open(users=user)["channel"]["id"])
+            user = str(
+                self._read(partial(self.client.users_lookupByEmail, email=person), "users.lookupByEmail")["user"]["id"]
+            )
+        channel = str(
+            self._read(partial(self.client.conversations_open, users=user), "conversations.open")["channel"]["id"]
+        )
         with self._lock:
             self._ids[person] = channel
         return channel
@@ -136,13 +152,11 @@ class SlackExecutor:
         cursor = None
         while True:
             if thread_ts:
-                page = self.client.conversations_replies(
-                    channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
-                )
+                page = self._read(partial(self.client.conversations_replies, channel=channel_id, ts=thread_ts,
+                                          include_all_metadata=True, limit=200, cursor=cursor), "conversations.replies")  # fmt: skip
             else:
-                page = self.client.conversations_history(
-                    channel=channel_id, include_all_metadata=True, oldest=oldest, limit=200, cursor=cursor
-                )
+                page = self._read(partial(self.client.conversations_history, channel=channel_id, include_all_metadata=True,
+                                          oldest=oldest, limit=200, cursor=cursor), "conversations.history")  # fmt: skip
             for message in page.get("messages", []):
                 meta = message.get("metadata") or {}
                 if (

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_reconcile.core.errors import SourceError
 from airflow_reconcile.core.registry import Registry
+from airflow_reconcile.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +30,7 @@ class SourceContext:
     client_factory: Callable[[], Any] | None = None
     progress: Callable[[str], None] = field(default=log.info)
     progress_every: float = 5.0  # seconds between progress lines during long reads
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # every request of a read (a page, a lookup)
 
     def tracker(self, label: str, spec: SourceSpec | None = None) -> Progress:
         """Progress lines for a long read; with ``spec``, the read stops at its ``max_rows`` / ``max_bytes``."""

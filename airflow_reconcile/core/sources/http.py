@@ -116,8 +116,9 @@ class HttpSource:
         page, offset, cursor = int(paging.get("start", 1)), 0, None
         records: list[dict[str, Any]] = []
         progress = ctx.tracker("http", spec)
+        timeout = float(opts.get("timeout", 30))
         with _session(credentials) as session:
-            for _ in range(MAX_PAGES):
+            for number in range(1, MAX_PAGES + 1):
                 query = dict(params)
                 if kind == "page":
                     query.update({paging.get("page_param", "page"): page, paging.get("size_param", "per_page"): size})
@@ -127,12 +128,15 @@ class HttpSource:
                     )
                 elif kind == "cursor" and cursor is not None:
                     query[paging.get("cursor_param", "cursor")] = cursor
-                try:
-                    timeout = float(opts.get("timeout", 30))
+
+                def fetch(query: dict[str, Any] = query) -> tuple[bytes, Any]:
                     with session.get(url, params=query, headers=headers, timeout=timeout, stream=True) as response:
                         response.raise_for_status()
                         body = _bounded(response, progress)
-                    document = json.loads(body)
+                    return body, json.loads(body)
+
+                try:  # one page at a time: a failed page is tried again, not the pages before it
+                    body, document = ctx.retry.call(fetch, f"GET {redact(url)} (page {number})")
                 except (requests.RequestException, ValueError) as exc:
                     # The URL may carry query parameters, never credentials (those travel in headers).
                     raise source_failure(exc, f"{ctx.origin}: GET {redact(url)} failed: {error_text(exc)}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import SourceError, source_failure
@@ -10,6 +11,7 @@ from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.sources.base import Snapshot, SourceContext, finish, now_utc
 
 if TYPE_CHECKING:
+    from airflow_reconcile.core.retry import RetryPolicy
     from airflow_reconcile.core.spec import SourceSpec
 
 PAGE_SIZE = 100
@@ -53,11 +55,11 @@ class JiraSource:
             raise SourceError(f"{ctx.origin}: a jira source needs options.jql and options.fields")
         client = self._client(ctx)
         try:
-            ids = self._field_ids(client, columns, ctx.origin)
+            ids = self._field_ids(ctx.retry.call(client.fields, "Jira GET /field"), columns, ctx.origin)
             wanted = sorted({i for i in ids.values() if i != "key"})
             rows: list[dict[str, Any]] = []
             progress = ctx.tracker("jira", spec)
-            for issues, total in self._pages(client, jql, wanted):
+            for issues, total in self._pages(client, jql, wanted, ctx.retry):
                 for issue in issues:
                     fields = issue.get("fields", {})
                     rows.append(
@@ -70,22 +72,25 @@ class JiraSource:
         return Snapshot(frame=finish(frame, spec, "Jira", ctx.origin), source="jira", taken_at=now_utc())
 
     @staticmethod
-    def _pages(client: Any, jql: str, fields: list[str]) -> Any:
+    def _pages(client: Any, jql: str, fields: list[str], retry: RetryPolicy) -> Any:
         """(issues, total or None) per page: Server/DC page by ``startAt``; Cloud only by page token
-        (``/search/jql``; the old ``/search`` is gone there and gives no total)."""
+        (``/search/jql``; the old ``/search`` is gone there and gives no total). A page that fails for a
+        transient reason is asked for again (the retry policy); the pages before it are kept."""
         if getattr(client, "_is_cloud", False):
-            token = None
+            token, number = None, 1
             while True:
-                page = client.enhanced_search_issues(
-                    jql, nextPageToken=token, maxResults=PAGE_SIZE, fields=fields, json_result=True
-                )
+                page = retry.call(partial(client.enhanced_search_issues, jql, nextPageToken=token,
+                                          maxResults=PAGE_SIZE, fields=fields, json_result=True),
+                                  f"Jira search page {number}")  # fmt: skip
+                number += 1
                 yield page.get("issues", []), None
                 token = page.get("nextPageToken")
                 if page.get("isLast", True) or not token:
                     return
         start = 0
         while True:
-            page = client.search_issues(jql, startAt=start, maxResults=PAGE_SIZE, fields=fields, json_result=True)
+            page = retry.call(partial(client.search_issues, jql, startAt=start, maxResults=PAGE_SIZE, fields=fields,
+                                      json_result=True), f"Jira search page {start // PAGE_SIZE + 1}")  # fmt: skip
             issues = page.get("issues", [])
             total = int(page.get("total", start + len(issues)))
             yield issues, total
@@ -94,10 +99,10 @@ class JiraSource:
                 return
 
     @staticmethod
-    def _field_ids(client: Any, columns: dict[str, str], origin: str) -> dict[str, str]:
-        """Resolve field names (``Service``) and ids (``customfield_10100``) to ids."""
+    def _field_ids(fields: list[dict[str, Any]], columns: dict[str, str], origin: str) -> dict[str, str]:
+        """Resolve field names (``Service``) and ids (``customfield_10100``) to ids (``fields``: GET /field)."""
         by_name: dict[str, str] = {}
-        for field in client.fields():
+        for field in fields:
             by_name[field["id"].lower()] = field["id"]
             by_name[field["name"].lower()] = field["id"]
             for clause in field.get("clauseNames", []):

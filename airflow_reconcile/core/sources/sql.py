@@ -31,10 +31,14 @@ class SqlSource:
 
         engine = self._engine(ctx)
         try:
-            try:
-                conn = engine.connect()
-            except sa.exc.SQLAlchemyError as exc:  # cannot reach the database: worth a retry
-                raise TransientError(f"{ctx.origin}: database unavailable: {db_error_text(exc)}") from None
+
+            def connect():  # type: ignore[no-untyped-def]
+                try:
+                    return engine.connect()
+                except sa.exc.SQLAlchemyError as exc:  # cannot reach the database: worth a retry
+                    raise TransientError(f"{ctx.origin}: database unavailable: {db_error_text(exc)}") from None
+
+            conn = ctx.retry.call(connect, "connect to the sql source")
             with conn:
                 return work(conn)
         except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:

@@ -299,7 +299,27 @@ class Watchdog(_Model):
         return value
 
 
+class Retries(_Model):
+    """How every call to a target or source is tried again after a transient failure (429, 5xx, a timeout,
+    a dropped connection): exponential backoff with full jitter, never sooner than the service's Retry-After."""
+
+    attempts: int = Field(default=4, ge=1, le=10, description="Tries per request or operation, the first included.")
+    base_delay_seconds: float = Field(
+        default=0.5, ge=0, le=60, description="The longest wait before the second try; it doubles for each further try."
+    )
+    max_delay_seconds: float = Field(default=30, ge=0, le=600, description="The longest backoff between two tries.")
+    max_retry_after_seconds: float = Field(
+        default=120, ge=0, le=3600, description="The longest Retry-After a service may ask for (a longer one is cut)."
+    )
+    search_settle_seconds: float = Field(
+        default=10, ge=0, le=600,
+        description="How long a target's search may lag behind a write (Jira's index): a create or post whose reply "
+        "was lost is not sent again before the search had this long to show it.",
+    )  # fmt: skip
+
+
 class Limits(_Model):
+    retries: Retries = Field(default_factory=Retries)
     max_actions: int = Field(default=500, ge=0)
     max_changed_fraction: float = Field(default=0.5, gt=0, le=1)
     rate_per_second: dict[str, float] = Field(

@@ -15,6 +15,7 @@ from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.errors import PersistentError, TransientError
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.plan import PLAN_COLUMNS, shadow_outcomes
+from airflow_reconcile.core.retry import RetryPolicy
 
 
 def plan(*ops):
@@ -45,12 +46,16 @@ def test_apply_mode_assigns_and_is_idempotent(seeded, jira_client):
         ("assign", "OPS-3", {"assignee": "alice"}, "auto"),
         ("comment", "OPS-3", {"body": "check"}, "review"),
     )
-    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, sleep=lambda _: None, ledger=fresh_ledger())
+    result = apply_plan(
+        ops, {"jira": JiraExecutor(jira_client)}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger()
+    )
     assert result.status.tolist() == ["applied", "applied", "skipped", "in_review"]
     assert json.loads(result.prior.iloc[0]) == {"assignee": "bob"}
     assert assignees(seeded) == {"OPS-1": "alice", "OPS-2": "bob", "OPS-3": "alice"}
     writes = len(seeded.writes)
-    again = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, sleep=lambda _: None, ledger=fresh_ledger())
+    again = apply_plan(
+        ops, {"jira": JiraExecutor(jira_client)}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger()
+    )
     assert again.status.tolist() == ["skipped", "skipped", "skipped", "in_review"]
     assert len(seeded.writes) == writes
 
@@ -68,7 +73,9 @@ def test_persistent_error_dead_letters_without_retry_and_others_go_on(seeded, ji
         ("assign", "OPS-1", {"assignee": "gone"}, "auto"),  # inactive user: Jira answers 400
         ("assign", "OPS-2", {"assignee": "alice"}, "auto"),
     )
-    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, sleep=lambda _: None, ledger=fresh_ledger())
+    result = apply_plan(
+        ops, {"jira": JiraExecutor(jira_client)}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger()
+    )
     assert result.status.tolist() == ["dead_lettered", "applied"]
     assert result.attempts.tolist() == [1, 1]
     assert result.error_class.iloc[0] == "PersistentError"
@@ -79,7 +86,9 @@ def test_transient_error_is_retried(seeded, jira_client):
     seeded.faults.set([{"method": "PUT", "path": "/assignee$", "status": 503, "times": 2}])
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"))
     delays: list[float] = []
-    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, sleep=delays.append, ledger=fresh_ledger())
+    result = apply_plan(
+        ops, {"jira": JiraExecutor(jira_client)}, retry=RetryPolicy(sleep=delays.append), ledger=fresh_ledger()
+    )
     assert result.status.tolist() == ["applied"]
     assert result.attempts.tolist() == [3]
     assert len(delays) == 2
@@ -137,7 +146,9 @@ def test_slack_notify_carries_operation_id_and_escapes_data(slack_standin):
 
 def test_action_without_an_issue_key_is_dead_lettered_with_a_clear_error(seeded, jira_client):
     ops = plan(("assign", None, {"assignee": "alice"}, "auto"))
-    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, sleep=lambda _: None, ledger=fresh_ledger())
+    result = apply_plan(
+        ops, {"jira": JiraExecutor(jira_client)}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger()
+    )
     assert result.status.tolist() == ["dead_lettered"]
     assert "needs an issue key" in result.error.iloc[0]
     assert seeded.writes == []
@@ -161,7 +172,9 @@ def test_rate_limit_spaces_every_call_to_a_target(seeded, jira_client):
     limiter = RateLimiter({"jira": 5.0}, clock=lambda: clock["now"], sleep=sleep)
     ops = plan(*[("assign", f"OPS-{i % 3 + 1}", {"assignee": "alice"}, "auto") for i in range(6)])
     seeded.faults.set([{"method": "PUT", "status": 503, "times": 2}])  # transient: the retries are limited too
-    result = apply_plan(ops, {"jira": Recording(jira_client)}, sleep=sleep, limiter=limiter, ledger=fresh_ledger())
+    result = apply_plan(
+        ops, {"jira": Recording(jira_client)}, retry=RetryPolicy(sleep=sleep), limiter=limiter, ledger=fresh_ledger()
+    )
     assert set(result.status) <= {"applied", "skipped"}
     assert len(starts) == 8  # 6 operations + 2 retries
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
@@ -182,7 +195,9 @@ def test_rate_limiter_without_a_rate_never_waits():
 def test_assign_goes_to_exactly_the_named_user_never_a_near_match(seeded, jira_client):
     seeded.seed({"users": [{"name": "anna"}]})
     ops = plan(("assign", "OPS-2", {"assignee": "ann"}, "auto"), ("assign", "OPS-1", {"assignee": "ANNA"}, "auto"))
-    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, sleep=lambda _: None, ledger=fresh_ledger())
+    result = apply_plan(
+        ops, {"jira": JiraExecutor(jira_client)}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger()
+    )
     assert result.status.tolist() == ["dead_lettered", "applied"]
     assert "no Jira user is exactly 'ann'" in result.error.iloc[0]
     assert assignees(seeded)["OPS-2"] is None
@@ -192,9 +207,11 @@ def test_assign_goes_to_exactly_the_named_user_never_a_near_match(seeded, jira_c
 def test_a_503_from_the_user_search_is_retried(seeded, jira_client):
     seeded.faults.set([{"method": "GET", "path": "/user/search", "status": 503, "times": 1}])
     ops = plan(("assign", "OPS-2", {"assignee": "alice"}, "auto"))
-    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, sleep=lambda _: None, ledger=fresh_ledger())
+    retry = RetryPolicy(sleep=lambda _: None)
+    result = apply_plan(ops, {"jira": JiraExecutor(jira_client)}, retry=retry, ledger=fresh_ledger())
     assert result.status.tolist() == ["applied"]
-    assert result.attempts.tolist() == [2]
+    assert result.attempts.tolist() == [1]  # the lookup itself was asked again, not the whole operation
+    assert retry.retried == {"Jira": 1}
 
 
 def test_429_with_retry_after_is_honoured(seeded, jira_client):
@@ -202,7 +219,10 @@ def test_429_with_retry_after_is_honoured(seeded, jira_client):
     slept: list[float] = []
     ops = plan(("assign", "OPS-2", {"assignee": "alice"}, "auto"))
     result = apply_plan(
-        ops, {"jira": JiraExecutor(jira_client)}, sleep=slept.append, base_delay=0.01, ledger=fresh_ledger()
+        ops,
+        {"jira": JiraExecutor(jira_client)},
+        retry=RetryPolicy(base_delay=0.01, sleep=slept.append),
+        ledger=fresh_ledger(),
     )
     assert result.status.tolist() == ["applied"]
     assert result.attempts.tolist() == [2]
@@ -212,7 +232,7 @@ def test_429_with_retry_after_is_honoured(seeded, jira_client):
 def test_retry_after_forms():
     from email.utils import format_datetime
 
-    from airflow_reconcile.core.actions.base import retry_after
+    from airflow_reconcile.core.retry import retry_after
 
     class Response:
         def __init__(self, value):
@@ -242,10 +262,12 @@ def test_slack_posts_at_most_once_per_operation_even_after_a_failed_response(sla
     ops = plan(("notify", None, {"channel": "#team-payments", "text": "billing drifted"}, "auto"))
     ops["target"] = "slack"
     executors = {"slack": SlackExecutor(client, "#ops")}
-    first = apply_plan(ops, executors, sleep=lambda _: None, ledger=fresh_ledger())
-    assert first.status.tolist() == ["skipped"]  # attempt 2 found attempt 1's message
+    first = apply_plan(ops, executors, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger())
+    assert first.status.tolist() == ["applied"]  # attempt 2 found attempt 1's message: posted once, by this run
     assert first.attempts.tolist() == [2]
-    again = apply_plan(ops, {"slack": SlackExecutor(client, "#ops")}, sleep=lambda _: None, ledger=fresh_ledger())
+    again = apply_plan(
+        ops, {"slack": SlackExecutor(client, "#ops")}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger()
+    )
     assert again.status.tolist() == ["skipped"]
     assert [m["text"] for m in slack_standin.messages] == ["billing drifted"]
     other = plan(("notify", None, {"channel": "#team-payments", "text": "another"}, "auto"))
@@ -270,7 +292,9 @@ def test_data_cannot_change_the_meaning_of_a_jql_query(seeded, jira_client):
     seeded.seed({"issues": [{"key": "OPS-50", "service": "z", "labels": ["reconcile-op-op0"]}]})
     evil = 'NOPE" OR project = "OPS'
     ops = plan(("create_issue", None, {"project": evil, "summary": "s"}, "auto"))
-    result = apply_plan(ops, {"jira": JiraExecutor(Spy())}, sleep=lambda _: None, ledger=fresh_ledger())
+    result = apply_plan(
+        ops, {"jira": JiraExecutor(Spy())}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger()
+    )
     assert searched == ['project = "NOPE\\" OR project = \\"OPS" AND labels = "reconcile-op-op0"']
     # Not "skipped" because of OPS-50: the project really is the odd string, which Jira refuses.
     assert result.status.tolist() == ["dead_lettered"]
@@ -293,7 +317,9 @@ def test_create_issue_sets_the_type_assignee_and_any_field_by_name(seeded, jira_
     # An unknown field or user is the rule's mistake: dead-lettered, nothing created.
     bad = plan(("create_issue", None, {**params, "field.Servcie": "e", "summary": "e"}, "auto"))
     bad.loc[0, "operation_id"] = "op-typo"
-    outcome = apply_plan(bad, {"jira": JiraExecutor(jira_client)}, sleep=lambda _: None, ledger=fresh_ledger())
+    outcome = apply_plan(
+        bad, {"jira": JiraExecutor(jira_client)}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger()
+    )
     assert outcome.status.tolist() == ["dead_lettered"]
     assert "Jira has no field 'Servcie'" in outcome.error[0]
     assert len([w for w in seeded.writes if w["kind"] == "create"]) == 1
@@ -330,7 +356,7 @@ def test_link_is_idempotent_in_either_direction_and_reverted(seeded, jira_client
                ("link", "OPS-2", {"type": "Blocks", "to": "OPS-1"}, "auto"),  # the same link, seen from OPS-2
                ("link", "OPS-3", {"type": "Duplicates", "to": "OPS-1"}, "auto"))  # fmt: skip
     ledger = Ledger(store, spec="s", dag_id="d", run_id="run-1")
-    result = apply_plan(ops, jira, ledger=ledger, sleep=lambda _: None)
+    result = apply_plan(ops, jira, ledger=ledger, retry=RetryPolicy(sleep=lambda _: None))
     assert result.status.tolist() == ["applied", "skipped", "dead_lettered"]
     assert "no issue link type 'Duplicates' (it has: Blocks, Relates)" in result.error[2]
     assert [(w["key"], w["to"]) for w in seeded.writes if w["kind"] == "link"] == [("OPS-1", "OPS-2")]
@@ -369,7 +395,7 @@ def test_slack_direct_messages_and_threaded_follow_ups_are_posted_once(slack_sta
     ops = pd.DataFrame([{**dict.fromkeys(PLAN_COLUMNS, ""), "operation_id": "dm-3", "rule": "r", "action": "notify",
                          "target": "slack", "autonomy": "auto", "entity": "e",
                          "params": json.dumps({"channel": "bob@example.com", "text": "hi"})}], dtype="string")  # fmt: skip
-    result = apply_plan(ops, {"slack": executor}, sleep=lambda _: None, ledger=fresh_ledger())
+    result = apply_plan(ops, {"slack": executor}, retry=RetryPolicy(sleep=lambda _: None), ledger=fresh_ledger())
     assert result.status.tolist() == ["dead_lettered"]
     assert "users_not_found" in result.error[0]
 

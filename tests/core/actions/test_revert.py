@@ -11,6 +11,7 @@ from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.ledger import Ledger
 from airflow_reconcile.core.plan import PlannedOperation
+from airflow_reconcile.core.retry import RetryPolicy
 from tests.core.actions.test_actions import assignees, plan
 
 
@@ -41,7 +42,7 @@ def as_the_ledger_writes(ledger, operation_id, **values):
 
     now = "2026-11-30T00:00:00.000001+00:00"
     update = operations.update().where(operations.c.operation_id == operation_id).values(**values, updated_at=now)
-    assert ledger._commit([update], now) == 1
+    assert ledger._commit([update], now) == [1]
 
 
 def test_403_dead_letter_then_replay_after_the_fault_is_lifted_applies_once(seeded, jira_client, store):
@@ -49,16 +50,16 @@ def test_403_dead_letter_then_replay_after_the_fault_is_lifted_applies_once(seed
     run1 = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     seeded.faults.set([{"method": "PUT", "path": "OPS-2", "status": 403, "times": 5}])
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
-    first = apply_plan(ops, jira, ledger=run1, sleep=nap)
+    first = apply_plan(ops, jira, ledger=run1, retry=RetryPolicy(sleep=nap))
     assert first.status.tolist() == ["applied", "dead_lettered"]
     seeded.faults.set([])  # permission granted
     replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
-    result, refused = replay_operations(replay, jira, sleep=nap)
+    result, refused = replay_operations(replay, jira, retry=RetryPolicy(sleep=nap))
     assert result.operation_id.tolist() == ["op1"]  # only the dead letter
     assert result.status.tolist() == ["applied"]
     assert refused == []
     assert assignees(seeded)["OPS-2"] == "bob"
-    again, refused = replay_operations(replay, jira, operation_ids=["op1"], sleep=nap)
+    again, refused = replay_operations(replay, jira, operation_ids=["op1"], retry=RetryPolicy(sleep=nap))
     assert len(again) == 0  # already applied: nothing to replay
     assert refused == [{"operation_id": "op1", "action": "assign", "status": "applied",
                         "reason": "status applied: it is applied already"}]  # fmt: skip
@@ -77,10 +78,10 @@ def test_revert_restores_the_prior_assignees_and_labels_idempotently(seeded, jir
         ("label", "OPS-1", {"label": "owned"}, "auto"),
         ("comment", "OPS-2", {"body": "fixed"}, "auto"),
     )
-    assert apply_plan(ops, jira, ledger=ledger, sleep=nap).status.tolist() == [
+    assert apply_plan(ops, jira, ledger=ledger, retry=RetryPolicy(sleep=nap)).status.tolist() == [
         "applied", "applied", "skipped", "applied", "applied"]  # fmt: skip
     undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
-    result, not_reversible = revert_run(undo, jira, "run-7", sleep=nap)
+    result, not_reversible = revert_run(undo, jira, "run-7", retry=RetryPolicy(sleep=nap))
     assert sorted(result.status) == ["applied", "applied", "applied"]
     assert not_reversible == [{"operation_id": "op4", "action": "comment",
                                "reason": "a comment stays in the issue's history; delete it in Jira if it must go"}]  # fmt: skip
@@ -89,7 +90,7 @@ def test_revert_restores_the_prior_assignees_and_labels_idempotently(seeded, jir
     statuses = {r["operation_id"]: r["status"] for r in ledger.rows()}
     assert statuses["op0"] == statuses["op1"] == statuses["op3"] == "reverted"
     writes = len(seeded.writes)
-    result, _ = revert_run(undo, jira, "run-7", sleep=nap)  # nothing applied is left in run-7
+    result, _ = revert_run(undo, jira, "run-7", retry=RetryPolicy(sleep=nap))  # nothing applied is left in run-7
     assert len(result) == 0
     assert len(seeded.writes) == writes
 
@@ -144,7 +145,7 @@ def test_replay_sends_only_dead_letters_the_policy_still_allows(seeded, jira_cli
     replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
     policy = RecoveryPolicy(rules=RULES)
     result, refused = replay_operations(replay, {"jira": JiraExecutor(jira_client)}, operation_ids=["op0"],
-                                        policy=policy, sleep=nap)  # fmt: skip
+                                        policy=policy, retry=RetryPolicy(sleep=nap))  # fmt: skip
     if reason is None:
         assert refused == []
         assert result.status.tolist() == ["applied"]
@@ -165,24 +166,26 @@ def test_replay_and_revert_stop_above_max_actions_and_revert_never_closes_withou
     seeded.faults.set([{"method": "PUT", "path": "OPS-", "status": 403, "times": 99}])
     run = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     ops = plan(*[("assign", f"OPS-{i}", {"assignee": "alice"}, "auto") for i in (1, 2)]).assign(rule="fix")
-    assert apply_plan(ops, jira, ledger=run, sleep=nap).status.tolist() == ["dead_lettered"] * 2
+    assert apply_plan(ops, jira, ledger=run, retry=RetryPolicy(sleep=nap)).status.tolist() == ["dead_lettered"] * 2
     seeded.faults.set([])
     replay = Ledger(store, spec="s", dag_id="d_replay", run_id="replay-1")
     with pytest.raises(GuardTripped, match="replay: 2 operations, more than limits.max_actions=1; nothing was sent"):
-        replay_operations(replay, jira, policy=RecoveryPolicy(max_actions=1, rules=RULES), sleep=nap)
+        replay_operations(replay, jira, policy=RecoveryPolicy(max_actions=1, rules=RULES), retry=RetryPolicy(sleep=nap))
     assert {r["status"] for r in run.rows()} == {"dead_lettered"}
 
     # A transition whose undo would close the issue again (it was Done before) is refused.
     seeded.issues["OPS-3"]["fields"]["status"] = {"name": "Done"}
     reopen = plan(("transition", "OPS-3", {"status": "In Progress"}, "auto")).assign(operation_id="reopen")
     reopened = Ledger(store, spec="s", dag_id="d", run_id="run-2")
-    assert apply_plan(reopen, jira, ledger=reopened, sleep=nap).status.tolist() == ["applied"]
+    assert apply_plan(reopen, jira, ledger=reopened, retry=RetryPolicy(sleep=nap)).status.tolist() == ["applied"]
     undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
-    result, not_reverted = revert_run(undo, jira, "run-2", policy=RecoveryPolicy(), sleep=nap)
+    result, not_reverted = revert_run(undo, jira, "run-2", policy=RecoveryPolicy(), retry=RetryPolicy(sleep=nap))
     assert len(result) == 0
     assert not_reverted == [{"operation_id": "reopen", "action": "transition", "reason": "refused: transition to "
                              "'Done' closes the issue and limits.allow_closures is false"}]  # fmt: skip
-    result, _ = revert_run(undo, jira, "run-2", policy=RecoveryPolicy(allow_closures=True), sleep=nap)
+    result, _ = revert_run(
+        undo, jira, "run-2", policy=RecoveryPolicy(allow_closures=True), retry=RetryPolicy(sleep=nap)
+    )
     assert result.status.tolist() == ["applied"]
 
 
@@ -191,12 +194,12 @@ def test_revert_undoes_a_write_a_later_try_failed_on_and_leaves_one_being_applie
     jira = {"jira": JiraExecutor(jira_client)}
     run1 = Ledger(store, spec="s", dag_id="d", run_id="run-1")
     ops = plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "bob"}, "auto"))
-    assert apply_plan(ops, jira, ledger=run1, sleep=nap).status.tolist() == ["applied", "applied"]
+    assert apply_plan(ops, jira, ledger=run1, retry=RetryPolicy(sleep=nap)).status.tolist() == ["applied", "applied"]
     # run 2: its try on op0 failed for good; op1 is being applied right now
     as_the_ledger_writes(run1, "op0", status="dead_lettered")
     as_the_ledger_writes(run1, "op1", status="in_flight")
     undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
-    result, not_reversible = revert_run(undo, jira, "run-1", sleep=nap)
+    result, not_reversible = revert_run(undo, jira, "run-1", retry=RetryPolicy(sleep=nap))
     assert result.status.tolist() == ["applied"]  # op0: run 1's write still stood, so it is undone
     assert assignees(seeded)["OPS-1"] == "bob"
     assert undo.get("op0")["status"] == "reverted"

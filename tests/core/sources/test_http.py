@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from airflow_reconcile.core.errors import SourceError, TransientError
+from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.core.sources import SourceContext, get_source
 from airflow_reconcile.core.spec import SourceSpec
 from devkit.http import JsonApi, Reply
@@ -93,9 +96,10 @@ def test_errors_are_classified_and_never_show_the_token(api):
         get_source("http").read(spec(url="/api/all"), ctx(api, token="wrong-token"))
     assert "wrong-token" not in str(err.value)
     assert not isinstance(err.value, TransientError)
-    api.faults.set([{"method": "GET", "path": "/api/all", "status": 503, "times": 1}])
+    api.faults.set([{"method": "GET", "path": "/api/all", "status": 503, "times": 4}])  # every attempt
     with pytest.raises(TransientError, match="503"):
-        get_source("http").read(spec(url="/api/all"), ctx(api))
+        get_source("http").read(spec(url="/api/all"), replace(ctx(api), retry=RetryPolicy(sleep=lambda _: None)))
+    assert api.faults.injected == {"503": 4}
     with pytest.raises(SourceError, match="does not point at a list"):
         get_source("http").read(spec(url="/api/page", records="data.nope", pagination={"type": "page"}), ctx(api))
     with pytest.raises(SourceError, match="pagination.type 'pages' is not one of"):

@@ -125,11 +125,13 @@ def test_registry_prefers_user_sources():
 
 def test_jira_source_tells_transient_from_persistent_failures(jira_standin, jira_client, spec):
     from airflow_reconcile.core.errors import TransientError
+    from airflow_reconcile.core.retry import RetryPolicy
 
-    ctx = SourceContext(origin="s.yaml", client_factory=lambda: jira_client)
-    jira_standin.faults.set([{"method": "GET", "path": "/search$", "status": 503, "times": 1}])
+    ctx = SourceContext(origin="s.yaml", client_factory=lambda: jira_client, retry=RetryPolicy(sleep=lambda _: None))
+    jira_standin.faults.set([{"method": "GET", "path": "/search$", "status": 503, "times": 4}])  # every attempt
     with pytest.raises(TransientError, match="Jira answered 503"):
         get_source("jira").read(spec.sources.actual, ctx)
+    assert jira_standin.faults.injected == {"503": 4}
     bad = spec.sources.actual.model_copy(
         update={"options": {**spec.sources.actual.options, "jql": "project = OPS OR x = 1"}}
     )
