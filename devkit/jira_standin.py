@@ -105,14 +105,18 @@ class JiraStandIn(StandIn):
         """Users and issues (seeded issues are in the search index at once); ``search_lag`` in seconds."""
         for user in data.get("users", []):
             self.users[user["name"]] = {"active": True, "displayName": user["name"], **user}
-        for issue in data.get("issues", []):
-            self._index(self._store(issue), at=0.0)
         if "search_lag" in data:
             self.search_lag = float(data["search_lag"])
+        for issue in data.get("issues", []):
+            stored = self._store(issue)
+            if self.search_lag:
+                self._index(stored, at=0.0)
 
     def _index(self, issue: dict[str, Any], at: float | None = None) -> None:
-        """Record the issue as it is now; the search sees it once ``search_lag`` has passed."""
-        self.indexed.setdefault(issue["key"], []).append((time.time() if at is None else at, copy.deepcopy(issue)))
+        """Record the issue as it is now; the search sees it once ``search_lag`` has passed (only while
+        a lag is set: without one the search reads the issues themselves)."""
+        if self.search_lag or at is not None:
+            self.indexed.setdefault(issue["key"], []).append((time.time() if at is None else at, copy.deepcopy(issue)))
 
     def _searchable(self) -> list[dict[str, Any]]:
         """The issues as the search index shows them now (``search_lag`` seconds behind the writes)."""

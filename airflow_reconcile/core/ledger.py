@@ -100,7 +100,10 @@ def hint_for(outcome: Outcome) -> str | None:
     if outcome.http_status in HINTS:  # the status the target answered, never a number in the message
         return HINTS[outcome.http_status]
     if outcome.error_class == "TransientError":
-        return "the target kept failing (timeouts, 5xx, rate limits): replay once it is healthy"
+        return (
+            "the target kept failing (timeouts, 5xx, rate limits): the task's next try and the next run send it "
+            "again; replay it once the target is healthy if it stays here"
+        )
     return "see the error; replay the operation after fixing its cause"
 
 
