@@ -93,8 +93,9 @@ class RetryPolicy:
             wait = max(wait, min(asked, self.max_retry_after))
         return wait
 
-    def call(self, fn: Callable[[], T], what: str, *, attempts: int | None = None) -> T:
-        """``fn()``, tried again on transient failures; the last failure is raised as it was."""
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()``, tried again on transient failures; the last failure is raised as it was. ``what``
+        names the call in the log; its first word is what the retry is counted under."""
         from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
         def wait(state: RetryCallState) -> float:
@@ -106,14 +107,15 @@ class RetryPolicy:
             seconds = state.next_action.sleep if state.next_action else 0.0
             asked = retry_after(exc) if exc is not None else None
             told = f", Retry-After {asked:g}s" if asked is not None else ""
+            if asked is not None and asked > self.max_retry_after:
+                told += f" (cut to limits.retries.max_retry_after_seconds={self.max_retry_after:g})"
             with self._lock:
                 self.retried[what.split(" ", 1)[0]] += 1
             log.info("%s: transient failure (%s%s); try %d of %d in %.1fs", what, error_text(exc) if exc else "?",
-                     told, state.attempt_number + 1, limit, seconds)  # fmt: skip
+                     told, state.attempt_number + 1, self.attempts, seconds)  # fmt: skip
 
-        limit = attempts or self.attempts
         retrying = Retrying(
-            stop=stop_after_attempt(limit),
+            stop=stop_after_attempt(self.attempts),
             wait=wait,
             retry=retry_if_exception(lambda exc: classify(exc) is TransientError),
             before_sleep=before_sleep,

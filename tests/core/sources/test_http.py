@@ -104,3 +104,23 @@ def test_errors_are_classified_and_never_show_the_token(api):
         get_source("http").read(spec(url="/api/page", records="data.nope", pagination={"type": "page"}), ctx(api))
     with pytest.raises(SourceError, match="pagination.type 'pages' is not one of"):
         get_source("http").read(spec(url="/api/all", pagination={"type": "pages"}), ctx(api))
+
+
+@pytest.mark.parametrize(
+    "fault", [{"status": 503}, {"status": 429, "retry_after": 1}, {"drop": True}], ids=["503", "429", "dropped"]
+)
+def test_a_paginated_read_under_faults_asks_again_for_the_failed_page_only(api, fault):
+    api.faults.set([{"method": "GET", "path": "/api/page", "rate": 0.4, "seed": 7, **fault}])
+    slept: list[float] = []
+    retry = RetryPolicy(sleep=slept.append)
+    paging = {"type": "page", "size": 25}
+    snapshot = get_source("http").read(spec(url="/api/page", records="data.items", pagination=paging),
+                                       replace(ctx(api), retry=retry))  # fmt: skip
+    assert snapshot.frame["id"].tolist() == [r["id"] for r in ROWS]  # every row, once, in order
+    injected = sum(api.faults.injected.values())
+    assert injected > 0
+    assert retry.total_retries == injected  # one retry per fault: the pages before it were kept
+    pages = [int(r["query"]["page"]) for r in api.requests]
+    assert pages == sorted(pages)  # never back to page 1
+    if "retry_after" in fault:
+        assert min(slept) >= 1.0

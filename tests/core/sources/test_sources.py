@@ -171,3 +171,27 @@ def test_storage_options_come_from_the_connection(monkeypatch):
         "extra": {"storage_options": {"endpoint_url": "http://127.0.0.1:9000"}},
     }))  # fmt: skip
     assert storage_options("lake") == {"endpoint_url": "http://127.0.0.1:9000", "key": "AKIA-test", "secret": "s3cr3t"}
+
+
+def test_sql_source_connects_again_when_the_database_is_back_after_the_backoff(tmp_path):
+    from airflow_reconcile.core.errors import TransientError
+    from airflow_reconcile.core.retry import RetryPolicy
+
+    folder = tmp_path / "not-yet"
+    url = f"sqlite:///{folder / 'db.sqlite'}"
+    spec = SourceSpec(kind="sql", options={"query": "select k from svc"}, key=["k"])
+    down = RetryPolicy(attempts=3, sleep=lambda _: None)
+    with pytest.raises(TransientError, match="database unavailable"):
+        get_source("sql").read(spec, SourceContext(origin="s.yaml", connection={"url": url}, retry=down))
+    assert down.retried == {"connect": 2}
+
+    def back(_seconds: float) -> None:  # the database comes back while the policy waits
+        folder.mkdir(exist_ok=True)
+        with sa.create_engine(url).begin() as conn:
+            conn.exec_driver_sql("create table if not exists svc (k text)")
+            conn.exec_driver_sql("insert into svc values ('a')")
+
+    retry = RetryPolicy(sleep=back)
+    snap = get_source("sql").read(spec, SourceContext(origin="s.yaml", connection={"url": url}, retry=retry))
+    assert snap.frame["k"].tolist() == ["a"]
+    assert retry.retried == {"connect": 1}
