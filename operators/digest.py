@@ -208,6 +208,10 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
                 self.log.info(
                     "digest for %s: %s", channel, "posted" if outcome.status == Status.APPLIED else "already there"
                 )
+            earlier = audit.details.get("retries") or {}  # one digest per triggering event: all of them
+            audit.details["retries"] = {
+                k: earlier.get(k, 0) + retry.retried.get(k, 0) for k in {*earlier, *retry.retried}
+            }
         else:
             for channel, digest in messages.items():
                 self.log.info("shadow mode, not posted to %s:\n%s\n%s", channel, digest.summary, digest.items)

@@ -325,7 +325,7 @@ def source_context(spec_path: str, source: SourceSpec, log: Any, retry: RetryPol
     context = partial(SourceContext, origin=spec_path, progress=log.info, retry=retry)
     if source.kind == "jira":
         hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
-        return context(client_factory=hook.get_conn, connection={"server": hook.server_url()})
+        return context(client_factory=partial(hook.get_conn, retry), connection={"server": hook.server_url()})
     if source.kind == "sql" and conn_id:
         return context(connection={"url": database_url(conn_id)})
     if source.kind == "file" and conn_id:

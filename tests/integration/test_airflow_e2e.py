@@ -632,11 +632,14 @@ def test_a_run_under_faults_from_its_first_request_converges_without_a_person(st
 
     # The audit accounts for it: every try has its record, and the retries are counted.
     records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
+    outcomes = af.xcom(DAG_ID, run_id, TaskId.APPLY_CORRECTIONS)["outcomes"]
+    assert "retries" in digest["details"]
     retries = sum(sum((r["details"].get("retries") or {}).values()) for r in records)
     tries = {(r["task_id"], r["try_number"]) for r in records}
     assert all((task, ti["try_number"]) in tries for task, ti in tis.items() if ti["state"] == "success")
     print(  # noqa: T201 - the figures of the note (pytest -s shows them)
-        f"faults injected: jira {jira_faults}, slack {slack_faults}; retried calls {retries}; "
+        f"faults injected: jira {jira_faults}, slack {slack_faults}; retried calls {retries} "
+        f"(digest: {digest['details'].get('retries')}); dead letters {outcomes.get('dead_lettered', 0)}; "
         f"task tries {sorted((t, ti['try_number']) for t, ti in tis.items() if ti['try_number'] > 1)}"
     )
     assert sum(jira_faults.values()) > 10
