@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -208,10 +209,8 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
                 self.log.info(
                     "digest for %s: %s", channel, "posted" if outcome.status == Status.APPLIED else "already there"
                 )
-            earlier = audit.details.get("retries") or {}  # one digest per triggering event: all of them
-            audit.details["retries"] = {
-                k: earlier.get(k, 0) + retry.retried.get(k, 0) for k in {*earlier, *retry.retried}
-            }
+            # One digest per triggering event: the record counts the retries of all of them.
+            audit.details["retries"] = dict(Counter(audit.details.get("retries") or {}) + retry.retried)
         else:
             for channel, digest in messages.items():
                 self.log.info("shadow mode, not posted to %s:\n%s\n%s", channel, digest.summary, digest.items)

@@ -27,7 +27,7 @@ from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.core.sources import SourceContext, get_source
 from airflow_reconcile.core.spec import SourceSpec
 from airflow_reconcile.core.vocabulary import DONE, Status
-from tests.core.actions.test_actions import plan
+from tests.core.actions.test_actions import assignees, plan
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def jira_ops():
 
 
 def assert_jira_end_state(standin, result) -> None:
-    owners = {i["key"]: (i["fields"]["assignee"] or {}).get("name") for i in standin.issues.values()}
+    owners = assignees(standin)
     assert {k: owners[k] for k in (f"OPS-{i}" for i in range(1, 9))} == {
         f"OPS-{i}": "alice" if i % 2 else "bob" for i in range(1, 9)
     }
@@ -140,14 +140,14 @@ def test_apply_and_revert_under_faults(target, phase, fault, jira_world, slack_s
 
     executors = {"jira": JiraExecutor(jira_client)}
     if phase == "revert":  # apply without faults, then revert under them
-        before = {i["key"]: (i["fields"]["assignee"] or {}).get("name") for i in jira_world.issues.values()}
+        before = assignees(jira_world)
         ops = plan(*[("assign", f"OPS-{i}", {"assignee": "alice"}, "auto") for i in range(1, 9)])
         assert set(apply_plan(ops, executors, ledger=ledger, retry=retry).status) == {Status.APPLIED}
         inject(jira_world, target, phase, fault)
         undo = Ledger(store, spec="s", dag_id="d_revert", run_id="revert-1")
         result = task_tries(lambda: revert_run(undo, executors, "run-1", retry=retry)[0])
         assert set(result.status) <= set(DONE)
-        after = {i["key"]: (i["fields"]["assignee"] or {}).get("name") for i in jira_world.issues.values()}
+        after = assignees(jira_world)
         assert after == before  # every prior owner is back
         assigns = Counter(w["key"] for w in jira_world.writes if w["kind"] == "assign")
         assert set(assigns.values()) == {2}  # one write each way, none repeated
@@ -222,7 +222,7 @@ def test_a_revert_after_lost_replies_restores_every_prior_owner(seeded, jira_cli
     result, not_reverted = revert_run(Ledger(store, spec="s", dag_id="d_revert", run_id="rv"), jira, "run-1",
                                       retry=policy())  # fmt: skip
     assert not_reverted == []
-    owners = {i["key"]: (i["fields"]["assignee"] or {}).get("name") for i in seeded.issues.values()}
+    owners = assignees(seeded)
     assert owners == {"OPS-1": "bob", "OPS-2": None, "OPS-3": "alice"}
 
 
