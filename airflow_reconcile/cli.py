@@ -389,11 +389,13 @@ def _db_grant(args: argparse.Namespace) -> int:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from airflow_reconcile.core.integrity import read_checkpoints
-    from airflow_reconcile.core.locations import checkpoint_folder
+    from airflow_reconcile.core.locations import absolute, checkpoint_folder
+    from airflow_reconcile.provider.hooks import workspace_path
 
     store = existing_store(*_audit_location(args))
-    folder = Path(args.checkpoints) if args.checkpoints else checkpoint_folder()
-    checkpoints = read_checkpoints(folder)
+    given = args.checkpoints
+    folder = (str(absolute(given)) if "://" not in given else given) if given else checkpoint_folder()
+    checkpoints = read_checkpoints(workspace_path(folder))
     found = store.verify_all(checkpoints)
     if found.ok:
         print(found.summary() + (f" (in {folder})" if checkpoints else f"; no checkpoints in {folder}"))
@@ -551,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit chains with the audit key, against the checkpoints")
     _audit_store_arguments(verify)
-    verify.add_argument("--checkpoints", help="folder of the audit checkpoints (default: the workspace's "
+    verify.add_argument("--checkpoints", help="folder or URL of the audit checkpoints (default: the workspace's "
                         "_audit/checkpoints, from AIRFLOW_RECONCILE_WORKSPACE or AIRFLOW_HOME)")  # fmt: skip
     verify.set_defaults(func=_audit_verify)
     export = audit_sub.add_parser("export", help="write audit records as compliance evidence (chain checked)")

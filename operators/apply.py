@@ -57,12 +57,11 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         from airflow_reconcile.core.errors import TransientError
         from airflow_reconcile.core.plan import shadow_outcomes
         from airflow_reconcile.core.retry import RetryPolicy
-        from airflow_reconcile.core.workspace import read_frame
 
         mode = run_mode(self.mode)
         plan_m = self.pull(context, self.plan_task_id)
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
-        plan = read_frame(plan_m)
+        plan = self.read_frame(plan_m)
         ledger = None
         if mode == Mode.SHADOW:  # writes nothing, asks no one: a function of the plan alone
             if self.approved_only:  # the approval task was skipped, and this one with it

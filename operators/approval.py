@@ -100,7 +100,6 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
     def _request(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
         from airflow_reconcile.core.approval import pending_approval, request_text
         from airflow_reconcile.core.spec import approval_timeout
-        from airflow_reconcile.core.workspace import read_frame
         from airflow_reconcile.provider.compat import (
             AIRFLOW_VERSION,
             AirflowFailException,
@@ -116,7 +115,7 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
             raise AirflowFailException(f"approval_timeout: {exc}") from None
         plan_m = self.pull(context, self.plan_task_id)
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
-        request, statuses = pending_approval(read_frame(plan_m), self._ledger(spec, context))
+        request, statuses = pending_approval(self.read_frame(plan_m), self._ledger(spec, context))
         manifest = self.workspace(spec, context).write(REQUEST_KEY, request, policy_version=spec.policy_version)
         asked = request[request["ledger_status"] == Status.AWAITING_APPROVAL]
         audit.outputs.append(manifest.to_dict())
@@ -181,9 +180,8 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
         answer: dict[str, Any],
     ) -> dict[str, Any]:  # fmt: skip
         """Record the answer (``Approve``, ``Reject`` or ``timeout``) in the ledger and the audit record."""
-        from airflow_reconcile.core.workspace import read_frame
 
-        request = read_frame(manifest)
+        request = self.read_frame(manifest)
         asked = request.loc[request["ledger_status"] == Status.AWAITING_APPROVAL, "operation_id"].tolist()
         audit.inputs.append(manifest)
         if choice == Decision.TIMEOUT:

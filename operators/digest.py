@@ -180,16 +180,15 @@ class SlackDriftDigestOperator(AuditedTaskMixin, BaseOperator):
             raise ReconcileError(f"run {run_id!r} of {dag_id} has no successful {TaskId.DETECT_DRIFT} audit record")
         report = Manifest.from_dict(records[-1]["outputs"][0])
         expected = Workspace(root=self.workspace_root or workspace_root(), spec_name=spec.name, run_id=run_id)
-        if report.uri != (expected.directory / "drift.parquet").as_uri():
+        if report.uri != expected.uri("drift"):
             raise ReconcileError(f"run {run_id!r} of {dag_id}: its drift report is not in this workspace")
         mode = str(records[-1]["details"].get("mode") or spec.mode)
         return spec, report, mode
 
     def digest(self, spec: Spec, audit: AuditDraft, report: Any, run_id: str, mode: str) -> dict[str, Any]:
-        from airflow_reconcile.core.workspace import read_frame
 
         audit.inputs.append(report.to_dict())
-        messages = digest_messages(spec, read_frame(report), run_id)
+        messages = digest_messages(spec, self.read_frame(report), run_id)
         post = mode == Mode.APPLY or spec.targets.slack.post_in_shadow
         if post:
             from airflow_reconcile.core.actions.slack import SlackExecutor, message_id

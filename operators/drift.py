@@ -32,13 +32,12 @@ class DetectDriftOperator(ReconcileBaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.pipeline import spec_drift
-        from airflow_reconcile.core.workspace import read_frame
         from airflow_reconcile.provider.metrics import emit_counts
 
         desired_m = self.pull(context, self.desired_task_id)
         actual_m = self.pull(context, self.actual_task_id)
         audit.inputs.extend([desired_m, actual_m])
-        report, rows = spec_drift(spec, read_frame(desired_m), read_frame(actual_m))
+        report, rows = spec_drift(spec, self.read_frame(desired_m), self.read_frame(actual_m))
         counts = {k: v for k, v in report.to_dict().items() if k != "sample"}
         manifest = self.workspace(spec, context).write("drift", rows, policy_version=spec.policy_version, **counts)
         self.log.info(

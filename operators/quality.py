@@ -29,12 +29,11 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.quality import run_quality_gate
         from airflow_reconcile.core.spec.columns import gate
-        from airflow_reconcile.core.workspace import read_frame
         from airflow_reconcile.provider.compat import AirflowFailException
 
         manifest = self.pull(context, self.snapshot_task_id)
         audit.inputs.append(manifest)
-        frame = read_frame(manifest)
+        frame = self.read_frame(manifest)
         source = getattr(spec.sources, self.side)
         result = run_quality_gate(frame, source.key, gate(spec, self.side), self.side)
         self.log.info("quality gate for the %s snapshot (%d rows):\n%s", self.side, result.rows, result.table())

@@ -28,7 +28,6 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.errors import GuardTripped
         from airflow_reconcile.core.rules import blast_population, evaluate_rules
-        from airflow_reconcile.core.workspace import read_frame
         from airflow_reconcile.provider.compat import AirflowFailException
 
         drift_m = self.pull(context, self.drift_task_id)
@@ -37,7 +36,7 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
         stale = bool((freshness or {}).get("stale"))
         population = blast_population(drift_m["meta"]["desired_rows"], drift_m["meta"]["actual_rows"])
         try:
-            plan, summary = evaluate_rules(spec, read_frame(drift_m), population=population, stale=stale)
+            plan, summary = evaluate_rules(spec, self.read_frame(drift_m), population=population, stale=stale)
         except GuardTripped as exc:
             audit.details["guard"] = str(exc)
             raise AirflowFailException(f"guard tripped: {exc}") from None

@@ -107,6 +107,29 @@ def postgres() -> Iterator:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator:
+    """A real S3 API server (moto's server mode) on 127.0.0.1 for this test session."""
+    from devkit.s3 import running
+
+    with running() as server:
+        yield server
+
+
+WORKSPACE_CONN_ID = "reconcile_workspace"
+
+
+@pytest.fixture
+def s3_workspace(s3, monkeypatch) -> str:
+    """A workspace on S3 as a user configures one: a new bucket, the Amazon provider's connection
+    ``reconcile_workspace`` to the server, and ``AIRFLOW_RECONCILE_WORKSPACE`` naming both."""
+    bucket = s3.bucket()
+    monkeypatch.setenv(f"AIRFLOW_CONN_{WORKSPACE_CONN_ID.upper()}", s3.connection())
+    root = f"s3://{WORKSPACE_CONN_ID}@{bucket}/reconcile"
+    monkeypatch.setenv("AIRFLOW_RECONCILE_WORKSPACE", root)
+    return root
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """``RECONCILE_TEST_ORDER=reverse``: run the tests in reverse order, to check that none depends on
     another having run first (the end-to-end modules share one stack per module)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -543,7 +544,7 @@ def test_reconcile_audit_verify_takes_the_store_and_key_from_a_connection_not_th
     # the README's `reconcile audit verify --conn-id reconcile_audit`, as written: the checkpoints are
     # where the tasks keep them (the workspace's _audit/checkpoints)
     monkeypatch.setenv("AIRFLOW_RECONCILE_WORKSPACE", str(tmp_path / "workspace"))
-    store, _ = _filled(f"sqlite:///{tmp_path / 'audit.db'}", tmp_path, checkpoint_folder())
+    store, _ = _filled(f"sqlite:///{tmp_path / 'audit.db'}", tmp_path, Path(checkpoint_folder()))
     monkeypatch.setenv(
         "AIRFLOW_CONN_RECONCILE_AUDIT", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "audit.db")})
     )

@@ -99,24 +99,30 @@ def checkpoint_valid(signer: Signer, checkpoint: dict[str, Any]) -> bool:
     return signer.check(str(checkpoint.get("signature", "")), "checkpoint", checkpoint.get("at"), body)
 
 
-def write_checkpoint(folder: Path, checkpoint: dict[str, Any]) -> Path:
-    """One file per checkpoint, written atomically; the name sorts by time."""
+def write_checkpoint(folder: Any, checkpoint: dict[str, Any]) -> Any:
+    """One file per checkpoint, written whole (locally a temporary file renamed into place; an object
+    store shows an object only once it is complete); the name sorts by time. ``folder`` is a
+    :class:`~pathlib.Path` or a path on object storage (see ``core.workspace``)."""
     folder.mkdir(parents=True, exist_ok=True)
     stamp = checkpoint["at"].replace(":", "").replace("-", "").replace("+", "Z")[:22]
     audit = checkpoint["chains"].get("audit", {}).get("head_id", 0)
     path = folder / f"{stamp}-{audit:012d}.json"
+    text = json.dumps(checkpoint, sort_keys=True)
+    if not isinstance(path, Path):
+        path.write_text(text, encoding="utf-8")
+        return path
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(checkpoint, sort_keys=True), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
 
 
-def read_checkpoints(folder: Path) -> list[tuple[str, dict[str, Any] | None]]:
+def read_checkpoints(folder: Any) -> list[tuple[str, dict[str, Any] | None]]:
     """(file name, checkpoint or None when unreadable) for every checkpoint file, oldest first."""
     found: list[tuple[str, dict[str, Any] | None]] = []
     if not folder.is_dir():
         return found
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob("*.json"), key=lambda p: p.name):
         try:
             found.append((path.name, json.loads(path.read_text(encoding="utf-8"))))
         except (OSError, ValueError):

@@ -24,22 +24,23 @@ def airflow_home() -> Path:
 
 
 def workspace_root() -> str:
-    """``$AIRFLOW_RECONCILE_WORKSPACE`` (a path or a ``file://`` URL), else ``$AIRFLOW_HOME/reconcile/workspace``."""
+    """``$AIRFLOW_RECONCILE_WORKSPACE`` (a path, or a URL: ``file://``, ``s3://[conn_id@]bucket/prefix``, any
+    scheme fsspec knows), else ``$AIRFLOW_HOME/reconcile/workspace``."""
     configured = os.environ.get(WORKSPACE_ENV)
     if not configured:
         return str(airflow_home() / "reconcile" / "workspace")
-    if configured.startswith("file://"):
+    if "://" in configured:
         return configured
     return str(absolute(configured))
 
 
-def checkpoint_folder(root: str | None = None) -> Path:
-    """Where the audit checkpoints are kept: ``<workspace root>/_audit/checkpoints`` (outside the audit store)."""
-    from urllib.parse import unquote, urlparse
-
+def checkpoint_folder(root: str | None = None) -> str:
+    """Where the audit checkpoints are kept: ``<workspace root>/_audit/checkpoints`` (outside the audit
+    store; on object storage when the workspace is)."""
     root = root or workspace_root()
-    local = unquote(urlparse(root).path) if root.startswith("file://") else root
-    return absolute(local) / "_audit" / "checkpoints"
+    if "://" in root:
+        return f"{root.rstrip('/')}/_audit/checkpoints"
+    return str(absolute(root) / "_audit" / "checkpoints")
 
 
 def default_audit_db() -> Path:

@@ -1,17 +1,35 @@
-"""Per-run workspace: Parquet files for snapshots, drift reports and plans; small manifests for XCom."""
+"""Per-run workspace: Parquet files for snapshots, drift reports and plans; small manifests for XCom.
+
+The workspace lives on any filesystem fsspec knows: a local path or ``file://`` URL, or object storage
+(``s3://``, ``gs://``, ``abfs://``…). Every task of a run reads what an earlier task wrote, possibly on
+another host, so on more than one worker it must be storage all of them reach (docs/production.md).
+
+Paths are opened through an *opener* (a URI → a path object): the core's own, :func:`storage_path`,
+takes local paths as :class:`pathlib.Path` and other URLs as fsspec paths with the environment's
+credentials; the Airflow layer passes one that opens them as Airflow's ``ObjectStoragePath`` with
+the credentials of an Airflow connection.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# Rows per Parquet row group: a frame is converted and written one row group at a time (the Arrow copy
+# of a whole frame would double a task's memory), and its bytes go to storage as they are produced.
+ROW_GROUP_ROWS = 100_000
+_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,43 @@ class Manifest:
         )
 
 
+def is_local(uri: str) -> bool:
+    """A path, or a ``file://`` URL (not an object store)."""
+    return urlsplit(uri).scheme in ("", "file")
+
+
+def storage_path(uri: str) -> Any:
+    """The core's opener: an absolute :class:`~pathlib.Path` for a local path or ``file://`` URL, else an
+    fsspec path (universal-pathlib) with the credentials fsspec finds in the environment."""
+    from airflow_reconcile.core.locations import absolute
+
+    if is_local(uri):
+        parts = urlsplit(uri)
+        return absolute(unquote(parts.path) if parts.scheme else uri)
+    from upath import UPath
+
+    return UPath(uri)
+
+
+Opener = Callable[[str], Any]
+
+
+def path_uri(path: Any) -> str:
+    """The URI a manifest records for a path: ``file://…`` for a local file, the URL otherwise (with the
+    connection id an ``ObjectStoragePath`` carries, ``s3://conn@bucket/key``: it names no secret)."""
+    return path.as_uri() if isinstance(path, Path) else str(path)
+
+
+def location_uri(root: str, *parts: str) -> str:
+    """``<root>/<parts…>`` as a URI without opening anything (DAG parsing must not reach storage), and
+    without the connection id: asset URIs and lineage names say where, not with which credentials."""
+    if is_local(root):
+        return storage_path(root).joinpath(*parts).as_uri()
+    split = urlsplit(root)
+    path = "/".join([split.path.rstrip("/"), *parts])
+    return f"{split.scheme}://{split.hostname or ''}{path}"
+
+
 def file_hash(path: Path) -> str:
     """SHA-256 of a written file, streamed.
 
@@ -47,7 +102,7 @@ def file_hash(path: Path) -> str:
     """
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        for block in iter(lambda: fh.read(_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()[:32]
 
@@ -56,38 +111,84 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_") or "_"
 
 
-def local_path(uri: str) -> Path:
-    """The absolute local path of a workspace path or ``file://`` URL."""
-    from airflow_reconcile.core.locations import absolute
+class _Hashing:
+    """A binary sink that hashes what passes through it (Parquet's writer sees a plain file)."""
 
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
-        raise ValueError(f"{uri}: only local file:// workspaces are supported in this release")
-    return absolute(unquote(parsed.path) if parsed.scheme else uri)
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink, self.digest, self.size, self.closed = sink, hashlib.sha256(), 0, False
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        self.sink.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.closed = True  # the sink is closed by whoever opened it
+
+    def writable(self) -> bool:
+        return True
+
+
+def _write_parquet(frame: pd.DataFrame, sink: BinaryIO) -> str:
+    """``frame`` as Parquet into ``sink``, one row group at a time; the content hash of the bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    hashing = _Hashing(sink)
+    with pq.ParquetWriter(hashing, schema) as writer:
+        for start in range(0, len(frame), ROW_GROUP_ROWS):
+            chunk = frame.iloc[start : start + ROW_GROUP_ROWS]
+            writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+    return hashing.digest.hexdigest()[:32]
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """``<root>/<spec>/<run_id>/<name>.parquet``; root is a local path or a ``file://`` URL."""
+    """``<root>/<spec>/<run_id>/<name>.parquet``; root is a local path or any fsspec URL."""
 
     root: str
     spec_name: str
     run_id: str
+    opener: Opener = field(default=storage_path, compare=False, repr=False)
 
     @property
-    def directory(self) -> Path:
-        return local_path(self.root) / _safe(self.spec_name) / _safe(self.run_id)
+    def directory(self) -> Any:
+        return self.opener(self.root) / _safe(self.spec_name) / _safe(self.run_id)
+
+    def uri(self, name: str) -> str:
+        """The URI a manifest of ``name`` written here records (without opening anything)."""
+        if is_local(self.root):
+            return path_uri(
+                storage_path(self.root) / _safe(self.spec_name) / _safe(self.run_id) / f"{_safe(name)}.parquet"
+            )
+        return f"{self.root.rstrip('/')}/{_safe(self.spec_name)}/{_safe(self.run_id)}/{_safe(name)}.parquet"
 
     def write(self, name: str, frame: pd.DataFrame, **meta: Any) -> Manifest:
-        """Write atomically (temp file, then rename) so a reader never sees half a file."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.directory / f"{_safe(name)}.parquet"
-        tmp = target.with_suffix(".parquet.tmp")
-        frame.to_parquet(tmp, index=False)
-        digest = file_hash(tmp)
-        os.replace(tmp, target)
+        """Write so that a reader never sees half a file: locally a temporary file renamed into place; on
+        object storage one upload that becomes visible when it completes (abandoned if writing fails)."""
+        directory = self.directory
+        target = directory / f"{_safe(name)}.parquet"
+        if isinstance(target, Path):
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".parquet.tmp")
+            try:
+                with tmp.open("wb") as fh:
+                    digest = _write_parquet(frame, fh)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        else:
+            digest = _upload(target, frame)
         return Manifest(
-            uri=target.as_uri(),
+            uri=path_uri(target),
             rows=len(frame),
             content_hash=digest,
             columns={str(c): str(t) for c, t in frame.dtypes.items()},
@@ -95,17 +196,46 @@ class Workspace:
         )
 
 
-def read_frame(manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
+def _upload(target: Any, frame: pd.DataFrame) -> str:
+    fh = target.fs.open(target.path, "wb")  # the filesystem's own file (discard() aborts its upload)
+    try:
+        digest = _write_parquet(frame, fh)
+    except BaseException:
+        discard = getattr(fh, "discard", None)  # fsspec's buffered files: abort the (multipart) upload
+        if discard is None:
+            raise
+        discard()
+        fh.closed = True  # discarded: closing it (also when it is collected) must not upload what was buffered
+        raise
+    fh.close()
+    return digest
+
+
+@contextmanager
+def _local_copy(path: Any) -> Iterator[Path]:
+    """A local file to read: the file itself, or an object streamed to a temporary file (never whole into
+    memory), removed afterwards."""
+    if isinstance(path, Path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="reconcile-") as tmp:
+        local = Path(tmp) / "object.parquet"
+        with path.open("rb") as src, local.open("wb") as dst:
+            for block in iter(lambda: src.read(_BLOCK), b""):
+                dst.write(block)
+        yield local
+
+
+def read_frame(manifest: Manifest | dict[str, Any], opener: Opener = storage_path) -> pd.DataFrame:
     """Read a manifest's Parquet file after checking it is the file the manifest describes."""
     import pandas as pd
 
     if isinstance(manifest, dict):
         manifest = Manifest.from_dict(manifest)
-    path = local_path(manifest.uri)
-    actual = file_hash(path)
-    if actual != manifest.content_hash:
-        raise ValueError(  # neither hash is told: a forged manifest must not learn a file's content hash
-            f"{manifest.uri}: the file's content does not match the hash recorded when it was written; "
-            "the file changed after it was written — re-run the task that produced it"
-        )
-    return pd.read_parquet(path)
+    with _local_copy(opener(manifest.uri)) as path:
+        if file_hash(path) != manifest.content_hash:
+            raise ValueError(  # neither hash is told: a forged manifest must not learn a file's content hash
+                f"{manifest.uri}: the file's content does not match the hash recorded when it was written; "
+                "the file changed after it was written — re-run the task that produced it"
+            )
+        return pd.read_parquet(path)

@@ -93,8 +93,18 @@ class AuditedTaskMixin:
     def workspace(self, spec: Spec, context: Context) -> Workspace:
         from airflow_reconcile.core.locations import workspace_root
         from airflow_reconcile.core.workspace import Workspace
+        from airflow_reconcile.provider.hooks import workspace_path
 
-        return Workspace(root=self.workspace_root or workspace_root(), spec_name=spec.name, run_id=context["run_id"])
+        root = self.workspace_root or workspace_root()
+        return Workspace(root=root, spec_name=spec.name, run_id=context["run_id"], opener=workspace_path)
+
+    @staticmethod
+    def read_frame(manifest: Any) -> Any:
+        """A manifest's frame, from wherever the workspace is (checked against its content hash)."""
+        from airflow_reconcile.core.workspace import read_frame
+        from airflow_reconcile.provider.hooks import workspace_path
+
+        return read_frame(manifest, workspace_path)
 
     def audited(self, context: Context, body: Callable[[Any, AuditDraft], Any]) -> Any:
         """Run ``body(spec, draft)`` and write one audit record for this try, whatever happens.
@@ -163,10 +173,11 @@ class AuditedTaskMixin:
         is logged as an error, and the next one covers the same records."""
         from airflow_reconcile.core.integrity import write_checkpoint
         from airflow_reconcile.core.locations import checkpoint_folder
+        from airflow_reconcile.provider.hooks import workspace_path
 
         try:
             checkpoint = store.checkpoint()
-            path = write_checkpoint(checkpoint_folder(self.workspace_root), checkpoint)
+            path = write_checkpoint(workspace_path(checkpoint_folder(self.workspace_root)), checkpoint)
         except Exception:  # noqa: BLE001 - the try's own outcome stands
             log.exception("audit checkpoint could not be written")
             return

@@ -16,7 +16,7 @@ from airflow.sdk import Asset, AssetAny, Param
 from airflow_reconcile.core.locations import workspace_root
 from airflow_reconcile.core.spec import Spec, load_spec, specs_in
 from airflow_reconcile.core.vocabulary import DagId, Mode, TaskId
-from airflow_reconcile.core.workspace import local_path
+from airflow_reconcile.core.workspace import location_uri
 from airflow_reconcile.provider.compat import ReconcileDAG, retry_policy_args
 from airflow_reconcile.provider.operators.apply import ApplyCorrectionsOperator
 from airflow_reconcile.provider.operators.digest import SlackDriftDigestOperator
@@ -37,8 +37,9 @@ def _default_args(owner: str | None = None) -> dict[str, Any]:
 
 
 def _asset(spec_name: str, what: str) -> Asset:
-    location = local_path(workspace_root()) / spec_name / what
-    return Asset(name=f"reconcile.{spec_name}.{what}", uri=location.as_uri(), group="reconcile")
+    return Asset(
+        name=f"reconcile.{spec_name}.{what}", uri=location_uri(workspace_root(), spec_name, what), group="reconcile"
+    )
 
 
 def snapshot_asset(spec_name: str, side: str) -> Asset:

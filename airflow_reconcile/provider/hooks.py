@@ -233,6 +233,19 @@ def database_url(conn_id: str) -> str:
     return sqlalchemy_url(_required_connection(conn_id))
 
 
+def workspace_path(uri: str) -> Any:
+    """The Airflow layer's workspace opener (``core.workspace``): a local path as a :class:`~pathlib.Path`,
+    any other URL as Airflow's ``ObjectStoragePath``, whose filesystem is built from the Airflow connection
+    named in the URL (``s3://aws_conn@bucket/prefix``; without one, the scheme's default credentials)."""
+    from airflow_reconcile.core.workspace import is_local, storage_path
+
+    if is_local(uri):
+        return storage_path(uri)
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(uri)
+
+
 def storage_options(conn_id: str) -> dict[str, Any]:
     """fsspec storage options for file sources on object storage: the connection's ``extra.storage_options``,
     plus login/password as ``key``/``secret`` (the names s3fs and most fsspec filesystems use)."""

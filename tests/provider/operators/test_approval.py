@@ -30,9 +30,9 @@ def test_an_approved_request_creates_the_missing_tickets_once(deployed, answer):
     # with the key the tasks used (from the connection), and the records are keyed.
     from airflow_reconcile.core.integrity import read_checkpoints
     from airflow_reconcile.core.locations import checkpoint_folder
-    from airflow_reconcile.provider.hooks import AuditStoreHook
+    from airflow_reconcile.provider.hooks import AuditStoreHook, workspace_path
 
-    checkpoints = read_checkpoints(checkpoint_folder())
+    checkpoints = read_checkpoints(workspace_path(checkpoint_folder()))
     assert len(checkpoints) >= 3  # after each try of an apply task (two runs)
     found = AuditStoreHook().store.verify_all(checkpoints)
     assert found.ok, found.problems
