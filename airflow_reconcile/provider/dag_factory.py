@@ -51,6 +51,12 @@ def drift_report_asset(spec_name: str) -> Asset:
     return _asset(spec_name, "drift_report")
 
 
+def writer_pool(spec: Spec) -> dict[str, Any]:
+    """The tasks that write to the targets take a slot of ``limits.pool`` (when set): with one slot shared by
+    every reconciliation that writes to one target, at most one of them writes at a time on any worker."""
+    return {"pool": spec.limits.pool} if spec.limits.pool else {}
+
+
 def run_deadline(spec: Spec) -> Any:
     """Airflow's deadline alert for a run that hangs: ``watchdog.max_run_duration`` after it was queued
     (plus the approval timeout when the DAG waits for a person), the triggerer posts to the digest
@@ -151,7 +157,7 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
             inlets=[drift_report_asset(spec.name)],
             **common,
         )
-        failing = {"fail_on_dead_letter": spec.limits.fail_on_dead_letter}
+        failing = {"fail_on_dead_letter": spec.limits.fail_on_dead_letter, **writer_pool(spec)}
         apply = ApplyCorrectionsOperator(
             task_id=TaskId.APPLY_CORRECTIONS, plan_task_id=TaskId.EVALUATE_RULES, **failing, **common
         )
@@ -203,7 +209,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
 
     spec_path = str(Path(spec_path).resolve())
     spec = load_spec(spec_path)
-    common: dict[str, Any] = {"spec_path": spec_path, "retries": 0}
+    common: dict[str, Any] = {"spec_path": spec_path, "retries": 0, **writer_pool(spec)}
     shared: dict[str, Any] = {"schedule": None, "start_date": START_DATE, "catchup": False, "max_active_runs": 1,
               "tags": ["reconcile", spec.name, "recovery"], "default_args": _default_args(spec.owner)}  # fmt: skip
     with ReconcileDAG(

@@ -87,6 +87,31 @@ def test_dead_letters_fail_the_apply_task_unless_the_spec_says_otherwise(tmp_pat
     assert build_reconciliation_dag(tmp_path / "spec.yaml").get_task(TaskId.APPLY_CORRECTIONS).fail_on_dead_letter
 
 
+def test_the_tasks_that_write_take_a_slot_of_the_spec_pool_and_no_other_task_does(tmp_path):
+    from airflow_reconcile.provider.dag_factory import build_reconciliation_dag, build_recovery_dags
+
+    text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(text.replace("limits:\n", "limits:\n  pool: reconcile_jira\n"))
+    dag = build_reconciliation_dag(tmp_path / "spec.yaml")
+    replay, revert = build_recovery_dags(tmp_path / "spec.yaml")
+    pools = {t.task_id: t.pool for d in (dag, replay, revert) for t in d.tasks}
+    writers = {TaskId.APPLY_CORRECTIONS, TaskId.APPLY_APPROVED, TaskId.REPLAY, TaskId.REVERT}
+    assert {t for t, pool in pools.items() if pool == "reconcile_jira"} == writers
+    assert {pool for t, pool in pools.items() if t not in writers} == {"default_pool"}
+    (tmp_path / "spec.yaml").write_text(text)
+    assert {t.pool for t in build_reconciliation_dag(tmp_path / "spec.yaml").tasks} == {"default_pool"}
+
+
+def test_a_pool_name_airflow_would_refuse_is_a_spec_error_naming_the_field(tmp_path):
+    from airflow_reconcile.core.errors import SpecError
+    from airflow_reconcile.core.spec import load_spec
+
+    text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(text.replace("limits:\n", "limits:\n  pool: jira writes!\n"))
+    with pytest.raises(SpecError, match=r"limits\.pool"):
+        load_spec(tmp_path / "spec.yaml")
+
+
 def test_a_run_that_hangs_misses_its_deadline_and_slack_hears_of_it(dagbag, slack_standin, monkeypatch):
     import asyncio
     import json

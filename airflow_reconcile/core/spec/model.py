@@ -327,6 +327,12 @@ class Limits(_Model):
         description="Most calls per second per target during apply (Slack allows about one message a second).",
     )
     concurrency: int = Field(default=4, ge=1, le=32, description="Operations applied at once (bounded).")
+    pool: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The Airflow pool whose slot every task that writes to the targets takes (apply, apply "
+        "approved, replay, revert). rate_per_second holds per task: give the reconciliations that write to one "
+        "Jira or Slack the same pool with one slot, and it holds across all workers (docs/production.md).",
+    )  # fmt: skip
     allow_closures: bool = Field(
         default=False, description="Allow transitions that close or resolve issues (Done, Closed, Resolved...)."
     )
