@@ -22,6 +22,7 @@ SECRETS = {
     "AUDIT_TASKS_PASSWORD": lambda: secrets.token_urlsafe(24),  # the tasks' role: SELECT/INSERT on the chains
     "RECONCILE_AUDIT_KEY": lambda: secrets.token_hex(32),  # the audit trail's HMAC key
     "REDIS_PASSWORD": lambda: secrets.token_urlsafe(24),
+    "WORKSPACE_S3_PASSWORD": lambda: secrets.token_urlsafe(24),  # the workspace's object store (MinIO's root user)
     "_AIRFLOW_WWW_USER_PASSWORD": lambda: secrets.token_urlsafe(12),  # the UI's admin user
 }
 

@@ -183,7 +183,7 @@ class StandIn:
                     status, result = self._call(method, url.path, query, body)
                     with app.lock:
                         app.requests.append({"method": method, "path": url.path, "status": status, "query": query,
-                                             "fault": bool(fault)})  # fmt: skip
+                                             "fault": bool(fault), "at": time.time()})  # fmt: skip
                     if fault:
                         self._fault(fault)
                         return

@@ -41,7 +41,7 @@ def test_package_is_installed_from_the_mounted_project():
     assert mounts[project] == "."
     assert (REPO / "pyproject.toml").exists()
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert set(extras.split(",")) == {"postgres", "lineage"} <= set(declared)
+    assert set(extras.split(",")) == {"postgres", "lineage", "s3"} <= set(declared)
 
 
 def test_audit_store_uses_the_driver_the_postgres_extra_installs():
@@ -79,16 +79,14 @@ def test_every_secret_comes_from_the_env_file_that_make_compose_env_writes():
     """No default password, no empty Fernet key: compose refuses to start without .env, and .env holds
     exactly the secrets compose reads."""
     import re
-    import sys
 
-    sys.path.insert(0, str(REPO / "devkit"))
-    from compose_env import SECRETS
+    from devkit.compose_env import SECRETS
 
     text = (REPO / "docker-compose.yaml").read_text()
     assert "DEVELOPMENT ONLY" in text.splitlines()[0]
     assert "airflow:airflow" not in text
     assert 'FERNET_KEY: ""' not in text
-    required = set(re.findall(r"\$\{([A-Z_]+):\?run make compose-env\}", text))
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?run make compose-env\}", text))
     optional = set(re.findall(r"\$\{([A-Z_]+):-", text))
     assert required == set(SECRETS)
     assert optional <= {"AIRFLOW_IMAGE_NAME", "AIRFLOW_UID", "AIRFLOW_PROJ_DIR", "_AIRFLOW_WWW_USER_USERNAME"}
@@ -110,3 +108,49 @@ def test_compose_env_writes_every_secret_once_readable_by_its_owner_only(tmp_pat
     before = env_file.read_text()
     subprocess.run([sys.executable, str(REPO / "devkit" / "compose_env.py"), str(env_file)], check=True)
     assert env_file.read_text() == before  # never overwritten: its keys sign and encrypt what exists
+
+
+def _shape(name: str, value: str) -> object:
+    """What must agree between compose and the end-to-end test's topology, host, user and secret aside:
+    URL schemes and drivers, database names, broker database, the workspace's scheme, connection id,
+    bucket and prefix, and each connection's type and extra fields (the audit store's URL shaped so too)."""
+    import re
+    from urllib.parse import urlsplit
+
+    value = re.sub(r"\$\{[^}]+\}", "secret", value)  # compose's ${VAR:?...} placeholders
+    if name.startswith("AIRFLOW_CONN_"):
+        conn = json.loads(value)
+        extra = conn.get("extra", {})
+        url = extra.get("sqlalchemy_url")
+        return (conn["conn_type"], sorted(extra), _shape("url", url) if url else None, sorted(conn))
+    if "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if name == "AIRFLOW_RECONCILE_WORKSPACE":  # s3://<conn_id>@<bucket>/<prefix>: all of it must agree
+        return (parts.scheme, parts.username, parts.hostname, parts.path)
+    return (parts.scheme, parts.path)
+
+
+def test_compose_runs_the_topology_the_production_test_runs():
+    """docker-compose.yaml and the production end-to-end test (devkit.topology.production_env) set the
+    same settings the same way: executor, metadata DB, broker, result backend, workspace, its connection
+    and the audit store's."""
+    from devkit.topology import SETTINGS, production_env
+
+    compose = load()["x-airflow-common"]["environment"]
+    tested = production_env(
+        postgres="user:password@127.0.0.1:5432", redis=":password@127.0.0.1:6379",
+        s3_connection=json.dumps({"conn_type": "aws", "login": "key", "password": "secret",
+                                  "extra": {"endpoint_url": "http://127.0.0.1:9000", "region_name": "us-east-1"}}),
+    )  # fmt: skip
+    assert set(tested) == set(SETTINGS)
+    for name in SETTINGS:
+        assert name in compose, f"docker-compose.yaml does not set {name}"
+        assert _shape(name, compose[name]) == _shape(name, tested[name]), name
+    assert (
+        compose["AIRFLOW__CELERY__RESULT_BACKEND"].removeprefix("db+") == compose["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    )
+    services = load()["services"]
+    assert services["airflow-worker"]["command"] == "celery worker"
+    assert services["redis"]["image"].startswith("redis:")
+    assert "minio" in services  # the workspace's object store
