@@ -17,7 +17,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install system-deps compose-env demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read clean
+.PHONY: install system-deps compose-env demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read bench-workspace clean
 
 # uv alone (what `make wheel` needs); the lock's environment comes on top of it.
 $(UV):
@@ -126,6 +126,12 @@ bench-actions: install
 READ_ROWS ?= 1000000
 bench-read: install
 	PYTHONPATH=. $(BIN)/python benchmarks/read_bench.py --rows $(READ_ROWS)
+
+# One snapshot written and read through the run workspace, on local disk and on S3 (moto's server),
+# against pandas' own to_parquet/read_parquet: time and peak memory added.
+WORKSPACE_ROWS ?= 1000000
+bench-workspace: install
+	PYTHONPATH=. $(BIN)/python benchmarks/workspace_bench.py --rows $(WORKSPACE_ROWS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .venv-airflow-* .airflow .cache dist build *.egg-info

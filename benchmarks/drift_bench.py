@@ -10,15 +10,12 @@ N rows x 10 columns (1 integer id, 3 strings, 6 numerics); the actual side has 1
 from __future__ import annotations
 
 import argparse
-import gc
-import time
-from collections.abc import Callable
-from typing import Any
 
 import datacompy
 import duckdb
 import numpy as np
 import pandas as pd
+from measure import peak_mib, timed
 
 from airflow_reconcile.core.drift import detect_drift
 
@@ -69,48 +66,6 @@ def duckdb_join(desired: pd.DataFrame, actual: pd.DataFrame) -> tuple[int, int, 
     ).fetchone()
     con.close()
     return int(missing), int(unexpected), int(changed)
-
-
-def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
-    gc.collect()
-    started = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - started, result
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        line = next(x for x in status if x.startswith(field + ":"))
-    return int(line.split()[1])
-
-
-def peak_mib(fn: Callable[..., Any], *args: Any) -> float:
-    """Peak resident memory an engine adds on top of the inputs, from a separate, untimed run.
-
-    The run happens in a forked child, which starts with the inputs resident and none of the
-    memory the other engines left behind. The child resets its high-water mark (Linux
-    ``clear_refs``), runs the engine and reports VmHWM minus the RSS it started with. This counts
-    NumPy, Arrow and DuckDB allocations alike.
-    """
-    import os
-
-    gc.collect()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            with open("/proc/self/clear_refs", "w") as refs:
-                refs.write("5")
-            base = _status_kib("VmRSS")
-            fn(*args)
-            os.write(write, str(_status_kib("VmHWM") - base).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        added = pipe.read()
-    os.waitpid(pid, 0)
-    return int(added) / 1024 if added else float("nan")
 
 
 def main() -> None:

@@ -64,3 +64,15 @@ def test_make_bench_read_reads_the_same_frame_and_refuses_a_short_row():
     assert re.search(r"strict / baseline = [0-9.]+   identical frames: True$", result.stdout, re.M), result.stdout
     assert re.search(r"malformed last row refused in .*snapshot\.csv:20002: 1 malformed row\(s\): line 20002: 2 fields",
                      result.stdout), result.stdout  # fmt: skip
+
+
+def test_make_bench_workspace_round_trips_on_disk_and_on_s3():
+    result = subprocess.run(
+        ["make", "bench-workspace", "WORKSPACE_ROWS=20000"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    measured = re.findall(
+        r"^\s*(pandas \(local\)|workspace \(local\)|workspace \(s3\)): write \+ read", result.stdout, re.M
+    )
+    assert measured == ["pandas (local)", "workspace (local)", "workspace (s3)"], result.stdout
+    assert "workspace (s3) / pandas (local): time" in result.stdout
