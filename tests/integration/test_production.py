@@ -56,11 +56,14 @@ def production(tmp_path_factory, postgres, s3):
 
     home = tmp_path_factory.mktemp("production")
     admin = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in (METADATA_DB, AUDIT_DB):
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
+
+    def databases(*statements: str) -> None:
+        with admin.connect() as conn:
+            for name in (METADATA_DB, AUDIT_DB):
+                for statement in statements:
+                    conn.exec_driver_sql(statement.format(name))
+
+    databases("DROP DATABASE IF EXISTS {} WITH (FORCE)", "CREATE DATABASE {}")
     if WORKSPACE_BUCKET not in {b["Name"] for b in s3.client().list_buckets()["Buckets"]}:
         s3.client().create_bucket(Bucket=WORKSPACE_BUCKET)
     redis = LocalRedis().start()
@@ -99,6 +102,10 @@ def production(tmp_path_factory, postgres, s3):
         for server in servers:
             server.shutdown()
         redis.stop()
+        # The session's PostgreSQL as it was found: compose's init script (tests/test_security.py) creates
+        # a reconcile_audit database of its own on it.
+        databases("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        admin.dispose()
 
 
 def states(airflow, run_id):
