@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,18 +136,29 @@ class _Hashing:
         return True
 
 
-def _write_parquet(frame: pd.DataFrame, sink: BinaryIO) -> str:
-    """``frame`` as Parquet into ``sink``, one row group at a time; the content hash of the bytes."""
+def _write_parquet(frames: Iterable[pd.DataFrame], sink: BinaryIO) -> tuple[str, int, dict[str, str]]:
+    """``frames`` as one Parquet file into ``sink``, one row group at a time; the content hash of the bytes,
+    the rows and the column types. Every frame has the first one's columns (at least one frame)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.Schema.from_pandas(frame, preserve_index=False)
-    hashing = _Hashing(sink)
-    with pq.ParquetWriter(hashing, schema) as writer:
-        for start in range(0, len(frame), ROW_GROUP_ROWS):
-            chunk = frame.iloc[start : start + ROW_GROUP_ROWS]
-            writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
-    return hashing.digest.hexdigest()[:32]
+    hashing, rows, schema, writer, columns = _Hashing(sink), 0, None, None, {}
+    try:
+        for frame in frames:
+            if writer is None:
+                schema = pa.Schema.from_pandas(frame, preserve_index=False)
+                writer = pq.ParquetWriter(hashing, schema)
+                columns = {str(c): str(t) for c, t in frame.dtypes.items()}
+            for start in range(0, len(frame), ROW_GROUP_ROWS):
+                chunk = frame.iloc[start : start + ROW_GROUP_ROWS]
+                writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+            rows += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError("nothing to write: give at least one frame (an empty one says which columns)")
+    return hashing.digest.hexdigest()[:32], rows, columns
 
 
 @dataclass(frozen=True)
@@ -165,15 +176,18 @@ class Workspace:
 
     def uri(self, name: str) -> str:
         """The URI a manifest of ``name`` written here records (without opening anything)."""
+        parts = (_safe(self.spec_name), _safe(self.run_id), f"{_safe(name)}.parquet")
         if is_local(self.root):
-            return path_uri(
-                storage_path(self.root) / _safe(self.spec_name) / _safe(self.run_id) / f"{_safe(name)}.parquet"
-            )
-        return f"{self.root.rstrip('/')}/{_safe(self.spec_name)}/{_safe(self.run_id)}/{_safe(name)}.parquet"
+            return location_uri(self.root, *parts)
+        return "/".join([self.root.rstrip("/"), *parts])  # with the connection id, as the opened path says
 
     def write(self, name: str, frame: pd.DataFrame, **meta: Any) -> Manifest:
         """Write so that a reader never sees half a file: locally a temporary file renamed into place; on
         object storage one upload that becomes visible when it completes (abandoned if writing fails)."""
+        return self.write_frames(name, [frame], **meta)
+
+    def write_frames(self, name: str, frames: Iterable[pd.DataFrame], **meta: Any) -> Manifest:
+        """:meth:`write` for a frame that comes in parts (all with the same columns), never whole in memory."""
         directory = self.directory
         target = directory / f"{_safe(name)}.parquet"
         if isinstance(target, Path):
@@ -181,25 +195,19 @@ class Workspace:
             tmp = target.with_suffix(".parquet.tmp")
             try:
                 with tmp.open("wb") as fh:
-                    digest = _write_parquet(frame, fh)
+                    digest, rows, columns = _write_parquet(frames, fh)
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
         else:
-            digest = _upload(target, frame)
-        return Manifest(
-            uri=path_uri(target),
-            rows=len(frame),
-            content_hash=digest,
-            columns={str(c): str(t) for c, t in frame.dtypes.items()},
-            meta=meta,
-        )
+            digest, rows, columns = _upload(target, frames)
+        return Manifest(uri=path_uri(target), rows=rows, content_hash=digest, columns=columns, meta=meta)
 
 
-def _upload(target: Any, frame: pd.DataFrame) -> str:
+def _upload(target: Any, frames: Iterable[pd.DataFrame]) -> tuple[str, int, dict[str, str]]:
     fh = target.fs.open(target.path, "wb")  # the filesystem's own file (discard() aborts its upload)
     try:
-        digest = _write_parquet(frame, fh)
+        written = _write_parquet(frames, fh)
     except BaseException:
         discard = getattr(fh, "discard", None)  # fsspec's buffered files: abort the (multipart) upload
         if discard is None:
@@ -208,21 +216,38 @@ def _upload(target: Any, frame: pd.DataFrame) -> str:
         fh.closed = True  # discarded: closing it (also when it is collected) must not upload what was buffered
         raise
     fh.close()
-    return digest
+    return written
+
+
+def _stale(manifest: Manifest) -> ValueError:
+    # Neither hash is told: a forged manifest must not learn a file's content hash.
+    return ValueError(
+        f"{manifest.uri}: the file's content does not match the hash recorded when it was written; "
+        "the file changed after it was written — re-run the task that produced it"
+    )
 
 
 @contextmanager
-def _local_copy(path: Any) -> Iterator[Path]:
-    """A local file to read: the file itself, or an object streamed to a temporary file (never whole into
-    memory), removed afterwards."""
+def verified_file(manifest: Manifest | dict[str, Any], opener: Opener = storage_path) -> Iterator[Path]:
+    """A local copy of a manifest's Parquet file, checked to be the file the manifest describes: the file
+    itself, or an object streamed to a temporary file (hashed on the way, never whole in memory) and
+    removed afterwards."""
+    if isinstance(manifest, dict):
+        manifest = Manifest.from_dict(manifest)
+    path = opener(manifest.uri)
     if isinstance(path, Path):
+        if file_hash(path) != manifest.content_hash:
+            raise _stale(manifest)
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="reconcile-") as tmp:
-        local = Path(tmp) / "object.parquet"
+        local, digest = Path(tmp) / "object.parquet", hashlib.sha256()
         with path.open("rb") as src, local.open("wb") as dst:
             for block in iter(lambda: src.read(_BLOCK), b""):
+                digest.update(block)
                 dst.write(block)
+        if digest.hexdigest()[:32] != manifest.content_hash:
+            raise _stale(manifest)
         yield local
 
 
@@ -230,12 +255,5 @@ def read_frame(manifest: Manifest | dict[str, Any], opener: Opener = storage_pat
     """Read a manifest's Parquet file after checking it is the file the manifest describes."""
     import pandas as pd
 
-    if isinstance(manifest, dict):
-        manifest = Manifest.from_dict(manifest)
-    with _local_copy(opener(manifest.uri)) as path:
-        if file_hash(path) != manifest.content_hash:
-            raise ValueError(  # neither hash is told: a forged manifest must not learn a file's content hash
-                f"{manifest.uri}: the file's content does not match the hash recorded when it was written; "
-                "the file changed after it was written — re-run the task that produced it"
-            )
+    with verified_file(manifest, opener) as path:
         return pd.read_parquet(path)

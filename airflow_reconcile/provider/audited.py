@@ -106,6 +106,14 @@ class AuditedTaskMixin:
 
         return read_frame(manifest, workspace_path)
 
+    @staticmethod
+    def verified_file(manifest: Any) -> Any:
+        """A context manager: a local copy of a manifest's Parquet file (checked against its content hash)."""
+        from airflow_reconcile.core.workspace import verified_file
+        from airflow_reconcile.provider.hooks import workspace_path
+
+        return verified_file(manifest, workspace_path)
+
     def audited(self, context: Context, body: Callable[[Any, AuditDraft], Any]) -> Any:
         """Run ``body(spec, draft)`` and write one audit record for this try, whatever happens.
 
