@@ -17,7 +17,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install system-deps compose-env demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read bench-workspace clean
+.PHONY: install system-deps compose-env demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read bench-workspace bench-parts clean
 
 # uv alone (what `make wheel` needs); the lock's environment comes on top of it.
 $(UV):
@@ -132,6 +132,12 @@ bench-read: install
 WORKSPACE_ROWS ?= 1000000
 bench-workspace: install
 	PYTHONPATH=. $(BIN)/python benchmarks/workspace_bench.py --rows $(WORKSPACE_ROWS)
+
+# The drift task on two Parquet snapshots: whole in memory against the diff in parts (a quarter of the rows
+# a part, and parts of 100,000 rows): time and peak memory added.
+PARTS_ROWS ?= 1000000
+bench-parts: install
+	PYTHONPATH=. $(BIN)/python benchmarks/parts_bench.py --rows $(PARTS_ROWS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .venv-airflow-* .airflow .cache dist build *.egg-info

@@ -31,15 +31,22 @@ class DetectDriftOperator(ReconcileBaseOperator):
         self.mode = mode
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.core.pipeline import spec_drift
+        import dataclasses
+
+        from airflow_reconcile.core.pipeline import spec_drift_files
         from airflow_reconcile.provider.metrics import emit_counts
 
         desired_m = self.pull(context, self.desired_task_id)
         actual_m = self.pull(context, self.actual_task_id)
         audit.inputs.extend([desired_m, actual_m])
-        report, rows = spec_drift(spec, self.read_frame(desired_m), self.read_frame(actual_m))
+        workspace = self.workspace(spec, context)
+        with self.verified_file(desired_m) as desired, self.verified_file(actual_m) as actual:
+            report, written = spec_drift_files(
+                spec, desired, actual, lambda parts: workspace.write_frames("drift", parts), self.log.info
+            )
         counts = {k: v for k, v in report.to_dict().items() if k != "sample"}
-        manifest = self.workspace(spec, context).write("drift", rows, policy_version=spec.policy_version, **counts)
+        # The counts are known once every part is written; they describe the file, they are not in it.
+        manifest = dataclasses.replace(written, meta={"policy_version": spec.policy_version, **counts})
         self.log.info(
             "drift: %d missing, %d unexpected, %d changed, %d unchanged; duplicate keys %s, null keys %s; "
             "changed per column %s -> %s",

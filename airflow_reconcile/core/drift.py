@@ -138,14 +138,19 @@ def _is_numeric_dtype(series: pd.Series) -> bool:
 
 
 def _align_keys(
-    desired: pd.DataFrame, actual: pd.DataFrame, key: list[str], steps: Mapping[str, Sequence[str]]
+    desired: pd.DataFrame,
+    actual: pd.DataFrame,
+    key: list[str],
+    steps: Mapping[str, Sequence[str]],
+    formats: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The key columns of both sides, ready to join: native when both are integers, else canonical text.
 
     Timestamps and dates (on either side) compare as instants, written ISO 8601 in UTC; UUIDs
     compare in their canonical form, whatever case or braces the text side uses. A key column's
     normalise steps (``trim``, ``casefold``, ...) apply to the key too. Blank text keys become
-    null. Only the key columns are copied, never the whole frame.
+    null. Only the key columns are copied, never the whole frame. ``formats`` fixes a temporal key's
+    text form (``TIME_FORMATS``) where the caller sees more rows than these.
     """
     import pandas as pd
 
@@ -158,11 +163,18 @@ def _align_keys(
                 nullable = isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
                 out[side][c] = values.astype("Int64") if nullable else values.to_numpy(dtype="int64")
             continue
-        pair = _canonical_keys(left, right, c)
+        pair = _canonical_keys(left, right, c, (formats or {}).get(c))
         for side, values in enumerate(pair):
-            text = normalize(values, text_steps(steps.get(c, ())))
-            out[side][c] = text.mask(text.str.strip() == "", pd.NA)  # an empty key is no key
+            out[side][c] = text_key(values, steps.get(c, ()))
     return pd.DataFrame(out[0], index=desired.index), pd.DataFrame(out[1], index=actual.index)
+
+
+def text_key(values: pd.Series, steps: Sequence[str]) -> pd.Series:
+    """A key column's text after its normalise steps; a blank key is no key (null)."""
+    import pandas as pd
+
+    text = normalize(values, text_steps(steps))
+    return text.mask(text.str.strip() == "", pd.NA)
 
 
 def _holds(series: pd.Series, kind: type | tuple[type, ...]) -> bool:
@@ -170,38 +182,52 @@ def _holds(series: pd.Series, kind: type | tuple[type, ...]) -> bool:
     return len(first) == 1 and isinstance(first.iloc[0], kind)
 
 
-def _canonical_keys(left: pd.Series, right: pd.Series, column: str) -> tuple[pd.Series, pd.Series]:
-    """Both sides of one key column as text in a form where equal keys are equal strings."""
-    import datetime as dt
+# A temporal key's text: dates when every value is a date, else instants in UTC.
+TIME_FORMATS = {"date": "%Y-%m-%d", "instant": "%Y-%m-%dT%H:%M:%S.%fZ"}
+
+
+def dates_only(stamps: pd.Series) -> bool:
+    """Every value of these UTC timestamps is a midnight: the key is a date."""
+    values = stamps.dropna()
+    return bool((values == values.dt.normalize()).all())
+
+
+def canonical_uuids(values: pd.Series, column: str, side: str) -> pd.Series:
+    """A UUID key column as canonical text, whatever case or braces a text side uses."""
     import uuid
 
     import pandas as pd
+
+    def one(v: Any) -> Any:
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+            return pd.NA
+        try:
+            return str(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v).strip()))
+        except ValueError:
+            raise ReconcileError(
+                f"key column {column!r} holds UUIDs, but the {side} side has {str(v)!r}; "
+                "fix that value or compare the key as text on both sides"
+            ) from None
+
+    return values.map(one).astype("string")
+
+
+def _canonical_keys(
+    left: pd.Series, right: pd.Series, column: str, time_format: str | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """Both sides of one key column as text in a form where equal keys are equal strings."""
+    import datetime as dt
+    import uuid
 
     def temporal(s: pd.Series) -> bool:
         return _is_timestamp(s) or _holds(s, (dt.date, dt.datetime))
 
     if temporal(left) or temporal(right):
         stamps = _as_timestamps(left, column, "desired"), _as_timestamps(right, column, "actual")
-        dates_only = all(bool((s.dropna() == s.dropna().dt.normalize()).all()) for s in stamps)
-        fmt = "%Y-%m-%d" if dates_only else "%Y-%m-%dT%H:%M:%S.%fZ"
+        fmt = time_format or TIME_FORMATS["date" if all(dates_only(s) for s in stamps) else "instant"]
         return stamps[0].dt.strftime(fmt).astype("string"), stamps[1].dt.strftime(fmt).astype("string")
     if _holds(left, uuid.UUID) or _holds(right, uuid.UUID):
-
-        def canonical(values: pd.Series, side: str) -> pd.Series:
-            def one(v: Any) -> Any:
-                if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-                    return pd.NA
-                try:
-                    return str(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v).strip()))
-                except ValueError:
-                    raise ReconcileError(
-                        f"key column {column!r} holds UUIDs, but the {side} side has {str(v)!r}; "
-                        "fix that value or compare the key as text on both sides"
-                    ) from None
-
-            return values.map(one).astype("string")
-
-        return canonical(left, "desired"), canonical(right, "actual")
+        return canonical_uuids(left, column, "desired"), canonical_uuids(right, column, "actual")
     return left.astype("string"), right.astype("string")
 
 
@@ -387,6 +413,52 @@ def _progress(done: int, total: int, col: str, mask: Any, pairs: int, started: f
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class DriftLayout:
+    """Which columns a diff compares and carries, and the drift frame's columns, from the two sides'
+    column names alone (a diff in parts lays out every part the same)."""
+
+    key: tuple[str, ...]
+    compare: list[str]
+    carried: list[str]  # compared and context columns, as ``desired.<col>`` / ``actual.<col>``
+    names: list[str]
+
+    @classmethod
+    def of(
+        cls,
+        desired: Sequence[str],
+        actual: Sequence[str],
+        key: Sequence[str],
+        compare: Sequence[str] | None,
+        context: Sequence[str],
+        exclude: Sequence[str],
+    ) -> DriftLayout:
+        """``actual`` already in the desired side's names (``column_map`` applied)."""
+        if compare is None:
+            compare = [c for c in desired if c in actual and c not in key and c not in exclude]
+        compare = [c for c in compare if c not in exclude]
+        for side, names in (("desired", desired), ("actual", actual)):
+            absent = [c for c in [*key, *compare] if c not in names]
+            if absent:
+                raise ReconcileError(
+                    f"{side} snapshot has no column(s) {', '.join(map(str, absent))}; "
+                    f"it has {', '.join(map(str, names)) or 'no columns'}"
+                )
+        nowhere = [c for c in context if c not in desired and c not in actual]
+        if nowhere:
+            raise ReconcileError(
+                f"context column(s) {', '.join(map(str, nowhere))} are in neither snapshot; desired has "
+                f"{', '.join(map(str, desired))}; actual has {', '.join(map(str, actual))}"
+            )
+        context = [c for c in dict.fromkeys([*context, *exclude]) if c not in compare and c not in key]
+        carried = [c for c in dict.fromkeys([*compare, *context]) if c not in key]
+        ordered = [*key, "drift_kind", "side", "changed_columns"]
+        sides = [
+            f"{side}.{c}" for side, names in (("desired", desired), ("actual", actual)) for c in carried if c in names
+        ]
+        return cls(tuple(key), list(compare), carried, ordered + sorted(sides))
+
+
 def detect_drift(
     desired: pd.DataFrame,
     actual: pd.DataFrame,
@@ -399,6 +471,7 @@ def detect_drift(
     exclude: Sequence[str] = (),
     tolerances: Mapping[str, Tolerance | str | float] | None = None,
     column_map: Mapping[str, str] | None = None,
+    key_formats: Mapping[str, str] | None = None,
 ) -> tuple[DriftReport, pd.DataFrame]:
     """Return the report and the row-level frame (one row per drifting entity).
 
@@ -406,9 +479,10 @@ def detect_drift(
     excluded columns are kept as context. ``column_map`` maps desired names to actual names
     where the two sides call a field differently; the report uses the desired names.
 
-    Frame columns: the key columns, ``drift_kind``, ``side`` (for key problems),
-    ``changed_columns`` (comma-separated), and ``desired.<col>`` / ``actual.<col>`` for every
-    compared and context column.
+    Frame columns (:class:`DriftLayout`, the same whatever the rows): the key columns, ``drift_kind``,
+    ``side`` (for key problems), ``changed_columns`` (comma-separated), and ``desired.<col>`` /
+    ``actual.<col>`` for every compared and context column that side has. ``key_formats``: see
+    :func:`_align_keys`.
     """
     import numpy as np
     import pandas as pd
@@ -416,27 +490,11 @@ def detect_drift(
     key = list(key)
     if column_map:
         actual = actual.rename(columns={a: d for d, a in column_map.items()})
-    if compare is None:
-        compare = [c for c in desired.columns if c in actual.columns and c not in key and c not in exclude]
-    compare = [c for c in compare if c not in exclude]
+    layout = DriftLayout.of(list(desired.columns), list(actual.columns), key, compare, context, exclude)
+    compare, columns = layout.compare, layout.carried
     normalize_steps = dict(normalize_steps or {})
     tols = {c: t if isinstance(t, Tolerance) else Tolerance.parse(t) for c, t in (tolerances or {}).items()}
-    for side, frame in (("desired", desired), ("actual", actual)):
-        absent = [c for c in [*key, *compare] if c not in frame.columns]
-        if absent:
-            raise ReconcileError(
-                f"{side} snapshot has no column(s) {', '.join(map(str, absent))}; "
-                f"it has {', '.join(map(str, frame.columns)) or 'no columns'}"
-            )
-    nowhere = [c for c in context if c not in desired.columns and c not in actual.columns]
-    if nowhere:
-        raise ReconcileError(
-            f"context column(s) {', '.join(map(str, nowhere))} are in neither snapshot; desired has "
-            f"{', '.join(map(str, desired.columns))}; actual has {', '.join(map(str, actual.columns))}"
-        )
-    context = [c for c in dict.fromkeys([*context, *exclude]) if c not in compare and c not in key]
-    columns = [c for c in dict.fromkeys([*compare, *context]) if c not in key]
-    d_keys, a_keys = _align_keys(desired, actual, key, normalize_steps)
+    d_keys, a_keys = _align_keys(desired, actual, key, normalize_steps, key_formats)
     dense = _dense_int_match(d_keys, a_keys, key)
     if dense is not None:
         d_null, a_null, d_held, a_held, d_matched, a_matched, missing_pos, unexpected_pos = dense
@@ -478,7 +536,9 @@ def detect_drift(
         out = frame[[c for c in columns if c in frame.columns]].iloc[positions].rename(columns=lambda c: f"{side}.{c}")
         if keys_too:
             out = pd.concat([keys_of[side].iloc[positions], out], axis=1)
-        return out.reset_index(drop=True)
+        # Text now, each part with its own column types: after the concatenation an integer column that
+        # another part lacks would be floats, and 5 would read "5.0" only when other kinds of drift exist.
+        return pd.DataFrame({c: _as_text(out[c]) for c in out.columns}).reset_index(drop=True)
 
     changed_d, changed_a = d_matched[changed_any], a_matched[changed_any]
     names = _changed_names(changed_cols, changed_any)
@@ -495,12 +555,10 @@ def detect_drift(
         kinds = np.where(held[bad], DriftKind.DUPLICATE_KEY.value, DriftKind.NULL_KEY.value)
         parts.append(side_rows(frame, bad, side, True).assign(drift_kind=kinds, side=side))
     rows = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
-    ordered = [*key, "drift_kind", "side", "changed_columns"]
-    for col in ordered:
-        if col not in rows.columns:
-            rows[col] = pd.NA
-    rows = rows[ordered + sorted(c for c in rows.columns if c not in ordered)]
-    rows = pd.DataFrame({c: _as_text(rows[c]) for c in rows.columns})
+    rows = pd.DataFrame(
+        {c: _as_text(rows[c]) if c in rows.columns else pd.Series(pd.NA, index=rows.index, dtype="string")
+         for c in layout.names}
+    )  # fmt: skip
     rows = rows.sort_values([*key, "drift_kind"], kind="stable", na_position="last").reset_index(drop=True)
     unchanged = int((~changed_any).sum())
 

@@ -6,11 +6,11 @@ process, without Airflow, so a spec can be tried on files before it is deployed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.vocabulary import Autonomy, DriftKind
@@ -23,23 +23,44 @@ if TYPE_CHECKING:
     from airflow_reconcile.core.rules import PlanSummary
     from airflow_reconcile.core.spec import Spec
 
+T = TypeVar("T")
 
-def spec_drift(spec: Spec, desired: pd.DataFrame, actual: pd.DataFrame) -> tuple[DriftReport, pd.DataFrame]:
+
+def _drift_options(spec: Spec) -> dict[str, Any]:
     """The keyed diff as the spec's ``drift`` section describes it; the columns rules read are context."""
-    from airflow_reconcile.core.drift import detect_drift
     from airflow_reconcile.core.spec.columns import carried
 
-    return detect_drift(
-        desired,
-        actual,
-        key=spec.sources.desired.key,
-        compare=spec.drift.compare,
-        context=carried(spec),
-        normalize_steps=spec.drift.normalize,
-        exclude=spec.drift.exclude,
-        tolerances=spec.drift.tolerances,
-        column_map=spec.drift.column_map,
-    )
+    return {
+        "key": spec.sources.desired.key,
+        "compare": spec.drift.compare,
+        "context": carried(spec),
+        "normalize_steps": spec.drift.normalize,
+        "exclude": spec.drift.exclude,
+        "tolerances": spec.drift.tolerances,
+        "column_map": spec.drift.column_map,
+    }
+
+
+def spec_drift(spec: Spec, desired: pd.DataFrame, actual: pd.DataFrame) -> tuple[DriftReport, pd.DataFrame]:
+    """The spec's keyed diff of two frames."""
+    from airflow_reconcile.core.drift import detect_drift
+
+    return detect_drift(desired, actual, **_drift_options(spec))
+
+
+def spec_drift_files(
+    spec: Spec,
+    desired: Path,
+    actual: Path,
+    write: Callable[[Iterator[pd.DataFrame]], T],
+    progress: Callable[[str], None],
+) -> tuple[DriftReport, T]:
+    """The spec's keyed diff of two Parquet snapshots, in parts of ``drift.partition_rows`` rows when they are
+    larger (``core.drift_parts``); ``write`` takes the drift rows part by part."""
+    from airflow_reconcile.core.drift_parts import diff_files
+
+    options = _drift_options(spec)
+    return diff_files(desired, actual, write, partition_rows=spec.drift.partition_rows, progress=progress, **options)
 
 
 def desired_is_stale(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> bool:

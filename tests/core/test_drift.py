@@ -230,3 +230,13 @@ def test_mixed_case_keys_are_distinct_unless_the_key_is_normalised():
     report, _ = detect_drift(desired, actual, ["svc"], ["owner"], normalize_steps={"svc": ["trim", "casefold"]})
     assert report.duplicate_keys == {"desired": 2, "actual": 1}
     assert report.unchanged == 1  # search
+
+
+def test_an_integer_value_reads_the_same_whatever_other_drift_the_run_has() -> None:
+    desired = pd.DataFrame({"id": [1, 2], "size": [5, 6]})
+    alone = detect_drift(desired, pd.DataFrame({"id": [2], "size": [6]}), key=["id"])[1]
+    with_unexpected = detect_drift(desired, pd.DataFrame({"id": [2, 3], "size": [6, 7]}), key=["id"])[1]
+    # Before: the unexpected row has no desired.size, the concatenation made the column floats: "5.0".
+    assert alone["desired.size"].tolist() == ["5"]
+    assert with_unexpected.set_index("drift_kind")["desired.size"].dropna().tolist() == ["5"]
+    assert list(alone.columns) == list(with_unexpected.columns)  # the same columns, whatever the rows

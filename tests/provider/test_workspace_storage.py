@@ -118,3 +118,36 @@ def test_the_shipped_reconciliation_runs_on_an_s3_workspace(deployed, s3_workspa
     said = capsys.readouterr().out
     assert f"{len(checkpoints)} checkpoint(s) checked" in said
     assert f"in s3://{WORKSPACE_CONN_ID}@{bucket}/reconcile/_audit/checkpoints" in said
+
+
+def test_the_drift_task_diffs_in_parts_on_s3_and_finds_what_the_whole_diff_finds(deployed, s3_workspace, spec, capfd):
+    """``drift.partition_rows`` below the snapshots' size: the task splits both snapshots (read from S3)
+    into parts and writes the drift report part by part; counts and rows are the whole diff's."""
+    from airflow_reconcile.core.pipeline import spec_drift
+    from airflow_reconcile.core.spec import load_spec
+
+    text = deployed.spec_path.read_text()
+    deployed.spec_path.write_text(text.replace("drift:\n", "drift:\n  partition_rows: 7\n", 1))
+    parted = load_spec(deployed.spec_path)
+    assert parted.drift.partition_rows == 7
+    run = deployed.run()
+    logged = capfd.readouterr()
+    assert run.state == "success"
+    records = deployed.records(run)
+    task = AuditedTaskMixin()
+    desired, actual = (task.read_frame(records[t]["outputs"][0]) for t in (TaskId.READ_DESIRED, TaskId.READ_ACTUAL))
+    parts = -(-max(len(desired), len(actual)) // 7)
+    assert parts > 3
+    assert f"diffed part {parts}/{parts} " in logged.out + logged.err, (logged.out + logged.err)[-3000:]
+    whole_report, whole_rows = spec_drift(parted, desired, actual)
+    drift = Manifest.from_dict(records[TaskId.DETECT_DRIFT]["outputs"][0])
+    assert drift.uri.startswith("s3://")
+    assert {k: drift.meta[k] for k in ("missing", "unexpected", "changed", "unchanged")} == {
+        k: getattr(whole_report, k) for k in ("missing", "unexpected", "changed", "unchanged")
+    }
+    assert whole_report.total > 0
+    rows = task.read_frame(drift)
+    order = [*parted.sources.desired.key, "drift_kind"]
+    pd.testing.assert_frame_equal(
+        rows.sort_values(order).reset_index(drop=True), whole_rows.sort_values(order).reset_index(drop=True)
+    )

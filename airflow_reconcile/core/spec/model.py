@@ -154,6 +154,12 @@ class DriftSpec(_Model):
     normalize: dict[str, list[NormalizeStep]] = Field(default_factory=dict)
     tolerances: dict[str, str] = Field(default_factory=dict)
     column_map: dict[str, str] = Field(default_factory=dict, description="desired column -> actual column")
+    partition_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Snapshots with more rows than this are diffed in parts of about this many rows a side, "
+        "so a worker holds one part at a time, never a whole snapshot (docs/production.md, sizing).",
+    )
     authority: dict[str, Literal["desired", "actual"]] = Field(
         default_factory=dict,
         description="Per compared column, which side is authoritative (default: desired, the source of record). "
