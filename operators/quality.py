@@ -27,15 +27,17 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
         self.snapshot_task_id = snapshot_task_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.core.quality import run_quality_gate
+        from airflow_reconcile.core.quality import run_quality_gate_on_file
         from airflow_reconcile.core.spec.columns import gate
         from airflow_reconcile.provider.compat import AirflowFailException
 
         manifest = self.pull(context, self.snapshot_task_id)
         audit.inputs.append(manifest)
-        frame = self.read_frame(manifest)
         source = getattr(spec.sources, self.side)
-        result = run_quality_gate(frame, source.key, gate(spec, self.side), self.side)
+        with self.verified_file(manifest) as path:  # larger than limits.partition_rows: checked in chunks
+            result = run_quality_gate_on_file(
+                path, source.key, gate(spec, self.side), self.side, spec.limits.partition_rows, self.log.info
+            )
         self.log.info("quality gate for the %s snapshot (%d rows):\n%s", self.side, result.rows, result.table())
         audit.details["quality"] = result.to_dict()
         if result.warnings:

@@ -26,21 +26,26 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         self.side = side
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
+        import dataclasses
+
         from airflow_reconcile.core.retry import RetryPolicy
         from airflow_reconcile.core.sources import get_source
+        from airflow_reconcile.core.sources.base import read_parts
         from airflow_reconcile.provider.lineage import source_location
         from airflow_reconcile.provider.metrics import emit
 
         source_spec = getattr(spec.sources, self.side)
         retry = RetryPolicy.of(spec)
         ctx = source_context(self.spec_path, source_spec, self.log, retry)
-        snapshot = get_source(source_spec.kind).read(source_spec, ctx)
-        audit.details["retries"] = dict(retry.retried)
+        # A file is read limits.partition_rows rows at a time, each chunk written as it comes.
+        snapshot = read_parts(get_source(source_spec.kind), source_spec, ctx, spec.limits.partition_rows)
         # Where it was read from (no credentials): the audit record's input and the lineage input.
         audit.inputs.append(source_location(source_spec.kind, source_spec.options, ctx.connection, snapshot.source))
-        manifest = self.workspace(spec, context).write(
-            self.side, snapshot.frame, side=self.side, policy_version=spec.policy_version, **snapshot.meta()
-        )
+        written = self.workspace(spec, context).write_frames(self.side, snapshot.frames)
+        audit.details["retries"] = dict(retry.retried)
+        manifest = dataclasses.replace(
+            written, meta={"side": self.side, "policy_version": spec.policy_version, **snapshot.meta()}
+        )  # the newest value is known once every chunk is read
         self.log.info("%s snapshot: %d rows from %s -> %s", self.side, manifest.rows, snapshot.source, manifest.uri)
         emit("gauge", spec.name, f"rows_read.{self.side}", manifest.rows)
         audit.outputs.append(manifest.to_dict())

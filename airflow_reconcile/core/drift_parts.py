@@ -162,7 +162,7 @@ def diff_files(
 ) -> tuple[DriftReport, T]:
     """Diff two Parquet snapshots as :func:`detect_drift` does; ``write`` takes the drift rows part by
     part (frames with the same columns) and returns what it made of them (a manifest). A part holds about
-    ``partition_rows`` rows of the larger side (the spec's ``drift.partition_rows``)."""
+    ``partition_rows`` rows of the larger side (the spec's ``limits.partition_rows``)."""
     import pandas as pd
     import pyarrow.parquet as pq
 

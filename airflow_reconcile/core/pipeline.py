@@ -55,12 +55,12 @@ def spec_drift_files(
     write: Callable[[Iterator[pd.DataFrame]], T],
     progress: Callable[[str], None],
 ) -> tuple[DriftReport, T]:
-    """The spec's keyed diff of two Parquet snapshots, in parts of ``drift.partition_rows`` rows when they are
+    """The spec's keyed diff of two Parquet snapshots, in parts of ``limits.partition_rows`` rows when they are
     larger (``core.drift_parts``); ``write`` takes the drift rows part by part."""
     from airflow_reconcile.core.drift_parts import diff_files
 
     options = _drift_options(spec)
-    return diff_files(desired, actual, write, partition_rows=spec.drift.partition_rows, progress=progress, **options)
+    return diff_files(desired, actual, write, partition_rows=spec.limits.partition_rows, progress=progress, **options)
 
 
 def desired_is_stale(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> bool:

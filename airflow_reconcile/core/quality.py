@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,9 +77,9 @@ class QualityResult:
 
 
 def _expectations(
-    frame: pd.DataFrame, key: list[str], spec: QualitySpec, side: str
+    columns: Sequence[str], key: list[str], spec: QualitySpec, side: str
 ) -> list[tuple[Any, str | None, bool]]:
-    """(expectation, column for the report, blocking) for the built-in checks."""
+    """(expectation, column for the report, blocking) for the built-in checks, then the spec's own."""
     import great_expectations as gx
 
     exp = gx.expectations
@@ -86,7 +87,7 @@ def _expectations(
     out: list[tuple[Any, str | None, bool]] = []
     for column in dict.fromkeys([*key, *spec.required_columns]):
         out.append((exp.ExpectColumnToExist(column=column), column, True))
-    present = [c for c in key if c in frame.columns]
+    present = [c for c in key if c in columns]
     for column in present:
         out.append((exp.ExpectColumnValuesToNotBeNull(column=column), column, keys_block))
     if len(present) == len(key):
@@ -124,22 +125,32 @@ def build_expectation(name: str, kwargs: dict[str, Any], where: str) -> Any:
         raise SpecError(f"quality.{where}.kwargs: {name}: {text}") from None
 
 
+class _Validator:
+    """Great Expectations on an ephemeral context: one pandas data source, any frame validated in turn."""
+
+    def __init__(self, side: str) -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.batches = (
+            context.data_sources.add_pandas(f"reconcile_{side}")
+            .add_dataframe_asset(side)
+            .add_batch_definition_whole_dataframe("snapshot")
+        )
+
+    def validate(self, expectation: Any, frame: pd.DataFrame) -> Any:
+        return self.batches.get_batch(batch_parameters={"dataframe": frame}).validate(expectation)
+
+
 def run_quality_gate(frame: pd.DataFrame, key: list[str], spec: QualitySpec, side: str) -> QualityResult:
     """Validate one snapshot. Never raises for bad data: the caller decides (fail closed)."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas(f"reconcile_{side}")
-        .add_dataframe_asset(side)
-        .add_batch_definition_whole_dataframe("snapshot")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
+    validator = _Validator(side)
+    batch = validator.batches.get_batch(batch_parameters={"dataframe": frame})
     results = []
-    for expectation, column, blocking in _expectations(frame, key, spec, side):
+    for expectation, column, blocking in _expectations(list(frame.columns), key, spec, side):
         outcome = batch.validate(expectation)
         detail = outcome.result or {}
         results.append(
@@ -154,3 +165,145 @@ def run_quality_gate(frame: pd.DataFrame, key: list[str], spec: QualitySpec, sid
             )
         )
     return QualityResult(side=side, rows=len(frame), results=tuple(results))
+
+
+# Expectations over the rows of a whole column or row set: checked exactly across chunks (hashes of the
+# values, then the candidates compared), never chunk by chunk.
+_UNIQUENESS = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+
+
+def _named_columns(expectation: Any) -> list[str]:
+    """The columns an expectation reads, from its arguments."""
+    kwargs = expectation.configuration.kwargs
+    named = [kwargs.get(k) for k in ("column", "column_A", "column_B")]
+    return [str(c) for c in [*named, *(kwargs.get("column_list") or [])] if c]
+
+
+def _success(expectation: Any, nonmissing: int, unexpected: int) -> bool:
+    """A map expectation's verdict from its counts over every chunk (``mostly`` applies to the whole)."""
+    mostly = expectation.configuration.kwargs.get("mostly")
+    if not nonmissing:
+        return True
+    return (nonmissing - unexpected) / nonmissing >= (1.0 if mostly is None else float(mostly))
+
+
+class _Chunks:
+    """One snapshot file read a chunk of rows at a time, only the columns asked for."""
+
+    def __init__(self, path: Any, rows: int) -> None:
+        import pyarrow.parquet as pq
+
+        self.path, self.rows = path, rows
+
+        self.file = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering would keep the file's pages
+
+    def __call__(self, columns: Sequence[str]) -> Any:
+        import pyarrow as pa
+
+        for batch in self.file.iter_batches(batch_size=self.rows, columns=list(columns)):
+            yield pa.Table.from_batches([batch]).to_pandas()
+
+
+def _repeated(chunks: _Chunks, columns: list[str]) -> tuple[int, int, tuple[Any, ...]]:
+    """The rows counted (nulls left out; for several columns, rows where all are null, as Great
+    Expectations counts them), those whose value or combination of values occurs more than once, and
+    the first ten of them. One pass hashes every row (8 bytes each), a second collects the rows whose
+    hash repeats, which are then compared by value, so a hash collision is never taken for a repetition."""
+    import numpy as np
+    import pandas as pd
+
+    def counted(frame: pd.DataFrame) -> pd.DataFrame:
+        nulls = frame.isna()
+        return frame[~nulls.iloc[:, 0]] if len(columns) == 1 else frame[~nulls.all(axis=1)]
+
+    def hashes(frame: pd.DataFrame) -> Any:
+        return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+    seen = [hashes(counted(frame)) for frame in chunks(columns)]
+    every = np.concatenate(seen) if seen else np.array([], "uint64")
+    del seen
+    every.sort()  # in place: equal hashes side by side
+    twice = np.unique(every[1:][every[1:] == every[:-1]])
+    if not len(twice):
+        return len(every), 0, ()
+    candidates = [c[np.isin(hashes(c), twice)] for c in (counted(f) for f in chunks(columns))]
+    found = pd.concat(candidates, ignore_index=True)
+    repeated = found[found.duplicated(keep=False)]
+    if len(columns) == 1:
+        sample = tuple(repeated.iloc[:10, 0].tolist())
+    else:
+        sample = tuple(repeated.head(10).to_dict("records"))
+    return len(every), len(repeated), sample
+
+
+def run_quality_gate_on_file(
+    path: Any,
+    key: list[str],
+    spec: QualitySpec,
+    side: str,
+    chunk_rows: int,
+    progress: Callable[[str], None] = log.info,
+) -> QualityResult:
+    """:func:`run_quality_gate` on a Parquet snapshot, holding at most ``chunk_rows`` rows at a time.
+
+    A snapshot of up to ``chunk_rows`` rows is validated whole. A larger one: columns are checked in the
+    file's schema, the row count in its metadata, uniqueness exactly across chunks (:func:`_repeated`), and
+    every other row-by-row expectation (not null, in set, regex, pairs of columns...) by Great Expectations
+    chunk by chunk, reading only the columns it names, with its counts added up and ``mostly`` applied to
+    the whole. An expectation over a whole column (mean, median, distinct values...) gets that column
+    whole; one that names no column gets the whole snapshot.
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    rows, names = meta.num_rows, [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
+    if rows <= chunk_rows:
+        return run_quality_gate(pd.read_parquet(path), key, spec, side)
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
+
+    chunks = _Chunks(path, chunk_rows)
+    validator = _Validator(side)
+    progress(f"the {side} snapshot has {rows:,} rows: checking it in chunks of {chunk_rows:,}")
+    results = []
+    for expectation, column, blocking in _expectations(names, key, spec, side):
+        kind, wanted = expectation.expectation_type, _named_columns(expectation)
+        absent = [c for c in wanted if c not in names]
+        if absent and kind != "expect_column_to_exist":  # what Great Expectations says of a missing column
+            results.append(ExpectationResult(kind, column, False, f"no column {', '.join(absent)}", None, (), blocking))
+        elif kind == "expect_column_to_exist":
+            results.append(ExpectationResult(kind, column, not absent, None, None, (), blocking))
+        elif kind == "expect_table_row_count_to_be_between":
+            outcome = validator.validate(expectation, pd.DataFrame(index=range(rows)))
+            results.append(ExpectationResult(kind, column, bool(outcome.success), rows, None, (), blocking))
+        elif kind in _UNIQUENESS:
+            nonmissing, unexpected, sample = _repeated(chunks, wanted)
+            ok = _success(expectation, nonmissing, unexpected)
+            results.append(ExpectationResult(kind, column, ok, None, unexpected, sample, blocking))
+        elif isinstance(expectation, ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation):
+            unexpected = nonmissing = 0
+            examples: list[Any] = []
+            for frame in chunks(wanted):
+                detail = validator.validate(expectation, frame).result or {}
+                unexpected += int(detail.get("unexpected_count") or 0)
+                nonmissing += int(detail.get("element_count") or 0) - int(detail.get("missing_count") or 0)
+                examples += list(detail.get("partial_unexpected_list") or ())[: 10 - len(examples)]
+            ok = _success(expectation, nonmissing, unexpected)
+            results.append(ExpectationResult(kind, column, ok, None, unexpected, tuple(examples), blocking))
+        else:
+            whole = pd.read_parquet(path, columns=wanted or None)
+            if not wanted:
+                progress(f"{kind} names no column: it reads the whole {side} snapshot ({rows:,} rows)")
+            outcome = validator.validate(expectation, whole)
+            detail = outcome.result or {}
+            results.append(
+                ExpectationResult(kind, column, bool(outcome.success), detail.get("observed_value"),
+                                  detail.get("unexpected_count"),
+                                  tuple(detail.get("partial_unexpected_list") or ())[:10], blocking)
+            )  # fmt: skip
+            del whole
+    return QualityResult(side=side, rows=rows, results=tuple(results))

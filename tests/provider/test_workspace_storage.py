@@ -120,16 +120,17 @@ def test_the_shipped_reconciliation_runs_on_an_s3_workspace(deployed, s3_workspa
     assert f"in s3://{WORKSPACE_CONN_ID}@{bucket}/reconcile/_audit/checkpoints" in said
 
 
-def test_the_drift_task_diffs_in_parts_on_s3_and_finds_what_the_whole_diff_finds(deployed, s3_workspace, spec, capfd):
-    """``drift.partition_rows`` below the snapshots' size: the task splits both snapshots (read from S3)
-    into parts and writes the drift report part by part; counts and rows are the whole diff's."""
+def test_large_snapshots_are_checked_in_chunks_and_diffed_in_parts_on_s3(deployed, s3_workspace, spec, capfd):
+    """``limits.partition_rows`` below the snapshots' size: the file source is read and written in chunks,
+    the quality gates check the snapshots (read from S3) in chunks, the drift task splits both into parts and writes the drift report part by part;
+    counts and rows are the whole diff's."""
     from airflow_reconcile.core.pipeline import spec_drift
     from airflow_reconcile.core.spec import load_spec
 
     text = deployed.spec_path.read_text()
-    deployed.spec_path.write_text(text.replace("drift:\n", "drift:\n  partition_rows: 7\n", 1))
+    deployed.spec_path.write_text(text.replace("limits:\n", "limits:\n  partition_rows: 7\n", 1))
     parted = load_spec(deployed.spec_path)
-    assert parted.drift.partition_rows == 7
+    assert parted.limits.partition_rows == 7
     run = deployed.run()
     logged = capfd.readouterr()
     assert run.state == "success"
@@ -138,7 +139,15 @@ def test_the_drift_task_diffs_in_parts_on_s3_and_finds_what_the_whole_diff_finds
     desired, actual = (task.read_frame(records[t]["outputs"][0]) for t in (TaskId.READ_DESIRED, TaskId.READ_ACTUAL))
     parts = -(-max(len(desired), len(actual)) // 7)
     assert parts > 3
-    assert f"diffed part {parts}/{parts} " in logged.out + logged.err, (logged.out + logged.err)[-3000:]
+    # The file source was read 7 rows at a time, each chunk written as it came: one row group each.
+    import pyarrow.parquet as pq
+
+    with task.verified_file(records[TaskId.READ_DESIRED]["outputs"][0]) as path:
+        assert pq.ParquetFile(path).metadata.num_row_groups == -(-len(desired) // 7)
+    said = logged.out + logged.err
+    assert f"diffed part {parts}/{parts} " in said, said[-3000:]
+    for side, frame in (("desired", desired), ("actual", actual)):  # the gate too, in chunks of 7 rows
+        assert f"the {side} snapshot has {len(frame):,} rows: checking it in chunks of 7" in said
     whole_report, whole_rows = spec_drift(parted, desired, actual)
     drift = Manifest.from_dict(records[TaskId.DETECT_DRIFT]["outputs"][0])
     assert drift.uri.startswith("s3://")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +38,11 @@ class SourceContext:
         return Progress(self.progress, label, self.progress_every, origin=self.origin, **limits)
 
 
+def _meta(source: str, taken_at: datetime, newest: datetime | None) -> dict[str, Any]:
+    """Where a snapshot came from and when, as its manifest records it."""
+    return {"source": source, "taken_at": taken_at.isoformat(), "newest": newest.isoformat() if newest else None}
+
+
 @dataclass(frozen=True)
 class Snapshot:
     frame: pd.DataFrame
@@ -46,11 +51,43 @@ class Snapshot:
     newest: datetime | None = None
 
     def meta(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "taken_at": self.taken_at.isoformat(),
-            "newest": self.newest.isoformat() if self.newest else None,
-        }
+        return _meta(self.source, self.taken_at, self.newest)
+
+
+@dataclass
+class SnapshotParts:
+    """A snapshot read a chunk at a time: ``frames`` (same columns and types, at least one) for a writer;
+    ``newest`` is known once they have all been read."""
+
+    source: str
+    taken_at: datetime
+    frames: Iterator[pd.DataFrame] = field(default_factory=lambda: iter(()))
+    newest: datetime | None = None
+
+    def saw(self, stamp: datetime | None) -> None:
+        if stamp is not None and (self.newest is None or stamp > self.newest):
+            self.newest = stamp
+
+    def meta(self) -> dict[str, Any]:
+        return _meta(self.source, self.taken_at, self.newest)
+
+    def whole(self) -> Snapshot:
+        import pandas as pd
+
+        frames = list(self.frames)
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return Snapshot(frame=frame, source=self.source, taken_at=self.taken_at, newest=self.newest)
+
+
+def read_parts(source: SnapshotSource, spec: SourceSpec, ctx: SourceContext, chunk_rows: int | None) -> SnapshotParts:
+    """A source's snapshot in chunks of at most ``chunk_rows`` rows where it can read so (``read_parts``:
+    file sources, CSV and Parquet), else whole as one chunk."""
+    reader = getattr(source, "read_parts", None)
+    if reader is not None:
+        parts: SnapshotParts = reader(spec, ctx, chunk_rows)
+        return parts
+    snapshot = source.read(spec, ctx)
+    return SnapshotParts(snapshot.source, snapshot.taken_at, iter([snapshot.frame]), snapshot.newest)
 
 
 class SnapshotSource(Protocol):

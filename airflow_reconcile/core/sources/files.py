@@ -4,13 +4,21 @@ or from any fsspec URL (``s3://``, ``gs://``, ``abfs://``, ``memory://``... the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import SourceError
 from airflow_reconcile.core.redact import redact
-from airflow_reconcile.core.sources.base import Snapshot, SourceContext, finish, newest_value, now_utc
+from airflow_reconcile.core.sources.base import (
+    Snapshot,
+    SnapshotParts,
+    SourceContext,
+    finish,
+    newest_value,
+    now_utc,
+)
 from airflow_reconcile.core.spec import FILE_OPTIONS, expand_env
 
 if TYPE_CHECKING:
@@ -37,12 +45,29 @@ def _format_of(path: str | Path, options: dict[str, Any]) -> str:
 def read_file(
     path: str | Path, fmt: str | None = None, storage_options: dict[str, Any] | None = None, **options: Any
 ) -> pd.DataFrame:
-    """Read one file with every value as text (no type guessing) unless the format carries types.
+    """Read one file whole (:func:`iter_file` in one frame)."""
+    import pandas as pd
+
+    frames = list(iter_file(path, fmt, storage_options, None, **options))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def iter_file(
+    path: str | Path,
+    fmt: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    chunk_rows: int | None = None,
+    **options: Any,
+) -> Iterator[pd.DataFrame]:
+    """Read one file, ``chunk_rows`` rows at a time (CSV and Parquet; JSON whole), every chunk with the
+    same columns and types, at least one chunk. Every value is text (no type guessing) unless the format
+    carries types.
 
     CSV is read strictly: a row with more or fewer fields than the header is an error naming its
-    line (never a silent shift of the columns). ``date_columns`` are read with ``date_format``
-    (strftime, e.g. ``%d-%m-%Y %H:%M``) or ``dayfirst`` and written as ISO 8601 text; a value that
-    does not parse is an error naming its line.
+    line (never a silent shift of the columns), raised when the whole file has been read, so that a
+    consumer of the chunks (the workspace's writer) abandons what it wrote. ``date_columns`` are read
+    with ``date_format`` (strftime, e.g. ``%d-%m-%Y %H:%M``) or ``dayfirst`` and written as ISO 8601
+    text; a value that does not parse is an error naming its line.
     """
     import pandas as pd
 
@@ -61,11 +86,11 @@ def read_file(
         raise SourceError(f"{path}: {', '.join(sorted(options))}: these options apply to CSV files only")
     try:
         if fmt == "csv":
-            frame = _read_csv(path, remote, options)
+            yield from _read_csv(path, remote, options, chunk_rows)
         elif fmt == "parquet":
-            frame = pd.read_parquet(path, storage_options=remote)
+            yield from _read_parquet(path, remote, chunk_rows)
         else:
-            frame = pd.read_json(path, lines=fmt == "jsonl", dtype=False, storage_options=remote)
+            yield pd.read_json(path, lines=fmt == "jsonl", dtype=False, storage_options=remote)
     except FileNotFoundError:
         raise SourceError(f"{path}: file not found") from None
     except ImportError as exc:  # an fsspec protocol whose package is not installed
@@ -74,7 +99,19 @@ def read_file(
         raise SourceError(f"{path}: {exc}; give an encoding Python knows, e.g. utf-8, latin-1, cp1252") from None
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise SourceError(f"{redact(path)}: cannot read as {fmt}: {redact(str(exc))}") from None
-    return frame
+
+
+def _read_parquet(path: str | Path, remote: dict[str, Any] | None, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with _open(path, remote) as fh:
+        reader = pq.ParquetFile(fh, pre_buffer=False)  # pre-buffering would hold the whole file's pages
+        if chunk_rows is None or reader.metadata.num_rows <= chunk_rows:
+            yield reader.read().to_pandas()
+            return
+        for batch in reader.iter_batches(batch_size=chunk_rows):
+            yield pa.Table.from_batches([batch], schema=reader.schema_arrow).to_pandas()
 
 
 def _open(path: str | Path, remote: dict[str, Any] | None) -> Any:
@@ -115,7 +152,10 @@ def _header(path: str | Path, remote: dict[str, Any] | None, delimiter: str, enc
     return names
 
 
-def _read_csv(path: str | Path, remote: dict[str, Any] | None, options: dict[str, Any]) -> pd.DataFrame:
+def _read_csv(
+    path: str | Path, remote: dict[str, Any] | None, options: dict[str, Any], chunk_rows: int | None
+) -> Iterator[pd.DataFrame]:
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -125,18 +165,26 @@ def _read_csv(path: str | Path, remote: dict[str, Any] | None, options: dict[str
     encoding = str(options.get("encoding") or "utf-8")
     na_values = [str(v) for v in options.get("na_values") or []]
     names = _header(path, remote, delimiter, encoding)
+    dated = bool(options.get("date_columns") or options.get("date_format") or options.get("dayfirst"))
+    bad: list[Any] = []
 
-    def read(threads: bool) -> tuple[Any, list[Any]]:
-        bad: list[Any] = []
+    def invalid(row: Any) -> str:
+        bad.append(row)
+        return "skip"
 
-        def invalid(row: Any) -> str:
-            bad.append(row)
-            return "skip"
+    def frame_of(table: Any, offset: int) -> pd.DataFrame:
+        # Straight to pandas' text type: no Python object per value on the way (every column is text).
+        frame = table.to_pandas(types_mapper=lambda _: pd.StringDtype()).astype("string")
+        return _dates(frame, path, remote, options, delimiter, encoding, offset) if dated else frame
 
-        with _open(path, remote) as fh:
-            table = pacsv.read_csv(
+    with _open(path, remote) as fh:
+        try:
+            # One thread: it streams, and it numbers the records, so a malformed row's line can be told.
+            # Arrow's 1 MiB blocks: bigger ones cost far more memory than their size while they are
+            # parsed (8 MiB blocks: ~350 MiB; 1 MiB: ~60 MiB).
+            reader = pacsv.open_csv(
                 fh,
-                read_options=pacsv.ReadOptions(encoding=encoding, use_threads=threads),
+                read_options=pacsv.ReadOptions(encoding=encoding, use_threads=False),
                 parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                                  invalid_row_handler=invalid),
                 convert_options=pacsv.ConvertOptions(
@@ -144,14 +192,23 @@ def _read_csv(path: str | Path, remote: dict[str, Any] | None, options: dict[str
                     strings_can_be_null=bool(na_values), quoted_strings_can_be_null=False,
                 ),
             )  # fmt: skip
-        return table, bad
-
-    try:
-        table, bad = read(threads=True)
-        if bad:  # the line numbers are known only to a single-threaded read: read again to name them
-            table, bad = read(threads=False)
-    except pa.ArrowInvalid as exc:
-        raise SourceError(f"{path}: cannot read as csv: {exc}") from None
+            if reader.schema.names != names:  # every column is text only if Arrow saw the same header
+                raise SourceError(
+                    f"{path}:1: the header reads as {reader.schema.names}, expected {names}; check the encoding"
+                )
+            pending: list[Any] = []
+            held = offset = 0
+            for batch in reader:
+                if bad:  # nothing more is handed on; the rest is read to count the malformed rows
+                    continue
+                pending.append(batch)
+                held += batch.num_rows
+                while chunk_rows is not None and held >= chunk_rows:
+                    table = pa.Table.from_batches(pending, schema=reader.schema)
+                    yield frame_of(table.slice(0, chunk_rows), offset)
+                    pending, held, offset = table.slice(chunk_rows).to_batches(), held - chunk_rows, offset + chunk_rows
+        except pa.ArrowInvalid as exc:
+            raise SourceError(f"{path}: cannot read as csv: {exc}") from None
     if bad:
         # Arrow numbers records (the header is 1); a quoted value may span lines, so find where each starts.
         lines = _record_lines(path, remote, delimiter, encoding, [row.number for row in bad[:3]])
@@ -165,20 +222,16 @@ def _read_csv(path: str | Path, remote: dict[str, Any] | None, options: dict[str
             f"{path}:{lines[bad[0].number]}: {len(bad)} malformed row(s): {first}{more}; fix the file "
             "(a field with the delimiter in it needs quotes) — no row was read"
         )
-    if table.column_names != names:  # every column was read as text only if Arrow saw the same header
-        raise SourceError(f"{path}:1: the header reads as {table.column_names}, expected {names}; check the encoding")
-    frame = table.to_pandas().astype("string")
-    date_columns = options.get("date_columns") or []
-    if date_columns or options.get("date_format") or options.get("dayfirst"):
-        frame = _dates(frame, path, remote, options, delimiter, encoding)
-    return frame
+    if held or not offset:  # the last rows, or the header alone: one chunk says which columns
+        yield frame_of(pa.Table.from_batches(pending, schema=reader.schema), offset)
 
 
 def _dates(
     frame: pd.DataFrame, path: str | Path, remote: dict[str, Any] | None, options: dict[str, Any],
-    delimiter: str, encoding: str,
+    delimiter: str, encoding: str, offset: int = 0,
 ) -> pd.DataFrame:  # fmt: skip
-    """``date_columns`` as ISO 8601 text, read with ``date_format`` or ``dayfirst``; no value is guessed."""
+    """``date_columns`` as ISO 8601 text, read with ``date_format`` or ``dayfirst``; no value is guessed.
+    ``offset``: the rows of the file before this chunk's first (to name a bad value's line)."""
     import pandas as pd
 
     columns = options.get("date_columns") or []
@@ -201,8 +254,8 @@ def _dates(
             raise SourceError(f"{path}: date_format {fmt!r}: {exc}") from None
         failed = text.notna() & stamps.isna()
         if failed.any():
-            row = int(failed.to_numpy().nonzero()[0][0])
-            line = _record_lines(path, remote, delimiter, encoding, [row + 2])[row + 2]
+            record = offset + int(failed.to_numpy().nonzero()[0][0]) + 2  # the header is record 1
+            line = _record_lines(path, remote, delimiter, encoding, [record])[record]
             how = f"date_format {fmt!r}" if fmt else "dayfirst"
             raise SourceError(
                 f"{path}:{line}: {column} {text[failed].iloc[0]!r} does not match {how} "
@@ -266,15 +319,27 @@ class FileSource:
         return dict((ctx.connection or {}).get("storage_options") or {})
 
     def read(self, spec: SourceSpec, ctx: SourceContext) -> Snapshot:
+        return self.read_parts(spec, ctx, None).whole()
+
+    def read_parts(self, spec: SourceSpec, ctx: SourceContext, chunk_rows: int | None) -> SnapshotParts:
+        """The file ``chunk_rows`` rows at a time (CSV and Parquet; JSON whole); all of it with None."""
         path = self.path(spec, ctx)
-        opts = {k: v for k, v in spec.options.items() if k not in ("path", "format")}  # read_file checks the rest
+        opts = {k: v for k, v in spec.options.items() if k not in ("path", "format")}  # iter_file checks the rest
         limits = ctx.tracker("file", spec)
         limits.check(nbytes=self._size(path, ctx))  # before the file is read
-        frame = read_file(path, spec.options.get("format"), self._storage_options(ctx), **opts)
-        limits.check(rows=len(frame))
-        ctx.progress(f"read {len(frame)} rows from {path}")
-        frame = finish(frame, spec, str(path), ctx.origin)
-        return Snapshot(frame=frame, source=_uri(path), taken_at=now_utc(), newest=self._newest_in(frame, spec, path))
+        parts = SnapshotParts(source=_uri(path), taken_at=now_utc())
+
+        def frames() -> Iterator[pd.DataFrame]:
+            for chunk in iter_file(path, spec.options.get("format"), self._storage_options(ctx), chunk_rows, **opts):
+                limits.add(len(chunk))  # stops at max_rows, says how far it is
+                chunk = finish(chunk, spec, str(path), ctx.origin)
+                parts.saw(self._newest_in(chunk, spec, path))
+                yield chunk
+            limits.done()
+            ctx.progress(f"read {limits.rows} rows from {redact(str(path))}")
+
+        parts.frames = frames()
+        return parts
 
     def _size(self, path: str | Path, ctx: SourceContext) -> int:
         """The file's size in bytes (0 when it cannot be told before reading: the reader says why)."""

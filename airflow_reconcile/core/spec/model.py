@@ -154,12 +154,6 @@ class DriftSpec(_Model):
     normalize: dict[str, list[NormalizeStep]] = Field(default_factory=dict)
     tolerances: dict[str, str] = Field(default_factory=dict)
     column_map: dict[str, str] = Field(default_factory=dict, description="desired column -> actual column")
-    partition_rows: int = Field(
-        default=1_000_000,
-        ge=1,
-        description="Snapshots with more rows than this are diffed in parts of about this many rows a side, "
-        "so a worker holds one part at a time, never a whole snapshot (docs/production.md, sizing).",
-    )
     authority: dict[str, Literal["desired", "actual"]] = Field(
         default_factory=dict,
         description="Per compared column, which side is authoritative (default: desired, the source of record). "
@@ -333,6 +327,12 @@ class Limits(_Model):
         description="Most calls per second per target during apply (Slack allows about one message a second).",
     )
     concurrency: int = Field(default=4, ge=1, le=32, description="Operations applied at once (bounded).")
+    partition_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="The most rows of a snapshot a task holds at once: beyond it a file source is read, the "
+        "quality gate checks and the diff compares in chunks of about this many rows (docs/production.md, sizing).",
+    )
     pool: str | None = Field(
         default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.-]+$",
         description="The Airflow pool whose slot every task that writes to the targets takes (apply, apply "
