@@ -41,7 +41,7 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         snapshot = read_parts(get_source(source_spec.kind), source_spec, ctx, spec.limits.partition_rows)
         # Where it was read from (no credentials): the audit record's input and the lineage input.
         audit.inputs.append(source_location(source_spec.kind, source_spec.options, ctx.connection, snapshot.source))
-        written = self.workspace(spec, context).write_frames(self.side, snapshot.frames)
+        written = self.workspace(spec, context).write_frames(self.side, snapshot.frames, lambda: snapshot.schema)
         audit.details["retries"] = dict(retry.retried)
         manifest = dataclasses.replace(
             written, meta={"side": self.side, "policy_version": spec.policy_version, **snapshot.meta()}

@@ -44,12 +44,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_MAX_PARTS = 4096
+# Part files are open for writing all at once while a side is split (a file descriptor each); beyond this
+# many, parts hold more than partition_rows rows rather than run out of descriptors (the log says so).
+MAX_PARTS = 512
 
 
 def parts_for(desired_rows: int, actual_rows: int, partition_rows: int) -> int:
     """How many parts keep the larger side at about ``partition_rows`` rows a part."""
-    return min(_MAX_PARTS, max(1, math.ceil(max(desired_rows, actual_rows) / partition_rows)))
+    return min(MAX_PARTS, max(1, math.ceil(max(desired_rows, actual_rows) / partition_rows)))
 
 
 def _key_kinds(
@@ -168,7 +170,13 @@ def diff_files(
 
     key, steps = list(key), dict(normalize_steps or {})
     d_file, a_file = pq.ParquetFile(desired), pq.ParquetFile(actual)
+    largest = max(d_file.metadata.num_rows, a_file.metadata.num_rows)
     count = parts_for(d_file.metadata.num_rows, a_file.metadata.num_rows, partition_rows)
+    if count == MAX_PARTS and largest > MAX_PARTS * partition_rows:
+        progress(
+            f"limits.partition_rows {partition_rows:,} would make more than {MAX_PARTS} parts of {largest:,} rows: "
+            f"diffing in {MAX_PARTS} parts of about {math.ceil(largest / MAX_PARTS):,} rows; raise partition_rows"
+        )
     options: dict[str, Any] = {
         "key": key, "compare": compare, "context": context, "normalize_steps": steps, "exclude": exclude,
         "tolerances": tolerances, "column_map": column_map,

@@ -136,9 +136,13 @@ class _Hashing:
         return True
 
 
-def _write_parquet(frames: Iterable[pd.DataFrame], sink: BinaryIO) -> tuple[str, int, dict[str, str]]:
+def _write_parquet(
+    frames: Iterable[pd.DataFrame], sink: BinaryIO, schema_of: Callable[[], Any] | None = None
+) -> tuple[str, int, dict[str, str]]:
     """``frames`` as one Parquet file into ``sink``, one row group at a time; the content hash of the bytes,
-    the rows and the column types. Every frame has the first one's columns (at least one frame)."""
+    the rows and the column types. Every frame has the first one's columns (at least one frame). The file's
+    Arrow schema is ``schema_of()`` when it gives one once the first frame is out (a column that is all
+    null in the first frame has no type of its own), else the first frame's."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -146,7 +150,7 @@ def _write_parquet(frames: Iterable[pd.DataFrame], sink: BinaryIO) -> tuple[str,
     try:
         for frame in frames:
             if writer is None:
-                schema = pa.Schema.from_pandas(frame, preserve_index=False)
+                schema = (schema_of() if schema_of else None) or pa.Schema.from_pandas(frame, preserve_index=False)
                 writer = pq.ParquetWriter(hashing, schema)
                 columns = {str(c): str(t) for c, t in frame.dtypes.items()}
             for start in range(0, len(frame), ROW_GROUP_ROWS):
@@ -186,8 +190,11 @@ class Workspace:
         object storage one upload that becomes visible when it completes (abandoned if writing fails)."""
         return self.write_frames(name, [frame], **meta)
 
-    def write_frames(self, name: str, frames: Iterable[pd.DataFrame], **meta: Any) -> Manifest:
-        """:meth:`write` for a frame that comes in parts (all with the same columns), never whole in memory."""
+    def write_frames(
+        self, name: str, frames: Iterable[pd.DataFrame], schema_of: Callable[[], Any] | None = None, **meta: Any
+    ) -> Manifest:
+        """:meth:`write` for a frame that comes in parts (all with the same columns), never whole in memory;
+        ``schema_of``: see :func:`_write_parquet`."""
         directory = self.directory
         target = directory / f"{_safe(name)}.parquet"
         if isinstance(target, Path):
@@ -195,19 +202,21 @@ class Workspace:
             tmp = target.with_suffix(".parquet.tmp")
             try:
                 with tmp.open("wb") as fh:
-                    digest, rows, columns = _write_parquet(frames, fh)
+                    digest, rows, columns = _write_parquet(frames, fh, schema_of)
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
         else:
-            digest, rows, columns = _upload(target, frames)
+            digest, rows, columns = _upload(target, frames, schema_of)
         return Manifest(uri=path_uri(target), rows=rows, content_hash=digest, columns=columns, meta=meta)
 
 
-def _upload(target: Any, frames: Iterable[pd.DataFrame]) -> tuple[str, int, dict[str, str]]:
+def _upload(
+    target: Any, frames: Iterable[pd.DataFrame], schema_of: Callable[[], Any] | None
+) -> tuple[str, int, dict[str, str]]:
     fh = target.fs.open(target.path, "wb")  # the filesystem's own file (discard() aborts its upload)
     try:
-        written = _write_parquet(frames, fh)
+        written = _write_parquet(frames, fh, schema_of)
     except BaseException:
         discard = getattr(fh, "discard", None)  # fsspec's buffered files: abort the (multipart) upload
         if discard is None:

@@ -192,3 +192,20 @@ def test_a_part_that_cannot_be_diffed_leaves_no_drift_report_behind(tmp_path: Pa
         diff_files(d_path, a_path, write, key=["id"], partition_rows=20)
     assert len(written) == 14  # the 14 parts before the bad one were written
     assert not (tmp_path / "ws").exists() or not any(p.is_file() for p in (tmp_path / "ws").rglob("*"))
+
+
+def test_more_parts_than_open_files_allow_are_fewer_larger_parts_and_the_log_says_so(tmp_path: Path) -> None:
+    from airflow_reconcile.core.drift_parts import MAX_PARTS
+
+    rows = MAX_PARTS * 2 + 10
+    frame = pd.DataFrame({"id": np.arange(rows, dtype="int64"), "v": "x"})
+    d_path, a_path = _files(tmp_path, frame, frame.assign(v="y"))
+    lines: list[str] = []
+    report, _ = diff_files(d_path, a_path, lambda parts: sum(len(p) for p in parts), key=["id"], partition_rows=1,
+                           progress=lines.append)  # fmt: skip
+    assert report.changed == rows
+    assert (
+        f"would make more than {MAX_PARTS} parts of {rows:,} rows: diffing in {MAX_PARTS} parts of about 3 rows"
+        in lines[0]
+    )
+    assert len(_parts_seen(lines)) == MAX_PARTS

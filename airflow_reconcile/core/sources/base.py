@@ -63,6 +63,7 @@ class SnapshotParts:
     taken_at: datetime
     frames: Iterator[pd.DataFrame] = field(default_factory=lambda: iter(()))
     newest: datetime | None = None
+    schema: Any = None  # the Arrow schema of every chunk, where the first alone cannot tell (known by then)
 
     def saw(self, stamp: datetime | None) -> None:
         if stamp is not None and (self.newest is None or stamp > self.newest):

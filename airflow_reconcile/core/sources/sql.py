@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import SourceError, TransientError, db_error_text
-from airflow_reconcile.core.sources.base import Snapshot, SourceContext, finish, newest_by_reading, now_utc
+from airflow_reconcile.core.sources.base import (
+    Snapshot,
+    SnapshotParts,
+    SourceContext,
+    finish,
+    newest_by_reading,
+    now_utc,
+)
 
 CHUNK_ROWS = 50_000
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from airflow_reconcile.core.spec import SourceSpec
 
 
@@ -48,27 +60,82 @@ class SqlSource:
             engine.dispose()
 
     def read(self, spec: SourceSpec, ctx: SourceContext) -> Snapshot:
+        return self.read_parts(spec, ctx, None).whole()
+
+    def read_parts(self, spec: SourceSpec, ctx: SourceContext, chunk_rows: int | None) -> SnapshotParts:
+        """The query's rows in the chunks they are fetched in (``options.chunk_rows``), or whole with None.
+
+        The database connection is not held while chunks are handed on: the rows are spooled to a local
+        temporary folder as they are fetched (one chunk in memory at a time), then every chunk is handed
+        on with the column types the whole result has (a column that is integers in one chunk and has a
+        NULL in another is floats throughout, as if the result were read at once).
+        """
         import pandas as pd
+        import pyarrow as pa
         import sqlalchemy as sa
 
         query = spec.options.get("query")
         if not query:
             raise SourceError(f"{ctx.origin}: sources.*.options.query is required for a sql source")
-        chunk_rows = int(spec.options.get("chunk_rows", CHUNK_ROWS))
+        fetch_rows = int(spec.options.get("chunk_rows", CHUNK_ROWS))
         progress = ctx.tracker("sql", spec)
+        parts = SnapshotParts(source="sql", taken_at=now_utc())
 
-        def fetch(conn):  # type: ignore[no-untyped-def]
+        def fetch(conn: Any, keep: Callable[[pd.DataFrame], None]) -> None:
             # Server-side cursor where the driver has one: memory stays bounded by the chunk size.
-            streaming = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows)
-            chunks = []
-            for chunk in pd.read_sql_query(sa.text(query), streaming, chunksize=chunk_rows):
-                chunks.append(chunk)
+            streaming = conn.execution_options(stream_results=True, max_row_buffer=fetch_rows)
+            fetched = 0
+            for chunk in pd.read_sql_query(sa.text(query), streaming, chunksize=fetch_rows):
                 progress.add(len(chunk))
-            return pd.concat(chunks, ignore_index=True) if chunks else pd.read_sql_query(sa.text(query), conn)
+                keep(chunk)
+                fetched += 1
+            if not fetched:  # no rows: the query's columns
+                keep(pd.read_sql_query(sa.text(query), conn))
 
-        frame = self._run(ctx, fetch)
-        progress.done()
-        return Snapshot(frame=finish(frame, spec, "the query", ctx.origin), source="sql", taken_at=now_utc())
+        def finished(frame: pd.DataFrame) -> pd.DataFrame:
+            return finish(frame, spec, "the query", ctx.origin)
+
+        if chunk_rows is None:
+            chunks: list[pd.DataFrame] = []
+            self._run(ctx, lambda conn: fetch(conn, chunks.append))
+            progress.done()
+            parts.frames = iter([finished(pd.concat(chunks, ignore_index=True))])
+            return parts
+
+        def spooled() -> Iterator[pd.DataFrame]:
+            with tempfile.TemporaryDirectory(prefix="reconcile-sql-") as tmp:
+                files: list[Path] = []
+                shapes: list[pd.DataFrame] = []
+                schemas: list[Any] = []
+
+                def keep(chunk: pd.DataFrame) -> None:
+                    files.append(Path(tmp) / f"{len(files):06d}.pickle")
+                    chunk.to_pickle(files[-1])  # exact: every type a driver returns comes back as it was
+                    shapes.append(chunk.iloc[:0])
+                    try:
+                        schemas.append(pa.Schema.from_pandas(chunk, preserve_index=False))
+                    except (pa.ArrowInvalid, pa.ArrowTypeError):
+                        pass  # not storable as it is: the workspace's writer will say which column
+
+                self._run(ctx, lambda conn: fetch(conn, keep))
+                progress.done()
+                whole = pd.concat(shapes, ignore_index=True)  # no rows: the whole result's types
+                types = whole.dtypes.to_dict()
+                if len(schemas) == len(files):  # a column all NULL in one chunk takes its type from the others
+                    try:
+                        unified = pa.unify_schemas(schemas, promote_options="permissive")
+                        parts.schema = unified.with_metadata(
+                            pa.Schema.from_pandas(whole, preserve_index=False).metadata
+                        )
+                    except (pa.ArrowInvalid, pa.ArrowTypeError):
+                        pass
+                for path in files:
+                    chunk = pd.read_pickle(path).astype(types)
+                    path.unlink()
+                    yield finished(chunk)
+
+        parts.frames = spooled()
+        return parts
 
     def newest(self, spec: SourceSpec, ctx: SourceContext) -> datetime | None:
         query = spec.freshness.query if spec.freshness else None

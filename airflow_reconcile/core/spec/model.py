@@ -330,7 +330,7 @@ class Limits(_Model):
     partition_rows: int = Field(
         default=1_000_000,
         ge=1,
-        description="The most rows of a snapshot a task holds at once: beyond it a file source is read, the "
+        description="The most rows of a snapshot a task holds at once: beyond it a file or SQL source is read, the "
         "quality gate checks and the diff compares in chunks of about this many rows (docs/production.md, sizing).",
     )
     pool: str | None = Field(

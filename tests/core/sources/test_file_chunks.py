@@ -100,3 +100,40 @@ def test_max_rows_stops_the_read_mid_file(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"more than 12 rows \(its max_rows\)"):
         handed.extend(len(frame) for frame in parts.frames)
     assert handed == [5, 5]
+
+
+def _sqlite(tmp_path: Path) -> str:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("create table t (id text, size integer, note text)")
+        rows = [f"('{i:03d}', {'NULL' if i == 17 else i}, {'NULL' if i < 10 else repr(f'n{i}')})" for i in range(23)]
+        conn.exec_driver_sql("insert into t values " + ", ".join(rows))
+    engine.dispose()
+    return url
+
+
+def test_a_sql_source_in_chunks_has_the_whole_results_types(tmp_path: Path) -> None:
+    """``size`` is integers in the first chunks and has a NULL in a later one; ``note`` is all NULL in the
+    first: every chunk carries the types of the whole result, so they can go into one file."""
+    url = _sqlite(tmp_path)
+    spec = SourceSpec(kind="sql", options={"query": "select * from t order by id", "chunk_rows": 5}, key=["id"])
+    ctx = SourceContext(origin="spec.yaml", connection={"url": url}, progress=lambda _: None)
+    whole = get_source("sql").read(spec, ctx).frame
+    frames = list(read_parts(get_source("sql"), spec, ctx, 5).frames)
+    assert [len(f) for f in frames] == [5, 5, 5, 5, 3]
+    assert {str(f["size"].dtype) for f in frames} == {str(whole["size"].dtype)} == {"float64"}
+    pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), whole)
+    parts = read_parts(get_source("sql"), spec, ctx, 5)
+    manifest = Workspace(root=str(tmp_path / "ws"), spec_name="s", run_id="r").write_frames(
+        "desired", parts.frames, lambda: parts.schema
+    )
+    assert manifest.rows == 23
+    at_once = Workspace(root=str(tmp_path / "ws"), spec_name="s", run_id="whole").write("desired", whole)
+    # NULLs first, text later: one file that reads back as the whole result's file does
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(manifest.uri.removeprefix("file://")), pd.read_parquet(at_once.uri.removeprefix("file://"))
+    )
+    assert not list(tmp_path.glob("reconcile-sql-*"))

@@ -59,6 +59,29 @@ def test_reads_postgres_types_in_chunks_with_progress(services):
     assert lines[-1].startswith(f"sql: {ROWS} rows read in ")
 
 
+def test_postgres_types_in_chunks_go_into_one_file_as_the_whole_result_does(services, tmp_path):
+    """UUIDs, dates, numerics and time zones, fetched 10,000 rows at a time and written as they come."""
+    import pandas as pd
+
+    from airflow_reconcile.core.sources.base import read_parts
+    from airflow_reconcile.core.workspace import Workspace
+
+    ctx = SourceContext(origin="s.yaml", connection={"url": services.url()}, progress=lambda _: None)
+    query = spec("select * from services where id <= 35000 order by id", options={"chunk_rows": 10_000})
+    whole = get_source("sql").read(query, ctx).frame
+    parts = read_parts(get_source("sql"), query, ctx, 10_000)
+    workspace = Workspace(root=str(tmp_path / "ws"), spec_name="s", run_id="r")
+    chunks: list[int] = []
+    manifest = workspace.write_frames(
+        "desired", (chunks.append(len(f)) or f for f in parts.frames), lambda: parts.schema
+    )
+    assert chunks == [10_000, 10_000, 10_000, 5_000]
+    at_once = workspace.write("whole", whole)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(manifest.uri.removeprefix("file://")), pd.read_parquet(at_once.uri.removeprefix("file://"))
+    )
+
+
 def test_postgres_snapshot_diffs_against_a_file_side(services):
     """UUID keys from Postgres match text UUIDs (any case) from a file; dates match ISO text."""
     import pandas as pd
