@@ -187,6 +187,15 @@ def _success(expectation: Any, nonmissing: int, unexpected: int) -> bool:
     return (nonmissing - unexpected) / nonmissing >= (1.0 if mostly is None else float(mostly))
 
 
+def _why(outcome: Any) -> str | None:
+    """The message of an exception Great Expectations caught while evaluating an expectation."""
+    info = outcome.exception_info or {}
+    for entry in [info, *(v for v in info.values() if isinstance(v, dict))]:
+        if entry.get("raised_exception") and entry.get("exception_message"):
+            return f"could not be evaluated: {entry['exception_message']}"
+    return None
+
+
 class _Chunks:
     """One snapshot file read a chunk of rows at a time, only the columns asked for."""
 
@@ -288,12 +297,18 @@ def run_quality_gate_on_file(
             unexpected = nonmissing = 0
             examples: list[Any] = []
             for frame in chunks(wanted):
-                detail = validator.validate(expectation, frame).result or {}
+                outcome = validator.validate(expectation, frame)
+                detail = outcome.result or {}
+                if not outcome.success and not detail.get("unexpected_count"):
+                    # It could not be evaluated (a value of the wrong type...): failed, as on the whole frame.
+                    results.append(ExpectationResult(kind, column, False, _why(outcome), None, (), blocking))
+                    break
                 unexpected += int(detail.get("unexpected_count") or 0)
                 nonmissing += int(detail.get("element_count") or 0) - int(detail.get("missing_count") or 0)
                 examples += list(detail.get("partial_unexpected_list") or ())[: 10 - len(examples)]
-            ok = _success(expectation, nonmissing, unexpected)
-            results.append(ExpectationResult(kind, column, ok, None, unexpected, tuple(examples), blocking))
+            else:
+                ok = _success(expectation, nonmissing, unexpected)
+                results.append(ExpectationResult(kind, column, ok, None, unexpected, tuple(examples), blocking))
         else:
             whole = pd.read_parquet(path, columns=wanted or None)
             if not wanted:

@@ -38,6 +38,8 @@ SPEC = {
         {"expectation": "expect_column_values_to_be_unique", "kwargs": {"column": "owner"}},
         {"expectation": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["team", "owner"]}},
         {"expectation": "expect_table_column_count_to_equal", "kwargs": {"value": 4}},
+        # Cannot be evaluated (text against a number): a failure, never a pass, whole or in chunks.
+        {"expectation": "expect_column_values_to_be_between", "kwargs": {"column": "owner", "min_value": 5}},
     ],
 }  # fmt: skip
 
@@ -68,6 +70,9 @@ def test_chunks_give_the_whole_gates_verdicts_and_counts(tmp_path: Path, key: li
     assert not parts.success
     failed = {(r.expectation, r.column) for r in parts.results if not r.success}
     assert failed == {(r.expectation, r.column) for r in whole.results if not r.success}
+    assert ("expect_column_values_to_be_between", "owner") in failed
+    unevaluated = next(r for r in parts.results if r.column == "owner" and r.expectation.endswith("between"))
+    assert "could not be evaluated: Column values, min_value, and max_value must" in str(unevaluated.observed)
     # The samples name the same values, in the order of the rows.
     by_name = {(r.expectation, r.column): r.sample for r in whole.results}
     for r in parts.results:
