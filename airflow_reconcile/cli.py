@@ -262,7 +262,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(plan_table(result, limit=args.limit))
     if result.blocked:
         return 2
-    return 1 if result.summary is not None and result.summary.actions else 0
+    return 1 if result.summary is not None and (result.summary.actions or result.summary.unhandled) else 0
 
 
 def spec_schema() -> str:

@@ -43,7 +43,12 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
         manifest = self.workspace(spec, context).write("plan", plan, policy_version=spec.policy_version)
         self.log.info("plan: %s -> %s", summary.to_dict(), manifest.uri)
         if summary.unhandled:
-            self.log.warning("%d drift rows matched no rule (reported as unhandled)", summary.unhandled)
+            self.log.warning(
+                "%d drift row(s) no rule handles (%s; drift.unhandled: %s); first: %s", summary.unhandled,
+                ", ".join(f"{k} {n}" for k, n in sorted(summary.unhandled_by_kind.items())), spec.drift.unhandled,
+                "; ".join(f"{u['entity']} {u['kind']}" + (f" in {u['columns']}" if u["columns"] else "")
+                          for u in summary.unhandled_examples),
+            )  # fmt: skip
         if summary.undecidable or summary.unrendered:
             self.log.warning(
                 "sent to review instead of written: %d row(s) with a value a condition cannot read, %d that would "
@@ -52,4 +57,15 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
             )  # fmt: skip
         audit.outputs.append(manifest.to_dict())
         audit.details["plan"] = summary.to_dict()
+        self.set_outlet_extra(
+            context,
+            {"spec": spec.name, "run_id": context["run_id"], "uri": manifest.uri, "rows": manifest.rows,
+             "content_hash": manifest.content_hash, "policy_version": spec.policy_version,
+             "actions": summary.actions, "unhandled": summary.unhandled},
+        )  # fmt: skip
+        if summary.unhandled and spec.drift.unhandled == "fail":
+            from airflow_reconcile.core.pipeline import unhandled_text
+
+            # Policy, not a transient error: failed once, nothing applied; the plan and this record say what.
+            raise AirflowFailException(unhandled_text(spec, summary) + "; nothing was applied")
         return {**manifest.to_dict(), "summary": summary.to_dict()}

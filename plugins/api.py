@@ -8,7 +8,7 @@ Every endpoint goes through Airflow's auth manager: no token (header or the UI's
 # definition time, and some name types imported inside create_app() (GetUserDep).
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
@@ -34,6 +34,7 @@ def _store_for(url: str) -> Any:
 
 
 HIDDEN = "(concerns DAGs you may not read)"
+MAX_OFFSET = 2**31  # far past any page; an offset of 2**63 or more would overflow the database's integer
 
 
 def scoped(record: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
@@ -44,9 +45,10 @@ def scoped(record: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
     details = dict(record.get("details") or {})
     hidden = 0
 
-    def keep(items: list[dict[str, Any]], dag_of: Any) -> list[dict[str, Any]]:
+    def keep(items: list[dict[str, Any]], dag_of: Any, unnamed: bool = False) -> list[dict[str, Any]]:
+        """The items about DAGs the user may read (and, with ``unnamed``, those that name no DAG at all)."""
         nonlocal hidden
-        kept = [i for i in items if dag_of(i) in allowed]
+        kept = [i for i in items if dag_of(i) in allowed or (unnamed and not dag_of(i))]
         hidden += len(items) - len(kept)
         return kept
 
@@ -55,14 +57,21 @@ def scoped(record: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
     if "digests" in details:
         details["digests"] = keep(details["digests"], lambda d: DagId.of(str(d.get("spec"))))
     if "refused" in details and record.get("task_id") == TaskId.POST_DIGEST:
-        details["refused"] = keep(details["refused"], lambda r: r.get("source_dag_id"))
+        # An event created through the REST API names no source DAG: its refusal tells of no other DAG.
+        details["refused"] = keep(details["refused"], lambda r: r.get("source_dag_id"), unnamed=True)
     trigger = dict(details.get("trigger") or {})
     if trigger.get("asset_events"):
         trigger["asset_events"] = keep(trigger["asset_events"], lambda e: e.get("source_dag_id"))
         details["trigger"] = trigger
+    specs = [str(name) for name in str(record.get("spec") or "").split(",") if name]
+    if record.get("task_id") == TaskId.WATCH:  # the specs it watched, every one named
+        hidden += len([name for name in specs if DagId.of(name) not in allowed])
     if not hidden:
         return record
     out = {**record, "details": details}
+    if record.get("task_id") == TaskId.WATCH:
+        out["spec"] = ",".join(name for name in specs if DagId.of(name) in allowed)
+        out["policy_version"] = HIDDEN
     if record.get("task_id") == TaskId.POST_DIGEST:
         specs = sorted({str(d["spec"]) for d in details.get("digests", [])})
         out["spec"] = ",".join(specs)
@@ -71,6 +80,40 @@ def scoped(record: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
     if record.get("error"):
         out["error"] = HIDDEN
     return out
+
+
+def _last_run(store: Any, dag_id: str) -> dict[str, Any] | None:
+    """The DAG's newest run in the audit trail: its id, when it last recorded, and the tasks whose last try
+    failed (a try that failed and was retried with success is not a failure of the run)."""
+    _, runs = store.runs_page(dag_id, limit=1)
+    if not runs:
+        return None
+    run = runs[0]
+    last_try: dict[str, str] = {}
+    for record in store.records(dag_id=dag_id, run_id=run["run_id"]):
+        last_try[record["task_id"]] = record["outcome"]
+    failed = sorted(task for task, outcome in last_try.items() if outcome == "failed")
+    return {"run_id": run["run_id"], "ended_at": run["ended_at"], "failed_tasks": failed}
+
+
+# Alerts a later record makes untrue: a silence ends with a successful apply, a stale source with a fresh one.
+RESOLVED_BY = {"silence": (TaskId.APPLY_CORRECTIONS, None), "stale_source": (TaskId.CHECK_FRESHNESS, False)}
+
+
+def _current_alerts(
+    store: Any, dag_id: str, alerts: list[dict[str, Any]], checked_at: str | None
+) -> list[dict[str, Any]]:
+    """The watchdog's alerts for this DAG that are still true now, each with the time the watchdog raised it."""
+    current = []
+    for alert in (a for a in alerts if a.get("dag_id") == dag_id):
+        task_id, stale = RESOLVED_BY.get(str(alert.get("kind")), (None, None))
+        if task_id and checked_at:
+            [after] = store.latest(dag_id, task_id, outcome="success", limit=1) or [None]
+            fresh = stale is None or bool((after or {}).get("details", {}).get("freshness", {}).get("stale")) is stale
+            if after is not None and str(after["ended_at"]) > str(checked_at) and fresh:
+                continue
+        current.append({**alert, "checked_at": checked_at})
+    return current
 
 
 def _operations(dag_id: str, statuses: Any, run_id: str | None, limit: int, offset: int) -> dict[str, Any]:
@@ -88,7 +131,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="airflow-reconcile", version=__version__)
     readable = [Depends(requires_access_dag("GET"))]
     Limit = Annotated[int, Query(ge=1, le=1000)]  # noqa: N806 - a type alias
-    Offset = Annotated[int, Query(ge=0)]  # noqa: N806
+    Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]  # noqa: N806 - databases take 64-bit offsets at most
 
     def allowed_dags(user: Any) -> set[str]:
         from airflow.api_fastapi.app import get_auth_manager
@@ -114,6 +157,7 @@ def create_app() -> FastAPI:
         allowed = allowed_dags(user)
         [watch] = store.latest(DagId.WATCHDOG, TaskId.WATCH, limit=1) or [None]
         alerts = (watch or {}).get("details", {}).get("alerts", [])
+        checked_at = (watch or {}).get("ended_at")
         out = []
         for dag_id in store.dag_ids():
             if dag_id not in allowed or DagId.is_recovery(dag_id):
@@ -124,10 +168,18 @@ def create_app() -> FastAPI:
                 continue
             dead, waiting = queue_depths(counts)
             out.append({"dag_id": dag_id, "latest_drift": latest[0] if latest else None,
+                        "latest_plan": store.latest_plan(dag_id), "last_run": _last_run(store, dag_id),
                         "dead_letters": dead, "review_queue": waiting,
                         "counts_by_status": counts,
-                        "alerts": [a for a in alerts if a.get("dag_id") == dag_id]})  # fmt: skip
-        return {"dags": out, "watchdog_checked_at": (watch or {}).get("ended_at")}
+                        "alerts": _current_alerts(store, dag_id, alerts, checked_at)})  # fmt: skip
+        digest = None
+        if DagId.DIGEST in allowed:
+            [last] = store.latest(DagId.DIGEST, TaskId.POST_DIGEST, limit=1) or [None]
+            if last is not None:
+                last = scoped(last, allowed)
+                digest = {"run_id": last["run_id"], "outcome": last["outcome"], "ended_at": last["ended_at"],
+                          "error": last["error"]}  # fmt: skip
+        return {"dags": out, "watchdog_checked_at": checked_at, "digest": digest}
 
     @app.get("/dags/{dag_id}/audit", dependencies=readable)
     def audit_records(
@@ -137,8 +189,11 @@ def create_app() -> FastAPI:
         task_id: str | None = None,
         limit: Limit = 100,
         offset: Offset = 0,
+        order: Literal["asc", "desc"] = "asc",
     ) -> dict[str, Any]:
-        total, rows = _audit_store().page(dag_id=dag_id, run_id=run_id, task_id=task_id, limit=limit, offset=offset)
+        """Audit records in chain order (``order=desc``: newest first, e.g. the page's latest records)."""
+        total, rows = _audit_store().page(dag_id=dag_id, run_id=run_id, task_id=task_id, limit=limit, offset=offset,
+                                          newest_first=order == "desc")  # fmt: skip
         allowed = allowed_dags(user)
         return {"total_entries": total, "records": [scoped(r, allowed) for r in rows]}
 

@@ -296,9 +296,17 @@ class AuditStore:
             return _unpacked(conn.execute(query))
 
     def page(
-        self, *, dag_id: str, run_id: str | None = None, task_id: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        dag_id: str,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> tuple[int, list[dict[str, Any]]]:
-        """(how many match, one page of them in chain order) — counted and paged in the database."""
+        """(how many match, one page of them in chain order, or newest first) — counted and paged in the
+        database."""
         where = [audit_records.c.dag_id == dag_id]
         if run_id:
             where.append(audit_records.c.run_id == run_id)
@@ -307,7 +315,8 @@ class AuditStore:
         self.ensure_schema()
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(audit_records).where(*where)).scalar() or 0
-            query = sa.select(audit_records).where(*where).order_by(audit_records.c.id).limit(limit).offset(offset)
+            order = audit_records.c.id.desc() if newest_first else audit_records.c.id
+            query = sa.select(audit_records).where(*where).order_by(order).limit(limit).offset(offset)
             rows = _unpacked(conn.execute(query))
         return int(total), rows
 
@@ -340,6 +349,16 @@ class AuditStore:
             keep = ("changed", "missing", "unexpected", "unchanged", "duplicate_keys", "null_keys")
             trend.append({**r, **{k: drift.get(k) for k in keep}})
         return trend
+
+    def latest_plan(self, dag_id: str) -> dict[str, Any] | None:
+        """The plan summary of the DAG's newest successful evaluate_rules try (with its run and time), or None."""
+        newest = self.latest(dag_id, TaskId.EVALUATE_RULES, outcome="success", limit=1)
+        if not newest:
+            return None
+        record = newest[0]
+        plan = record["details"].get("plan") or {}
+        keep = ("actions", "by_autonomy", "unhandled", "unhandled_by_kind", "unhandled_columns", "unhandled_examples")
+        return {"run_id": record["run_id"], "ended_at": record["ended_at"], **{k: plan.get(k) for k in keep}}
 
     def has_record(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> bool:
         """Whether this task-instance try has a record (its own, or one written for it)."""
@@ -376,17 +395,21 @@ class AuditStore:
                 .where(c.dag_id == dag_id, c.run_id.in_(ids))
                 .order_by(c.id)
             ).all() if ids else []  # fmt: skip
-        by_run: dict[str, dict[str, Any]] = {r["run_id"]: {"trigger": None, "drift": None, "mode": None, "outcomes": {}}
-                                             for r in runs}  # fmt: skip
+        by_run: dict[str, dict[str, Any]] = {
+            r["run_id"]: {"trigger": None, "drift": None, "plan": None, "mode": None, "outcomes": {}} for r in runs
+        }
         for run_id, task_id, outcome, body in bodies:
             details = json.loads(body).get("details", {})
             found = by_run[run_id]
             found["trigger"] = found["trigger"] or details.get("trigger")
+            found["mode"] = details.get("mode") or found["mode"]  # detect_drift and the apply tasks record it
             if task_id == TaskId.DETECT_DRIFT and outcome == "success":
                 found["drift"] = details.get("drift")
-            if "outcomes" in details and outcome == "success":  # apply_corrections, apply_approved
+            if task_id == TaskId.EVALUATE_RULES and details.get("plan"):
+                found["plan"] = {k: details["plan"].get(k) for k in ("actions", "by_autonomy", "unhandled",
+                                                                        "unhandled_by_kind")}  # fmt: skip
+            if "outcomes" in details:  # apply_corrections, apply_approved: a failed try's outcomes count too
                 found["outcomes"][task_id] = details["outcomes"]
-                found["mode"] = details.get("mode", found["mode"])
         for run in runs:
             run.pop("last_id")
             run["failed_tries"] = int(run["failed_tries"] or 0)

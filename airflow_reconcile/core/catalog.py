@@ -43,6 +43,8 @@ class ActionRecord:
     # param -> the markup the target renders it in (core.markup.ESCAPERS): values a rule inserts into it
     # are escaped for that markup
     markup: Mapping[str, str] = field(default_factory=dict)
+    # param -> the most characters the target's field takes (a longer rendered value goes to review)
+    max_length: Mapping[str, int] = field(default_factory=dict)
 
     def closing(self, params: Mapping[str, Any]) -> str | None:
         """The name of the param whose value closes the item (None: these params do not close it)."""

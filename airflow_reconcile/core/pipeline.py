@@ -98,8 +98,10 @@ class LocalPlan:
 
     @property
     def blocked(self) -> bool:
-        """The DAG would stop before acting: a failed quality gate or a tripped guard."""
-        return self.gate_failed or self.guard is not None
+        """The DAG would stop before acting: a failed quality gate, a tripped guard, or unhandled drift with
+        ``drift.unhandled: fail``."""
+        unhandled_stops = self.spec.drift.unhandled == "fail" and bool(self.summary and self.summary.unhandled)
+        return self.gate_failed or self.guard is not None or unhandled_stops
 
 
 def read_side(
@@ -180,6 +182,21 @@ def _writes(params: str | None, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def unhandled_text(spec: Spec, summary: PlanSummary) -> str:
+    """One line on drift no rule handles, and what a run does with it (``drift.unhandled``)."""
+    columns = ", ".join(f"{c} {n}" for c, n in sorted(summary.unhandled_columns.items()))
+    outcome = {
+        "review": "each goes to the review queue",
+        "report": "a run lists them and writes nothing for them",
+        "fail": "a run stops in evaluate_rules before acting",
+    }[spec.drift.unhandled]
+    return (
+        f"UNHANDLED: {summary.unhandled} drift row(s) no rule handles"
+        + (f" (changed columns: {columns})" if columns else "")
+        + f"; drift.unhandled is {spec.drift.unhandled}: {outcome}"
+    )
+
+
 def plan_table(result: LocalPlan, limit: int = 50) -> str:
     """What ``reconcile plan`` prints: the inputs, the gate, the drift, then the actions."""
     spec = result.spec
@@ -212,13 +229,23 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
         "",
         f"Plan: {summary.actions} actions ({counts(summary.by_autonomy)})",
         f"  by action: {counts(summary.by_action)}",
-        f"  unhandled drift rows: {summary.unhandled}",
+        f"  unhandled drift rows: {summary.unhandled}" + (f" ({counts(summary.unhandled_by_kind)})" if summary.unhandled else ""),
         f"  sent to review: {summary.undecidable} with values a condition cannot read, "
         f"{summary.unrendered} that would write an empty or missing value",
-    ]
+    ]  # fmt: skip
+    if summary.unhandled:
+        lines += ["", unhandled_text(result.spec, summary) + ". Add a rule for them (action: none leaves them alone):"]
+        lines += [f"  {u['entity']}  {u['kind']}" + (f" in {u['columns']}" if u["columns"] else "")
+                  for u in summary.unhandled_examples]  # fmt: skip
+        if summary.unhandled > len(summary.unhandled_examples):
+            lines.append(
+                f"  ... and {summary.unhandled - len(summary.unhandled_examples)} more (--format json counts them)"
+            )
     if result.guard:
         lines += ["", f"GUARD TRIPPED: {result.guard}", "The run would stop here; the plan below is not applied."]
     if not len(result.plan):
+        if summary.unhandled:  # listed above (drift.unhandled: report): never "matches"
+            return "\n".join(lines)
         return "\n".join([*lines, "", "No changes. The target matches the source of record."])
 
     plan = result.plan.astype(object).where(result.plan.notna(), None)

@@ -51,6 +51,11 @@ def drift_report_asset(spec_name: str) -> Asset:
     return _asset(spec_name, "drift_report")
 
 
+def plan_asset(spec_name: str) -> Asset:
+    """The plan ``evaluate_rules`` writes: the digest schedules on it (the drift and what no rule handles)."""
+    return _asset(spec_name, "plan")
+
+
 def writer_pool(spec: Spec) -> dict[str, Any]:
     """The tasks that write to the targets take a slot of ``limits.pool`` (when set): with one slot shared by
     every reconciliation that writes to one target, at most one of them writes at a time on any worker."""
@@ -155,6 +160,7 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
             drift_task_id=TaskId.DETECT_DRIFT,
             freshness_task_id=TaskId.CHECK_FRESHNESS,
             inlets=[drift_report_asset(spec.name)],
+            outlets=[plan_asset(spec.name)],
             **common,
         )
         failing = {"fail_on_dead_letter": spec.limits.fail_on_dead_letter, **writer_pool(spec)}
@@ -260,14 +266,15 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
 
 
 def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = DagId.DIGEST) -> ReconcileDAG:
-    """A Slack digest after every reconciliation: scheduled on every spec's drift-report asset."""
+    """A Slack digest after every reconciliation: scheduled on every spec's plan asset (written after the
+    drift report, so the digest tells the drift and what no rule handles)."""
     names = []
     for path in specs_in(specs_dir):
         try:
             names.append(load_spec(path).name)
         except ValueError:
             continue  # that spec's own DAG file reports the error; the digest serves the others
-    assets = [drift_report_asset(n) for n in names]
+    assets = [plan_asset(n) for n in names]
     with ReconcileDAG(
         dag_id=dag_id,
         description="Slack digest of drift to the owning teams, after every reconciliation",

@@ -7,7 +7,7 @@ import pytest
 
 from airflow_reconcile.core.drift import detect_drift
 from airflow_reconcile.core.errors import GuardTripped, SpecError
-from airflow_reconcile.core.rules import evaluate_rules
+from airflow_reconcile.core.rules import UNHANDLED_RULE, evaluate_rules
 from airflow_reconcile.core.spec import parse_spec
 from tests.conftest import SPEC
 
@@ -70,15 +70,98 @@ def test_max_actions_guard():
         evaluate_rules(spec, rows, population=population)
 
 
-def test_unmatched_drift_is_reported_as_unhandled():
+def without_orphan_rule(extra: str = "") -> str:
     text = SPEC.read_text()
-    spec = parse_spec(text[: text.index("  - name: orphaned-ticket")] + text[text.index("targets:") :])
+    return text[: text.index("  - name: orphaned-ticket")] + text[text.index("targets:") :] + extra
+
+
+@pytest.mark.parametrize("setting", ["review", "report"])
+def test_unmatched_drift_is_reported_as_unhandled_and_by_default_goes_to_review(setting):
+    spec = parse_spec(without_orphan_rule().replace("drift:\n", f"drift:\n  unhandled: {setting}\n"))
     desired = pd.DataFrame({"service": ["a"], "assignee": ["x"], "team": ["t"]}, dtype="string")
     actual = pd.DataFrame({"service": ["a", "zzz"], "assignee": ["x", "y"], "key": ["O-1", "O-2"]}, dtype="string")
     _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
     plan, summary = evaluate_rules(spec, rows, population=2)
-    assert len(plan) == 0
     assert summary.unhandled == 1
+    assert summary.unhandled_by_kind == {"unexpected": 1}
+    assert summary.unhandled_examples == ({"entity": "zzz", "kind": "unexpected", "columns": ""},)
+    if setting == "report":
+        assert len(plan) == 0
+        return
+    [op] = plan.to_dict("records")
+    assert (op["rule"], op["action"], op["autonomy"], op["target_ref"]) == (UNHANDLED_RULE, "none", "review", "O-2")
+    assert op["reason"] == "no rule handles this unexpected drift"
+    again, _ = evaluate_rules(spec, rows, population=2)
+    assert again.operation_id.tolist() == plan.operation_id.tolist()  # the same review item every run
+
+
+FIX_PRIORITY = """
+  - name: fix-priority
+    match: {kind: changed, column: priority}
+    action: set_field
+    params: {field: priority, value: "{{ desired.priority }}"}
+    autonomy: auto
+"""
+
+
+def priority_spec(compare: list[str], rules: str, replace_rules: bool = False):
+    """The shipped spec comparing ``compare`` (assignee and more), with ``rules`` first (or instead)."""
+    text = SPEC.read_text()
+    tail = text[text.index("targets:") :] if replace_rules else text[text.index("rules:\n") + len("rules:\n") :]
+    text = text[: text.index("rules:\n")] + "rules:\n" + rules.lstrip("\n") + tail
+    text = text.replace("compare: [assignee]", f"compare: [{', '.join(compare)}]")
+    text = text.replace("context: [team, key, status, priority]", "context: [team, key]")
+    columns = ", ".join(["team", "assignee", "updated_at", *compare[1:]])
+    return parse_spec(text.replace("columns: [team, assignee, updated_at]", f"columns: [{columns}]"))
+
+
+def test_a_changed_row_is_decided_column_by_column():
+    """assignee and priority both drifted: the assignee rule takes assignee, the priority rule priority; a
+    column no rule names is unhandled, never silently dropped with the row."""
+    spec = priority_spec(["assignee", "priority", "status"], FIX_PRIORITY)
+    desired = pd.DataFrame({"service": ["a", "b"], "assignee": ["x", "x"], "priority": ["High", "Low"],
+                            "status": ["Open", "Done"], "team": ["t", "t"]}, dtype="string")  # fmt: skip
+    actual = pd.DataFrame({"service": ["a", "b"], "assignee": ["y", "x"], "priority": ["Low", "Low"],
+                           "status": ["Open", "Open"], "key": ["O-1", "O-2"]}, dtype="string")  # fmt: skip
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee", "priority", "status"], context=["team", "key"])
+    plan, summary = evaluate_rules(spec, rows, population=10)
+    decided = {(op["entity"], op["rule"]): op for op in plan.to_dict("records")}
+    assert set(decided) == {("a", "fix-priority"), ("a", "reassign-to-on-call"), ("b", UNHANDLED_RULE)}
+    assert decided["a", "fix-priority"]["changed_columns"] == "priority"
+    assert json.loads(decided["a", "fix-priority"]["after"]) == {"priority": "High"}
+    assert decided["a", "reassign-to-on-call"]["changed_columns"] == "assignee"
+    assert json.loads(decided["a", "reassign-to-on-call"]["before"]) == {"assignee": "y"}
+    assert decided["b", UNHANDLED_RULE]["changed_columns"] == "status"
+    assert summary.unhandled == 1
+    assert summary.unhandled_columns == {"status": 1}
+    assert summary.unhandled_examples == ({"entity": "b", "kind": "changed", "columns": "status"},)
+
+
+def test_a_rule_without_a_column_takes_the_changed_columns_no_earlier_rule_took():
+    anything_else = """
+  - name: anything-else
+    match: {kind: changed}
+    action: comment
+    params: {body: "drifted"}
+    autonomy: review
+"""
+    spec = priority_spec(["assignee", "priority"], FIX_PRIORITY + anything_else, replace_rules=True)
+    desired = pd.DataFrame({"service": ["a"], "assignee": ["x"], "priority": ["High"], "team": ["t"]}, dtype="string")
+    actual = pd.DataFrame({"service": ["a"], "assignee": ["y"], "priority": ["Low"], "key": ["O-1"]}, dtype="string")
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee", "priority"], context=["team", "key"])
+    plan, summary = evaluate_rules(spec, rows, population=10)
+    assert dict(zip(plan.rule, plan.changed_columns, strict=True)) == {"fix-priority": "priority",
+                                                                        "anything-else": "assignee"}  # fmt: skip
+    assert summary.unhandled == 0
+
+
+def test_unhandled_fail_is_the_operators_to_act_on():
+    spec = parse_spec(without_orphan_rule().replace("drift:\n", "drift:\n  unhandled: fail\n"))
+    desired = pd.DataFrame({"service": ["a"], "assignee": ["x"], "team": ["t"]}, dtype="string")
+    actual = pd.DataFrame({"service": ["a", "zzz"], "assignee": ["x", "y"], "key": ["O-1", "O-2"]}, dtype="string")
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
+    plan, summary = evaluate_rules(spec, rows, population=2)
+    assert (len(plan), summary.unhandled) == (0, 1)
 
 
 def test_template_cannot_reach_python_internals(spec):

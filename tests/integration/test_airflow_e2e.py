@@ -197,7 +197,7 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack, shadow_run
     assert log.status_code == 200, log.text[:500]
     assert f"{planted_changed} changed" in log.text
 
-    # The drift-report asset triggered the digest DAG, which logged (not posted) in shadow mode.
+    # The plan asset triggered the digest DAG, which logged (not posted) in shadow mode.
     record = shadow_run["digest"]
     digest = af.get(f"/api/v2/dags/{DIGEST_DAG_ID}/dagRuns/{record['run_id']}")
     assert (digest["state"], digest["run_type"]) == ("success", "asset_triggered")
@@ -208,7 +208,7 @@ def test_shadow_run_finds_the_planted_drift_and_writes_nothing(stack, shadow_run
     trigger = record["details"]["trigger"]
     assert trigger["run_type"] == "asset_triggered"
     assert [(e["asset"], e["source_run_id"]) for e in trigger["asset_events"]] == [
-        ("reconcile.ticket_ownership.drift_report", run_id)
+        ("reconcile.ticket_ownership.plan", run_id)
     ]
     assert record["details"]["digests"][0]["posted"] is False
 

@@ -103,10 +103,16 @@ def test_an_operator_reconciles_from_the_ui(stack, page, shots):
                      exact=False).first.wait_for()  # fmt: skip
     page.screenshot(path=str(shots / "task-log.png"))
 
-    # The asset graph: catalog → reconciliation → snapshots and drift report → the digest DAG.
+    # The asset graph: catalog → reconciliation → snapshots, drift report and plan → the digest DAG.
     page.goto(f"{url}/assets")
-    page.get_by_role("link", name="reconcile.ticket_ownership.drift_report").click()
-    for node in ("service_catalog", DAG_ID, "reconcile.ticket_ownership.snapshot_actual", "reconcile_drift_digest"):
+    page.get_by_role("link", name="reconcile.ticket_ownership.plan").click()
+    for node in (
+        "service_catalog",
+        DAG_ID,
+        "reconcile.ticket_ownership.snapshot_actual",
+        "reconcile.ticket_ownership.drift_report",
+        "reconcile_drift_digest",
+    ):
         page.get_by_text(node, exact=True).first.wait_for()
     page.screenshot(path=str(shots / "asset-graph.png"))
 

@@ -157,9 +157,12 @@ def test_a_spec_can_go_without_a_run_deadline(tmp_path):
     assert alert.interval == timedelta(minutes=90)  # no approval wait to add
 
 
-def test_digest_dag_is_scheduled_on_the_drift_report(dagbag):
+def test_digest_dag_is_scheduled_on_the_plan(dagbag):
+    """The plan is written after the drift report: the digest knows both the drift and what no rule handles."""
     condition = dagbag.dags[DagId.DIGEST].timetable.asset_condition
-    assert [asset.name for asset in condition.objects] == ["reconcile.ticket_ownership.drift_report"]
+    assert [asset.name for asset in condition.objects] == ["reconcile.ticket_ownership.plan"]
+    dag = dagbag.dags["reconcile_ticket_ownership"]
+    assert [a.name for a in dag.get_task(TaskId.EVALUATE_RULES).outlets] == ["reconcile.ticket_ownership.plan"]
 
 
 def test_invalid_spec_breaks_only_its_own_dag(tmp_path):

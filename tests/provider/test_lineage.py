@@ -124,12 +124,12 @@ def test_a_workspace_file_is_the_dataset_openlineage_makes_of_its_asset():
 
     from airflow_reconcile.core.locations import workspace_root
     from airflow_reconcile.core.workspace import Workspace
-    from airflow_reconcile.provider.dag_factory import drift_report_asset, snapshot_asset
+    from airflow_reconcile.provider.dag_factory import drift_report_asset, plan_asset, snapshot_asset
 
     run = Workspace(root=workspace_root(), spec_name="ticket_ownership", run_id="manual__2026-11-26T10:00:00+00:00")
     for asset, name in ((snapshot_asset("ticket_ownership", "desired"), "desired"),
                         (snapshot_asset("ticket_ownership", "actual"), "actual"),
-                        (drift_report_asset("ticket_ownership"), "drift")):  # fmt: skip
+                        (drift_report_asset("ticket_ownership"), "drift"), (plan_asset("ticket_ownership"), "plan")):  # fmt: skip
         converted = translate_airflow_asset(asset, None)
         assert converted is not None, asset.uri
         assert (converted.namespace, converted.name) == manifest_dataset((run.directory / f"{name}.parquet").as_uri())

@@ -34,7 +34,7 @@ TARGET = TargetRecord(
                      undo=lambda prior: ("assign", {"assignee": prior.get("assignee") or ""})),
         ActionRecord("transition", ("status",), closes=_closes,
                      undo=lambda prior: ("transition", {"status": prior["status"]}) if prior.get("status") else None),
-        ActionRecord("comment", ("body",), once_only=True, markup={"body": "jira_wiki"},
+        ActionRecord("comment", ("body",), once_only=True, markup={"body": "jira_wiki"}, max_length={"body": 32_767},
                      not_undone="a comment stays in the issue's history; delete it in Jira if it must go"),
         ActionRecord("label", ("label",),
                      undo=lambda prior: ("set_labels", {"labels": list(prior.get("labels") or [])})),
@@ -45,6 +45,7 @@ TARGET = TargetRecord(
                      if prior.get("field") else None),
         ActionRecord("create_issue", ("project", "summary"), needs_ref=False, once_only=True,
                      markup={"description": "jira_wiki"},  # the summary is plain text in Jira: never rendered
+                     max_length={"summary": 255, "description": 32_767},
                      not_undone="a created issue is not deleted automatically; close it in Jira if it must go"),
         ActionRecord("link", ("type", "to"),
                      undo=lambda prior: ("unlink", {"type": prior["type"], "to": prior["to"]})

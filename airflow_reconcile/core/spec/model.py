@@ -131,7 +131,11 @@ class Expectation(_Model):
 
 
 class QualitySpec(_Model):
-    min_rows: int = Field(default=0, ge=0)
+    min_rows: int = Field(
+        default=1, ge=0,
+        description="Fewer rows fail the gate. Default 1: an empty snapshot (a header-only export, a query that "
+        "found nothing) never reads as 'the target matches'; set 0 where an empty side is expected.",
+    )  # fmt: skip
     max_rows: int | None = Field(default=None, ge=0)
     required_columns: list[str] = Field(default_factory=list)
     key_problems: Literal["fail", "review"] = Field(
@@ -140,6 +144,13 @@ class QualitySpec(_Model):
         "duplicate_key / null_key rows for rules to route to review.",
     )
     expectations: list[Expectation] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> QualitySpec:
+        if self.max_rows is not None and self.max_rows < self.min_rows:
+            _fail_at(("max_rows",), f"max_rows {self.max_rows} is less than min_rows {self.min_rows}: no snapshot "
+                     "could pass; swap them or raise max_rows", self.max_rows)  # fmt: skip
+        return self
 
 
 class Quality(_Model):
@@ -158,6 +169,12 @@ class DriftSpec(_Model):
         default_factory=dict,
         description="Per compared column, which side is authoritative (default: desired, the source of record). "
         "Drift only in columns the target owns is never written to the target automatically.",
+    )
+    unhandled: Literal["review", "report", "fail"] = Field(
+        default="review",
+        description="Drift no rule handles (a row, or a changed column no rule names): 'review' (default) puts each "
+        "such row in the review queue and the run succeeds; 'report' lists it in the plan, the audit record and the "
+        "digest only; 'fail' ends evaluate_rules failed, before anything is applied. Never reported as matching.",
     )
 
     @field_validator("tolerances")
@@ -342,6 +359,11 @@ class Limits(_Model):
     allow_closures: bool = Field(
         default=False, description="Allow transitions that close or resolve issues (Done, Closed, Resolved...)."
     )
+    max_rendered_chars: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="The longest value a rule's params may render to (a target field's own, shorter limit, such as "
+        "a Jira summary's 255 characters, applies too); a longer one sends its row to review.",
+    )  # fmt: skip
     fail_on_dead_letter: bool = Field(
         default=True,
         description="End the apply task failed when any operation was dead-lettered, so the UI shows it "

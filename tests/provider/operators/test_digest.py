@@ -44,7 +44,7 @@ def test_a_run_without_drift_report_events_digests_nothing_and_says_so(deployed)
 
 
 @pytest.mark.slow
-def test_a_forged_drift_report_event_is_refused_and_no_extra_is_trusted(deployed, tmp_path):
+def test_a_forged_plan_event_is_refused_and_no_extra_is_trusted(deployed, tmp_path):
     """Anyone who may create asset events can write their extras: the digest must take none of them."""
     from types import SimpleNamespace
 
@@ -57,7 +57,7 @@ def test_a_forged_drift_report_event_is_refused_and_no_extra_is_trusted(deployed
     from airflow_reconcile.core.errors import ReconcileError
     from airflow_reconcile.provider.audited import AuditDraft
 
-    run = deployed.run()  # a shadow run: its drift report, its detect_drift record, its asset event
+    run = deployed.run()  # a shadow run: its drift report and plan, their audit records, its plan asset event
     evil = tmp_path / "evil.yaml"  # a spec of the attacker's: apply mode, posts even in shadow
     evil.write_text(deployed.spec_path.read_text().replace("mode: shadow", "mode: apply"))
     forged = {"spec": "ticket_ownership", "spec_path": str(evil), "mode": "apply", "run_id": run.run_id,
@@ -65,7 +65,7 @@ def test_a_forged_drift_report_event_is_refused_and_no_extra_is_trusted(deployed
     with create_session() as session:
         (real,) = session.scalars(
             select(AssetEvent).where(
-                AssetEvent.source_run_id == run.run_id, AssetEvent.source_task_id == TaskId.DETECT_DRIFT
+                AssetEvent.source_run_id == run.run_id, AssetEvent.source_task_id == TaskId.EVALUATE_RULES
             )
         ).all()
         api_event = asset_manager.register_asset_change(asset=real.asset, extra=forged, session=session,
@@ -77,7 +77,7 @@ def test_a_forged_drift_report_event_is_refused_and_no_extra_is_trusted(deployed
         ]
     digest = get_bagged_dag(None, DagId.DIGEST).get_task(TaskId.POST_DIGEST)
     audit = AuditDraft()
-    with pytest.raises(ReconcileError, match="1 drift-report event"):
+    with pytest.raises(ReconcileError, match="1 plan event"):
         digest.digest_all({"triggering_asset_events": {"drift": events}}, audit)
     assert "not emitted by a task" in audit.details["refused"][0]["why"]
     (done,) = audit.details["digests"]
@@ -86,3 +86,49 @@ def test_a_forged_drift_report_event_is_refused_and_no_extra_is_trusted(deployed
         f"/ticket_ownership/{run.run_id.replace(':', '_').replace('+', '_')}/drift.parquet"
     )
     assert deployed.slack.messages == []
+
+
+def drift_shape(shape: str) -> tuple[pd.DataFrame, dict]:
+    """A drift report of one shape, as the digest reads it (written to Parquet and read back), and its plan
+    summary: ``empty``, ``all-missing``, ``all-unexpected`` (no row has the desired side's team: the column
+    is typed null in Parquet), ``all-review`` (every row held for a person, none handled by a rule)."""
+    import io
+
+    services = ["a", "b", "c"]
+    desired = pd.DataFrame({"service": services, "assignee": ["x", "y", "z"], "team": ["pay", "id", "pay"]})
+    actual = pd.DataFrame({"service": services, "assignee": ["x", "y", "z"], "key": ["O-1", "O-2", "O-3"]})
+    if shape == "all-missing":
+        actual = actual.iloc[0:0]
+    elif shape == "all-unexpected":
+        desired = desired.iloc[0:0]
+    elif shape == "all-review":
+        actual = actual.assign(assignee=["q", "r", "s"])
+    _, rows = detect_drift(desired, actual, ["service"], ["assignee"], context=["team", "key"])
+    buffer = io.BytesIO()
+    rows.to_parquet(buffer)
+    unhandled = len(rows) if shape == "all-review" else 0
+    plan = {"unhandled": unhandled, "unhandled_by_kind": {"changed": unhandled} if unhandled else {},
+            "unhandled_columns": {"assignee": unhandled} if unhandled else {},
+            "unhandled_examples": [{"entity": s, "kind": "changed", "columns": "assignee"} for s in services[:unhandled]]}  # fmt: skip
+    return pd.read_parquet(io.BytesIO(buffer.getvalue())), plan
+
+
+@pytest.mark.parametrize("shape", ["empty", "all-missing", "all-unexpected", "all-review"])
+def test_every_shape_of_drift_report_makes_a_digest(spec, shape):
+    drift, plan = drift_shape(shape)
+    messages = digest_messages(spec, drift, "run-1", plan)
+    if shape == "empty":
+        assert messages == {}  # nothing drifts and nothing is unhandled: nothing to post
+        return
+    text = "\n".join(m.summary + m.items for m in messages.values())
+    assert all(f"`{s}`" in text for s in "abc")
+    if shape == "all-unexpected":  # no team: every row to the digest channel
+        assert set(messages) == {"#ops-reconcile"}
+        assert "3 unexpected" in messages["#ops-reconcile"].summary
+    else:
+        assert set(messages) >= {"#team-pay", "#team-id"}
+    if shape == "all-review":
+        ops = messages["#ops-reconcile"]
+        assert "3 no rule handles" in ops.summary
+        assert ops.items.startswith("*3 drift row(s) no rule handles* (3 changed; changed columns: assignee 3)")
+        assert {"type": "mrkdwn", "text": "*no rule*\n3"} in ops.blocks[1]["fields"]

@@ -43,3 +43,24 @@ def test_the_digests_runs_channels_inputs_and_errors_of_other_dags_are_left_out(
     assert [d["spec"] for d in seen["details"]["digests"]] == ["ticket_ownership"]
     assert seen["inputs"] == [{"uri": "file:///ws/ticket_ownership/run-1/drift.parquet"}]
     assert (seen["spec"], seen["policy_version"], seen["error"]) == ("ticket_ownership", HIDDEN, HIDDEN)
+
+
+def test_the_watchdogs_spec_names_and_policy_versions_of_other_dags_are_left_out():
+    """No alert for the secret DAG, but the record still names every spec it watched."""
+    record = {"dag_id": DagId.WATCHDOG, "task_id": TaskId.WATCH, "spec": "payroll_access,ticket_ownership",
+              "policy_version": "abc,def", "error": None, "details": {"alerts": []}}  # fmt: skip
+    seen = scoped(record, {DagId.WATCHDOG, OPEN_DAG})
+    assert (seen["spec"], seen["policy_version"]) == ("ticket_ownership", HIDDEN)
+    assert "payroll" not in json.dumps(seen)
+    assert scoped(record, {DagId.WATCHDOG, OPEN_DAG, SECRET_DAG}) == record
+
+
+def test_a_refused_event_that_names_no_dag_is_shown_with_its_reason():
+    """An event created through the REST API names no source DAG: an admin (and anyone who may read the
+    digest) sees why it was refused, instead of "concerns DAGs you may not read"."""
+    why = "it was not emitted by a task (created through the API?): it names no source run"
+    record = {"dag_id": DagId.DIGEST, "task_id": TaskId.POST_DIGEST, "spec": "", "policy_version": "",
+              "error": f"ReconcileError: 1 plan event(s) could not be traced ... (first: {why})",
+              "details": {"digests": [], "refused": [{"source_dag_id": None, "source_run_id": None, "why": why}]}}  # fmt: skip
+    for allowed in ({DagId.DIGEST}, {DagId.DIGEST, OPEN_DAG, SECRET_DAG}):
+        assert scoped(record, allowed) == record
