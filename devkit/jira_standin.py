@@ -22,7 +22,10 @@ SERVICE_FIELD = {
 }
 SYSTEM_FIELDS = ["summary", "description", "project", "issuetype", "status", "priority", "assignee", "labels",
                  "updated", "created", "comment", "reporter"]  # fmt: skip
-STATUSES = ["Open", "In Progress", "Done"]
+STATUSES = ["Open", "In Progress", "Done", "Won't Do", "Released"]
+# Each status's workflow category, as Jira reports it (``statusCategory.key``): "done" closes the issue
+# ("Released": a closing status by its category only, as teams' own workflows name them).
+CATEGORIES = {"Open": "new", "In Progress": "indeterminate", "Done": "done", "Won't Do": "done", "Released": "done"}
 LINK_TYPES = [
     {"id": "10000", "name": "Relates", "inward": "relates to", "outward": "relates to"},
     {"id": "10001", "name": "Blocks", "inward": "is blocked by", "outward": "blocks"},
@@ -331,7 +334,8 @@ class JiraStandIn(StandIn):
 
     def transitions(self, key: str, **_: Any) -> dict[str, Any]:
         current = self._issue(key)["fields"]["status"]["name"]
-        return {"transitions": [{"id": str(i + 11), "name": s, "to": {"name": s}}
+        return {"transitions": [{"id": str(i + 11), "name": s,
+                                 "to": {"name": s, "statusCategory": {"key": CATEGORIES[s]}}}
                                 for i, s in enumerate(STATUSES) if s != current]}  # fmt: skip
 
     def do_transition(self, key: str, body: dict[str, Any], **_: Any) -> tuple[int, None]:

@@ -17,7 +17,7 @@ name). The Airflow layer then needs a client for it from a connection
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
@@ -45,6 +45,17 @@ class ActionRecord:
     markup: Mapping[str, str] = field(default_factory=dict)
     # param -> the most characters the target's field takes (a longer rendered value goes to review)
     max_length: Mapping[str, int] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()  # params a rule may give besides the required ones
+    param_prefixes: tuple[str, ...] = ()  # open families of params (``field.<name>``)
+
+    def unknown_params(self, given: Iterable[str]) -> list[str]:
+        """The params this action does not take (a typo beside the real one is a spec error, not ignored)."""
+        known = (*self.params, *self.optional)
+        return [p for p in given if p not in known and not p.startswith(self.param_prefixes or ("\0",))]
+
+    @property
+    def known_params(self) -> list[str]:
+        return [*self.params, *self.optional, *(f"{prefix}<name>" for prefix in self.param_prefixes)]
 
     def closing(self, params: Mapping[str, Any]) -> str | None:
         """The name of the param whose value closes the item (None: these params do not close it)."""

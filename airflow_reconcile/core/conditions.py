@@ -62,6 +62,11 @@ class ConditionOp:
         """Raise ``ValueError`` saying what to write when ``value`` does not suit this op."""
         if self.value in ("none", "column"):
             return
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            raise ValueError(
+                f"op {self.name!r}: {value!r} is YAML's true/false (an unquoted yes, no, on, off, true or false); "
+                "the drift report holds text, so quote the value you mean, e.g. value: 'yes'"
+            )
         if self.value == "list":
             if not isinstance(value, list):
                 raise ValueError(f"op {self.name!r} needs a list as value")
@@ -130,18 +135,41 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }  # fmt: skip
 
 
+def as_number(value: Any) -> float | None:
+    """A condition's value as a number: a YAML number, or text that reads as one (``"9"``); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
 def _compare(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
-    """A null never satisfies a comparison (but ``ne``); a number compares numbers, text compares text."""
+    """A null never satisfies a comparison (but ``ne``). ``gt``/``ge``/``lt``/``le`` with a value that is a
+    number — ``9`` or ``"9"`` — compare numbers, never text (as text ``"10" < "9"``), and a row whose value is
+    not a number is undecided (review). ``eq``/``ne`` with a YAML number compare numbers (``5`` equals
+    ``"5.0"``; a row that is not a number is not equal); with text they compare text (``"007"`` is not ``"7"``).
+    Other values compare as text (ISO dates order correctly as text)."""
     import pandas as pd
 
     left: Any
-    value = leaf.value
+    ordering = leaf.op in ("gt", "ge", "lt", "le")
+    plain = isinstance(leaf.value, int | float) and not isinstance(leaf.value, bool)
+    value: Any = as_number(leaf.value) if ordering or plain else None
     why = _none(column)
-    if leaf.op in ("gt", "ge", "lt", "le") and isinstance(value, int | float) and not isinstance(value, bool):
-        left = pd.to_numeric(column, errors="coerce")
-        why = unreadable(column, left, leaf, "a number")
+    if value is not None:
+        left = pd.to_numeric(column.str.strip(), errors="coerce")
+        if ordering:
+            why = unreadable(column, left, leaf, "a number")
+        elif leaf.op == "eq":
+            return Verdict((left == value).fillna(False).astype(bool), why)
+        else:
+            return Verdict(~(left == value).fillna(False).astype(bool), why)
     else:
-        left, value = column, str(value)
+        left, value = column, str(leaf.value)
     result = _COMPARE[leaf.op](left, value)
     return Verdict(result.fillna(leaf.op == "ne").astype(bool) & why.isna(), why)
 

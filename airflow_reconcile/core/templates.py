@@ -36,17 +36,29 @@ def template_env(markup: str | None = None) -> Any:
 
 @lru_cache(maxsize=1024)
 def template_refs(text: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """(``(side, column)`` pairs, other top-level names) a template reads; raises Jinja's syntax error."""
-    from jinja2 import meta, nodes
+    """(``(side, column)`` pairs, what else the template names) a template reads; raises Jinja's syntax error.
+
+    Anything but ``desired.<column>`` / ``actual.<column>`` is in the second part: another name, a Jinja
+    global (``range``, ``lipsum``, ``self``...), and a side named whole (``{{ desired }}`` would render the
+    whole row) or with a computed column. Names the template sets itself (a ``for`` or ``set``) are its own.
+    """
+    from jinja2 import nodes
 
     tree = template_env().parse(text)
     pairs: list[tuple[str, str]] = []
+    bases: set[int] = set()  # the Name nodes that are read as side.<column>
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         base = node.node
         if isinstance(base, nodes.Name) and base.name in TEMPLATE_NAMES:
             if isinstance(node, nodes.Getattr):
                 pairs.append((base.name, node.attr))
+                bases.add(id(base))
             elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
                 pairs.append((base.name, node.arg.value))
-    others = sorted(meta.find_undeclared_variables(tree) - set(TEMPLATE_NAMES))
-    return tuple(pairs), tuple(others)
+                bases.add(id(base))
+    names = list(tree.find_all(nodes.Name))
+    own = {n.name for n in names if n.ctx in ("store", "param")}
+    others = {n.name for n in names if n.ctx == "load" and n.name not in TEMPLATE_NAMES and n.name not in own}
+    others |= {f"{n.name} (a whole side: name one column, {n.name}.<column>)" for n in names
+               if n.ctx == "load" and n.name in TEMPLATE_NAMES and id(n) not in bases}  # fmt: skip
+    return tuple(pairs), tuple(sorted(others))

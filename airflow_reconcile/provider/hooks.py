@@ -269,7 +269,8 @@ def http_connection(conn_id: str) -> dict[str, Any]:
 
 def _jira_executor(spec: Spec) -> ActionExecutor:
     executor: ActionExecutor = catalog.executor_class("jira")(
-        JiraClientHook(spec.targets.jira.connection_id).get_conn(RetryPolicy.of(spec))
+        JiraClientHook(spec.targets.jira.connection_id).get_conn(RetryPolicy.of(spec)),
+        allow_closures=spec.limits.allow_closures,
     )
     return executor
 

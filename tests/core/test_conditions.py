@@ -69,6 +69,10 @@ def test_values_that_cannot_be_read_are_undecided_not_false():
         ({"field": "actual.assignee", "op": "in", "value": ["cy", "dee"]}, ["db", "etl"]),
         ({"field": "actual.assignee", "op": "not_in", "value": ["cy", "dee"]}, ["api", "web"]),
         ({"field": "desired.cost", "op": "gt", "value": 9}, ["api", "web"]),  # numbers, not text ("7" > "250")
+        ({"field": "desired.cost", "op": "gt", "value": "9"}, ["api", "web"]),  # a quoted number is a number too
+        ({"field": "desired.cost", "op": "eq", "value": 250.0}, []),  # 250.5 is not 250
+        ({"field": "desired.cost", "op": "eq", "value": 7}, ["etl"]),  # numerically: "7.0" or "7"
+        ({"field": "desired.cost", "op": "ne", "value": 7}, ["api", "web", "db"]),
         ({"field": "desired.cost", "op": "ge", "value": 250.5}, ["web"]),
         ({"field": "desired.cost", "op": "lt", "value": 10}, ["etl"]),
         ({"field": "desired.cost", "op": "le", "value": 10}, ["api", "etl"]),
@@ -83,6 +87,15 @@ def test_values_that_cannot_be_read_are_undecided_not_false():
 )
 def test_operators(condition, expected):
     assert hits(condition) == expected
+
+
+def test_an_unquoted_yes_is_refused_with_what_to_write():
+    """YAML reads ``value: yes`` as true: compared with the text "True" a hold rule would silently never match."""
+    for value in (True, [True, "x"]):
+        op = "in" if isinstance(value, list) else "eq"
+        with pytest.raises(ValueError, match="YAML's true/false .* quote the value you mean"):
+            Condition.model_validate({"field": "actual.vip", "op": op, "value": value})
+    assert Condition.model_validate({"field": "actual.vip", "op": "eq", "value": "yes"}).value == "yes"
 
 
 def test_all_any_not_nest():

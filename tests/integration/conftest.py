@@ -13,14 +13,19 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from devkit.airflow_local import free_port
 from devkit.demo import DAG_ID, DIGEST_DAG_ID, SPEC_NAME, start_stack
+from tests.conftest import REPO
 
 READER = ("digest-reader", "digest-reader-password")  # a viewer who may read only the digest DAG
+BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+PRODUCERS = Path(__file__).with_name("dags")
+CATALOG_EXPORT = "catalog_export"  # publishes the service_catalog asset the shipped spec is scheduled on
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -68,11 +73,17 @@ def stack(tmp_path_factory, metrics):
     # Per-DAG rights (devkit.auth): READER may read the digest DAG and nothing else.
     auth = {"AIRFLOW__CORE__AUTH_MANAGER": "devkit.auth.PerDagAuthManager",
             "RECONCILE_DAG_GRANTS": json.dumps({READER[0]: [DIGEST_DAG_ID]})}  # fmt: skip
+    # The shipped DAGs, and the tests' own catalog export (tests/integration/dags) in a bundle beside them.
+    bundles = {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([
+        {"name": "dags-folder", "classpath": BUNDLE, "kwargs": {"path": str(REPO / "dags")}},
+        {"name": "test-producers", "classpath": BUNDLE, "kwargs": {"path": str(PRODUCERS)}},
+    ])}  # fmt: skip
     stack = start_stack(home, airflow_port=free_port(), jira_port=0, slack_port=0, log=lambda _: None,
-                        extra_env={**statsd, **auth}, users={READER[0]: ("viewer", READER[1])})  # fmt: skip
+                        extra_env={**statsd, **auth, **bundles}, users={READER[0]: ("viewer", READER[1])})  # fmt: skip
     try:
         stack.airflow.wait_for_dag(DAG_ID)
         stack.airflow.wait_for_dag(DIGEST_DAG_ID)
+        stack.airflow.wait_for_dag(CATALOG_EXPORT)
         yield stack
     finally:
         stack.stop()

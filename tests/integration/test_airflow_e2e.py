@@ -20,7 +20,7 @@ import requests
 
 from airflow_reconcile.core.vocabulary import DagId, TaskId
 from devkit.demo import DAG_ID, DIGEST_DAG_ID, lineage_events
-from tests.integration.conftest import READER
+from tests.integration.conftest import CATALOG_EXPORT, READER, quiesce
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("world")]
 TASKS = {TaskId.CHECK_FRESHNESS, TaskId.READ_DESIRED, TaskId.READ_ACTUAL, TaskId.VALIDATE_DESIRED, TaskId.VALIDATE_ACTUAL,
@@ -415,6 +415,63 @@ def test_approved_tickets_are_created_once_and_an_unanswered_request_goes_to_rev
     assert (states[TaskId.REQUEST_APPROVAL], states[TaskId.APPLY_APPROVED]) == ("success", "skipped")
     assert af.xcom(DAG_ID, run_id, TaskId.REQUEST_APPROVAL)["decision"] == "in_review"
     assert [w for w in stack.jira.writes if w["kind"] == "create"] == created  # nothing new, nothing twice
+
+
+def schedule_event(stack) -> str:
+    """The catalog export publishes ``service_catalog`` (the spec's schedule): the id of the run it starts."""
+    af = stack.airflow
+    scheduled = {"run_type": ["asset_triggered"], "limit": 100}
+    before = {r["dag_run_id"] for r in af.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params=scheduled)["dag_runs"]}
+    export = af.trigger(CATALOG_EXPORT)
+    assert af.wait_for_run(CATALOG_EXPORT, export, timeout=120) == "success"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = af.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params=scheduled)["dag_runs"]
+        new = [r for r in runs if r["dag_run_id"] not in before]
+        if new:
+            return new[0]["dag_run_id"]
+        time.sleep(1)
+    raise AssertionError("the service_catalog event started no run")
+
+
+def test_a_converged_reconciliation_runs_green_writes_nothing_and_says_no_drift(stack):
+    """The state every reconciliation is meant to reach: apply, approve, let a person close the orphaned
+    tickets, then the runs after — by hand and by the schedule — find no drift, succeed and write nothing."""
+    af, scenario = stack.airflow, stack.scenario
+    run_id = af.trigger(DAG_ID, conf={"mode": "apply"})
+    respond(stack, run_id, "Approve")
+    state, log = finished(stack, DAG_ID, run_id, TaskId.APPLY_APPROVED)
+    assert state == "success", log
+    for key in [
+        k for k, i in stack.jira.issues.items() if i["fields"]["customfield_10100"] in scenario.cases["orphaned"]
+    ]:
+        del stack.jira.issues[key]  # a person closed the orphaned tickets (the review queue's items)
+    quiesce(stack)  # the first run's digest
+    writes, messages = list(stack.jira.writes), list(stack.slack.messages)
+
+    for how in ("by hand", "by the schedule"):
+        run_id = af.trigger(DAG_ID, conf={"mode": "apply"}) if how == "by hand" else schedule_event(stack)
+        state, log = finished(stack, DAG_ID, run_id, TaskId.EVALUATE_RULES)
+        assert state == "success", (how, log)
+        drift = af.xcom(DAG_ID, run_id, TaskId.DETECT_DRIFT)["meta"]
+        assert (drift["changed"], drift["missing"], drift["unexpected"]) == (0, 0, 0), how
+        plan = af.xcom(DAG_ID, run_id, TaskId.EVALUATE_RULES)["summary"]
+        assert (plan["actions"], plan["unhandled"]) == (0, 0), how
+        assert af.xcom(DAG_ID, run_id, TaskId.APPLY_CORRECTIONS)["outcomes"] == {}
+        records = af.get(f"/reconcile/dags/{DAG_ID}/audit", params={"run_id": run_id})["records"]
+        assert {r["outcome"] for r in records} <= {"success", "skipped"}, how
+        [rules] = [r for r in records if r["task_id"] == TaskId.EVALUATE_RULES]
+        assert rules["details"]["plan"]["actions"] == 0
+        digest = digest_of(stack, DIGEST_DAG_ID, run_id)
+        [done] = [d for d in digest["details"]["digests"] if d["source_run"] == run_id]
+        assert (done["drift"], done["channels"], done["posted"]) == ("none", [], False), how
+        assert digest["outcome"] == "success"
+        quiesce(stack)
+        assert stack.jira.writes == writes, how  # nothing written to Jira ...
+        assert stack.slack.messages == messages, how  # ... nor posted to Slack
+    [card] = [d for d in af.get("/reconcile/dags")["dags"] if d["dag_id"] == DAG_ID]
+    assert (card["latest_drift"]["changed"], card["latest_plan"]["unhandled"]) == (0, 0)
+    assert card["last_run"]["failed_tasks"] == []
 
 
 def test_bad_target_data_stops_the_run_before_any_action(stack):

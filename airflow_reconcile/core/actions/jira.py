@@ -17,8 +17,12 @@ from airflow_reconcile.core.vocabulary import Status
 
 T = TypeVar("T")
 OP_LABEL_PREFIX = "reconcile-op-"
-# Statuses that close an issue: a transition to one needs limits.allow_closures (spec, replay, revert).
-CLOSING_STATUSES = ("done", "closed", "resolved", "cancelled", "canceled", "won't do", "rejected", "declined")
+# Statuses that close an issue: a transition to one needs limits.allow_closures (spec, plan, replay, revert).
+# By name where no Jira is at hand (the spec, the plan); when a transition is sent, Jira's own workflow
+# decides: a status in the "done" category closes, whatever its name.
+CLOSING_STATUSES = ("done", "closed", "resolved", "cancelled", "canceled", "won't do", "wont do", "rejected",
+                    "declined", "won't fix", "wont fix", "duplicate", "completed")  # fmt: skip
+CLOSING_CATEGORY = "done"
 
 
 def _closes(params: Any) -> str | None:
@@ -46,6 +50,7 @@ TARGET = TargetRecord(
         ActionRecord("create_issue", ("project", "summary"), needs_ref=False, once_only=True,
                      markup={"description": "jira_wiki"},  # the summary is plain text in Jira: never rendered
                      max_length={"summary": 255, "description": 32_767},
+                     optional=("description", "issuetype", "assignee"), param_prefixes=("field.",),
                      not_undone="a created issue is not deleted automatically; close it in Jira if it must go"),
         ActionRecord("link", ("type", "to"),
                      undo=lambda prior: ("unlink", {"type": prior["type"], "to": prior["to"]})
@@ -97,9 +102,12 @@ def _shown(value: Any) -> str | None:
 class JiraExecutor:
     target = "jira"
 
-    def __init__(self, client: Any, project: str | None = None, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, client: Any, project: str | None = None, retry: RetryPolicy | None = None, allow_closures: bool = False
+    ) -> None:
         self.client = client
         self.project = project
+        self.allow_closures = allow_closures  # limits.allow_closures: fail closed without it
         # Reads (the probe before a write, lookups) are tried again on their own; a write is tried again
         # by the operation's retry, which reads first.
         self.retry = retry or RetryPolicy()
@@ -262,6 +270,13 @@ class JiraExecutor:
                 transition["to"]["name"].casefold() == wanted.casefold()
                 or transition["name"].casefold() == wanted.casefold()
             ):
+                to = transition["to"]
+                category = str((to.get("statusCategory") or {}).get("key") or "")
+                if not self.allow_closures and (category == CLOSING_CATEGORY or _closes({"status": to["name"]})):
+                    raise PersistentError(
+                        f"{key}: the transition to {to['name']!r} closes the issue (Jira's status category "
+                        f"{category or 'done'!r}) and limits.allow_closures is false; nothing was sent"
+                    )
                 before_write({"status": current})
                 self.client.transition_issue(key, transition["id"])
                 return Outcome(op, Status.APPLIED, prior={"status": current})

@@ -25,7 +25,7 @@ TARGET = TargetRecord(
     rate=1.0,  # Slack allows about one message a second per channel
     actions=(
         ActionRecord("notify", ("text",), needs_ref=False, once_only=True, markup={"text": "slack_mrkdwn"},
-                     max_length={"text": 40_000},
+                     max_length={"text": 40_000}, optional=("channel",),
                      not_undone="a Slack message that was sent cannot be unsent; delete it in Slack if it must go"),
     ),
 )  # fmt: skip

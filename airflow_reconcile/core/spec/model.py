@@ -51,6 +51,20 @@ def _fail_all(problems: list[tuple[tuple[str | int, ...], str, Any]]) -> None:
         raise ValidationError.from_exception_data("Spec", details)
 
 
+def _constant(text: str) -> str:
+    """A param as it renders when it reads no row value (``{{ 'Done' }}`` is ``Done``); else as written (the
+    rules check what it renders to for each row)."""
+    from jinja2 import TemplateError
+
+    from airflow_reconcile.core.templates import template_env, template_refs
+
+    try:
+        pairs, others = template_refs(text)
+        return text if pairs or others else str(template_env().from_string(text).render())
+    except TemplateError:  # the template check reports it
+        return text
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -489,7 +503,7 @@ class SpecModel(_Model):
             return self
         for index, rule in enumerate(self.rules):
             record = _known_action(rule)
-            closing = record.closing(rule.params) if record else None
+            closing = record.closing({k: _constant(v) for k, v in rule.params.items()}) if record else None
             if closing:
                 item = catalog.target(rule.target).item
                 value = rule.params[closing]
@@ -522,6 +536,11 @@ class SpecModel(_Model):
             if missing:
                 _fail_at(("rules", index, "params"),
                          f"{rule.action!r} needs params {', '.join(missing)}", rule.params)  # fmt: skip
+            for name in record.unknown_params(rule.params):
+                close = difflib.get_close_matches(name, [*record.params, *record.optional], n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                _fail_at(("rules", index, "params", name), f"{rule.action!r} takes no param {name!r}{hint}; it takes "
+                         f"{', '.join(record.known_params)}", name)  # fmt: skip
         return self
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from airflow_reconcile.core.actions.base import apply_plan, classify
 from airflow_reconcile.core.actions.jira import JiraExecutor
@@ -107,7 +108,7 @@ def test_create_issue_is_found_again_by_its_operation_label(seeded, jira_client)
 
 
 def test_comment_transition_and_label(seeded, jira_client):
-    executor = JiraExecutor(jira_client)
+    executor = JiraExecutor(jira_client, allow_closures=True)
     assert executor.apply("comment", "OPS-1", {"body": "hello"}, "c1").status == "applied"
     assert executor.apply("comment", "OPS-1", {"body": "hello"}, "c1").status == "skipped"
     assert executor.apply("transition", "OPS-1", {"status": "Done"}, "t1").status == "applied"
@@ -116,6 +117,22 @@ def test_comment_transition_and_label(seeded, jira_client):
     assert executor.apply("label", "OPS-1", {"label": "owned"}, "l1").status == "applied"
     assert executor.apply("label", "OPS-1", {"label": "owned"}, "l1").status == "skipped"
     assert seeded.issues["OPS-1"]["fields"]["labels"] == ["owned"]
+
+
+def test_a_transition_that_closes_by_its_workflow_category_is_refused_without_allow_closures(seeded, jira_client):
+    """Jira decides what closes: "Released" is in the done category of this workflow, though no list names it.
+    Every path that writes (apply, approved apply, replay, revert) goes through this executor."""
+    refused = JiraExecutor(jira_client)  # limits.allow_closures defaults to false
+    with pytest.raises(PersistentError, match="closes the issue .*'done'.* limits.allow_closures is false"):
+        refused.apply("transition", "OPS-1", {"status": "Released"}, "t1")
+    assert seeded.issues["OPS-1"]["fields"]["status"]["name"] == "Open"
+    assert not [w for w in seeded.writes if w["kind"] == "transition"]
+    result = apply_plan(plan(("transition", "OPS-1", {"status": "Released"}, "auto")), {"jira": refused},
+                        ledger=fresh_ledger())  # fmt: skip
+    assert (result.status[0], result.error_class[0]) == ("dead_lettered", "PersistentError")
+    assert JiraExecutor(jira_client, allow_closures=True).apply(
+        "transition", "OPS-1", {"status": "Released"}, "t1").status == "applied"  # fmt: skip
+    assert JiraExecutor(jira_client).apply("transition", "OPS-1", {"status": "In Progress"}, "t2").status == "applied"
 
 
 def test_classification():

@@ -183,8 +183,10 @@ def test_replay_and_revert_stop_above_max_actions_and_revert_never_closes_withou
     assert len(result) == 0
     assert not_reverted == [{"operation_id": "reopen", "action": "transition", "reason": "refused: transition to "
                              "'Done' closes the issue and limits.allow_closures is false"}]  # fmt: skip
+    # Allowed in the spec: the policy and the executor built from it (provider.hooks) both let it close.
+    closing = {"jira": JiraExecutor(jira_client, allow_closures=True)}
     result, _ = revert_run(
-        undo, jira, "run-2", policy=RecoveryPolicy(allow_closures=True), retry=RetryPolicy(sleep=nap)
+        undo, closing, "run-2", policy=RecoveryPolicy(allow_closures=True), retry=RetryPolicy(sleep=nap)
     )
     assert result.status.tolist() == ["applied"]
 
