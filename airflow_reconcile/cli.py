@@ -68,6 +68,8 @@ def report_table(report: DriftReport, desired: str, actual: str, key: list[str])
         lines += ["", "changed per column:"]
         width = max(len(c) for c in changed)
         lines += [f"  {c:<{width}}  {n:>8}" for c, n in sorted(changed.items(), key=lambda kv: (-kv[1], kv[0]))]
+    if report.near_key_hint:
+        lines += ["", f"hint: {report.near_key_hint}"]
     return "\n".join(lines)
 
 

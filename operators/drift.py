@@ -53,6 +53,8 @@ class DetectDriftOperator(ReconcileBaseOperator):
             report.missing, report.unexpected, report.changed, report.unchanged,
             dict(report.duplicate_keys), dict(report.null_keys), dict(report.columns), manifest.uri,
         )  # fmt: skip
+        if report.near_key_hint:
+            self.log.warning("hint: %s", report.near_key_hint)
         audit.outputs.append(manifest.to_dict())
         audit.details["drift"] = counts
         audit.details["mode"] = self.mode  # the digest reads the mode here, never from the asset event

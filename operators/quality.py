@@ -28,7 +28,7 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.quality import run_quality_gate_on_file
-        from airflow_reconcile.core.spec.columns import gate
+        from airflow_reconcile.core.spec.columns import gate, key_steps
         from airflow_reconcile.provider.compat import AirflowFailException
 
         manifest = self.pull(context, self.snapshot_task_id)
@@ -36,8 +36,9 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
         source = getattr(spec.sources, self.side)
         with self.verified_file(manifest) as path:  # larger than limits.partition_rows: checked in chunks
             result = run_quality_gate_on_file(
-                path, source.key, gate(spec, self.side), self.side, spec.limits.partition_rows, self.log.info
-            )
+                path, source.key, gate(spec, self.side), self.side, spec.limits.partition_rows, self.log.info,
+                key_steps(spec, self.side),
+            )  # fmt: skip
         self.log.info("quality gate for the %s snapshot (%d rows):\n%s", self.side, result.rows, result.table())
         audit.details["quality"] = result.to_dict()
         if result.warnings:

@@ -39,6 +39,10 @@ class DriftReport:
     desired_rows: int
     actual_rows: int
     sample: tuple[Mapping[str, Any], ...] = field(default=())
+    # Missing keys that an unexpected key equals but for case and spaces (the diff compares keys exactly
+    # unless the key has normalise steps): likely one entity spelt two ways. Count, and the first pairs.
+    near_keys: int = 0
+    near_key_examples: tuple[Mapping[str, str], ...] = ()
 
     @property
     def total(self) -> int:
@@ -62,7 +66,19 @@ class DriftReport:
             "desired_rows": self.desired_rows,
             "actual_rows": self.actual_rows,
             "sample": [dict(s) for s in self.sample],
+            "near_keys": self.near_keys,
+            "near_key_examples": [dict(e) for e in self.near_key_examples],
         }
+
+    @property
+    def near_key_hint(self) -> str | None:
+        """What to tell a person about keys that differ only by case or spaces (None: there are none)."""
+        if not self.near_keys:
+            return None
+        pairs = ", ".join(f"{e['desired']!r} ~ {e['actual']!r}" for e in self.near_key_examples[:3])
+        return (f"{self.near_keys} missing key(s) equal an unexpected key but for case or spaces (e.g. {pairs}): "
+                "if they are one entity, give the key column normalise steps (drift.normalize: {key: [trim, "
+                "casefold]}) or fix the spelling in one system")  # fmt: skip
 
 
 def _sample(values: pd.Series) -> str:
@@ -175,6 +191,50 @@ def text_key(values: pd.Series, steps: Sequence[str]) -> pd.Series:
 
     text = normalize(values, text_steps(steps))
     return text.mask(text.str.strip() == "", pd.NA)
+
+
+NEAR_KEY_EXAMPLES = 10
+
+
+def _near_keys(
+    missing: pd.DataFrame, unexpected: pd.DataFrame, key: Sequence[str]
+) -> tuple[int, tuple[dict[str, str], ...]]:
+    """(how many missing keys equal an unexpected one after trim, casefold and collapsed spaces, the first pairs)."""
+    import pandas as pd
+
+    if not len(missing) or not len(unexpected):
+        return 0, ()
+
+    def loose(frame: pd.DataFrame) -> pd.Series:
+        parts = [frame[c].astype("string").str.strip().str.casefold().str.replace(r"\s+", " ", regex=True) for c in key]
+        joined = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1).astype(str).agg("\x1f".join, axis=1)
+        return joined.astype("string")
+
+    def exact(frame: pd.DataFrame) -> list[str]:
+        return ["|".join(str(v) for v in row) for row in frame[list(key)].itertuples(index=False)]
+
+    actual_by_loose: dict[str, str] = {}
+    for form, text in zip(loose(unexpected).tolist(), exact(unexpected), strict=True):
+        if isinstance(form, str):
+            actual_by_loose.setdefault(form, text)
+    found = [(text, actual_by_loose[form]) for form, text in zip(loose(missing).tolist(), exact(missing), strict=True)
+             if isinstance(form, str) and form in actual_by_loose]  # fmt: skip
+    return len(found), tuple({"desired": d, "actual": a} for d, a in found[:NEAR_KEY_EXAMPLES])
+
+
+def keys_as_compared(frame: pd.DataFrame, key: Sequence[str], steps: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """``frame`` with its key columns as the diff compares them: a text key (or one with normalise steps)
+    after its steps, a blank one null; other keys as they are. The quality gate checks these, so two keys
+    that differ only in what the diff ignores (case, spaces) are duplicates there too, not drift later."""
+    import pandas as pd
+
+    changes = {}
+    for column in key:
+        values = frame[column]
+        text = pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values)
+        if steps.get(column) or text:
+            changes[column] = text_key(values, steps.get(column, ()))
+    return frame.assign(**changes) if changes else frame
 
 
 def _holds(series: pd.Series, kind: type | tuple[type, ...]) -> bool:
@@ -562,7 +622,10 @@ def detect_drift(
     rows = rows.sort_values([*key, "drift_kind"], kind="stable", na_position="last").reset_index(drop=True)
     unchanged = int((~changed_any).sum())
 
+    near, near_examples = _near_keys(d_keys.iloc[missing_pos], a_keys.iloc[unexpected_pos], key)
     report = DriftReport(
+        near_keys=near,
+        near_key_examples=near_examples,
         missing=len(missing_pos),
         unexpected=len(unexpected_pos),
         changed=int(changed_any.sum()),

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_reconcile.core.drift import (
+    NEAR_KEY_EXAMPLES,
     TIME_FORMATS,
     DriftLayout,
     DriftReport,
@@ -201,6 +202,8 @@ def diff_files(
     totals: Counter[str] = Counter()
     per: dict[str, Counter[str]] = {"duplicate_keys": Counter(), "null_keys": Counter(), "columns": Counter()}
     sample: list[Mapping[str, Any]] = []
+    # Keys spelt differently hash to different parts: the hints are those found within one part.
+    near: list[Mapping[str, str]] = []
 
     with tempfile.TemporaryDirectory(prefix="reconcile-diff-") as tmp:
         folder = Path(tmp)
@@ -213,7 +216,8 @@ def diff_files(
             for p in range(count):
                 d, a = pd.read_parquet(d_parts[p]), pd.read_parquet(a_parts[p])
                 report, rows = detect_drift(d, a, sample_size=sample_size, key_formats=formats, **options)
-                for name in ("missing", "unexpected", "changed", "unchanged", "desired_rows", "actual_rows"):
+                near.extend(report.near_key_examples[: NEAR_KEY_EXAMPLES - len(near)])
+                for name in ("missing", "unexpected", "changed", "unchanged", "desired_rows", "actual_rows", "near_keys"):
                     totals[name] += getattr(report, name)
                 for name, counter in per.items():
                     counter.update(getattr(report, name))
@@ -240,5 +244,7 @@ def diff_files(
         desired_rows=totals["desired_rows"],
         actual_rows=totals["actual_rows"],
         sample=tuple(sample),
+        near_keys=totals["near_keys"],
+        near_key_examples=tuple(near),
     )
     return report, written

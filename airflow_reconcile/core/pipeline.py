@@ -141,7 +141,7 @@ def plan_locally(
     """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
     from airflow_reconcile.core.quality import run_quality_gate
     from airflow_reconcile.core.rules import blast_population, evaluate_rules, guard_problem
-    from airflow_reconcile.core.spec.columns import gate
+    from airflow_reconcile.core.spec.columns import gate, key_steps
 
     now = now or datetime.now(UTC)
     frames: dict[str, Any] = {}
@@ -149,7 +149,8 @@ def plan_locally(
     for side, override in (("desired", desired), ("actual", actual)):
         frames[side], sources[side] = read_side(spec, side, spec_path, override, read_options)
     quality = {
-        side: run_quality_gate(frames[side], getattr(spec.sources, side).key, gate(spec, side), side)
+        side: run_quality_gate(frames[side], getattr(spec.sources, side).key, gate(spec, side), side,
+                               key_steps(spec, side))  # fmt: skip
         for side in ("desired", "actual")
     }
     if not all(q.success for q in quality.values()):
@@ -218,6 +219,8 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
         f"drift: {r.changed} changed, {r.missing} missing, {r.unexpected} unexpected, {r.unchanged} unchanged; "
         f"duplicate keys {sum(r.duplicate_keys.values())}, null keys {sum(r.null_keys.values())}"
     )
+    if r.near_key_hint:
+        lines.append(f"hint: {r.near_key_hint}")
     if result.stale:
         lines.append("source of record is STALE: automatic decisions are downgraded to review")
     summary = result.summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,28 +78,29 @@ class QualityResult:
 
 def _expectations(
     columns: Sequence[str], key: list[str], spec: QualitySpec, side: str
-) -> list[tuple[Any, str | None, bool]]:
-    """(expectation, column for the report, blocking) for the built-in checks, then the spec's own."""
+) -> list[tuple[Any, str | None, bool, bool]]:
+    """(expectation, column for the report, blocking, on the keys as the diff compares them) for the
+    built-in checks, then the spec's own (on the snapshot as it is)."""
     import great_expectations as gx
 
     exp = gx.expectations
     keys_block = spec.key_problems == "fail"
-    out: list[tuple[Any, str | None, bool]] = []
+    out: list[tuple[Any, str | None, bool, bool]] = []
     for column in dict.fromkeys([*key, *spec.required_columns]):
-        out.append((exp.ExpectColumnToExist(column=column), column, True))
+        out.append((exp.ExpectColumnToExist(column=column), column, True, False))
     present = [c for c in key if c in columns]
     for column in present:
-        out.append((exp.ExpectColumnValuesToNotBeNull(column=column), column, keys_block))
+        out.append((exp.ExpectColumnValuesToNotBeNull(column=column), column, keys_block, True))
     if len(present) == len(key):
         if len(key) == 1:
-            out.append((exp.ExpectColumnValuesToBeUnique(column=key[0]), key[0], keys_block))
+            out.append((exp.ExpectColumnValuesToBeUnique(column=key[0]), key[0], keys_block, True))
         else:
-            out.append((exp.ExpectCompoundColumnsToBeUnique(column_list=key), ",".join(key), keys_block))
-    out.append((exp.ExpectTableRowCountToBeBetween(min_value=spec.min_rows, max_value=spec.max_rows), None, True))
+            out.append((exp.ExpectCompoundColumnsToBeUnique(column_list=key), ",".join(key), keys_block, True))
+    out.append((exp.ExpectTableRowCountToBeBetween(min_value=spec.min_rows, max_value=spec.max_rows), None, True, False))
     for index, item in enumerate(spec.expectations):
         expectation = build_expectation(item.expectation, item.kwargs, f"{side}.expectations[{index}]")
         named: str | None = item.kwargs.get("column") or (",".join(item.kwargs.get("column_list") or []) or None)
-        out.append((expectation, named, item.on_failure == "fail"))
+        out.append((expectation, named, item.on_failure == "fail", False))
     return out
 
 
@@ -145,13 +146,28 @@ class _Validator:
         return self.batches.get_batch(batch_parameters={"dataframe": frame}).validate(expectation)
 
 
-def run_quality_gate(frame: pd.DataFrame, key: list[str], spec: QualitySpec, side: str) -> QualityResult:
-    """Validate one snapshot. Never raises for bad data: the caller decides (fail closed)."""
+def run_quality_gate(
+    frame: pd.DataFrame,
+    key: list[str],
+    spec: QualitySpec,
+    side: str,
+    key_steps: Mapping[str, Sequence[str]] | None = None,
+) -> QualityResult:
+    """Validate one snapshot. Never raises for bad data: the caller decides (fail closed).
+
+    The key checks (not null, unique) see the keys as the diff compares them (``key_steps``: the key
+    columns' normalise steps; a blank text key is null), every other check the snapshot as it is."""
+    from airflow_reconcile.core.drift import keys_as_compared
+
     validator = _Validator(side)
     batch = validator.batches.get_batch(batch_parameters={"dataframe": frame})
+    present = [c for c in key if c in frame.columns]
+    keyed = validator.batches.get_batch(
+        batch_parameters={"dataframe": keys_as_compared(frame[present], present, key_steps or {})}
+    )
     results = []
-    for expectation, column, blocking in _expectations(list(frame.columns), key, spec, side):
-        outcome = batch.validate(expectation)
+    for expectation, column, blocking, on_keys in _expectations(list(frame.columns), key, spec, side):
+        outcome = (keyed if on_keys else batch).validate(expectation)
         detail = outcome.result or {}
         results.append(
             ExpectationResult(
@@ -213,7 +229,7 @@ class _Chunks:
             yield pa.Table.from_batches([batch]).to_pandas()
 
 
-def _repeated(chunks: _Chunks, columns: list[str]) -> tuple[int, int, tuple[Any, ...]]:
+def _repeated(chunks: Callable[[Sequence[str]], Iterable[pd.DataFrame]], columns: list[str]) -> tuple[int, int, tuple[Any, ...]]:
     """The rows counted (nulls left out; for several columns, rows where all are null, as Great
     Expectations counts them), those whose value or combination of values occurs more than once, and
     the first ten of them. One pass hashes every row (8 bytes each), a second collects the rows whose
@@ -252,6 +268,7 @@ def run_quality_gate_on_file(
     side: str,
     chunk_rows: int,
     progress: Callable[[str], None] = log.info,
+    key_steps: Mapping[str, Sequence[str]] | None = None,
 ) -> QualityResult:
     """:func:`run_quality_gate` on a Parquet snapshot, holding at most ``chunk_rows`` rows at a time.
 
@@ -268,19 +285,28 @@ def run_quality_gate_on_file(
     meta = pq.ParquetFile(path).metadata
     rows, names = meta.num_rows, [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
     if rows <= chunk_rows:
-        return run_quality_gate(pd.read_parquet(path), key, spec, side)
+        return run_quality_gate(pd.read_parquet(path), key, spec, side, key_steps)
     from great_expectations.expectations.expectation import (
         ColumnMapExpectation,
         ColumnPairMapExpectation,
         MulticolumnMapExpectation,
     )
 
+    from airflow_reconcile.core.drift import keys_as_compared
+
     chunks = _Chunks(path, chunk_rows)
+    present = [c for c in key if c in names]
+
+    def keyed(columns: Sequence[str]) -> Any:  # the key columns as the diff compares them
+        for frame in chunks(columns):
+            yield keys_as_compared(frame, [c for c in present if c in frame.columns], key_steps or {})
+
     validator = _Validator(side)
     progress(f"the {side} snapshot has {rows:,} rows: checking it in chunks of {chunk_rows:,}")
     results = []
-    for expectation, column, blocking in _expectations(names, key, spec, side):
+    for expectation, column, blocking, on_keys in _expectations(names, key, spec, side):
         kind, wanted = expectation.expectation_type, _named_columns(expectation)
+        read = keyed if on_keys else chunks
         absent = [c for c in wanted if c not in names]
         if absent and kind != "expect_column_to_exist":  # what Great Expectations says of a missing column
             results.append(ExpectationResult(kind, column, False, f"no column {', '.join(absent)}", None, (), blocking))
@@ -290,13 +316,13 @@ def run_quality_gate_on_file(
             outcome = validator.validate(expectation, pd.DataFrame(index=range(rows)))
             results.append(ExpectationResult(kind, column, bool(outcome.success), rows, None, (), blocking))
         elif kind in _UNIQUENESS:
-            nonmissing, unexpected, sample = _repeated(chunks, wanted)
+            nonmissing, unexpected, sample = _repeated(read, wanted)
             ok = _success(expectation, nonmissing, unexpected)
             results.append(ExpectationResult(kind, column, ok, None, unexpected, sample, blocking))
         elif isinstance(expectation, ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation):
             unexpected = nonmissing = 0
             examples: list[Any] = []
-            for frame in chunks(wanted):
+            for frame in read(wanted):
                 outcome = validator.validate(expectation, frame)
                 detail = outcome.result or {}
                 if not outcome.success and not detail.get("unexpected_count"):

@@ -304,9 +304,10 @@ def _too_long(spec: Spec, rule: Rule, params: Mapping[str, str]) -> str:
     """Why a rendered value must not be written: longer than the target's field takes, or than the spec's limit."""
     limits = catalog.action(rule.target, rule.action).max_length
     for name, value in params.items():
-        most = min(limits.get(name, spec.limits.max_rendered_chars), spec.limits.max_rendered_chars)
+        field_most = limits.get(name, spec.limits.max_rendered_chars + 1)
+        most = min(field_most, spec.limits.max_rendered_chars)
         if len(value) > most:
-            where = f"the {rule.target} field's limit" if name in limits else "limits.max_rendered_chars"
+            where = f"the {rule.target} field's limit" if field_most == most else "limits.max_rendered_chars"
             return f"params.{name} rendered {len(value):,} characters, more than {where} ({most:,})"
     return ""
 

@@ -240,3 +240,16 @@ def test_an_integer_value_reads_the_same_whatever_other_drift_the_run_has() -> N
     assert alone["desired.size"].tolist() == ["5"]
     assert with_unexpected.set_index("drift_kind")["desired.size"].dropna().tolist() == ["5"]
     assert list(alone.columns) == list(with_unexpected.columns)  # the same columns, whatever the rows
+
+
+def test_keys_that_differ_only_by_case_or_spaces_get_a_hint():
+    desired = pd.DataFrame({"service": ["Billing", "mail ", "search"], "owner": ["a", "b", "c"]})
+    actual = pd.DataFrame({"service": ["billing", "Mail", "search"], "owner": ["a", "b", "c"]})
+    report, _ = detect_drift(desired, actual, ["service"], ["owner"])
+    assert (report.missing, report.unexpected, report.near_keys) == (2, 2, 2)
+    assert report.near_key_examples[0] == {"desired": "Billing", "actual": "billing"}
+    assert "drift.normalize: {key: [trim, casefold]}" in report.near_key_hint
+    normalised, _ = detect_drift(
+        desired, actual, ["service"], ["owner"], normalize_steps={"service": ["trim", "casefold"]}
+    )
+    assert (normalised.missing, normalised.near_keys, normalised.near_key_hint) == (0, 0, None)

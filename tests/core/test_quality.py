@@ -115,3 +115,29 @@ def test_bad_expectations_say_what_to_fix(item, message):
     with pytest.raises(SpecError) as err:
         run_quality_gate(frame, ["service"], QualitySpec(expectations=[item]), "actual")
     assert message in str(err.value)
+
+
+def test_keys_are_checked_as_the_diff_compares_them(tmp_path):
+    """The diff compares ``svc: [trim, casefold]`` keys normalised and blank keys as null: so does the gate,
+    whole and in chunks, while every other check sees the snapshot as it is."""
+    from airflow_reconcile.core.quality import run_quality_gate_on_file
+
+    frame = pd.DataFrame({"svc": ["Billing", " billing", "mail", "  ", "x"], "team": ["t"] * 5}, dtype="string")
+    steps = {"svc": ["trim", "casefold"]}
+    result = run_quality_gate(frame, ["svc"], QualitySpec(), "actual", steps)
+    failed = {r.expectation: r for r in result.failures}
+    assert failed["expect_column_values_to_be_unique"].unexpected_count == 2  # Billing and " billing"
+    assert failed["expect_column_values_to_not_be_null"].unexpected_count == 1  # the blank key
+    # Raw, as before: the duplicates were drift rows nobody handled; the blank passed.
+    assert run_quality_gate(frame.iloc[[0, 1, 2, 4]], ["svc"], QualitySpec(), "actual").success
+    path = tmp_path / "snapshot.parquet"
+    frame.to_parquet(path)
+    chunked = run_quality_gate_on_file(path, ["svc"], QualitySpec(), "actual", 2, key_steps=steps)
+    assert {r.expectation: r.unexpected_count for r in chunked.failures} == {
+        r.expectation: r.unexpected_count for r in result.failures
+    }
+    # A user's own expectation on the key column sees the value as it is, not the normalised one.
+    regex = QualitySpec(expectations=[{"expectation": "expect_column_values_to_match_regex",
+                                       "kwargs": {"column": "svc", "regex": "^[A-Z]"}}])  # fmt: skip
+    mine = run_quality_gate(frame.iloc[[0]], ["svc"], regex, "actual", steps)
+    assert mine.success

@@ -199,3 +199,13 @@ def gate(spec: Spec, side: str) -> QualitySpec:
     quality: QualitySpec = getattr(spec.quality, side)
     needed = list(dict.fromkeys([*quality.required_columns, *gate_columns(spec, side)]))
     return quality.model_copy(update={"required_columns": needed})
+
+
+def key_steps(spec: Spec, side: str) -> dict[str, list[str]]:
+    """The normalise steps of the side's key columns, in the side's own names: the diff compares keys after
+    them, so the quality gate checks them that way too."""
+    steps = spec.drift.normalize
+    if side == "desired":
+        return {c: list(steps[c]) for c in spec.sources.desired.key if c in steps}
+    to_desired = {a: d for d, a in spec.drift.column_map.items()}
+    return {c: list(steps[to_desired.get(c, c)]) for c in spec.sources.actual.key if to_desired.get(c, c) in steps}
