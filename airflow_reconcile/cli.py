@@ -43,8 +43,11 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def _columns(text: str | None) -> list[str] | None:
-    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+def _columns(given: str | list[str] | None) -> list[str] | None:
+    """Columns from a comma-separated option, given once or repeated (``--compare a --compare b,c``)."""
+    texts = [given] if isinstance(given, str) else list(given or [])
+    columns = [c.strip() for text in texts for c in text.split(",") if c.strip()]
+    return list(dict.fromkeys(columns)) or None
 
 
 def report_table(report: DriftReport, desired: str, actual: str, key: list[str]) -> str:
@@ -101,7 +104,7 @@ def _diff_options(args: argparse.Namespace, frames: dict[str, Any]) -> dict[str,
             )
     key = _columns(args.key) or []
     if not key:
-        raise ReconcileError(f"--key {args.key!r}: give one or more key columns, comma-separated")
+        raise ReconcileError(f"--key {','.join(args.key)!r}: give one or more key columns, comma-separated")
     for column in key:
         check("--key", column)
     steps_allowed = get_args(NormalizeStep)
@@ -123,8 +126,23 @@ def _diff_options(args: argparse.Namespace, frames: dict[str, Any]) -> dict[str,
     for flag, text in (("--compare", args.compare), ("--exclude", args.exclude)):
         for column in _columns(text) or []:
             check(flag, column, ("desired",) if flag == "--exclude" else ("desired", "actual"))
+    compare, exclude = _columns(args.compare), _columns(args.exclude) or []
+    for column in compare or []:
+        if column in key:
+            raise ReconcileError(f"--compare {column}: it is the key (--key); rows are matched by it, never compared")
+        if column in exclude:
+            raise ReconcileError(f"--compare {column} --exclude {column}: give a column to one of them")
+    zone = None
+    if args.timezone:
+        from airflow_reconcile.core.spec.model import check_time_zone
+
+        try:
+            zone = check_time_zone(args.timezone)
+        except ValueError as exc:
+            raise ReconcileError(f"--timezone: {exc}") from None
     return {"key": key, "normalize_steps": normalize, "tolerances": tolerances, "column_map": column_map,
-            "compare": _columns(args.compare), "exclude": _columns(args.exclude) or []}  # fmt: skip
+            "compare": compare, "exclude": exclude,
+            "timezones": {"desired": zone, "actual": zone}}  # fmt: skip
 
 
 def _output_format(output: str) -> str:
@@ -523,9 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     diff.add_argument("desired", help="the source of record")
     diff.add_argument("actual", help="the target system's snapshot")
-    diff.add_argument("--key", required=True, help="key column(s), comma-separated")
-    diff.add_argument("--compare", help="columns to compare (default: every column both files have)")
-    diff.add_argument("--exclude", help="columns not compared, kept in the report as context")
+    diff.add_argument("--key", required=True, action="append", help="key column(s), comma-separated (or repeated)")
+    diff.add_argument("--compare", action="append", help="columns to compare, comma-separated or repeated "
+                      "(default: every column both files have)")  # fmt: skip
+    diff.add_argument("--exclude", action="append", help="columns not compared, kept in the report as context")
+    diff.add_argument("--timezone", metavar="ZONE", help="the IANA time zone of times without an offset in both files "
+                      "(e.g. UTC, Europe/Berlin); without it such times stop the diff")  # fmt: skip
     diff.add_argument("--tolerance", action="append", default=[], metavar="COL=VALUE", help="0.01, 1%% or 5m")
     diff.add_argument("--normalize", action="append", default=[], metavar="COL=STEPS",
                       help="trim, casefold, nfc, null_equivalents, number, timestamp")  # fmt: skip

@@ -63,10 +63,17 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
         source = getattr(self._spec.sources, self.side)
         if source.freshness is None:
             return PokeReturnValue(True, {"side": self.side, "stale": False, "checked": False})
+        from airflow_reconcile.core.errors import FreshnessUnreadable
+
         reading = source_context(self.spec_path, source, self.log, RetryPolicy.of(self._spec))
-        newest = get_source(source.kind).newest(source, reading)
+        unreadable = None
+        try:
+            newest = get_source(source.kind).newest(source, reading)
+        except FreshnessUnreadable as exc:  # its age is unknown: fail closed, and say why it is unknown
+            newest, unreadable = None, str(exc)
+            self.log.warning("freshness of the %s source is UNREADABLE (treated as stale): %s", self.side, exc)
         now = datetime.now(UTC)
-        if newest is None:
+        if newest is None and unreadable is None:
             self.log.warning("%s source cannot tell how fresh it is; treating it as stale", self.side)
         age = (now - newest).total_seconds() if newest else None
         stale = source.freshness.is_stale(newest, now)
@@ -77,6 +84,7 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
             "newest": newest.isoformat() if newest else None,
             "age_seconds": age,
             "max_age": source.freshness.max_age,
+            **({"unreadable": unreadable} if unreadable else {}),
         }
         self.log.info("freshness of the %s source: %s", self.side, info)
         if stale and source.freshness.on_stale == "wait":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC
@@ -171,3 +172,35 @@ def test_committed_json_schema_is_current_and_checks_the_shipped_spec():
     broken = yaml.safe_load(SPEC.read_text())
     broken["rules"][0]["action"] = "asign"
     assert any("asign" in e.message for e in validator.iter_errors(broken))
+
+
+def test_diff_options_that_contradict_or_repeat(tmp_path, capsys):
+    """Contradictions are errors; repeated options add up (never only the last one counts)."""
+    from airflow_reconcile import cli
+
+    (tmp_path / "d.csv").write_text("service,owner,team\na,x,t\nb,y,u\n")
+    (tmp_path / "a.csv").write_text("service,owner,team\na,x,t\nb,z,v\n")
+    (tmp_path / "t1.csv").write_text("id,seen\n1,2026-01-01 10:00\n")
+    (tmp_path / "t2.csv").write_text("id,seen\n1,2026-01-01T09:00:00Z\n")
+
+    def run(*args):
+        code = cli.main(["diff", *(str(tmp_path / a) if a.endswith(".csv") else a for a in args), "--format", "json"])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    for args, message in [
+        (("d.csv", "a.csv", "--key", "service", "--compare", "owner", "--exclude", "owner"), "give a column to one of them"),
+        (("d.csv", "a.csv", "--key", "service", "--compare", "service"), "--compare service: it is the key"),
+        (("d.csv", "a.csv", "--key", "service", "--column-map", "owner=team"), "the rename would give it two"),
+        (("t1.csv", "t2.csv", "--key", "id", "--normalize", "seen=timestamp"), "times without a time zone"),
+        (("t1.csv", "t2.csv", "--key", "id", "--timezone", "Mars/Base"), "--timezone: 'Mars/Base' is not a time zone"),
+    ]:  # fmt: skip
+        code, _, err = run(*args)
+        assert (code, len(err.strip().splitlines())) == (2, 1), (args, err)
+        assert message in err, (args, err)
+    code, out, _ = run("d.csv", "a.csv", "--key", "service", "--compare", "owner", "--compare", "team")
+    assert (code, json.loads(out)["columns"]) == (1, {"owner": 1, "team": 1})
+    code, out, _ = run(
+        "t1.csv", "t2.csv", "--key", "id", "--normalize", "seen=timestamp", "--timezone", "Europe/Berlin"
+    )
+    assert (code, json.loads(out)["changed"]) == (0, 0)

@@ -50,6 +50,7 @@ class Leaf:
     op: str
     value: Any
     unparseable: str  # "review" or "false"
+    zone: str | None = None  # the field's side's time zone for naive times (sources.<side>.timezone)
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,19 @@ def _regex(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
 
 
 def _older_than(column: pd.Series, leaf: Leaf, now: datetime) -> Verdict:
+    """A naive time (no offset) is read in its side's time zone; without one its row is undecided."""
     import pandas as pd
 
-    stamps = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+    from airflow_reconcile.core.values import naive_text, to_instants
+
+    naive = naive_text(column.astype("string").str.strip()) if leaf.zone is None else None
+    stamps = to_instants(column.mask(naive) if naive is not None else column, leaf.zone, leaf.field)
     limit = pd.Timestamp(now) - pd.Timedelta(seconds=parse_duration(str(leaf.value)))
-    why = unreadable(column, stamps, leaf, "an ISO 8601 timestamp")
+    why = unreadable(column.mask(naive) if naive is not None else column, stamps, leaf, "an ISO 8601 timestamp")
+    if naive is not None and naive.any():
+        side = leaf.field.split(".", 1)[0]
+        why[naive] = (f"{leaf.field} " + column[naive].map(repr) + f" has no time zone; set sources.{side}.timezone "
+                      "to the zone it was written in")  # fmt: skip
     return Verdict((stamps < limit).fillna(False).astype(bool) & why.isna(), why)
 
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = tuple(DriftKind)
+# Each side's time zone (``sources.<side>.timezone``) for its naive times; a side without one has none.
+Zones = Mapping[str, str | None] | None
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,15 @@ def _as_numbers(series: pd.Series, column: str, side: str) -> pd.Series:
     return _parsed(series, numbers, column, side, "numbers", "normalise those values or exclude the column")
 
 
-def _as_timestamps(series: pd.Series, column: str, side: str) -> pd.Series:
-    import pandas as pd
+def _as_timestamps(series: pd.Series, column: str, side: str, zones: Zones = None) -> pd.Series:
+    """UTC instants; a naive time is read in the side's time zone (``zones``), or stops the diff naming the
+    column when the side has none (``values.to_instants``)."""
+    from airflow_reconcile.core.values import NaiveTimes, to_instants
 
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return series.dt.tz_convert("UTC")
-    if pd.api.types.is_datetime64_dtype(series):
-        return series.dt.tz_localize("UTC")
-    stamps = pd.to_datetime(series.astype("string").str.strip(), utc=True, errors="coerce", format="ISO8601")
+    try:
+        stamps = to_instants(series, (zones or {}).get(side), f"column {column!r} on the {side} side")
+    except NaiveTimes as exc:
+        raise ReconcileError(str(exc).replace("sources.<side>.", f"sources.{side}.")) from None
     return _parsed(series, stamps, column, side, "timestamps", "use ISO 8601 values or exclude the column")
 
 
@@ -122,7 +125,12 @@ def _is_timestamp(series: pd.Series) -> bool:
 
 
 def column_differs(
-    left: pd.Series, right: pd.Series, column: str, steps: Sequence[str] = (), tolerance: Tolerance | None = None
+    left: pd.Series,
+    right: pd.Series,
+    column: str,
+    steps: Sequence[str] = (),
+    tolerance: Tolerance | None = None,
+    zones: Zones = None,
 ) -> pd.Series:
     """Element-wise "these two values differ", with nulls equal to nulls.
 
@@ -135,7 +143,7 @@ def column_differs(
     if rewrite:
         left, right = normalize(left, rewrite), normalize(right, rewrite)
     if "timestamp" in steps or tol.seconds is not None or _is_timestamp(left) or _is_timestamp(right):
-        lval, rval = _as_timestamps(left, column, "desired"), _as_timestamps(right, column, "actual")
+        lval, rval = _as_timestamps(left, column, "desired", zones), _as_timestamps(right, column, "actual", zones)
         equal = (lval - rval).abs().dt.total_seconds() <= (tol.seconds or 0)
     elif "number" in steps or tol.absolute or tol.relative or _is_numeric_dtype(left) or _is_numeric_dtype(right):
         lnum, rnum = _as_numbers(left, column, "desired"), _as_numbers(right, column, "actual")
@@ -159,6 +167,7 @@ def _align_keys(
     key: list[str],
     steps: Mapping[str, Sequence[str]],
     formats: Mapping[str, str] | None = None,
+    zones: Zones = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The key columns of both sides, ready to join: native when both are integers, else canonical text.
 
@@ -179,7 +188,7 @@ def _align_keys(
                 nullable = isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
                 out[side][c] = values.astype("Int64") if nullable else values.to_numpy(dtype="int64")
             continue
-        pair = _canonical_keys(left, right, c, (formats or {}).get(c))
+        pair = _canonical_keys(left, right, c, (formats or {}).get(c), zones)
         for side, values in enumerate(pair):
             out[side][c] = text_key(values, steps.get(c, ()))
     return pd.DataFrame(out[0], index=desired.index), pd.DataFrame(out[1], index=actual.index)
@@ -273,7 +282,7 @@ def canonical_uuids(values: pd.Series, column: str, side: str) -> pd.Series:
 
 
 def _canonical_keys(
-    left: pd.Series, right: pd.Series, column: str, time_format: str | None = None
+    left: pd.Series, right: pd.Series, column: str, time_format: str | None = None, zones: Zones = None
 ) -> tuple[pd.Series, pd.Series]:
     """Both sides of one key column as text in a form where equal keys are equal strings."""
     import datetime as dt
@@ -283,7 +292,7 @@ def _canonical_keys(
         return _is_timestamp(s) or _holds(s, (dt.date, dt.datetime))
 
     if temporal(left) or temporal(right):
-        stamps = _as_timestamps(left, column, "desired"), _as_timestamps(right, column, "actual")
+        stamps = _as_timestamps(left, column, "desired", zones), _as_timestamps(right, column, "actual", zones)
         fmt = time_format or TIME_FORMATS["date" if all(dates_only(s) for s in stamps) else "instant"]
         return stamps[0].dt.strftime(fmt).astype("string"), stamps[1].dt.strftime(fmt).astype("string")
     if _holds(left, uuid.UUID) or _holds(right, uuid.UUID):
@@ -375,6 +384,8 @@ def _fast_differs(left: pd.Series, right: pd.Series, d_at: Any, a_at: Any) -> An
     lt, rt = lval.type, rval.type
     if not any(getattr(pa.types, f)(lt) for f in _FAST_TYPES):
         return None
+    if any(pa.types.is_timestamp(t) and t.tz is None for t in (lt, rt)):  # naive: each side's zone decides
+        return None
     numeric = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in (lt, rt))
     texts = all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in (lt, rt))
     if texts and lt != rt:
@@ -394,6 +405,7 @@ def _compare_columns(
     compare: Sequence[str],
     normalize_steps: Mapping[str, Sequence[str]],
     tols: Mapping[str, Tolerance],
+    zones: Zones = None,
 ) -> dict[str, Any]:
     """Per compared column, a boolean array over the matched pairs: "this value drifted".
 
@@ -412,7 +424,7 @@ def _compare_columns(
             return fast
         left = desired[col].iloc[d_matched].reset_index(drop=True)
         right = actual[col].iloc[a_matched].reset_index(drop=True)
-        return column_differs(left, right, col, steps, tol).to_numpy(dtype=bool)
+        return column_differs(left, right, col, steps, tol, zones).to_numpy(dtype=bool)
 
     workers = min(len(compare), os.cpu_count() or 1, 8) if len(d_matched) >= 100_000 else 1
     results: dict[str, Any] = {}
@@ -494,6 +506,14 @@ class DriftLayout:
         exclude: Sequence[str],
     ) -> DriftLayout:
         """``actual`` already in the desired side's names (``column_map`` applied)."""
+        keyed = [c for c in compare or () if c in key]
+        if keyed:
+            raise ReconcileError(f"compare names the key column(s) {', '.join(keyed)}: keys are what rows are "
+                                 "matched by, never compared; leave them out of compare")  # fmt: skip
+        both = [c for c in compare or () if c in exclude]
+        if both:
+            raise ReconcileError(f"column(s) {', '.join(both)} are both compared and excluded; give each column "
+                                 "to one of compare and exclude")  # fmt: skip
         if compare is None:
             compare = [c for c in desired if c in actual and c not in key and c not in exclude]
         compare = [c for c in compare if c not in exclude]
@@ -532,6 +552,7 @@ def detect_drift(
     tolerances: Mapping[str, Tolerance | str | float] | None = None,
     column_map: Mapping[str, str] | None = None,
     key_formats: Mapping[str, str] | None = None,
+    timezones: Zones = None,
 ) -> tuple[DriftReport, pd.DataFrame]:
     """Return the report and the row-level frame (one row per drifting entity).
 
@@ -542,19 +563,26 @@ def detect_drift(
     Frame columns (:class:`DriftLayout`, the same whatever the rows): the key columns, ``drift_kind``,
     ``side`` (for key problems), ``changed_columns`` (comma-separated), and ``desired.<col>`` /
     ``actual.<col>`` for every compared and context column that side has. ``key_formats``: see
-    :func:`_align_keys`.
+    :func:`_align_keys`. ``timezones``: each side's zone for its naive times (``{"desired": "Europe/Berlin"}``);
+    a naive time on a side without one stops the diff with an error naming the column.
     """
     import numpy as np
     import pandas as pd
 
     key = list(key)
     if column_map:
+        clash = [f"{d}={a}" for d, a in column_map.items() if d != a and d in actual.columns]
+        if clash:
+            raise ReconcileError(
+                f"column_map {', '.join(clash)}: the actual side has a column named like the desired one too, so "
+                "the rename would give it two; exclude one of them, or map the other as well"
+            )
         actual = actual.rename(columns={a: d for d, a in column_map.items()})
     layout = DriftLayout.of(list(desired.columns), list(actual.columns), key, compare, context, exclude)
     compare, columns = layout.compare, layout.carried
     normalize_steps = dict(normalize_steps or {})
     tols = {c: t if isinstance(t, Tolerance) else Tolerance.parse(t) for c, t in (tolerances or {}).items()}
-    d_keys, a_keys = _align_keys(desired, actual, key, normalize_steps, key_formats)
+    d_keys, a_keys = _align_keys(desired, actual, key, normalize_steps, key_formats, timezones)
     dense = _dense_int_match(d_keys, a_keys, key)
     if dense is not None:
         d_null, a_null, d_held, a_held, d_matched, a_matched, missing_pos, unexpected_pos = dense
@@ -585,7 +613,7 @@ def detect_drift(
             len(d_matched), len(missing_pos), len(unexpected_pos), len(compare),
         )  # fmt: skip
 
-    changed_cols = _compare_columns(desired, actual, d_matched, a_matched, compare, normalize_steps, tols)
+    changed_cols = _compare_columns(desired, actual, d_matched, a_matched, compare, normalize_steps, tols, timezones)
     changed_any = np.zeros(len(d_matched), dtype=bool)
     for mask in changed_cols.values():
         changed_any |= mask

@@ -78,8 +78,14 @@ def _key_kinds(
 class _Hasher:
     """Part numbers for one side's rows; learns on the way whether a temporal key holds dates only."""
 
-    def __init__(self, key: Sequence[str], kinds: Mapping[str, str], steps: Mapping[str, Sequence[str]]) -> None:
-        self.key, self.kinds, self.steps = list(key), kinds, steps
+    def __init__(
+        self,
+        key: Sequence[str],
+        kinds: Mapping[str, str],
+        steps: Mapping[str, Sequence[str]],
+        zones: Mapping[str, str | None] | None = None,
+    ) -> None:
+        self.key, self.kinds, self.steps, self.zones = list(key), kinds, steps, zones
         self.dates: dict[str, bool] = {c: True for c, kind in kinds.items() if kind == "time"}
 
     def parts(self, keys: pd.DataFrame, side: str, count: int) -> np.ndarray:
@@ -90,7 +96,7 @@ class _Hasher:
         for c in self.key:
             column, kind = keys[c], self.kinds[c]
             if kind == "time":
-                stamps = _as_timestamps(column, c, side)
+                stamps = _as_timestamps(column, c, side, self.zones)
                 self.dates[c] = self.dates[c] and dates_only(stamps)
                 values[c] = pd.Series(stamps.dt.as_unit("ns").array.asi8, index=keys.index)
             elif kind == "int":
@@ -160,6 +166,7 @@ def diff_files(
     exclude: Sequence[str] = (),
     tolerances: Mapping[str, Tolerance | str | float] | None = None,
     column_map: Mapping[str, str] | None = None,
+    timezones: Mapping[str, str | None] | None = None,
     sample_size: int = 20,
     progress: Callable[[str], None] = log.info,
 ) -> tuple[DriftReport, T]:
@@ -180,7 +187,7 @@ def diff_files(
         )
     options: dict[str, Any] = {
         "key": key, "compare": compare, "context": context, "normalize_steps": steps, "exclude": exclude,
-        "tolerances": tolerances, "column_map": column_map,
+        "tolerances": tolerances, "column_map": column_map, "timezones": timezones,
     }  # fmt: skip
     if count == 1:
         report, rows = detect_drift(
@@ -198,7 +205,7 @@ def diff_files(
         {c: a_file.schema_arrow.field(in_file[c]).type for c in key},
         steps,
     )
-    hasher = _Hasher(key, kinds, steps)
+    hasher = _Hasher(key, kinds, steps, timezones)
     totals: Counter[str] = Counter()
     per: dict[str, Counter[str]] = {"duplicate_keys": Counter(), "null_keys": Counter(), "columns": Counter()}
     sample: list[Mapping[str, Any]] = []
@@ -217,7 +224,15 @@ def diff_files(
                 d, a = pd.read_parquet(d_parts[p]), pd.read_parquet(a_parts[p])
                 report, rows = detect_drift(d, a, sample_size=sample_size, key_formats=formats, **options)
                 near.extend(report.near_key_examples[: NEAR_KEY_EXAMPLES - len(near)])
-                for name in ("missing", "unexpected", "changed", "unchanged", "desired_rows", "actual_rows", "near_keys"):
+                for name in (
+                    "missing",
+                    "unexpected",
+                    "changed",
+                    "unchanged",
+                    "desired_rows",
+                    "actual_rows",
+                    "near_keys",
+                ):
                     totals[name] += getattr(report, name)
                 for name, counter in per.items():
                     counter.update(getattr(report, name))

@@ -15,6 +15,11 @@ class SourceError(ReconcileError):
     """A snapshot could not be read; the message names the source and what to change."""
 
 
+class FreshnessUnreadable(SourceError):
+    """The freshness column has values that do not read as times (or naive times and no time zone): the
+    source's age is unknown, which is treated as stale, and said as "unreadable"."""
+
+
 class QualityGateFailed(ReconcileError):
     """A snapshot failed its quality gate: nothing downstream may act on it."""
 

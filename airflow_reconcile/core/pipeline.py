@@ -38,6 +38,7 @@ def _drift_options(spec: Spec) -> dict[str, Any]:
         "exclude": spec.drift.exclude,
         "tolerances": spec.drift.tolerances,
         "column_map": spec.drift.column_map,
+        "timezones": {side: getattr(spec.sources, side).timezone for side in ("desired", "actual")},
     }
 
 
@@ -63,21 +64,32 @@ def spec_drift_files(
     return diff_files(desired, actual, write, partition_rows=spec.limits.partition_rows, progress=progress, **options)
 
 
-def desired_is_stale(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> bool:
-    """The freshness sensor's verdict on the source of record, from what ``reconcile plan`` can see:
-    the freshness column of the snapshot, or a local file's modification time. A ``freshness.query``
-    needs the source's connection, so it is not checked here."""
+def freshness_problem(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> str | None:
+    """The freshness sensor's verdict on the source of record, from what ``reconcile plan`` can see (the
+    freshness column of the snapshot, or a local file's modification time): None when it is fresh, else
+    why not — ``stale``, or why its age cannot be read (treated as stale). A ``freshness.query`` needs the
+    source's connection, so it is not checked here."""
+    from airflow_reconcile.core.errors import FreshnessUnreadable
     from airflow_reconcile.core.sources.base import newest_value
 
     fresh = spec.sources.desired.freshness
     if fresh is None:
-        return False
+        return None
     if fresh.column:
-        return fresh.is_stale(newest_value(frame, fresh.column, origin), now)
+        try:
+            newest = newest_value(frame, fresh.column, origin, spec.sources.desired.timezone)
+        except FreshnessUnreadable as exc:
+            return f"UNREADABLE ({exc})"
+        return "STALE" if fresh.is_stale(newest, now) else None
     path = Path(origin)
     if spec.sources.desired.kind == "file" and path.is_file():
-        return fresh.is_stale(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), now)
-    return False
+        return "STALE" if fresh.is_stale(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), now) else None
+    return None
+
+
+def desired_is_stale(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> bool:
+    """Whether automatic decisions are downgraded: the source of record is stale, or its age unreadable."""
+    return freshness_problem(spec, frame, origin, now) is not None
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class LocalPlan:
     stale: bool
     now: datetime
     guard: str | None = None  # why the blast-radius limits would stop the run
+    freshness: str | None = None  # STALE, or UNREADABLE (why): automatic decisions go to review
 
     @property
     def gate_failed(self) -> bool:
@@ -149,18 +162,20 @@ def plan_locally(
     for side, override in (("desired", desired), ("actual", actual)):
         frames[side], sources[side] = read_side(spec, side, spec_path, override, read_options)
     quality = {
-        side: run_quality_gate(frames[side], getattr(spec.sources, side).key, gate(spec, side), side,
-                               key_steps(spec, side))  # fmt: skip
+        side: run_quality_gate(
+            frames[side], getattr(spec.sources, side).key, gate(spec, side), side, key_steps(spec, side)
+        )  # fmt: skip
         for side in ("desired", "actual")
     }
     if not all(q.success for q in quality.values()):
         return LocalPlan(spec, sources, quality, None, None, None, False, now)
-    stale = desired_is_stale(spec, frames["desired"], sources["desired"], now)
+    freshness = freshness_problem(spec, frames["desired"], sources["desired"], now)
+    stale = freshness is not None
     report, rows = spec_drift(spec, frames["desired"], frames["actual"])
     population = blast_population(report.desired_rows, report.actual_rows)
     plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
     guard = guard_problem(spec, plan, population)
-    return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard)
+    return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard, freshness)
 
 
 def describe_change(row: Mapping[Any, Any]) -> str:
@@ -222,7 +237,7 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
     if r.near_key_hint:
         lines.append(f"hint: {r.near_key_hint}")
     if result.stale:
-        lines.append("source of record is STALE: automatic decisions are downgraded to review")
+        lines.append(f"source of record is {result.freshness or 'STALE'}: automatic decisions are downgraded to review")
     summary = result.summary
 
     def counts(data: dict[str, int]) -> str:

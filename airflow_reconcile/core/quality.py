@@ -96,7 +96,9 @@ def _expectations(
             out.append((exp.ExpectColumnValuesToBeUnique(column=key[0]), key[0], keys_block, True))
         else:
             out.append((exp.ExpectCompoundColumnsToBeUnique(column_list=key), ",".join(key), keys_block, True))
-    out.append((exp.ExpectTableRowCountToBeBetween(min_value=spec.min_rows, max_value=spec.max_rows), None, True, False))
+    out.append(
+        (exp.ExpectTableRowCountToBeBetween(min_value=spec.min_rows, max_value=spec.max_rows), None, True, False)
+    )
     for index, item in enumerate(spec.expectations):
         expectation = build_expectation(item.expectation, item.kwargs, f"{side}.expectations[{index}]")
         named: str | None = item.kwargs.get("column") or (",".join(item.kwargs.get("column_list") or []) or None)
@@ -229,7 +231,9 @@ class _Chunks:
             yield pa.Table.from_batches([batch]).to_pandas()
 
 
-def _repeated(chunks: Callable[[Sequence[str]], Iterable[pd.DataFrame]], columns: list[str]) -> tuple[int, int, tuple[Any, ...]]:
+def _repeated(
+    chunks: Callable[[Sequence[str]], Iterable[pd.DataFrame]], columns: list[str]
+) -> tuple[int, int, tuple[Any, ...]]:
     """The rows counted (nulls left out; for several columns, rows where all are null, as Great
     Expectations counts them), those whose value or combination of values occurs more than once, and
     the first ten of them. One pass hashes every row (8 bytes each), a second collects the rows whose

@@ -33,6 +33,7 @@ UNHANDLED_EXAMPLES = 10  # drift rows no rule handles, kept in the summary
 STALE_REASON = {"desired": "source of record is stale", "actual": "target snapshot is stale"}
 # The plan's rule for drift no rule handles (``drift.unhandled: review``): not a name a spec's rule can have.
 UNHANDLED_RULE = "(no rule)"
+Zones = Mapping[str, str | None] | None  # each side's time zone for its naive times
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def operation_id(spec_name: str, rule: str, entity: str, action: str, params: st
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> Verdict:
+def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime, zones: Zones = None) -> Verdict:
     """Vectorised over the whole drift frame: a tree is combined three-valued, a leaf is tested by its
     op's record (``core.conditions``).
 
@@ -92,16 +93,16 @@ def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> Verd
 
     none = pd.Series(pd.NA, index=drift.index, dtype="string")
     if cond.all is not None:
-        return _all(drift, cond.all, now)
+        return _all(drift, cond.all, now, zones)
     if cond.any is not None:  # three-valued: true if any child is true, undecided if none is but one is undecided
         mask, why = pd.Series(False, index=drift.index), none
         for child in cond.any:
-            verdict = _condition_mask(drift, child, now)
+            verdict = _condition_mask(drift, child, now, zones)
             mask |= verdict.mask
             why = why.fillna(verdict.why_not)
         return Verdict(mask, why.mask(mask))
     if cond.not_ is not None:
-        inner = _condition_mask(drift, cond.not_, now)
+        inner = _condition_mask(drift, cond.not_, now, zones)
         return Verdict(~inner.mask & ~inner.unknown, inner.why_not)
     op = condition_ops()[str(cond.op)]
     if op.test is None:  # changed: over the drift row's changed columns
@@ -109,16 +110,17 @@ def _condition_mask(drift: pd.DataFrame, cond: Condition, now: datetime) -> Verd
     field_name = str(cond.field)  # a leaf has both (the spec model checks)
     # The spec checks every named column is declared, and the quality gate that the snapshot has it.
     column = drift[field_name] if field_name in drift.columns else pd.Series(pd.NA, index=drift.index)
-    return op.test(column.astype("string"), Leaf(field_name, op.name, cond.value, cond.unparseable), now)
+    zone = (zones or {}).get(field_name.split(".", 1)[0])
+    return op.test(column.astype("string"), Leaf(field_name, op.name, cond.value, cond.unparseable, zone), now)
 
 
-def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime) -> Verdict:
+def _all(drift: pd.DataFrame, conditions: Sequence[Condition], now: datetime, zones: Zones = None) -> Verdict:
     import pandas as pd
 
     mask, why = pd.Series(True, index=drift.index), pd.Series(pd.NA, index=drift.index, dtype="string")
     false = pd.Series(False, index=drift.index)
     for cond in conditions:  # three-valued: false if any is false, undecided if none is but one is undecided
-        verdict = _condition_mask(drift, cond, now)
+        verdict = _condition_mask(drift, cond, now, zones)
         mask &= verdict.mask
         false |= ~verdict.mask & ~verdict.unknown
         why = why.fillna(verdict.why_not)
@@ -137,14 +139,14 @@ def _naming(drift: pd.DataFrame, column: str) -> pd.Series:
     return pd.Series([column in cols for cols in changed_lists(drift)], index=drift.index, dtype=bool)
 
 
-def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime) -> Verdict:
+def _rule_mask(drift: pd.DataFrame, rule: Rule, now: datetime, zones: Zones = None) -> Verdict:
     """Rows the rule matches, and rows of its kind whose conditions cannot be decided."""
     import pandas as pd
 
     mask = pd.Series((drift["drift_kind"] == rule.match.kind).fillna(False).to_numpy(dtype=bool), index=drift.index)
     if rule.match.column:
         mask &= _naming(drift, rule.match.column)
-    verdict = _all(drift, rule.match.when, now)
+    verdict = _all(drift, rule.match.when, now, zones)
     why = verdict.why_not.where(mask)
     return Verdict(mask & verdict.mask.fillna(False).to_numpy(dtype=bool), why)
 
@@ -264,7 +266,8 @@ class _Planner:
             held = blank
             self.unrendered += 1
         elif acts:
-            held = _closes_unasked(self.spec, rule, params) or _too_long(self.spec, rule, params)
+            held = (_no_item(self.spec, rule, actual) or _closes_unasked(self.spec, rule, params)
+                    or _too_long(self.spec, rule, params))  # fmt: skip
         if held:
             autonomy, reason = Autonomy.REVIEW, held
             self._hold(entity, rule.name, held)
@@ -286,6 +289,18 @@ class _Planner:
         identity = json.dumps({"kind": kind, "columns": list(taken)}, sort_keys=True)
         return self.operation(UNHANDLED_RULE, NO_ACTION, str(Rule.model_fields["target"].default), row, taken, {},
                               identity, Autonomy.REVIEW, "medium", f"no rule handles this {what}")  # fmt: skip
+
+
+def _no_item(spec: Spec, rule: Rule, actual: Mapping[str, Any]) -> str:
+    """Why an action on an existing item cannot be sent: the row names none (a source-side duplicate key, a
+    missing row): never a write to an empty key."""
+    if not catalog.action(rule.target, rule.action).needs_ref:
+        return ""
+    column = spec.targets.jira.issue_key_column
+    if actual.get(column) not in (None, ""):
+        return ""
+    item = catalog.target(rule.target).item
+    return f"{rule.action} acts on an existing {item}, and this row names none (no actual.{column})"
 
 
 def _closes_unasked(spec: Spec, rule: Rule, params: Mapping[str, str]) -> str:
@@ -342,13 +357,14 @@ def evaluate_rules(
 
     now = now or datetime.now(UTC)
     planner = _Planner(spec, {"desired"} if stale is True else set(stale or ()))
+    zones = {side: getattr(spec.sources, side).timezone for side in ("desired", "actual")}
     kinds = drift["drift_kind"].astype(str).tolist()
     open_columns = changed_lists(drift)  # per changed row: the changed columns no rule took yet
     open_rows = [kind != DriftKind.CHANGED for kind in kinds]  # the other rows no rule took yet
     records: list[PlannedOperation] = []
     view = _normalised_view(spec, drift)
     for rule in spec.rules:
-        verdict = _rule_mask(view, rule, now)
+        verdict = _rule_mask(view, rule, now, zones)
         candidates = np.flatnonzero((verdict.mask | verdict.unknown).to_numpy(dtype=bool))
         if not len(candidates):
             continue

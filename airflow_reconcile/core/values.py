@@ -95,11 +95,65 @@ class Tolerance:
         raw = str(text).strip()
         try:
             if raw.endswith("%"):
-                return cls(relative=float(raw[:-1]) / 100)
-            if raw[-1:] in DURATION_UNITS:
-                return cls(seconds=duration_seconds(raw, fraction=True))
-            return cls(absolute=float(raw))
+                tolerance = cls(relative=float(raw[:-1]) / 100)
+            elif raw[-1:] in DURATION_UNITS:
+                tolerance = cls(seconds=duration_seconds(raw, fraction=True))
+            else:
+                tolerance = cls(absolute=float(raw))
         except ValueError:
             raise ValueError(
                 f"{text!r} is not a tolerance; write 0.01 (absolute), 1% (relative) or 5m (duration)"
             ) from None
+        values = (tolerance.absolute, tolerance.relative, tolerance.seconds or 0.0)
+        if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+            raise ValueError(f"{text!r} is not a tolerance; write 0.01 (absolute), 1% (relative) or 5m (duration)")
+        if any(v < 0 for v in values):  # every equal value would differ, and be rewritten
+            raise ValueError(f"{text!r} is a negative tolerance; a tolerance is how far apart values may be: 0 or more")
+        return tolerance
+
+
+# A time of day, and one followed by its offset (or Z): ISO 8601 text with a time but no offset is a naive local
+# time, which means nothing until someone says where it was written.
+_HAS_TIME = r"\d{1,2}:\d{2}"
+_HAS_OFFSET = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+
+
+class NaiveTimes(ValueError):
+    """Times without a time zone, where the source names none (``sources.<side>.timezone``)."""
+
+
+def to_instants(values: pd.Series, zone: str | None, what: str) -> pd.Series:
+    """The values as UTC instants (NaT where a value does not read as a time), whatever form they are in:
+    aware datetimes, naive datetimes or text (ISO 8601). A naive time (a datetime without a zone, text with a
+    time of day and no offset) is read in ``zone``; without one it raises ``NaiveTimes`` naming ``what`` and
+    examples, never taken as UTC in silence. Dates (no time of day) need no zone."""
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values):
+        timed = values.notna() & (values != values.dt.normalize())
+        if timed.any() and zone is None:
+            raise NaiveTimes(_naive_message(what, values[timed]))
+        return values.dt.tz_localize(zone or "UTC", ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    text = values.astype("string").str.strip()
+    naive = naive_text(text)
+    stamps = pd.to_datetime(text.mask(naive), utc=True, errors="coerce", format="ISO8601")
+    if naive.any():
+        if zone is None:
+            raise NaiveTimes(_naive_message(what, text[naive]))
+        local = pd.to_datetime(text[naive], errors="coerce", format="ISO8601")
+        stamps[naive] = local.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    return stamps
+
+
+def naive_text(text: pd.Series) -> pd.Series:
+    """Per value: a time of day with no offset (a naive local time)."""
+    return (text.str.contains(_HAS_TIME, regex=True) & ~text.str.contains(_HAS_OFFSET, regex=True)).fillna(False)
+
+
+def _naive_message(what: str, examples: pd.Series) -> str:
+    sample = ", ".join(repr(str(v)) for v in examples.astype(str).unique()[:3])
+    return (f"{what} has times without a time zone (e.g. {sample}); say which zone they were written in: "
+            "sources.<side>.timezone in the spec (an IANA name such as UTC or Europe/Berlin), or --timezone for "
+            "reconcile diff")  # fmt: skip

@@ -169,9 +169,14 @@ def test_template_cannot_reach_python_internals(spec):
     text = SPEC.read_text().replace(old, old.replace("desired.assignee", "desired.__class__.__mro__"))
     with pytest.raises(SpecError, match="names column '__class__'"):
         parse_spec(text)  # refused at load: not a declared column
-    # Through a filter the template parses; the sandbox refuses it when it renders.
+    # Through a filter on a whole side: refused at load too (a template names columns only).
+    with pytest.raises(SpecError, match=r"uses desired \(a whole side"):
+        parse_spec(
+            SPEC.read_text().replace(old, old.replace("desired.assignee", "(desired|attr('__class__')).__mro__"))
+        )
+    # Through a declared column's value the template parses; the sandbox refuses it when it renders.
     hostile = parse_spec(
-        SPEC.read_text().replace(old, old.replace("desired.assignee", "(desired|attr('__class__')).__mro__"))
+        SPEC.read_text().replace(old, old.replace("desired.assignee", "(desired.assignee|attr('__class__')).__mro__"))
     )
     rows, population = drift_for(["a"] + ["ok"] * 9, [None] + ["ok"] * 9)
     plan, summary = evaluate_rules(hostile, rows, population=population)

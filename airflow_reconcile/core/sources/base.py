@@ -138,23 +138,59 @@ def finish(frame: pd.DataFrame, spec: SourceSpec, source: str, origin: str) -> p
         )
     if spec.columns:
         frame = frame[list(dict.fromkeys([*spec.key, *spec.columns]))]
-    return frame.reset_index(drop=True)
+    return nested_as_json(frame).reset_index(drop=True)
 
 
-def newest_value(frame: pd.DataFrame, column: str, origin: str) -> datetime | None:
-    """The newest timestamp in a column (ISO 8601 text or datetimes), for freshness checks."""
-    import pandas as pd
+def nested_as_json(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nested values (objects, lists: from JSON files, HTTP APIs, JSON columns) as canonical JSON text, keys
+    sorted: compared, shown and written as JSON, never as Python's repr (``{'a': 1}``) or in key order."""
+    import json
+
+    changes = {}
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object:
+            continue
+        if values.map(lambda v: isinstance(v, dict | list)).any():
+            changes[column] = values.map(
+                lambda v: (
+                    json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+                    if isinstance(v, dict | list)
+                    else v
+                )  # fmt: skip
+            )
+    return frame.assign(**changes) if changes else frame
+
+
+def newest_value(frame: pd.DataFrame, column: str, origin: str, zone: str | None = None) -> datetime | None:
+    """The newest timestamp in a column (ISO 8601 text or datetimes), for freshness checks; None when the
+    column is empty. A value that does not read as a time, or a naive time without the source's ``zone``,
+    raises ``FreshnessUnreadable``: the newest time is then unknown (one that cannot be read may be newer)."""
+    from airflow_reconcile.core.errors import FreshnessUnreadable
+    from airflow_reconcile.core.values import NaiveTimes, to_instants
 
     if column not in frame.columns:
         raise SourceError(f"{origin}: freshness column {column!r} is not in the snapshot")
-    stamps = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
+    values = frame[column]
+    try:
+        stamps = to_instants(values, zone, f"{origin}: freshness column {column!r}")
+    except NaiveTimes as exc:
+        raise FreshnessUnreadable(str(exc)) from None
+    bad = values.notna() & stamps.isna()
+    if bad.any():
+        sample = ", ".join(repr(str(v)) for v in values[bad].astype(str).unique()[:3])
+        raise FreshnessUnreadable(
+            f"{origin}: freshness column {column!r} is unreadable: {int(bad.sum())} of {int(values.notna().sum())} "
+            f"value(s) do not read as ISO 8601 times (e.g. {sample}); fix them, or read the column with the "
+            "source's date_columns / date_format"
+        )
     return None if stamps.isna().all() else stamps.max().to_pydatetime()
 
 
 def newest_by_reading(source: SnapshotSource, spec: SourceSpec, ctx: SourceContext) -> datetime | None:
     """Freshness for sources that can only tell by reading: the newest ``freshness.column`` value."""
     column = spec.freshness.column if spec.freshness else None
-    return newest_value(source.read(spec, ctx).frame, column, ctx.origin) if column else None
+    return newest_value(source.read(spec, ctx).frame, column, ctx.origin, spec.timezone) if column else None
 
 
 def too_big(origin: str, label: str, what: str, limit: str) -> SourceError:

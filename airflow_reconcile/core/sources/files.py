@@ -42,6 +42,22 @@ def _format_of(path: str | Path, options: dict[str, Any]) -> str:
     return str(fmt)
 
 
+def _regular_file(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: a device (``/dev/zero``) would be read until
+    memory runs out, a FIFO would block the task for ever, a folder fails obscurely."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SourceError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise SourceError(f"{path}: is {kind}, not a regular file; give the path of a snapshot file")
+
+
 def read_file(
     path: str | Path, fmt: str | None = None, storage_options: dict[str, Any] | None = None, **options: Any
 ) -> pd.DataFrame:
@@ -78,6 +94,8 @@ def iter_file(
             f"{', '.join(READ_OPTIONS)}"
         )
     path = path if _is_url(path) else Path(str(path).removeprefix("file://"))
+    if isinstance(path, Path):
+        _regular_file(path)
     fmt = _format_of(path, {"format": fmt})
     remote = (storage_options or {}) if _is_url(path) else None
     if remote is not None:
@@ -90,7 +108,9 @@ def iter_file(
         elif fmt == "parquet":
             yield from _read_parquet(path, remote, chunk_rows)
         else:
-            yield pd.read_json(path, lines=fmt == "jsonl", dtype=False, storage_options=remote)
+            from airflow_reconcile.core.sources.base import nested_as_json
+
+            yield nested_as_json(pd.read_json(path, lines=fmt == "jsonl", dtype=False, storage_options=remote))
     except FileNotFoundError:
         raise SourceError(f"{path}: file not found") from None
     except ImportError as exc:  # an fsspec protocol whose package is not installed
@@ -333,7 +353,7 @@ class FileSource:
             for chunk in iter_file(path, spec.options.get("format"), self._storage_options(ctx), chunk_rows, **opts):
                 limits.add(len(chunk))  # stops at max_rows, says how far it is
                 chunk = finish(chunk, spec, str(path), ctx.origin)
-                parts.saw(self._newest_in(chunk, spec, path))
+                parts.saw(self._newest_known(chunk, spec, path))
                 yield chunk
             limits.done()
             ctx.progress(f"read {limits.rows} rows from {redact(str(path))}")
@@ -364,10 +384,21 @@ class FileSource:
         except FileNotFoundError:
             raise SourceError(f"{path}: file not found") from None
 
+    @classmethod
+    def _newest_known(cls, frame: pd.DataFrame, spec: SourceSpec, path: str | Path) -> datetime | None:
+        """The snapshot's newest time for its manifest, None when unreadable: the read goes on, the freshness
+        sensor is the one that says "unreadable" (and holds automatic fixes back)."""
+        from airflow_reconcile.core.errors import FreshnessUnreadable
+
+        try:
+            return cls._newest_in(frame, spec, path)
+        except FreshnessUnreadable:
+            return None
+
     @staticmethod
     def _newest_in(frame: pd.DataFrame, spec: SourceSpec, path: str | Path) -> datetime | None:
         column = spec.freshness.column if spec.freshness else None
-        return newest_value(frame, column, str(path)) if column else None
+        return newest_value(frame, column, str(path), spec.timezone) if column else None
 
 
 def _remote_mtime(url: str, storage_options: dict[str, Any]) -> datetime | None:

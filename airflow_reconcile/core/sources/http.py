@@ -161,8 +161,26 @@ class HttpSource:
                     break
             else:
                 raise SourceError(f"{ctx.origin}: {url}: more than {MAX_PAGES} pages; check options.pagination")
-        frame = pd.DataFrame.from_records(records)
+        frame = pd.DataFrame.from_records(_objects(records, opts, f"{ctx.origin}: {url}"))
         return Snapshot(frame=finish(frame, spec, url, ctx.origin), source=url, taken_at=now_utc())
 
     def newest(self, spec: SourceSpec, ctx: SourceContext) -> datetime | None:
         return newest_by_reading(self, spec, ctx)
+
+
+def _objects(records: list[Any], opts: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The records as rows: objects as they are; a list of plain values (``["alice", "bob"]``, a membership
+    list) as one column, ``options.value_column`` (default ``value``) — never split into characters. A list
+    that mixes the two is an error."""
+    objects = [r for r in records if isinstance(r, dict)]
+    if len(objects) == len(records):
+        return objects
+    if objects:
+        odd = next(r for r in records if not isinstance(r, dict))
+        raise SourceError(f"{where}: the records mix objects and plain values (e.g. {odd!r}); point options.records "
+                          "at a list of one kind")  # fmt: skip
+    nested = next((r for r in records if isinstance(r, list)), None)
+    if nested is not None:
+        raise SourceError(f"{where}: the records are lists (e.g. {nested!r:.60}), not objects or values; point "
+                          "options.records at the list of records")  # fmt: skip
+    return [{str(opts.get("value_column") or "value"): r} for r in records]

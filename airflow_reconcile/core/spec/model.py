@@ -51,6 +51,16 @@ def _fail_all(problems: list[tuple[tuple[str | int, ...], str, Any]]) -> None:
         raise ValidationError.from_exception_data("Spec", details)
 
 
+def check_time_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone; write an IANA name such as UTC or Europe/Berlin") from None
+    return value
+
+
 def _constant(text: str) -> str:
     """A param as it renders when it reads no row value (``{{ 'Done' }}`` is ``Done``); else as written (the
     rules check what it renders to for each row)."""
@@ -106,6 +116,12 @@ class SourceSpec(_Model):
     key: list[str] = Field(min_length=1)
     columns: list[str] | None = None
     freshness: Freshness | None = None
+    timezone: str | None = Field(
+        default=None,
+        description="The IANA time zone (e.g. Europe/Berlin, UTC) this source writes times in when they carry no "
+        "offset. Without it a naive time stops the diff, and a condition or freshness check on one goes to review: "
+        "never taken as UTC in silence.",
+    )
     max_rows: int = Field(
         default=5_000_000, ge=1,
         description="Reading stops with an error past this many rows: a source that grew by mistake (a "
@@ -115,6 +131,11 @@ class SourceSpec(_Model):
         default=2 * 1024**3, ge=1,
         description="Reading stops with an error past this many bytes (a file's size, HTTP response bodies).",
     )  # fmt: skip
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
 
     @model_validator(mode="after")
     def _credentials_stay_home(self) -> SourceSpec:
@@ -177,7 +198,9 @@ class DriftSpec(_Model):
     exclude: list[str] = Field(default_factory=list, description="Not compared; kept in the report as context.")
     context: list[str] = Field(default_factory=list)
     normalize: dict[str, list[NormalizeStep]] = Field(default_factory=dict)
-    tolerances: dict[str, str] = Field(default_factory=dict)
+    tolerances: dict[str, str | float] = Field(
+        default_factory=dict, description="Per column: 0.01 (absolute), '1%' (relative), '5m' / '90s' (timestamps)."
+    )
     column_map: dict[str, str] = Field(default_factory=dict, description="desired column -> actual column")
     authority: dict[str, Literal["desired", "actual"]] = Field(
         default_factory=dict,
@@ -191,12 +214,20 @@ class DriftSpec(_Model):
         "digest only; 'fail' ends evaluate_rules failed, before anything is applied. Never reported as matching.",
     )
 
-    @field_validator("tolerances")
+    @field_validator("tolerances", mode="before")
     @classmethod
-    def _tolerances(cls, value: dict[str, str]) -> dict[str, str]:
-        for text in value.values():
+    def _tolerances(cls, value: Any) -> Any:
+        """Text, as written: an unquoted ``0.01`` is the same tolerance as ``"0.01"``; a negative one is refused."""
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for column, given in value.items():
+            if isinstance(given, bool) or not isinstance(given, str | int | float):
+                raise ValueError(f"tolerances.{column}: {given!r} is not a tolerance; write 0.01, '1%' or '5m'")
+            text = str(given)
             Tolerance.parse(text)
-        return value
+            out[column] = text
+        return out
 
 
 class Condition(_Model):
@@ -449,13 +480,7 @@ class Schedule(_Model):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not a time zone; write an IANA name such as UTC or Europe/Berlin") from None
-        return value
+        return check_time_zone(value)
 
     @field_validator("cron")
     @classmethod
@@ -541,6 +566,33 @@ class SpecModel(_Model):
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 _fail_at(("rules", index, "params", name), f"{rule.action!r} takes no param {name!r}{hint}; it takes "
                          f"{', '.join(record.known_params)}", name)  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _compare_is_not_key_or_excluded(self) -> SpecModel:
+        keyed = [c for c in self.drift.compare or () if c in self.sources.desired.key]
+        if keyed:
+            _fail_at(("drift", "compare"), f"{', '.join(keyed)} is the key: rows are matched by it, never compared; "
+                     "leave it out of compare", self.drift.compare)  # fmt: skip
+        both = [c for c in self.drift.compare or () if c in self.drift.exclude]
+        if both:
+            _fail_at(("drift", "exclude"), f"{', '.join(both)} is both compared and excluded; give each column to "
+                     "one of them", self.drift.exclude)  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _keys_meet(self) -> SpecModel:
+        """The diff joins the actual key to the desired one through ``drift.column_map``: they must name the
+        same columns, or every row would be missing and unexpected (or the diff would fail mid-run)."""
+        wanted = [self.drift.column_map.get(c, c) for c in self.sources.desired.key]
+        if self.sources.actual.key != wanted:
+            mapping = ", ".join(f"{d}: {a}" for d, a in zip(self.sources.desired.key, self.sources.actual.key, strict=False)
+                                if d != a)  # fmt: skip
+            hint = (f"add drift.column_map {{{mapping}}} if the target calls the key differently" if mapping and
+                    len(self.sources.actual.key) == len(self.sources.desired.key) else "give both sides the same key")  # fmt: skip
+            _fail_at(("sources", "actual", "key"), f"the actual key {self.sources.actual.key} does not meet the "
+                     f"desired key {self.sources.desired.key} (through drift.column_map: {wanted}); {hint}",
+                     self.sources.actual.key)  # fmt: skip
         return self
 
     @model_validator(mode="after")

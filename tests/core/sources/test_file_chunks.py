@@ -17,8 +17,9 @@ CTX = SourceContext(origin="spec.yaml", progress=lambda _: None)
 
 
 def _spec(path: Path, **options) -> SourceSpec:
-    freshness = options.pop("freshness", None)
-    return SourceSpec(kind="file", options={"path": str(path), **options}, key=["id"], freshness=freshness)
+    freshness, zone = options.pop("freshness", None), options.pop("timezone", None)
+    return SourceSpec(kind="file", options={"path": str(path), **options}, key=["id"], freshness=freshness,
+                      timezone=zone)  # fmt: skip
 
 
 def _csv(tmp_path: Path, rows: int = 23) -> Path:
@@ -40,7 +41,8 @@ def test_chunks_hold_the_rows_of_a_whole_read(tmp_path: Path, fmt: str) -> None:
         path = tmp_path / "snapshot.parquet"
         whole_csv.to_parquet(path, index=False, row_group_size=4)
         options = {}
-    spec = _spec(path, **options, freshness={"column": "updated", "max_age": "1d"})
+    # Day-first times without an offset: the source says which zone they are in.
+    spec = _spec(path, **options, freshness={"column": "updated", "max_age": "1d"}, timezone="UTC")
     whole = get_source("file").read(spec, CTX)
     parts = read_parts(get_source("file"), spec, CTX, 5)
     frames = list(parts.frames)

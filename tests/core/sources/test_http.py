@@ -24,6 +24,9 @@ class CatalogApi(JsonApi):
         self.route("GET", "/api/offset", self.by_offset)
         self.route("GET", "/api/cursor", self.by_cursor)
         self.route("GET", "/api/all", lambda **_: ROWS)
+        self.route("GET", "/api/members", lambda **_: {"members": ["alice", "bob"]})
+        self.route("GET", "/api/mixed", lambda **_: [{"id": "1"}, "bob"])
+        self.route("GET", "/api/nested", lambda **_: [{"id": "1", "tags": {"b": 2, "a": [1, "x"]}}])
 
     def reset(self) -> None:
         self.calls: list[dict] = []
@@ -124,3 +127,20 @@ def test_a_paginated_read_under_faults_asks_again_for_the_failed_page_only(api, 
     assert pages == sorted(pages)  # never back to page 1
     if "retry_after" in fault:
         assert min(slept) >= 1.0
+
+
+def test_a_list_of_plain_values_is_one_column_never_split_into_characters(api):
+    source = get_source("http")
+    members = SourceSpec(kind="http", connection_id="c", key=["member"],
+                         options={"url": "/api/members", "records": "members", "value_column": "member"})  # fmt: skip
+    frame = source.read(members, ctx(api)).frame
+    assert frame.to_dict("records") == [{"member": "alice"}, {"member": "bob"}]
+    mixed = SourceSpec(kind="http", connection_id="c", key=["id"], options={"url": "/api/mixed"})
+    with pytest.raises(SourceError, match="the records mix objects and plain values"):
+        source.read(mixed, ctx(api))
+
+
+def test_nested_values_are_canonical_json_text(api):
+    nested = SourceSpec(kind="http", connection_id="c", key=["id"], options={"url": "/api/nested"})
+    [row] = get_source("http").read(nested, ctx(api)).frame.to_dict("records")
+    assert row["tags"] == '{"a":[1,"x"],"b":2}'  # not "{'b': 2, 'a': [1, 'x']}"

@@ -195,3 +195,30 @@ def test_sql_source_connects_again_when_the_database_is_back_after_the_backoff(t
     snap = get_source("sql").read(spec, SourceContext(origin="s.yaml", connection={"url": url}, retry=retry))
     assert snap.frame["k"].tolist() == ["a"]
     assert retry.retried == {"connect": 1}
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+def test_a_path_that_is_not_a_regular_file_is_refused_before_it_is_read(tmp_path, kind):
+    import os
+
+    from airflow_reconcile.core.errors import SourceError
+    from airflow_reconcile.core.sources.files import read_file
+
+    path = {"device": "/dev/zero", "fifo": str(tmp_path / "pipe.csv"), "folder": str(tmp_path)}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it to read would block for ever
+    with pytest.raises(SourceError, match="not a regular file; give the path of a snapshot file"):
+        read_file(path, "csv")
+
+
+def test_nested_json_values_are_compared_as_json(tmp_path):
+    import json
+
+    from airflow_reconcile.core.drift import detect_drift
+    from airflow_reconcile.core.sources.files import read_file
+
+    (tmp_path / "a.json").write_text(json.dumps([{"id": 1, "tags": {"x": 1, "y": [2, 3]}}]))
+    (tmp_path / "b.json").write_text(json.dumps([{"id": 1, "tags": {"y": [2, 3], "x": 1}}]))  # same, keys reordered
+    a, b = read_file(tmp_path / "a.json"), read_file(tmp_path / "b.json")
+    assert a.tags[0] == '{"x":1,"y":[2,3]}'
+    assert detect_drift(a, b, ["id"], ["tags"])[0].changed == 0
