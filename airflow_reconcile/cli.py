@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a finding (drift, broken chain), 2 an error in the input.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,7 +267,15 @@ def _plan(args: argparse.Namespace) -> int:
         if now.tzinfo is None:
             raise ReconcileError(f"--now {args.now!r}: give a time zone, e.g. 2026-11-26T09:00:00+00:00")
     spec = load_spec(args.spec)
-    result = plan_locally(spec, args.spec, args.desired, args.actual, now=now, read_options=_read_options(args))
+    for item in args.conn:  # where Airflow itself takes connections from (the secrets backends come after it)
+        name, sep, uri = item.partition("=")
+        if not sep or not name.strip() or not uri.strip():
+            raise ReconcileError(
+                f"--conn {item.split('=')[0]!r}...: write NAME=URI (an Airflow connection URI or JSON)"
+            )
+        os.environ[f"AIRFLOW_CONN_{name.strip().upper()}"] = uri.strip()
+    result = plan_locally(spec, args.spec, args.desired, args.actual, now=now, read_options=_read_options(args),
+                          contexts=_source_contexts(args.spec, spec))  # fmt: skip
     if args.format == "json":
         plan = None if result.plan is None else result.plan.astype(object).where(result.plan.notna(), None)
         print(json.dumps({
@@ -283,6 +292,41 @@ def _plan(args: argparse.Namespace) -> int:
     if result.blocked:
         return 2
     return 1 if result.summary is not None and (result.summary.actions or result.summary.unhandled) else 0
+
+
+def _source_contexts(spec_path: str, spec: Any) -> Any:
+    """How ``reconcile plan`` reaches a source that needs a connection: as a task does, through the Airflow
+    layer (AIRFLOW_CONN_* variables, ``--conn``, a configured secrets backend). Airflow is imported only
+    when a side needs it."""
+
+    def context(source: Any) -> Any:
+        import logging
+
+        from airflow_reconcile.core.retry import RetryPolicy
+        from airflow_reconcile.provider.hooks import source_context
+
+        # Importing Airflow sends every log line to stdout: the plan (and its JSON) owns stdout, warnings go
+        # to stderr.
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)  # libraries set their own loggers' levels (GX: info)
+        root.addHandler(handler)
+        from airflow.exceptions import AirflowNotFoundException
+
+        side = next(s for s in ("desired", "actual") if getattr(spec.sources, s) is source)
+        try:
+            return source_context(spec_path, source, logging.getLogger("reconcile.plan"), RetryPolicy.of(spec))
+        except AirflowNotFoundException:
+            name = source.connection_id or "reconcile_jira"
+            raise ReconcileError(
+                f"{spec_path}: sources.{side} reads through the Airflow connection {name!r}, which is not defined "
+                f"here: give --conn {name}=URI (or set AIRFLOW_CONN_{name.upper()}), or --{side} FILE with a "
+                "snapshot of it (CSV, Parquet, JSON or JSON Lines)"
+            ) from None
+
+    return context
 
 
 def spec_schema() -> str:
@@ -531,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--format", choices=["table", "json"], default="table")
     plan.add_argument("--now", help="evaluate freshness and older_than as of this ISO 8601 time (default: now)")
     plan.add_argument("--limit", type=int, default=50, help="actions listed in the table (default 50)")
+    plan.add_argument("--conn", action="append", default=[], metavar="NAME=URI",
+                      help="an Airflow connection for a source (as AIRFLOW_CONN_NAME would give it); repeatable")  # fmt: skip
     _csv_arguments(plan, "of --desired / --actual files (default: the spec's file source options)")
     plan.set_defaults(func=_plan)
     schema = sub.add_parser("schema", help="print the spec's JSON Schema (docs/spec.schema.json)")

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from airflow_reconcile.core.drift import DriftReport
     from airflow_reconcile.core.quality import QualityResult
     from airflow_reconcile.core.rules import PlanSummary
-    from airflow_reconcile.core.spec import Spec
+    from airflow_reconcile.core.sources import SourceContext
+    from airflow_reconcile.core.spec import SourceSpec, Spec
 
 T = TypeVar("T")
 
@@ -118,12 +119,19 @@ class LocalPlan:
 
 
 def read_side(
-    spec: Spec, side: str, spec_path: str, override: str | None, read_options: Mapping[str, Any] | None = None
+    spec: Spec,
+    side: str,
+    spec_path: str,
+    override: str | None,
+    read_options: Mapping[str, Any] | None = None,
+    contexts: Callable[[SourceSpec], SourceContext] | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """A side's snapshot: the given file, or the spec's own source when it needs no Airflow connection.
+    """A side's snapshot: the given file, or the spec's own source, read as a DAG reads it.
 
     A file given for a side whose source is a file is read with that source's options (delimiter,
-    encoding, dates), unless ``read_options`` (the command line's) are given.
+    encoding, dates), unless ``read_options`` (the command line's) are given. A source that needs an
+    Airflow connection (SQL, HTTP, Jira, a file on object storage) is read through ``contexts`` (the CLI
+    gives the Airflow layer's: connections where Airflow takes them); without it, give a file.
     """
     from airflow_reconcile.core.sources import SourceContext, get_source
     from airflow_reconcile.core.sources.base import finish
@@ -134,12 +142,14 @@ def read_side(
         own = {k: v for k, v in source.options.items() if k not in ("path", "format")} if source.kind == "file" else {}
         frame = read_file(override, **(dict(read_options) if read_options else own))
         return finish(frame, source, override, f"--{side} {override}"), override
-    if source.kind != "file" or source.connection_id:
+    needs_connection = source.kind != "file" or bool(source.connection_id)
+    if needs_connection and contexts is None:
         raise ReconcileError(
             f"{spec_path}: sources.{side} is a {source.kind} source that needs an Airflow connection; "
             f"give --{side} FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
         )
-    snapshot = get_source("file").read(source, SourceContext(origin=spec_path, progress=lambda _: None))
+    context = contexts(source) if contexts else SourceContext(origin=spec_path, progress=lambda _: None)
+    snapshot = get_source(source.kind).read(source, context)
     return snapshot.frame, snapshot.source
 
 
@@ -150,6 +160,7 @@ def plan_locally(
     actual: str | None = None,
     now: datetime | None = None,
     read_options: Mapping[str, Any] | None = None,
+    contexts: Callable[[SourceSpec], SourceContext] | None = None,
 ) -> LocalPlan:
     """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
     from airflow_reconcile.core.quality import run_quality_gate
@@ -160,7 +171,7 @@ def plan_locally(
     frames: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for side, override in (("desired", desired), ("actual", actual)):
-        frames[side], sources[side] = read_side(spec, side, spec_path, override, read_options)
+        frames[side], sources[side] = read_side(spec, side, spec_path, override, read_options, contexts)
     quality = {
         side: run_quality_gate(
             frames[side], getattr(spec.sources, side).key, gate(spec, side), side, key_steps(spec, side)

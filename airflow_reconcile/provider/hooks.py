@@ -211,9 +211,10 @@ def sqlalchemy_url(conn: Any) -> str:
     if extra.get("sqlalchemy_url"):
         return str(extra["sqlalchemy_url"])
     if conn.conn_type == "sqlite":
-        if not conn.host:
+        path = conn.host or conn.schema  # sqlite:////srv/x.db gives the path as the URI's path (schema)
+        if not path:
             raise ReconcileError(f"connection {conn.conn_id!r} (type sqlite): set host to the database file's path")
-        return f"sqlite:///{absolute(conn.host)}"
+        return f"sqlite:///{absolute(path)}"
     uri = str(conn.get_uri())
     for scheme in ("postgres://", "postgresql://"):
         if uri.startswith(scheme):  # psycopg 3 is the driver this package ships with

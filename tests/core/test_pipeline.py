@@ -84,8 +84,9 @@ def test_errors_say_what_to_give():
     result = plan(SPEC, "--now", NOW)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: {SPEC}: sources.actual is a jira source that needs an Airflow connection; "
-        "give --actual FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
+        f"error: {SPEC}: sources.actual reads through the Airflow connection 'reconcile_jira', which is not "
+        "defined here: give --conn reconcile_jira=URI (or set AIRFLOW_CONN_RECONCILE_JIRA), or --actual FILE with a "
+        "snapshot of it (CSV, Parquet, JSON or JSON Lines)"
     )
     result = plan(SPEC, "--actual", EXPORT, "--now", "yesterday")
     assert "error: --now 'yesterday': write an ISO 8601 time" in result.stderr
@@ -123,3 +124,42 @@ def test_plan_judges_freshness_as_the_sensor_does(tmp_path):
     assert desired_is_stale(by_mtime, recent, str(catalog), now)
     os.utime(catalog, (now.timestamp(), now.timestamp()))
     assert not desired_is_stale(by_mtime, recent, str(catalog), now)
+
+
+def test_plan_reads_sql_and_jira_sources_through_airflow_connections(tmp_path, jira_standin):
+    """As a DAG reads them: a SQL source on a local SQLite file given with --conn, the shipped spec's Jira
+    side through the AIRFLOW_CONN_RECONCILE_JIRA variable, at the Jira stand-in."""
+    import os
+    import sqlite3
+
+    from airflow_reconcile.core.examples.ticket_ownership import ticket_ownership
+
+    scenario = ticket_ownership()
+    jira_standin.seed(scenario.jira_seed())
+    db = tmp_path / "catalog.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table catalog (service text, team text, assignee text, updated_at text)")
+        conn.executemany("insert into catalog values (:service, :team, :assignee, :updated_at)", scenario.catalog)
+    spec = tmp_path / "spec.yaml"
+    text = (REPO / "dags" / "specs" / "ticket_ownership.yaml").read_text()
+    desired = text[text.index("  desired:\n") : text.index("    key: [service]\n")]
+    spec.write_text(text.replace(desired, "  desired:\n    kind: sql\n    connection_id: catalog_db\n"
+                                          "    options: {query: select * from catalog}\n"))  # fmt: skip
+    user, token = jira_standin.credentials
+    jira = json.dumps({"conn_type": "reconcile_jira", "host": jira_standin.base_url, "login": user, "password": token})
+    env = {**os.environ, "AIRFLOW_CONN_RECONCILE_JIRA": jira, "AIRFLOW_HOME": str(tmp_path / "airflow")}
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_reconcile.cli", "plan", str(spec), "--conn", f"catalog_db=sqlite:///{db}",
+         "--format", "json"], capture_output=True, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    data = json.loads(result.stdout)  # stdout holds the plan only (Airflow's logs go to stderr)
+    assert data["drift"]["desired_rows"] == len(scenario.catalog)
+    assert data["drift"]["actual_rows"] == len(scenario.issues)
+    assert {k: data["drift"][k] for k in ("missing", "unexpected", "changed")} == {
+        k: v for k, v in scenario.expected_drift().items() if k != "unchanged"
+    }
+    missing = subprocess.run([sys.executable, "-m", "airflow_reconcile.cli", "plan", str(spec)], capture_output=True,
+                             text=True, cwd=REPO, env={**env, "AIRFLOW_CONN_RECONCILE_JIRA": ""})  # fmt: skip
+    assert missing.returncode == 2
+    assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
