@@ -451,18 +451,36 @@ def _db_grant(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    from airflow_reconcile.core.integrity import read_checkpoints
+def _verified(args: argparse.Namespace, store: Any) -> tuple[Any, str, int]:
+    """The store checked against every checkpoint: the folder's (``--checkpoints``) and the task logs'
+    (``--checkpoint-log``), and the folder against the logs (a folder rolled back to an older copy).
+    Returns (what was found, the folder, how many checkpoints were given)."""
+    from airflow_reconcile.core.integrity import checkpoints_in_log, read_checkpoints, rollback_problem
     from airflow_reconcile.core.locations import absolute, checkpoint_folder
     from airflow_reconcile.provider.hooks import workspace_path
 
-    store = existing_store(*_audit_location(args))
     given = args.checkpoints
     folder = (str(absolute(given)) if "://" not in given else given) if given else checkpoint_folder()
-    checkpoints = read_checkpoints(workspace_path(folder))
-    found = store.verify_all(checkpoints)
+    in_folder = read_checkpoints(workspace_path(folder))
+    in_logs = []
+    for path in args.checkpoint_log:
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ReconcileError(f"--checkpoint-log {path}: {exc.strerror}") from None
+        in_logs += checkpoints_in_log(text, Path(path).name)
+    found = store.verify_all(in_folder + in_logs)
+    rolled_back = rollback_problem(store.signer, in_folder, in_logs)
+    if rolled_back:
+        found.problems.append(rolled_back)
+    return found, folder, len(in_folder) + len(in_logs)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    store = existing_store(*_audit_location(args))
+    found, folder, given = _verified(args, store)
     if found.ok:
-        print(found.summary() + (f" (in {folder})" if checkpoints else f"; no checkpoints in {folder}"))
+        print(found.summary() + (f" (in {folder})" if given else f"; no checkpoints in {folder}"))
         return 0
     if found.broken_record is not None:
         print(_broken_link(store, found.broken_record), file=sys.stderr)
@@ -498,10 +516,16 @@ def _audit_export(args: argparse.Namespace) -> int:
     finally:
         if args.output:
             out.close()
-    ok, broken = store.verify()
-    print(f"{len(rows)} audit records exported; " + ("chain intact" if ok else _broken_link(store, broken)),
-          file=sys.stderr)  # fmt: skip
-    return 0 if ok else 1
+    found, _folder, given = _verified(args, store)
+    verdict = (
+        "chain intact"
+        if found.ok
+        else "; ".join(
+            ([_broken_link(store, found.broken_record)] if found.broken_record is not None else []) + found.problems
+        )
+    )
+    print(f"{len(rows)} audit records exported; {verdict} ({given} checkpoint(s) checked)", file=sys.stderr)
+    return 0 if found.ok else 1
 
 
 def _audit_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -621,12 +645,16 @@ def main(argv: list[str] | None = None) -> int:
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit chains with the audit key, against the checkpoints")
-    _audit_store_arguments(verify)
-    verify.add_argument("--checkpoints", help="folder or URL of the audit checkpoints (default: the workspace's "
-                        "_audit/checkpoints, from AIRFLOW_RECONCILE_WORKSPACE or AIRFLOW_HOME)")  # fmt: skip
+    export = audit_sub.add_parser("export", help="write audit records as compliance evidence (chain and "
+                                  "checkpoints checked)")  # fmt: skip
+    for command in (verify, export):
+        _audit_store_arguments(command)
+        command.add_argument("--checkpoints", help="folder or URL of the audit checkpoints (default: the "
+                             "workspace's _audit/checkpoints, from AIRFLOW_RECONCILE_WORKSPACE or AIRFLOW_HOME)")  # fmt: skip
+        command.add_argument("--checkpoint-log", action="append", default=[], metavar="FILE",
+                             help="a task log (or a file of log lines) with 'reconcile audit checkpoint:' lines; "
+                             "repeatable")  # fmt: skip
     verify.set_defaults(func=_audit_verify)
-    export = audit_sub.add_parser("export", help="write audit records as compliance evidence (chain checked)")
-    _audit_store_arguments(export)
     export.add_argument("--since", help="records that ended at or after this ISO 8601 time")
     export.add_argument("--dag-id", help="only this DAG's records")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")

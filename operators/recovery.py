@@ -21,11 +21,17 @@ class _LedgerOperator(ReconcileBaseOperator):
     checkpoints = True  # a signed audit checkpoint after each try (it writes to targets / runs periodically)
 
     def ledger(self, spec: Spec, context: Context) -> Ledger:
+        """The ledger, checked against the newest signed checkpoint before any row is trusted (as verify does:
+        a history whose newest entries were deleted since, or replaced, stops replay and revert)."""
+        from airflow_reconcile.core.integrity import read_checkpoints
         from airflow_reconcile.core.ledger import Ledger
-        from airflow_reconcile.provider.hooks import AuditStoreHook
+        from airflow_reconcile.core.locations import checkpoint_folder
+        from airflow_reconcile.provider.hooks import AuditStoreHook, workspace_path
 
         store = AuditStoreHook(self.audit_conn_id).store
-        return Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
+        ledger = Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
+        ledger.checkpoints = read_checkpoints(workspace_path(checkpoint_folder(self.workspace_root)))[-1:]
+        return ledger
 
     def report(self, result: pd.DataFrame, audit: AuditDraft, what: str, retry: RetryPolicy) -> dict[str, Any]:
         counts = audit_outcomes(result, audit)

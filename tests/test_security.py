@@ -609,3 +609,153 @@ def test_an_audit_record_stays_small_whatever_the_plans_size(tmp_path):
     assert len(kept["details"]["trigger"]["asset_events"]) == MAX_LISTED
     assert len(kept["inputs"]) == MAX_LISTED
     assert len(json.dumps(kept)) < 100_000  # the plan itself was ~5 MB
+
+
+def _forged_unkeyed_history(store, seeded, jira_client, tmp_path):
+    """The attacker who can write the audit database but has no key: deletes every record, ledger row and
+    history entry, then runs the product *without a key* to write a history of their own — a dead letter that
+    assigns OPS-2 to a stranger, an applied assignment whose recorded prior state is the stranger — and
+    unkeyed audit records. Returns the replay and revert ledgers (keyed, as the tasks' are)."""
+    from airflow_reconcile.core.integrity import Signer
+    from airflow_reconcile.core.plan import Outcome
+
+    tables = ("reconcile_audit_record", "reconcile_ledger_event", "reconcile_operation")
+    with store.engine.begin() as conn:
+        for table in tables:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    forger = AuditStore(store.url, Signer(None))
+    for i in range(3):
+        forger.append(_record(f"forged {i}"))
+    run = Ledger(forger, spec="s", dag_id="d", run_id="run-1")
+    seeded.faults.set([{"method": "PUT", "path": "OPS-2", "status": 403, "times": 9}])
+    apply_plan(plan(("assign", "OPS-1", {"assignee": "alice"}, "auto"), ("assign", "OPS-2", {"assignee": "stranger"}, "auto"))
+               .assign(rule="fix"), {"jira": JiraExecutor(jira_client)}, ledger=run, retry=RetryPolicy(sleep=lambda _: None))  # fmt: skip
+    seeded.faults.set([])
+    [op1] = [r for r in run.rows() if r["operation_id"] == "op0"]
+    claim = run.begin(PlannedOperation.from_row({**plan(("assign", "OPS-1", {"assignee": "alice"}, "auto")).iloc[0],
+                                                 "operation_id": "forged-prior"}))  # fmt: skip
+    claim({"assignee": "stranger"})
+    run.finish(Outcome("forged-prior", "applied", 1, prior={"assignee": "stranger"}), claim)
+    assert op1["status"] == "applied"
+    keyed = _keyed_store(store.url)
+    return Ledger(keyed, spec="s", dag_id="d_replay", run_id="replay-1"), Ledger(keyed, spec="s", dag_id="d_revert",
+                                                                                 run_id="revert-1")  # fmt: skip
+
+
+def test_an_unkeyed_history_forged_by_a_database_writer_is_refused_everywhere(
+    store_url, tmp_path, seeded, jira_client, monkeypatch, capsys
+):
+    from airflow_reconcile import cli
+    from airflow_reconcile.core.actions.revert import RecoveryPolicy, replay_operations, revert_run
+    from airflow_reconcile.core.errors import ReconcileError
+
+    store, folder = _filled(store_url, tmp_path)  # the genuine, keyed history and its checkpoint
+    replay, revert = _forged_unkeyed_history(store, seeded, jira_client, tmp_path)
+    jira = {"jira": JiraExecutor(jira_client)}
+    rules = {"fix": ("auto", False)}
+    writes = list(seeded.writes)
+    with pytest.raises(ReconcileError, match="not keyed and no keyed entry seals them"):
+        replay_operations(replay, jira, policy=RecoveryPolicy(rules=rules), retry=RetryPolicy(sleep=lambda _: None))
+    with pytest.raises(ReconcileError, match="not keyed and no keyed entry seals them"):
+        revert_run(revert, jira, "run-1", policy=RecoveryPolicy(), retry=RetryPolicy(sleep=lambda _: None))
+    assert seeded.writes == writes  # nothing sent: no stranger assigned, no forged prior state restored
+    found = _verify(store, folder)
+    assert any("not keyed and no keyed entry seals them" in p for p in found.problems)
+    assert any("that entry is gone" in p for p in found.problems)  # and the checkpoint saw the real head
+    without_checkpoints = store.verify_all([])
+    assert not without_checkpoints.ok  # the forgery alone is refused, even with every checkpoint deleted
+    monkeypatch.setenv("RECONCILE_AUDIT_URL", store_url)
+    monkeypatch.setenv("RECONCILE_AUDIT_KEY", KEY)
+    for command in ("verify", "export"):
+        assert cli.main(["audit", command, "--checkpoints", str(folder)]) == 1, command
+        assert "not keyed and no keyed entry seals them" in capsys.readouterr().err
+    # Replay and revert check the newest checkpoint too: deleting the newest (keyed) entries is caught.
+    genuine = _keyed_store(f"sqlite:///{tmp_path / 'genuine.db'}")
+    ledger = Ledger(genuine, spec="s", dag_id="d", run_id="run-1")
+    apply_plan(plan(("assign", "OPS-3", {"assignee": "bob"}, "auto")), jira, ledger=ledger,
+               retry=RetryPolicy(sleep=lambda _: None))  # fmt: skip
+    checkpoint = ("newest.json", genuine.checkpoint())
+    _as_the_database_owner(
+        genuine, "DELETE FROM reconcile_ledger_event WHERE id = (SELECT max(id) FROM reconcile_ledger_event)"
+    )
+    again = Ledger(genuine, spec="s", dag_id="d_replay", run_id="replay-2")
+    again.checkpoints = [checkpoint]
+    with pytest.raises(ReconcileError, match="that entry is gone"):
+        replay_operations(again, jira, policy=RecoveryPolicy(rules=rules), retry=RetryPolicy(sleep=lambda _: None))
+
+
+def test_a_history_from_before_the_key_is_sealed_by_its_first_keyed_write_and_never_vouches_for_a_write(
+    store_url, tmp_path, seeded, jira_client
+):
+    from airflow_reconcile.core.actions.revert import RecoveryPolicy, replay_operations
+    from airflow_reconcile.core.audit import ledger_events
+    from airflow_reconcile.core.errors import AuditUnavailable
+    from airflow_reconcile.core.integrity import Signer
+
+    old = AuditStore(store_url, Signer(None))  # the release before the key: an unkeyed history
+    seeded.faults.set([{"method": "PUT", "path": "OPS-2", "status": 403, "times": 9}])
+    apply_plan(plan(("assign", "OPS-2", {"assignee": "bob"}, "auto")).assign(rule="fix"), {"jira": JiraExecutor(jira_client)},
+               ledger=Ledger(old, spec="s", dag_id="d", run_id="run-0"), retry=RetryPolicy(sleep=lambda _: None))  # fmt: skip
+    seeded.faults.set([])
+    old.append(_record("before the key"))
+    keyed = _keyed_store(store_url)
+    assert any("no keyed entry seals them" in p for p in keyed.verify_all([]).problems)  # not sealed yet
+    keyed.append(_record("the first try with the key"))  # seals both chains
+    found = keyed.verify_all([])
+    assert found.ok, found.problems
+    assert found.unkeyed > 0
+    with keyed.engine.connect() as conn:
+        assert conn.execute(ledger_events.select().where(ledger_events.c.operation_id == "(seal)")).first() is not None
+    # A dead letter only the unkeyed history vouches for is not replayed.
+    replay = Ledger(keyed, spec="s", dag_id="d_replay", run_id="replay-1")
+    result, refused = replay_operations(replay, {"jira": JiraExecutor(jira_client)},
+                                        policy=RecoveryPolicy(rules={"fix": ("auto", False)}),
+                                        retry=RetryPolicy(sleep=lambda _: None))  # fmt: skip
+    assert len(result) == 0
+    assert "written before the audit key was set" in refused[0]["reason"]
+    # And a store that has keyed entries takes no unkeyed one.
+    with pytest.raises(AuditUnavailable, match="are keyed .* and this process has no audit key"):
+        old.append(_record("after the key, without it"))
+
+
+def test_checkpoints_from_the_task_logs_catch_what_a_rolled_back_checkpoint_folder_hides(tmp_path, monkeypatch, capsys):
+    """The writer deletes the newest records and rolls the checkpoint folder back to an older copy: the folder
+    alone still agrees with the store; the task logs' copies (off the host) do not."""
+    from airflow_reconcile import cli
+    from airflow_reconcile.core.integrity import log_line, write_checkpoint
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store, folder = _filled(url, tmp_path)  # five records, checkpoint 1
+    older = sorted(folder.glob("*.json"))
+    log = [f"[2026-12-07 10:00:00] INFO - {log_line(json.loads(older[0].read_text()))}"]
+    for i in range(2):
+        store.append(_record(f"later {i}"))
+    newest = store.checkpoint()
+    write_checkpoint(folder, newest)
+    log.append(f"[2026-12-07 11:00:00] INFO - {log_line(newest)}")
+    (tmp_path / "apply_corrections.log").write_text("\n".join(["other lines", *log, "more"]) + "\n")
+    for path in set(folder.glob("*.json")) - set(older):
+        path.unlink()  # the folder rolled back to its copy from before
+    _as_the_database_owner(store, "DELETE FROM reconcile_audit_record WHERE id > 5")
+    monkeypatch.setenv("RECONCILE_AUDIT_URL", url)
+    monkeypatch.setenv("RECONCILE_AUDIT_KEY", KEY)
+    assert cli.main(["audit", "verify", "--checkpoints", str(folder)]) == 0  # what the rollback hides
+    capsys.readouterr()
+    argv = [
+        "audit",
+        "verify",
+        "--checkpoints",
+        str(folder),
+        "--checkpoint-log",
+        str(tmp_path / "apply_corrections.log"),
+    ]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint apply_corrections.log:3" in err
+    assert "up to id 7; that entry is gone" in err
+    assert "is newer than every checkpoint file" in err
+    assert "rolled back" in err

@@ -134,6 +134,7 @@ ledger_events = sa.Table(
     sa.Column("key_id", sa.String(16)),
 )
 LEDGER_CHAINED = ("operation_id", "status", "run_id", "state", "at")
+SEAL = "(seal)"  # the operation id of the entry that seals a history written before the audit key was set
 
 
 def ledger_fields(row: Mapping[str, Any]) -> tuple[str, ...]:
@@ -167,6 +168,23 @@ class Chain:
         t = self.table
         row = conn.execute(sa.select(t.c.id, t.c[self.hash_column]).order_by(t.c.id.desc()).limit(1)).first()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def head_key(self, conn: Any) -> tuple[bool, str | None]:
+        """(the chain has entries, the key id of the newest)."""
+        t = self.table
+        row = conn.execute(sa.select(t.c.key_id).order_by(t.c.id.desc()).limit(1)).first()
+        return (row is not None, row[0] if row else None)
+
+    def refuse_unkeyed(self, conn: Any, signer: Signer) -> None:
+        """A store whose chain has keyed entries never takes an unkeyed one (it would verify as nothing)."""
+        if signer.keyed:
+            return
+        _, key_id = self.head_key(conn)
+        if key_id is not None:
+            raise AuditUnavailable(
+                f"the audit store's {self.plural} are keyed (audit key {key_id}), and this process has no audit key: "
+                "nothing was written. Give it the key connection (reconcile_audit_key) the other tasks use"
+            )
 
     def hash_at(self, conn: Any, entry_id: int) -> str | None:
         return conn.execute(sa.select(self.table.c[self.hash_column]).where(self.table.c.id == entry_id)).scalar()
@@ -230,6 +248,33 @@ class AuditStore:
             def _immediate(conn: Any) -> None:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    _sealed = False
+
+    def seal(self) -> None:
+        """With a key: seal the ledger's history if it ends in entries written before the key was set (a keyed
+        entry whose MAC covers them: from now on no one without the key can replace them unnoticed). The
+        audit chain is sealed by the keyed record being appended. Once per store object."""
+        from datetime import UTC
+
+        if not self.signer.keyed or self._sealed:
+            return
+        try:
+            with self.write_lock, self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK})")
+                present, key_id = LEDGER_CHAIN.head_key(conn)
+                if present and key_id is None:
+                    head_id, prev = LEDGER_CHAIN.head(conn)
+                    count = LEDGER_CHAIN.count_up_to(conn, head_id)
+                    event = {"operation_id": SEAL, "status": "sealed", "run_id": SEAL,
+                             "state": Signer(None).mac("sealed", head_id, count), "at": datetime.now(UTC).isoformat(),
+                             "prev_hash": prev, "key_id": self.signer.key_id}  # fmt: skip
+                    event["event_hash"] = self.signer.mac(prev, *ledger_fields(event))
+                    conn.execute(ledger_events.insert().values(**event))
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        self._sealed = True
+
     def _unavailable(self, exc: BaseException) -> AuditUnavailable:
         # URL repr masks the password: secrets never reach logs or errors.
         return AuditUnavailable(f"audit store {self.engine.url!r} cannot be written: {db_error_text(exc)}")
@@ -268,11 +313,13 @@ class AuditStore:
             "body": record.body(),
         }
         self.ensure_schema()
+        self.seal()
         try:
             with self.write_lock, self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # an advisory lock: the role needs no UPDATE privilege
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
-                _, row["prev_hash"] = AUDIT_CHAIN.head(conn)
+                AUDIT_CHAIN.refuse_unkeyed(conn, self.signer)
+                _, row["prev_hash"] = AUDIT_CHAIN.head(conn)  # a keyed record after unkeyed ones seals them
                 row["record_hash"] = self.signer.mac(row["prev_hash"], *_chained(row))
                 row["key_id"] = self.signer.key_id
                 conn.execute(audit_records.insert().values(**row))

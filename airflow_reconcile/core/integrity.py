@@ -130,6 +130,55 @@ def read_checkpoints(folder: Any) -> list[tuple[str, dict[str, Any] | None]]:
     return found
 
 
+# The task log's copy of a checkpoint: this marker, then the whole checkpoint as one line of JSON (logs usually
+# live off the host, so a copy there survives a writer who deletes the checkpoint files and the newest records).
+LOG_MARKER = "reconcile audit checkpoint: "
+
+
+def log_line(checkpoint: dict[str, Any]) -> str:
+    return LOG_MARKER + json.dumps(checkpoint, sort_keys=True, separators=(",", ":"))
+
+
+def checkpoints_in_log(text: str, name: str) -> list[tuple[str, dict[str, Any] | None]]:
+    """The checkpoints a task log holds (``log_line``), each named ``<name>:<line>``; None for one that cannot
+    be read (a cut line)."""
+    found: list[tuple[str, dict[str, Any] | None]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        at = line.find(LOG_MARKER)
+        if at < 0:
+            continue
+        payload = line[at + len(LOG_MARKER) :].strip()
+        try:
+            checkpoint = json.loads(payload[: payload.rindex("}") + 1])
+        except ValueError:
+            checkpoint = None
+        found.append((f"{name}:{number}", checkpoint if isinstance(checkpoint, dict) else None))
+    return found
+
+
+def rollback_problem(
+    signer: Signer, folder: list[tuple[str, dict[str, Any] | None]], others: list[tuple[str, dict[str, Any] | None]]
+) -> str | None:
+    """Why the checkpoint folder looks rolled back: a valid checkpoint elsewhere (a task log) is newer than the
+    folder's newest, and the folder does not hold it. None when nothing says so."""
+
+    def newest(items: list[tuple[str, dict[str, Any] | None]]) -> tuple[str, dict[str, Any]] | None:
+        valid = [(n, c) for n, c in items if c and c.get("key_id") == signer.key_id and checkpoint_valid(signer, c)]
+        return max(valid, key=lambda nc: str(nc[1]["at"])) if valid else None
+
+    theirs, ours = newest(others), newest(folder)
+    if theirs is None:
+        return None
+    signatures = {c.get("signature") for _, c in folder if c}
+    if theirs[1]["signature"] in signatures:
+        return None
+    if ours is None or str(ours[1]["at"]) < str(theirs[1]["at"]):
+        return (f"checkpoint {theirs[0]} ({theirs[1]['at']}) is newer than every checkpoint file "
+                f"({ours[1]['at'] if ours else 'none'}): the checkpoint folder was rolled back or its newest files "
+                "deleted")  # fmt: skip
+    return None
+
+
 @dataclass
 class Verification:
     """What ``verify`` found: ``problems`` is empty when everything checked out."""
@@ -150,7 +199,7 @@ class Verification:
         if not self.ok:
             return "; ".join(self.problems)
         how = "keyed (HMAC)" if self.keyed else "NOT keyed: it detects accidental edits only; set an audit key"
-        extra = f", {self.unkeyed} written before the key was set" if self.unkeyed and self.keyed else ""
+        extra = f", {self.unkeyed} written before the key was set, sealed" if self.unkeyed and self.keyed else ""
         return (
             f"audit chain intact ({self.records} records, {self.ledger_events} ledger history entries{extra}; "
             f"{how}); {self.checkpoints} checkpoint(s) checked"
@@ -164,8 +213,13 @@ def verify_chain(
 
     An entry verifies when it links to the one before and its MAC is right for its key: the verifier's
     key, or none for entries written before a key was set (never after a keyed entry: an unkeyed entry
-    there was written by someone without the key)."""
+    there was written by someone without the key). With a key, unkeyed entries count only as the prefix a
+    keyed entry **seals** (its MAC covers the last of them, so none can change since): a chain that ends
+    in unkeyed entries, or has no keyed entry at all, was written by someone without the key — a writer
+    of the database can replace a whole history with an unkeyed one, never with a sealed one. A store is
+    sealed by its first keyed write (``AuditStore.seal``)."""
     prev, keyed_seen, count = GENESIS, False, 0
+    unsealed: int | None = None  # the first unkeyed entry no keyed entry has sealed yet
     plain = Signer(None)
     for row in rows:
         count += 1
@@ -177,8 +231,9 @@ def verify_chain(
                 return count, int(row["id"])
             checker = plain
             found.unkeyed += 1
+            unsealed = int(row["id"]) if unsealed is None else unsealed
         elif signer.keyed and key_id == signer.key_id:
-            checker, keyed_seen = signer, True
+            checker, keyed_seen, unsealed = signer, True, None
         else:
             given = "no key was given" if not signer.keyed else f"the key given is {signer.key_id}"
             found.problems.append(f"{label} {row['id']} was written with audit key {key_id}, but {given}: give "
@@ -189,4 +244,11 @@ def verify_chain(
                                   "was written")  # fmt: skip
             return count, int(row["id"])
         prev = str(row[hash_column])
+    if signer.keyed and unsealed is not None:
+        found.problems.append(
+            f"{label}s from id {unsealed} on are not keyed and no keyed entry seals them: with the audit key in "
+            "use they were written by someone without it (a history replaced in the database?). A store that "
+            "had entries before its key was set is sealed by the first task that runs with the key"
+        )
+        return count, unsealed
     return count, None

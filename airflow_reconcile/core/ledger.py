@@ -159,6 +159,8 @@ def _now() -> str:
 class Ledger:
     def __init__(self, store: AuditStore, *, spec: str, dag_id: str, run_id: str) -> None:
         self.store, self.spec, self.dag_id, self.run_id = store, spec, dag_id, run_id
+        # Signed checkpoints (name, checkpoint) the history must agree with before replay or revert trust it.
+        self.checkpoints: list[tuple[str, dict[str, Any] | None]] = []
         store.ensure_schema()
 
     def _commit(self, writes: list[Any], now: str) -> list[int]:
@@ -183,6 +185,7 @@ class Ledger:
 
     def _record_history(self, conn: Any, rows: list[dict[str, Any]], now: str) -> None:
         signer = self.store.signer
+        LEDGER_CHAIN.refuse_unkeyed(conn, signer)
         _, prev = LEDGER_CHAIN.head(conn)
         events = []
         for row in sorted(rows, key=lambda r: str(r["operation_id"])):
@@ -207,10 +210,13 @@ class Ledger:
                     newest[event["operation_id"]] = event
                 yield event
 
-        found = Verification()
+        signer = self.store.signer
+        found = Verification(keyed=signer.keyed)
         try:
             with self.store.engine.connect() as conn:
-                LEDGER_CHAIN.verify(walk(conn), self.store.signer, found)
+                LEDGER_CHAIN.verify(walk(conn), signer, found)
+                for name, checkpoint in self.checkpoints:  # as verify does: deletions since are caught too
+                    self.store._check_against(conn, name, checkpoint, found)
         except sa.exc.SQLAlchemyError as exc:
             raise self.store._unavailable(exc) from None
         if not found.ok:
@@ -223,6 +229,10 @@ class Ledger:
             event = newest.get(row["operation_id"])
             if event is None:
                 why[row["operation_id"]] = "its ledger row has no history (written outside airflow-reconcile?)"
+            elif signer.keyed and event["key_id"] is None:
+                why[row["operation_id"]] = ("its history was written before the audit key was set (not keyed), so "
+                                            "nothing vouches for it; the next run plans it again if it is still "
+                                            "wanted")  # fmt: skip
             elif event["state"] != row_state(row):
                 why[row["operation_id"]] = ("its ledger row is not what its history says (changed outside "
                                             "airflow-reconcile?)")  # fmt: skip

@@ -189,11 +189,15 @@ class AuditedTaskMixin:
         except Exception:  # noqa: BLE001 - the try's own outcome stands
             log.exception("audit checkpoint could not be written")
             return
-        heads = ", ".join(f"{c} head {h['head_id']} {h['head_hash'][:16]} ({h['count']} entries)"
-                          for c, h in sorted(checkpoint["chains"].items()))  # fmt: skip
+        from airflow_reconcile.core.integrity import log_line
+
+        heads = ", ".join(
+            f"{c} head {h['head_id']} ({h['count']} entries)" for c, h in sorted(checkpoint["chains"].items())
+        )
         key = f"key {store.signer.key_id}" if store.signer.keyed else "NOT keyed: set the audit key connection"
-        log.info("audit checkpoint %s: %s; signature %s (%s); kept in %s", checkpoint["at"], heads,
-                 checkpoint["signature"], key, path)  # fmt: skip
+        log.info("audit checkpoint %s: %s (%s); kept in %s", checkpoint["at"], heads, key, path)
+        # The whole checkpoint, for `reconcile audit verify --checkpoint-log` (logs usually live off the host).
+        log.info("%s", log_line(checkpoint))
 
     # OpenLineage (apache-airflow-providers-openlineage calls these after the try): the lineage comes
     # from this try's audit record, so the two always agree. See airflow_reconcile.provider.lineage.

@@ -39,6 +39,15 @@ class Deployed:
 
         return get_bagged_dag(None, dag_id).test(run_conf=conf or None)
 
+    def audit_keyed(self) -> AuditStore:
+        """The audit store with the key the tasks use (the demo's connection)."""
+        import os
+
+        from airflow_reconcile.core.integrity import Signer
+
+        key = json.loads(os.environ["AIRFLOW_CONN_RECONCILE_AUDIT_KEY"])["password"]
+        return AuditStore(self.audit.url, Signer.from_text(key))
+
     def records(self, run: Any) -> dict[str, dict[str, Any]]:
         """The run's audit records by task id (the last try's)."""
         return {r["task_id"]: r for r in self.audit.records(dag_id=run.dag_id) if r["run_id"] == run.run_id}

@@ -7,15 +7,18 @@ exactly once; ``<dag>_revert`` puts the apply run's assignees back where Jira ac
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from airflow_reconcile.core.integrity import checkpoints_in_log
 from airflow_reconcile.core.vocabulary import DagId, Status, TaskId
 from tests.provider.conftest import DAG_ID
 
 pytestmark = pytest.mark.slow
 
 
-def test_dead_letter_then_watchdog_then_replay_then_revert(deployed, answer):
+def test_dead_letter_then_watchdog_then_replay_then_revert(deployed, answer, caplog):
     scenario, jira = deployed.scenario, deployed.jira
     before = jira.assignees()
     wrong = scenario.cases["wrong_owner"][0]
@@ -29,8 +32,13 @@ def test_dead_letter_then_watchdog_then_replay_then_revert(deployed, answer):
     assert (outcomes["applied"], outcomes[Status.DEAD_LETTERED]) == (changed - 1, 1)
     assert jira.assignees()[wrong] == before[wrong]
 
-    watch = deployed.run(DagId.WATCHDOG)
+    with caplog.at_level(logging.INFO):
+        watch = deployed.run(DagId.WATCHDOG)
     assert watch.state == "success"
+    # The task log carries the whole signed checkpoint: verify can check the store against it later.
+    logged = checkpoints_in_log(caplog.text, "watch.log")
+    assert logged
+    assert deployed.audit_keyed().verify_all(logged).ok
     alerts = deployed.records(watch)[TaskId.WATCH]["details"]["alerts"]
     # The dead letter, and silence: no apply run of this reconciliation has succeeded yet.
     assert sorted((a["kind"], a["dag_id"]) for a in alerts) == [("dead_letters", DAG_ID), ("silence", DAG_ID)]
