@@ -309,7 +309,7 @@ def test_hostile_values_are_escaped_for_slack_mrkdwn():
     assert text.startswith("*New service*: ")
     assert "<" not in text
     assert ">" not in text
-    assert "&lt;!here&gt; *\u200bnew*\u200b owned by &lt;@U0ADMIN&gt;" in text
+    assert "&lt;!here&gt; *\u200bnew*\u200b owned by &lt;@\u200bU0ADMIN&gt;" in text
     from airflow_reconcile.core.markup import escape_mrkdwn
 
     assert (
@@ -759,3 +759,62 @@ def test_checkpoints_from_the_task_logs_catch_what_a_rolled_back_checkpoint_fold
     assert "up to id 7; that entry is gone" in err
     assert "is newer than every checkpoint file" in err
     assert "rolled back" in err
+
+
+# What real drivers and clients print, each with the secret it carries (issue 26, item 11).
+LEAKS = [
+    ("could not connect: postgresql+psycopg://audit:p@ss@w0rd@db.internal:5432/audit", "p@ss@w0rd"),
+    ("redis.exceptions.AuthenticationError via redis://:redispass123@127.0.0.1:6379/0", "redispass123"),
+    ("GET https://api.example.com/v1/owners?page=2&api_token=abc123secret failed", "abc123secret"),
+    ("request headers: X-Atlassian-Token: nocheck-XYZ123", "nocheck-XYZ123"),
+    ("Vault said 403 (X-Vault-Token: hvs.CAESIJ9ab)", "hvs.CAESIJ9ab"),
+    ("psycopg.OperationalError: invalid dsn: host=db user=app password='s3 cr3t!' dbname=x", "s3 cr3t!"),
+    ('sqlalchemy.exc.OperationalError: (psycopg2) password="hunter22" rejected', "hunter22"),
+    ("botocore: aws_secret_access_key=wJalrXUtnFEMI/K7MDENG is invalid", "wJalrXUtnFEMI/K7MDENG"),
+    ("AWS_SESSION_TOKEN=FwoGZXIvYXdzEJr set", "FwoGZXIvYXdzEJr"),
+    ("{'client_secret': 'abcd1234efgh', 'grant_type': 'client_credentials'}", "abcd1234efgh"),
+    ('{"access_token": "ya29.a0AfH6SM", "expires_in": 3599}', "ya29.a0AfH6SM"),
+    ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+    ("slack_sdk.errors.SlackApiError: invalid_auth for xoxb-1234-5678-abcdEFGH", "xoxb-1234-5678-abcdEFGH"),
+    ("jira: Set-Cookie: atlassian.xsrf.token=B2A3-C4D5; JSESSIONID=8F3A0C2B", "8F3A0C2B"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), LEAKS, ids=[s[:12] for _, s in LEAKS])
+def test_secrets_in_the_forms_drivers_and_clients_print_are_masked(text, secret):
+    from airflow_reconcile.core.redact import MASK, redact
+
+    masked = redact(text)
+    assert secret not in masked
+    assert MASK in masked
+
+
+def test_what_is_not_a_secret_stays_readable():
+    from airflow_reconcile.core.redact import redact
+
+    text = "assignee bob@example.com is unknown at https://jira.example.com/browse/OPS-1 (HTTP 400)"
+    assert redact(text) == text
+
+
+BARE_LINKS = ["http://2130706433/pwn", "HTTPS://evil.example/x?y=1", "see www.evil.io now", "mail bob@evil.io",
+              "mailto:bob@evil.io", "evil.com", "ftp://files.evil.io"]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", BARE_LINKS)
+def test_a_bare_url_in_a_value_becomes_no_link_in_any_markup(value):
+    """GitHub-flavoured Markdown (Required Actions), Jira and Slack all link bare URLs, addresses and domains:
+    linkify-it (what Markdown renderers use to find them) finds none in an escaped value, and Markdown with
+    autolinks renders no link. What the value says still reads the same."""
+    from linkify_it import LinkifyIt
+    from markdown_it import MarkdownIt
+
+    from airflow_reconcile.core.markup import ESCAPERS
+
+    finder = LinkifyIt()
+    assert finder.test(value)  # it is a link as it comes
+    for name, escape in ESCAPERS.items():
+        shown = escape(value)
+        assert not finder.test(shown), (name, shown)
+        assert shown.replace("\u200b", "").replace("\\", "").replace("&lt;", "<") == value, name
+    html = MarkdownIt("commonmark", {"linkify": True}).enable("linkify").render(ESCAPERS["markdown"](value))
+    assert "<a " not in html

@@ -3,7 +3,8 @@
 A value read from a source of record or a target (an owner's name, a ticket summary, a column name)
 is untrusted. Where it lands in markup — a Jira comment or description (wiki markup), a Slack
 message (mrkdwn), the approval request (Markdown) — it is escaped here, so it can never mention
-(``[~admin]``, ``<!channel>``), link (``<http://x|click>``, ``[click|http://x]``), embed
+(``[~admin]``, ``<!channel>``), link (``<http://x|click>``, ``[click|http://x]``, a bare
+``http://2130706433/x``, ``www.x.io`` or ``bob@x.io``, which renderers link by themselves), embed
 (``!http://x/i.png!``) or format (``*b*``, backticks). Control characters go; a very long value is
 cut. The literal text of a spec's template is the spec author's and is not escaped: only the values
 it inserts (``{{ desired.owner }}``) are (``airflow_reconcile.core.templates``).
@@ -32,6 +33,17 @@ def _clean(value: Any, *, newlines: bool) -> str:
     return text
 
 
+# What makes a bare value a link where it is shown (GitHub-flavoured Markdown's autolinks, Jira's and Slack's
+# linking of bare URLs, e-mail addresses and domains): a scheme's "://", "www.", an "@", a dot before a letter.
+# A zero-width space after each keeps the text as it reads and makes it no link anywhere.
+_LINKABLE = re.compile(r"(?i)(?<=[a-z0-9+.-]:)(?=//)|(?<=\bmailto:)|(?<=\bwww)(?=\.)|(?<=@)|(?<=[a-z0-9_-]\.)(?=[a-z])")
+
+
+def unlinked(text: str) -> str:
+    """``text`` that no renderer turns into a link (a zero-width space breaks each link-forming spot)."""
+    return _LINKABLE.sub(_ZWSP, text)
+
+
 _MRKDWN_ENTITY = re.compile(r"&(?!(?:amp|lt|gt);)")
 
 
@@ -44,7 +56,7 @@ def escape_mrkdwn(value: Any) -> str:
     """Slack mrkdwn: ``& < >`` as entities (no mention, channel ping or link can form; an entity
     already escaped stays as it is), a zero-width space after ``* _ ~ ` `` at a word's edge (Slack has
     no escape character: the space stops a value from opening or closing bold, italics, strike or code)."""
-    text = mrkdwn_entities(_clean(value, newlines=True))
+    text = mrkdwn_entities(unlinked(_clean(value, newlines=True)))
     return _MRKDWN_EDGE.sub(lambda m: f"{m[0]}{_ZWSP}", text)
 
 
@@ -68,7 +80,7 @@ def escape_jira_wiki(value: Any) -> str:
     """Jira wiki markup: every markup character behind a backslash (no mention ``[~user]``, link,
     image ``!url!``, macro ``{code}``, table or text effect), one line (a value cannot start a
     heading or list), and a leading ``h1.`` / ``bq.`` broken by a zero-width space."""
-    text = _WIKI.sub(r"\\\1", _clean(value, newlines=False))
+    text = _WIKI.sub(r"\\\1", unlinked(_clean(value, newlines=False)))
     return _WIKI_LINE_START.sub(lambda m: f"{m[1]}{_ZWSP}.", text)
 
 
@@ -77,7 +89,7 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 def escape_markdown(value: Any) -> str:
     """Markdown (the approval request in Airflow's UI): no links, images, HTML or table breaks."""
-    return _MARKDOWN.sub(r"\\\1", _clean(value, newlines=False))
+    return _MARKDOWN.sub(r"\\\1", unlinked(_clean(value, newlines=False)))
 
 
 ESCAPERS: dict[str, Callable[[Any], str]] = {

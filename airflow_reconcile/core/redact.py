@@ -25,20 +25,26 @@ _MIN_SECRET = 4  # shorter values ("a", "no") would mask ordinary words
 _known: set[str] = set()
 _lock = threading.Lock()
 
+# A name that holds a secret: the header and parameter names clients print (Authorization, Cookie), and any
+# name with token, secret, password, api key or credential in it (X-Atlassian-Token, X-Vault-Token, api_token,
+# client_secret, aws_secret_access_key, private_key, sessionid...).
 _SECRET_NAMES = (
-    r"authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|apikey|x-auth-token|x-access-token"
-    r"|private-token|password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api_key"
+    r"authorization|proxy-authorization|cookie|set-cookie|pwd|sessionid|session_id|signature|sig"
+    r"|[\w-]*(?:token|secret|passw(?:or)?d|api[-_]?key|apikey|private[-_]?key|credentials?)[\w-]*"
 )
 # A header dump as python-jira prints it: one line per dump, dropped whole (headers, request bodies).
 _DUMP_LINE = re.compile(r"(?im)^[ \t]*(?:request|response)[ \t]+(?:headers|text)[ \t]*=.*$\n?")
 # 'Name': 'value' / "Name": "value" (dict reprs and JSON)
 _QUOTED = re.compile(rf"(?i)(['\"])({_SECRET_NAMES})\1(\s*[:=]\s*)(['\"])(.*?)(?<!\\)\4")
+# Name='value' / name="value" (a driver's DSN: password='s3 cret'), quoted values that may hold spaces
+_ASSIGNED_QUOTED = re.compile(rf"(?i)(?<![\w-])({_SECRET_NAMES})(\s*[:=]\s*)(['\"])(?!\*\*\*)(.*?)(?<!\\)\3")
 # Name: value / Name=value in free text or header lines, up to the end of the line (or a separator)
 _PLAIN = re.compile(rf"(?i)(?<![\w-])({_SECRET_NAMES})(\s*[:=]\s*)(?!\*\*\*)([^\s,;&'\"}}]+)")
 # A cookie header carries several name=value pairs: everything up to the end of the line goes.
 _COOKIE_LINE = re.compile(r"(?im)(?<![\w-])((?:set-)?cookie)(\s*:\s*)[^\r\n'\"]+")
 _SCHEME_TOKEN = re.compile(r"(?i)\b(bearer|basic|token|bot)\s+([A-Za-z0-9._~+/=-]{8,})")
-_URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*):([^@\s/'\"]+)@")
+# user:password@host — the password up to the last @ before the host (a password may hold @ itself)
+_URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*):([^\s/'\"]+)@(?=[^@\s/'\"]*(?:[/?#\s'\"]|$))")
 _SLACK_TOKEN = re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+")
 
 
@@ -57,6 +63,7 @@ def redact(text: object, *, secrets: Iterable[str] = (), limit: int = MAX_ERROR_
     out = _URL_USERINFO.sub(rf"\1:{MASK}@", out)
     out = _SCHEME_TOKEN.sub(rf"\1 {MASK}", out)
     out = _COOKIE_LINE.sub(rf"\1\2{MASK}", out)
+    out = _ASSIGNED_QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{MASK}{m[3]}", out)
     out = _PLAIN.sub(rf"\1\2{MASK}", out)
     out = _SLACK_TOKEN.sub(f"xox?-{MASK}", out)
     with _lock:

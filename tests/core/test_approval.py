@@ -141,7 +141,7 @@ def test_the_request_text_summarises_and_data_cannot_inject_markdown(store):
     assert "| r | assign | 2 |" in body
     assert re.search(r"(?<!\\)\]\(", body) is None  # no link
     assert re.search(r"(?<!\\)[<>]", body) is None  # no HTML
-    assert "\\[click\\]\\(https://evil\\.example\\) \\<img" in body
+    assert "\\[click\\]\\(https:\u200b//evil\\.\u200bexample\\) \\<img" in body
     # The newline in the value did not start a new table row.
     row = next(line for line in body.splitlines() if "injected" in line)
     assert row.startswith("| a \\| b \\| injected \\| row \\|")
