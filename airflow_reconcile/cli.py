@@ -163,7 +163,9 @@ def _write_rows(rows: Any, output: str) -> None:
         if fmt == "parquet":
             rows.to_parquet(output, index=False)
         elif fmt == "csv":
-            rows.to_csv(output, index=False)
+            from airflow_reconcile.core.markup import spreadsheet_cell
+
+            rows.astype(object).map(spreadsheet_cell).to_csv(output, index=False)
         else:
             rows.to_json(output, orient="records", lines=True, force_ascii=False)
     except OSError as exc:
@@ -508,11 +510,13 @@ def _audit_export(args: argparse.Namespace) -> int:
             for row in rows:
                 out.write(json.dumps({c: row.get(c) for c in EXPORT_COLUMNS}, sort_keys=True, default=str) + "\n")
         else:
+            from airflow_reconcile.core.markup import spreadsheet_cell
+
             writer = csv.DictWriter(out, fieldnames=list(EXPORT_COLUMNS))
             writer.writeheader()
-            for row in rows:
-                writer.writerow({c: json.dumps(row.get(c), sort_keys=True, default=str)
-                                 if c in ("inputs", "outputs", "details") else row.get(c) for c in EXPORT_COLUMNS})  # fmt: skip
+            for row in rows:  # no cell opens as a formula in a spreadsheet (the JSON Lines export is exact)
+                writer.writerow({c: spreadsheet_cell(json.dumps(row.get(c), sort_keys=True, default=str)
+                                 if c in ("inputs", "outputs", "details") else row.get(c)) for c in EXPORT_COLUMNS})  # fmt: skip
     finally:
         if args.output:
             out.close()

@@ -611,6 +611,31 @@ def test_an_audit_record_stays_small_whatever_the_plans_size(tmp_path):
     assert len(json.dumps(kept)) < 100_000  # the plan itself was ~5 MB
 
 
+def test_an_audit_record_stays_small_whatever_the_strings_in_it(tmp_path):
+    """A trigger conf with long ids stored 6.5 MB: every text is bounded as the lists are."""
+    from dataclasses import replace
+
+    from airflow_reconcile.core.audit import MAX_TEXT
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    conf = {"operation_ids": ["x" * 100_000] * 60, "since": "y" * 1_000_000}
+    store.append(replace(_record("x"), details={"trigger": {"params": conf}}, inputs=[{"uri": "z" * 50_000}]))
+    (kept,) = store.records()
+    assert len(json.dumps(kept)) < 400_000
+    since = kept["details"]["trigger"]["params"]["since"]
+    assert since.startswith("y" * MAX_TEXT)
+    assert since.endswith(f"({1_000_000 - MAX_TEXT} more characters)")
+    assert store.verify() == (True, None)
+
+
+def test_a_csv_export_never_opens_as_a_formula_in_a_spreadsheet():
+    from airflow_reconcile.core.markup import spreadsheet_cell
+
+    for hostile in ('=HYPERLINK("http://x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1"):
+        assert spreadsheet_cell(hostile).startswith("'")
+    assert [spreadsheet_cell(v) for v in ("-5", "+2.5", "bob", 7, None)] == ["-5", "+2.5", "bob", 7, None]
+
+
 def _forged_unkeyed_history(store, seeded, jira_client, tmp_path):
     """The attacker who can write the audit database but has no key: deletes every record, ledger row and
     history entry, then runs the product *without a key* to write a history of their own — a dead letter that

@@ -84,20 +84,32 @@ class AuditRecord:
 
 
 MAX_LISTED = 100  # entries of a list in a record's details; the rest is in the try's output files
+MAX_TEXT = 4096  # characters of one text value in a record (a trigger conf's ids, a long reason)
+
+
+def _short(value: Any) -> Any:
+    """A value with its text cut to ``MAX_TEXT`` characters (saying how many were cut), at any depth."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else f"{value[:MAX_TEXT]}... ({len(value) - MAX_TEXT} more characters)"
+    if isinstance(value, dict):
+        return bounded(value)
+    if isinstance(value, list):
+        return [_short(v) for v in value[:MAX_LISTED]]
+    return value
 
 
 def bounded(details: dict[str, Any]) -> dict[str, Any]:
     """A record's details with every list cut to ``MAX_LISTED`` entries (and how many were left out
-    beside it, as ``<name>_omitted``): a record stays small whatever the plan's size; the whole plan and
-    its outcomes are in the try's output files, named with their content hash in ``outputs``."""
+    beside it, as ``<name>_omitted``) and every text to ``MAX_TEXT`` characters: a record stays small
+    whatever the plan's size or the trigger's conf; the whole plan and its outcomes are in the try's
+    output files, named with their content hash in ``outputs``."""
     out: dict[str, Any] = {}
     for name, value in details.items():
+        name = str(name)[:MAX_TEXT]
         if isinstance(value, list) and len(value) > MAX_LISTED:
-            out[name], out[f"{name}_omitted"] = value[:MAX_LISTED], len(value) - MAX_LISTED
-        elif isinstance(value, dict):
-            out[name] = bounded(value)
+            out[name], out[f"{name}_omitted"] = _short(value), len(value) - MAX_LISTED
         else:
-            out[name] = value
+            out[name] = _short(value)
     return out
 
 
@@ -298,7 +310,7 @@ class AuditStore:
         producers redact already: this is the last step before the text is kept for good), and its
         lists are bounded (``bounded``)."""
         record = replace(record, error=redact(record.error), details=bounded(record.details),
-                         inputs=record.inputs[:MAX_LISTED], outputs=record.outputs[:MAX_LISTED])  # fmt: skip
+                         inputs=_short(record.inputs), outputs=_short(record.outputs))  # fmt: skip
         row = {
             "dag_id": record.dag_id,
             "run_id": record.run_id,

@@ -92,6 +92,20 @@ def escape_markdown(value: Any) -> str:
     return _MARKDOWN.sub(r"\\\1", unlinked(_clean(value, newlines=False)))
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet opens as text, never as a formula: text that begins with ``= + - @`` (or a
+    tab or carriage return) gets a leading apostrophe, as OWASP advises; other values stay as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # -5, +2.5: numbers, never formulas
+
+
 ESCAPERS: dict[str, Callable[[Any], str]] = {
     "jira_wiki": escape_jira_wiki,
     "slack_mrkdwn": escape_mrkdwn,

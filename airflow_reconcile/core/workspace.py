@@ -108,7 +108,10 @@ def file_hash(path: Path) -> str:
 
 
 def _safe(part: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_") or "_"
+    """One path component made of ``part``: other characters as ``_``, and no leading dot, so an id such as
+    ``..`` (which Airflow's default run id pattern allows) can never name a parent folder or a hidden file."""
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_")
+    return re.sub(r"^\.+", lambda m: "_" * len(m[0]), text) or "_"
 
 
 class _Hashing:

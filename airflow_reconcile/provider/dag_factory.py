@@ -202,7 +202,7 @@ def _params(spec: Spec) -> dict[str, Param]:
         params["approval_timeout"] = Param(
             spec.approval.timeout,
             type="string",
-            pattern=r"^\s*\d+\s*[smhdw]\s*$",
+            pattern=r"^\s*\d{1,8}\s*[smhdw]\s*$",  # the task refuses more than a year, saying so
             title="Approval timeout",
             description="How long the approval request waits for an answer (e.g. 30m, 4h, 2d); then: review",
         )

@@ -71,3 +71,31 @@ def test_init_command_names_an_unknown_example_and_exits_2(tmp_path, capsys):
 
 def test_shipped_dags_are_the_repository_folder_in_a_checkout():
     assert shipped_dags() == REPO / "dags"
+
+
+def test_init_never_writes_outside_the_folder_it_was_given(tmp_path):
+    """A dangling link where a file goes, a link planted on the old temporary name, a folder that is a link
+    elsewhere: nothing is written outside the DAGs folder."""
+    import os
+
+    from airflow_reconcile.core.errors import ReconcileError
+    from airflow_reconcile.core.examples import init_example
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    os.symlink(outside / "owned.py", dags / "reconcile_ticket_ownership.py")  # dangling: points outside
+    with pytest.raises(ReconcileError, match="already exist"):
+        init_example(dags, "ticket_ownership")
+    os.symlink(outside / "planted", dags / ".reconcile_drift_digest.py.tmp")
+    written = init_example(dags, "ticket_ownership", force=True)
+    assert list(outside.iterdir()) == []  # nothing went through either link
+    assert not (dags / "reconcile_ticket_ownership.py").is_symlink()  # the link was replaced by the file
+    assert all(p.resolve().is_relative_to(dags.resolve()) for p in written)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.symlink(outside, linked / "specs")  # the spec's folder leads elsewhere
+    with pytest.raises(ReconcileError, match="leads outside"):
+        init_example(linked, "ticket_ownership")
+    assert list(outside.iterdir()) == []

@@ -67,3 +67,11 @@ def test_compare_may_not_name_the_key_or_an_excluded_column():
         parse_spec(TEXT.replace("compare: [assignee]", "compare: [assignee, service]"))
     with pytest.raises(SpecError, match="drift.exclude.*assignee is both compared and excluded"):
         parse_spec(TEXT.replace("compare: [assignee]", "compare: [assignee]\n  exclude: [assignee]"))
+
+
+def test_an_approval_timeout_past_a_year_is_an_error_not_an_overflow():
+    from airflow_reconcile.core.spec import approval_timeout
+
+    with pytest.raises(ValueError, match="longer than a year; give at most 366d"):
+        approval_timeout("99999999999999999999d")
+    assert approval_timeout("2d") == 172_800

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -60,3 +62,16 @@ def test_a_relative_workspace_root_writes_absolute_manifest_uris(tmp_path, monke
     assert manifest.uri == (tmp_path / "ws" / "s" / "r" / "x.parquet").as_uri()
     monkeypatch.chdir("/")
     assert read_frame(manifest)["k"].tolist() == ["a"]
+
+
+@pytest.mark.parametrize("run_id", ["..", ".", "../..", ".hidden", "../other_spec/run"])
+def test_every_run_stays_under_its_specs_folder(tmp_path, run_id):
+    import pandas as pd
+
+    from airflow_reconcile.core.workspace import Workspace
+
+    workspace = Workspace(root=str(tmp_path), spec_name="ticket_ownership", run_id=run_id)
+    manifest = workspace.write("drift", pd.DataFrame({"a": [1]}))
+    written = Path(manifest.uri.removeprefix("file://")).resolve()
+    assert written.parent.parent == (tmp_path / "ticket_ownership").resolve()
+    assert not written.parent.name.startswith(".")

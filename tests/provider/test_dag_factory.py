@@ -315,3 +315,16 @@ def test_reconcile_init_force_rewrites_old_dag_files_with_the_new_imports(tmp_pa
     assert bag.import_errors == {}
     assert "airflow_reconcile.dag_factory" not in sys.modules
     assert set(bag.dag_ids) == set(DagBag(dag_folder=str(REPO / "dags")).dag_ids)
+
+
+def test_the_trigger_forms_approval_timeout_refuses_an_overflowing_number():
+    import re
+
+    from airflow_reconcile.core.spec import load_spec
+    from airflow_reconcile.provider.dag_factory import _params
+
+    pattern = _params(load_spec(REPO / "dags" / "specs" / "ticket_ownership.yaml"))["approval_timeout"].schema[
+        "pattern"
+    ]
+    assert re.match(pattern, "24h")
+    assert not re.match(pattern, "99999999999999999999d")

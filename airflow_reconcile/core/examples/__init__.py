@@ -9,6 +9,7 @@ The DAG files and specs are the repository's ``dags/`` folder, shipped in the wh
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,20 +76,53 @@ def init_example(
     source, target = shipped_dags(), absolute(directory)
     copies = {target / f"{DagId.of(name)}.py": source / f"{DagId.of(name)}.py",
               target / "specs" / f"{name}.yaml": source / "specs" / f"{name}.yaml"}  # fmt: skip
-    shared = {target / f: source / f for f in SHARED_DAG_FILES if force or not (target / f).exists()}
+    # lexists: a dangling symbolic link is there too (writing "through" it would create its target elsewhere).
+    shared = {target / f: source / f for f in SHARED_DAG_FILES if force or not os.path.lexists(target / f)}
     data = [target / "specs" / "data" / f for f in example.data_files]
-    existing = [p for p in [*copies, *data] if p.exists()]
+    existing = [p for p in [*copies, *data] if os.path.lexists(p)]
     if existing and not force:
         raise ReconcileError(
             f"{', '.join(map(str, existing))} already exist(s); nothing was written. "
             "Remove them, choose another folder, or pass --force to overwrite"
         )
+    for destination in [*copies, *shared, *data]:
+        _inside(target, destination)
     written = []
     for destination, origin in {**copies, **shared}.items():
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        tmp = destination.with_name(f".{destination.name}.tmp")
-        tmp.write_bytes(origin.read_bytes())
-        os.replace(tmp, destination)
+        _write_inside(target, destination, origin.read_bytes())
         written.append(destination)
-    written += example.write_data(target / "specs" / "data", now)
+    with tempfile.TemporaryDirectory(prefix="reconcile-init-") as tmp:
+        for made in example.write_data(Path(tmp), now):
+            destination = target / "specs" / "data" / made.name
+            _write_inside(target, destination, made.read_bytes())
+            written.append(destination)
     return written
+
+
+def _inside(root: Path, destination: Path) -> None:
+    """Refuse a destination whose folder resolves outside ``root`` (a symbolic link among its parents)."""
+    folder = destination.parent
+    while not os.path.lexists(folder) and folder != folder.parent:  # the part that exists decides
+        folder = folder.parent
+    if folder == root or folder in root.parents:  # not made yet: mkdir makes real folders from here
+        return
+    if not folder.resolve().is_relative_to(root.resolve()):
+        raise ReconcileError(f"{destination}: its folder leads outside {root} (a symbolic link?); nothing was written")
+
+
+def _write_inside(root: Path, destination: Path, data: bytes) -> None:
+    """Write ``data`` to ``destination`` without following a link: to a new temporary file in the same folder
+    (created exclusively, so a link planted on its name is never followed), then renamed over the destination
+    (a link there is replaced, not written through)."""
+    _inside(root, destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    _inside(root, destination)  # mkdir may have met a link made meanwhile
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, destination)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

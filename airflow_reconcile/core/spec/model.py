@@ -454,13 +454,17 @@ class Approval(_Model):
 
 
 MIN_APPROVAL_TIMEOUT = 30
+MAX_APPROVAL_TIMEOUT = 366 * 86400  # a year: longer is a typo (and past what a timedelta or a deadline holds)
 
 
 def approval_timeout(text: str) -> int:
-    """Seconds of an approval timeout; at least 30 s (a shorter wait would race the task's own parking)."""
+    """Seconds of an approval timeout; at least 30 s (a shorter wait would race the task's own parking), at
+    most a year."""
     seconds = parse_duration(text)
     if seconds < MIN_APPROVAL_TIMEOUT:
         raise ValueError(f"{text!r} is too short for a person to answer; give at least {MIN_APPROVAL_TIMEOUT}s")
+    if seconds > MAX_APPROVAL_TIMEOUT:
+        raise ValueError(f"{text!r} is longer than a year; give at most 366d (e.g. 4h, 2d, 1w)")
     return seconds
 
 
