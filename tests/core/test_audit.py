@@ -104,18 +104,23 @@ def test_runs_are_grouped_and_paged_newest_first_with_what_each_found_and_did(tm
         store.append(r)
     store.append(replace(record(TaskId.READ_DESIRED, "failed"), run_id="r2"))
     store.append(replace(record(TaskId.DETECT_DRIFT), dag_id="other", run_id="r9"))  # another DAG's run
+    # A run whose apply failed (a rejected write dead-lettered): its outcomes and mode are still the run's.
+    store.append(replace(record(TaskId.DETECT_DRIFT), run_id="r3", details={"drift": {"changed": 1}, "mode": "apply"}))
+    store.append(replace(record(TaskId.APPLY_CORRECTIONS, "failed"), run_id="r3",
+                         details={"outcomes": {"dead_lettered": 1}, "mode": "apply"}))  # fmt: skip
 
     total, runs = store.runs_page("reconcile_x")
-    assert total == 2
-    assert [r["run_id"] for r in runs] == ["r2", "r1"]  # newest first
-    newest, oldest = runs
+    assert total == 3
+    assert [r["run_id"] for r in runs] == ["r3", "r2", "r1"]  # newest first
+    failed, newest, oldest = runs
+    assert (failed["mode"], failed["outcomes"]) == ("apply", {TaskId.APPLY_CORRECTIONS: {"dead_lettered": 1}})
     assert (newest["records"], newest["failed_tries"], newest["drift"], newest["outcomes"]) == (1, 1, None, {})
     assert (oldest["records"], oldest["failed_tries"]) == (4, 1)
     assert oldest["drift"] == {"changed": 3}
     assert oldest["outcomes"] == {TaskId.APPLY_CORRECTIONS: {"applied": 3}}
     assert oldest["mode"] == "apply"
     assert oldest["trigger"]["user"] == "admin"
-    assert store.runs_page("reconcile_x", limit=1, offset=1) == (2, [oldest])
+    assert store.runs_page("reconcile_x", limit=1, offset=2) == (3, [oldest])
 
 
 def test_a_missing_database_driver_says_what_to_install(tmp_path):

@@ -122,3 +122,20 @@ def test_a_quiet_run_its_digest_the_watchdog_and_the_plugin(deployed, plugin, st
     newest = plugin.get(f"/dags/{run.dag_id}/audit", params={"limit": 1, "order": "desc"}).json()["records"]
     assert newest[0]["run_id"] == run.run_id
     assert plugin.get(f"/dags/{run.dag_id}/audit", params={"offset": 2**63}).status_code == 422
+
+
+def test_unhandled_drift_with_unhandled_fail_stops_the_run_before_anything_is_applied(deployed):
+    """drift.unhandled: fail, and no rule for the orphaned tickets: evaluate_rules fails once (policy, not a
+    transient error), its record lists them, nothing is applied."""
+    text = deployed.spec_path.read_text()
+    rule = text[text.index("  - name: orphaned-ticket") : text.index("targets:")]
+    deployed.spec_path.write_text(text.replace(rule, "").replace("drift:\n", "drift:\n  unhandled: fail\n"))
+    writes = list(deployed.jira.writes)
+    run = deployed.run(mode="apply")
+    assert run.state == "failed"
+    record = deployed.records(run)[TaskId.EVALUATE_RULES]
+    assert record["outcome"] == "failed"
+    assert "drift row(s) no rule handles" in record["error"]
+    assert record["details"]["plan"]["unhandled_by_kind"] == {"unexpected": len(deployed.scenario.cases["orphaned"])}
+    assert TaskId.APPLY_CORRECTIONS not in {t for t, r in deployed.records(run).items() if r["outcome"] == "success"}
+    assert deployed.jira.writes == writes

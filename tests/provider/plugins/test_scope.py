@@ -64,3 +64,30 @@ def test_a_refused_event_that_names_no_dag_is_shown_with_its_reason():
               "details": {"digests": [], "refused": [{"source_dag_id": None, "source_run_id": None, "why": why}]}}  # fmt: skip
     for allowed in ({DagId.DIGEST}, {DagId.DIGEST, OPEN_DAG, SECRET_DAG}):
         assert scoped(record, allowed) == record
+
+
+def test_a_watchdog_alert_a_later_run_made_untrue_is_not_shown(tmp_path):
+    """'never completed a run' for 15 minutes of green runs: an alert is shown with its time, and only while
+    no later record says otherwise (a successful apply ends a silence, a fresh source a stale one)."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from airflow_reconcile.core.audit import AuditRecord, AuditStore
+    from plugins.api import _current_alerts
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    checked = datetime(2026, 12, 7, 9, tzinfo=UTC)
+    alerts = [{"dag_id": OPEN_DAG, "kind": "silence", "message": "never completed a run"},
+              {"dag_id": OPEN_DAG, "kind": "stale_source", "message": "stale 3 runs"},
+              {"dag_id": OPEN_DAG, "kind": "dead_letters", "message": "2 dead letters"}]  # fmt: skip
+    shown = _current_alerts(store, OPEN_DAG, alerts, checked.isoformat())
+    assert [(a["kind"], a["checked_at"]) for a in shown] == [(a["kind"], checked.isoformat()) for a in alerts]
+    later = checked + timedelta(minutes=10)
+    base = AuditRecord(dag_id=OPEN_DAG, run_id="r", task_id=TaskId.APPLY_CORRECTIONS, map_index=-1, try_number=1,
+                       started_at=later, ended_at=later, outcome="success", spec="s", policy_version="v")  # fmt: skip
+    store.append(base)
+    store.append(replace(base, task_id=TaskId.CHECK_FRESHNESS, details={"freshness": {"stale": True}}))
+    assert [a["kind"] for a in _current_alerts(store, OPEN_DAG, alerts, checked.isoformat())] == [
+        "stale_source", "dead_letters"]  # fmt: skip
+    store.append(replace(base, task_id=TaskId.CHECK_FRESHNESS, details={"freshness": {"stale": False}}))
+    assert [a["kind"] for a in _current_alerts(store, OPEN_DAG, alerts, checked.isoformat())] == ["dead_letters"]
