@@ -147,7 +147,13 @@ class SqlSource:
         value = self._run(ctx, lambda conn: conn.execute(sa.text(query)).scalar())
         if value is None:
             return None
-        stamp = pd.to_datetime(value, utc=True, errors="coerce")
+        from airflow_reconcile.core.errors import FreshnessUnreadable
+        from airflow_reconcile.core.values import NaiveTimes, to_instants
+
+        try:  # a naive time (a timestamp column without a zone) is read in the source's timezone, or unreadable
+            stamp = to_instants(pd.Series([value]), spec.timezone, f"{ctx.origin}: freshness.query's result")[0]
+        except NaiveTimes as exc:
+            raise FreshnessUnreadable(str(exc)) from None
         if pd.isna(stamp):
-            raise SourceError(f"{ctx.origin}: freshness.query returned {value!r}, not a timestamp")
+            raise FreshnessUnreadable(f"{ctx.origin}: freshness.query returned {value!r}, not a timestamp")
         return stamp.to_pydatetime()
