@@ -698,6 +698,17 @@ def test_an_unkeyed_history_forged_by_a_database_writer_is_refused_everywhere(
     for command in ("verify", "export"):
         assert cli.main(["audit", command, "--checkpoints", str(folder)]) == 1, command
         assert "not keyed and no keyed entry seals them" in capsys.readouterr().err
+    # The next keyed task sees no keyed entry left (the writer deleted them all) and seals what it finds, as at
+    # a key's first use: still no forged row is trusted (only unkeyed history vouches for it), and the checkpoint
+    # tells that the history the key signed is gone.
+    _keyed_store(store_url).append(_record("the next task"))
+    result, refused = replay_operations(replay, jira, policy=RecoveryPolicy(rules=rules),
+                                        retry=RetryPolicy(sleep=lambda _: None))  # fmt: skip
+    assert len(result) == 0
+    assert {r["operation_id"] for r in refused} == {"op1"}
+    assert all("written before the audit key was set" in r["reason"] for r in refused)
+    assert seeded.writes == writes
+    assert any("that entry is gone" in p for p in _verify(store, folder).problems)
     # Replay and revert check the newest checkpoint too: deleting the newest (keyed) entries is caught.
     genuine = _keyed_store(f"sqlite:///{tmp_path / 'genuine.db'}")
     ledger = Ledger(genuine, spec="s", dag_id="d", run_id="run-1")
@@ -743,8 +754,43 @@ def test_a_history_from_before_the_key_is_sealed_by_its_first_keyed_write_and_ne
     assert len(result) == 0
     assert "written before the audit key was set" in refused[0]["reason"]
     # And a store that has keyed entries takes no unkeyed one.
-    with pytest.raises(AuditUnavailable, match="are keyed .* and this process has no audit key"):
+    with pytest.raises(AuditUnavailable, match="chains are keyed, and this process has no audit key"):
         old.append(_record("after the key, without it"))
+
+
+def test_unkeyed_entries_planted_after_the_key_was_in_use_are_never_sealed(store_url, tmp_path, seeded, jira_client):
+    """The key is in use (a keyed audit record) while the ledger is still empty. A worker without the key may not
+    write the ledger; a database writer plants unkeyed ledger entries: the next keyed task refuses to write after
+    them (it would seal the forgery) and verify names them, with or without a checkpoint."""
+    import sqlalchemy as sa
+
+    from airflow_reconcile.core.audit import ledger_events
+    from airflow_reconcile.core.errors import AuditUnavailable
+    from airflow_reconcile.core.integrity import GENESIS, Signer
+
+    keyed = _keyed_store(store_url)
+    keyed.append(_record("the key in use"))
+    checkpoint = ("cp.json", keyed.checkpoint())
+    unkeyed = AuditStore(store_url, Signer(None))
+    with pytest.raises(AuditUnavailable, match="chains are keyed"):
+        apply_plan(plan(("assign", "OPS-1", {"assignee": "alice"}, "auto")), {"jira": JiraExecutor(jira_client)},
+                   ledger=Ledger(unkeyed, spec="s", dag_id="d", run_id="run-x"), retry=RetryPolicy(sleep=lambda _: None))  # fmt: skip
+    plain, prev, rows = Signer(None), GENESIS, []
+    for i in range(3):  # a plain SHA-256 chain, as an unkeyed store writes it
+        event = {"operation_id": f"forged{i}", "status": "dead_lettered", "run_id": "run-x", "state": "s" * 64,
+                 "at": "2026-12-07T10:00:00+00:00", "prev_hash": prev, "key_id": None}  # fmt: skip
+        event["event_hash"] = prev = plain.mac(
+            prev, *[event[c] for c in ("operation_id", "status", "run_id", "state", "at")]
+        )
+        rows.append(event)
+    _as_the_database_owner(keyed, sa.insert(ledger_events).values(rows))
+    again = _keyed_store(store_url)  # the next task, with the key: its ledger write would seal the forgery
+    with pytest.raises(AuditUnavailable, match="end in entries written without the audit key after it was in use"):
+        apply_plan(plan(("assign", "OPS-1", {"assignee": "alice"}, "auto")), {"jira": JiraExecutor(jira_client)},
+                   ledger=Ledger(again, spec="s", dag_id="d", run_id="run-2"), retry=RetryPolicy(sleep=lambda _: None))  # fmt: skip
+    again.append(_record("its audit record is still written (the audit chain is whole)"))
+    for found in (again.verify_all([]), again.verify_all([checkpoint])):
+        assert any("not keyed and no keyed entry seals them" in p for p in found.problems), found.problems
 
 
 def test_checkpoints_from_the_task_logs_catch_what_a_rolled_back_checkpoint_folder_hides(tmp_path, monkeypatch, capsys):
@@ -761,7 +807,9 @@ def test_checkpoints_from_the_task_logs_catch_what_a_rolled_back_checkpoint_fold
         store.append(_record(f"later {i}"))
     newest = store.checkpoint()
     write_checkpoint(folder, newest)
-    log.append(f"[2026-12-07 11:00:00] INFO - {log_line(newest)}")
+    # As Airflow 3 writes a task's log file: JSON lines, the message escaped in its "event".
+    log.append(json.dumps({"timestamp": "2026-12-07T11:00:00Z", "level": "info", "event": log_line(newest),
+                           "logger": "airflow_reconcile.provider.audited"}))  # fmt: skip
     (tmp_path / "apply_corrections.log").write_text("\n".join(["other lines", *log, "more"]) + "\n")
     for path in set(folder.glob("*.json")) - set(older):
         path.unlink()  # the folder rolled back to its copy from before
@@ -802,6 +850,9 @@ LEAKS = [
     ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
     ("slack_sdk.errors.SlackApiError: invalid_auth for xoxb-1234-5678-abcdEFGH", "xoxb-1234-5678-abcdEFGH"),
     ("jira: Set-Cookie: atlassian.xsrf.token=B2A3-C4D5; JSESSIONID=8F3A0C2B", "8F3A0C2B"),
+    ("connect(password='topsecret\\\\', host='db')", "topsecret"),  # a value ending in an escaped backslash
+    ("{'password': 'topsecret\\\\'}", "topsecret"),
+    ("FATAL: bad value password: 'cut-off-secre", "cut-off-secre"),  # a message cut inside the quotes
 ]
 
 
@@ -822,7 +873,7 @@ def test_what_is_not_a_secret_stays_readable():
 
 
 BARE_LINKS = ["http://2130706433/pwn", "HTTPS://evil.example/x?y=1", "see www.evil.io now", "mail bob@evil.io",
-              "mailto:bob@evil.io", "evil.com", "ftp://files.evil.io"]  # fmt: skip
+              "mailto:bob@evil.io", "evil.com", "ftp://files.evil.io", "яндекс.com", "user@пример.рф"]  # fmt: skip
 
 
 @pytest.mark.parametrize("value", BARE_LINKS)
@@ -843,3 +894,19 @@ def test_a_bare_url_in_a_value_becomes_no_link_in_any_markup(value):
         assert shown.replace("\u200b", "").replace("\\", "").replace("&lt;", "<") == value, name
     html = MarkdownIt("commonmark", {"linkify": True}).enable("linkify").render(ESCAPERS["markdown"](value))
     assert "<a " not in html
+
+
+def test_checkpoints_from_before_the_key_are_skipped_not_failed(store_url, tmp_path):
+    from airflow_reconcile.core.integrity import Signer, write_checkpoint
+
+    old = AuditStore(store_url, Signer(None))
+    old.append(_record("before the key"))
+    folder = tmp_path / "checkpoints"
+    write_checkpoint(folder, old.checkpoint())  # unsigned
+    keyed = _keyed_store(store_url)
+    keyed.append(_record("with the key"))
+    write_checkpoint(folder, keyed.checkpoint())
+    found = _verify(keyed, folder)
+    assert found.ok, found.problems
+    assert (found.checkpoints, found.unkeyed_checkpoints) == (1, 1)
+    assert "1 from before the key skipped" in found.summary()

@@ -146,7 +146,7 @@ ledger_events = sa.Table(
     sa.Column("key_id", sa.String(16)),
 )
 LEDGER_CHAINED = ("operation_id", "status", "run_id", "state", "at")
-SEAL = "(seal)"  # the operation id of the entry that seals a history written before the audit key was set
+SEAL = "(seal)"  # the ids of the entries that seal a history written before the audit key was set
 
 
 def ledger_fields(row: Mapping[str, Any]) -> tuple[str, ...]:
@@ -186,17 +186,6 @@ class Chain:
         t = self.table
         row = conn.execute(sa.select(t.c.key_id).order_by(t.c.id.desc()).limit(1)).first()
         return (row is not None, row[0] if row else None)
-
-    def refuse_unkeyed(self, conn: Any, signer: Signer) -> None:
-        """A store whose chain has keyed entries never takes an unkeyed one (it would verify as nothing)."""
-        if signer.keyed:
-            return
-        _, key_id = self.head_key(conn)
-        if key_id is not None:
-            raise AuditUnavailable(
-                f"the audit store's {self.plural} are keyed (audit key {key_id}), and this process has no audit key: "
-                "nothing was written. Give it the key connection (reconcile_audit_key) the other tasks use"
-            )
 
     def hash_at(self, conn: Any, entry_id: int) -> str | None:
         return conn.execute(sa.select(self.table.c[self.hash_column]).where(self.table.c.id == entry_id)).scalar()
@@ -260,32 +249,62 @@ class AuditStore:
             def _immediate(conn: Any) -> None:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    _sealed = False
+    @staticmethod
+    def keyed_anywhere(conn: Any) -> bool:
+        """Either chain has an entry written with a key (the tasks only append: once true, it stays true)."""
+        return any(
+            conn.execute(sa.select(c.table.c.id).where(c.table.c.key_id.is_not(None)).limit(1)).first() is not None
+            for c in CHAINS
+        )
 
-    def seal(self) -> None:
-        """With a key: seal the ledger's history if it ends in entries written before the key was set (a keyed
-        entry whose MAC covers them: from now on no one without the key can replace them unnoticed). The
-        audit chain is sealed by the keyed record being appended. Once per store object."""
+    def guard(self, conn: Any, chain: Chain) -> None:
+        """Before a write to ``chain``, in its transaction (after its lock). Without a key: refused once either
+        chain has a keyed entry (it would verify as nothing). With a key, at its first use (no keyed entry in
+        either chain): the other chain is sealed by a keyed entry after its unkeyed ones (this write seals
+        ``chain`` itself). Later, a chain that ends in unkeyed entries was written by someone without the key:
+        refused, never sealed over."""
+        keyed_anywhere = self.keyed_anywhere(conn)
+        if not self.signer.keyed:
+            if keyed_anywhere:
+                raise AuditUnavailable(
+                    "the audit store's chains are keyed, and this process has no audit key: nothing was written. "
+                    "Give it the key connection (reconcile_audit_key) the other tasks use"
+                )
+            return
+        if not keyed_anywhere:
+            for other in CHAINS:
+                if other is not chain and other.head_key(conn) == (True, None):
+                    self._seal(conn, other)
+            return
+        if chain.head_key(conn) == (True, None):
+            raise AuditUnavailable(
+                f"the {chain.plural} end in entries written without the audit key after it was in use (a worker "
+                "without the key, or a history forged in the database): nothing was written; run reconcile audit "
+                "verify"
+            )
+
+    def _seal(self, conn: Any, chain: Chain) -> None:
+        """A keyed entry after ``chain``'s unkeyed ones (the key's first use): its MAC covers them."""
         from datetime import UTC
 
-        if not self.signer.keyed or self._sealed:
+        if conn.dialect.name == "postgresql":  # the writers' lock order is always audit, then ledger
+            conn.exec_driver_sql(
+                f"SELECT pg_advisory_xact_lock({LEDGER_LOCK if chain is LEDGER_CHAIN else AUDIT_LOCK})"
+            )
+        head_id, prev = chain.head(conn)
+        count, now = chain.count_up_to(conn, head_id), datetime.now(UTC).isoformat()
+        if chain is LEDGER_CHAIN:
+            event = {"operation_id": SEAL, "status": "sealed", "run_id": SEAL, "at": now, "prev_hash": prev,
+                     "state": Signer(None).mac("sealed", head_id, count), "key_id": self.signer.key_id}  # fmt: skip
+            event["event_hash"] = self.signer.mac(prev, *ledger_fields(event))
+            conn.execute(ledger_events.insert().values(**event))
             return
-        try:
-            with self.write_lock, self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK})")
-                present, key_id = LEDGER_CHAIN.head_key(conn)
-                if present and key_id is None:
-                    head_id, prev = LEDGER_CHAIN.head(conn)
-                    count = LEDGER_CHAIN.count_up_to(conn, head_id)
-                    event = {"operation_id": SEAL, "status": "sealed", "run_id": SEAL,
-                             "state": Signer(None).mac("sealed", head_id, count), "at": datetime.now(UTC).isoformat(),
-                             "prev_hash": prev, "key_id": self.signer.key_id}  # fmt: skip
-                    event["event_hash"] = self.signer.mac(prev, *ledger_fields(event))
-                    conn.execute(ledger_events.insert().values(**event))
-        except sa.exc.SQLAlchemyError as exc:
-            raise self._unavailable(exc) from None
-        self._sealed = True
+        row = {"dag_id": SEAL, "run_id": SEAL, "task_id": SEAL, "map_index": -1, "try_number": 1, "started_at": now,
+               "ended_at": now, "outcome": "sealed", "spec": "", "policy_version": "",
+               "body": json.dumps({"details": {"sealed": {"entries": count, "up_to_id": head_id}}}, sort_keys=True),
+               "prev_hash": prev, "key_id": self.signer.key_id}  # fmt: skip
+        row["record_hash"] = self.signer.mac(prev, *_chained(row))
+        conn.execute(audit_records.insert().values(**row))
 
     def _unavailable(self, exc: BaseException) -> AuditUnavailable:
         # URL repr masks the password: secrets never reach logs or errors.
@@ -325,12 +344,11 @@ class AuditStore:
             "body": record.body(),
         }
         self.ensure_schema()
-        self.seal()
         try:
             with self.write_lock, self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # an advisory lock: the role needs no UPDATE privilege
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
-                AUDIT_CHAIN.refuse_unkeyed(conn, self.signer)
+                self.guard(conn, AUDIT_CHAIN)
                 _, row["prev_hash"] = AUDIT_CHAIN.head(conn)  # a keyed record after unkeyed ones seals them
                 row["record_hash"] = self.signer.mac(row["prev_hash"], *_chained(row))
                 row["key_id"] = self.signer.key_id
@@ -515,6 +533,9 @@ class AuditStore:
     def _check_against(self, conn: Any, name: str, checkpoint: dict[str, Any] | None, found: Verification) -> None:
         if checkpoint is None:
             found.problems.append(f"checkpoint {name} cannot be read")
+            return
+        if self.signer.keyed and checkpoint.get("key_id") is None and "signature" in checkpoint:
+            found.unkeyed_checkpoints += 1  # from before the key: unsigned, so it vouches for nothing either way
             return
         if checkpoint.get("key_id") != self.signer.key_id or not checkpoint_valid(self.signer, checkpoint):
             found.problems.append(f"checkpoint {name} does not verify with the key given (forged, edited, or "

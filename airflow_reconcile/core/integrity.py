@@ -143,13 +143,20 @@ def checkpoints_in_log(text: str, name: str) -> list[tuple[str, dict[str, Any] |
     """The checkpoints a task log holds (``log_line``), each named ``<name>:<line>``; None for one that cannot
     be read (a cut line)."""
     found: list[tuple[str, dict[str, Any] | None]] = []
+    decoder = json.JSONDecoder()
     for number, line in enumerate(text.splitlines(), start=1):
-        at = line.find(LOG_MARKER)
-        if at < 0:
+        if LOG_MARKER not in line:
             continue
-        payload = line[at + len(LOG_MARKER) :].strip()
+        message = line
+        try:  # Airflow 3 writes a task's log as JSON lines: the message is the "event" string, escaped in the file
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict):
+            message = next((v for v in entry.values() if isinstance(v, str) and LOG_MARKER in v), line)
+        payload = message[message.find(LOG_MARKER) + len(LOG_MARKER) :].lstrip()
         try:
-            checkpoint = json.loads(payload[: payload.rindex("}") + 1])
+            checkpoint, _ = decoder.raw_decode(payload)
         except ValueError:
             checkpoint = None
         found.append((f"{name}:{number}", checkpoint if isinstance(checkpoint, dict) else None))
@@ -188,6 +195,7 @@ class Verification:
     keyed: bool = False
     unkeyed: int = 0  # entries written without a key (before one was configured)
     checkpoints: int = 0
+    unkeyed_checkpoints: int = 0  # written before the key was set: unsigned, skipped when a key is given
     problems: list[str] = field(default_factory=list)
     broken_record: int | None = None  # the first audit record that does not verify
 
@@ -203,6 +211,7 @@ class Verification:
         return (
             f"audit chain intact ({self.records} records, {self.ledger_events} ledger history entries{extra}; "
             f"{how}); {self.checkpoints} checkpoint(s) checked"
+            + (f", {self.unkeyed_checkpoints} from before the key skipped" if self.unkeyed_checkpoints else "")
         )
 
 
@@ -217,7 +226,7 @@ def verify_chain(
     keyed entry **seals** (its MAC covers the last of them, so none can change since): a chain that ends
     in unkeyed entries, or has no keyed entry at all, was written by someone without the key — a writer
     of the database can replace a whole history with an unkeyed one, never with a sealed one. A store is
-    sealed by its first keyed write (``AuditStore.seal``)."""
+    sealed by the key's first use (``AuditStore.guard``)."""
     prev, keyed_seen, count = GENESIS, False, 0
     unsealed: int | None = None  # the first unkeyed entry no keyed entry has sealed yet
     plain = Signer(None)
@@ -246,7 +255,7 @@ def verify_chain(
         prev = str(row[hash_column])
     if signer.keyed and unsealed is not None:
         found.problems.append(
-            f"{label}s from id {unsealed} on are not keyed and no keyed entry seals them: with the audit key in "
+            f"{label} {unsealed} and those after it are not keyed and no keyed entry seals them: with the audit key in "
             "use they were written by someone without it (a history replaced in the database?). A store that "
             "had entries before its key was set is sealed by the first task that runs with the key"
         )

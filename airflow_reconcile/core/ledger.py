@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_reconcile.core import catalog
-from airflow_reconcile.core.audit import LEDGER_CHAIN, LEDGER_LOCK, ledger_events, ledger_fields, metadata
+from airflow_reconcile.core.audit import AUDIT_LOCK, LEDGER_CHAIN, LEDGER_LOCK, ledger_events, ledger_fields, metadata
 from airflow_reconcile.core.errors import LedgerConflict, WriteUncertain
 from airflow_reconcile.core.integrity import Verification, state_digest
 from airflow_reconcile.core.redact import redact
@@ -171,6 +171,9 @@ class Ledger:
         try:
             with self.store.write_lock, self.store.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # one history, in one order (SQLite: BEGIN IMMEDIATE)
+                    if self.store.signer.keyed and not self.store.keyed_anywhere(conn):
+                        # The key's first use may seal the audit chain too: its lock first (always audit, then ledger).
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK})")
                 for statement in writes:
                     # RETURNING: the rows as written, without reading them again (SQLite >= 3.35, PostgreSQL)
@@ -185,7 +188,7 @@ class Ledger:
 
     def _record_history(self, conn: Any, rows: list[dict[str, Any]], now: str) -> None:
         signer = self.store.signer
-        LEDGER_CHAIN.refuse_unkeyed(conn, signer)
+        self.store.guard(conn, LEDGER_CHAIN)
         _, prev = LEDGER_CHAIN.head(conn)
         events = []
         for row in sorted(rows, key=lambda r: str(r["operation_id"])):

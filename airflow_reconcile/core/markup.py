@@ -36,7 +36,7 @@ def _clean(value: Any, *, newlines: bool) -> str:
 # What makes a bare value a link where it is shown (GitHub-flavoured Markdown's autolinks, Jira's and Slack's
 # linking of bare URLs, e-mail addresses and domains): a scheme's "://", "www.", an "@", a dot before a letter.
 # A zero-width space after each keeps the text as it reads and makes it no link anywhere.
-_LINKABLE = re.compile(r"(?i)(?<=[a-z0-9+.-]:)(?=//)|(?<=\bmailto:)|(?<=\bwww)(?=\.)|(?<=@)|(?<=[a-z0-9_-]\.)(?=[a-z])")
+_LINKABLE = re.compile(r"(?i)(?<=[a-z0-9+.-]:)(?=//)|(?<=\bmailto:)|(?<=\bwww)(?=\.)|(?<=@)|(?<=[\w-]\.)(?=[^\W\d_])")
 
 
 def unlinked(text: str) -> str:

@@ -30,14 +30,17 @@ _lock = threading.Lock()
 # client_secret, aws_secret_access_key, private_key, sessionid...).
 _SECRET_NAMES = (
     r"authorization|proxy-authorization|cookie|set-cookie|pwd|sessionid|session_id|signature|sig"
-    r"|[\w-]*(?:token|secret|passw(?:or)?d|api[-_]?key|apikey|private[-_]?key|credentials?)[\w-]*"
+    r"|[\w-]{0,40}(?:token|secret|passw(?:or)?d|api[-_]?key|apikey|private[-_]?key|credentials?)[\w-]{0,40}"
 )
 # A header dump as python-jira prints it: one line per dump, dropped whole (headers, request bodies).
 _DUMP_LINE = re.compile(r"(?im)^[ \t]*(?:request|response)[ \t]+(?:headers|text)[ \t]*=.*$\n?")
 # 'Name': 'value' / "Name": "value" (dict reprs and JSON)
-_QUOTED = re.compile(rf"(?i)(['\"])({_SECRET_NAMES})\1(\s*[:=]\s*)(['\"])(.*?)(?<!\\)\4")
-# Name='value' / name="value" (a driver's DSN: password='s3 cret'), quoted values that may hold spaces
-_ASSIGNED_QUOTED = re.compile(rf"(?i)(?<![\w-])({_SECRET_NAMES})(\s*[:=]\s*)(['\"])(?!\*\*\*)(.*?)(?<!\\)\3")
+_QUOTED = re.compile(rf"(?i)(['\"])({_SECRET_NAMES})\1(\s*[:=]\s*)(['\"])((?:\\.|(?!\4)[^\\\n])*)(\4|$)", re.MULTILINE)
+# Name='value' / name="value" (a driver's DSN: password='s3 cret'), quoted values that may hold spaces and
+# escaped characters (a value ending in a backslash: 'ab\\'); a quote never closed (a cut message): to the line's end
+_ASSIGNED_QUOTED = re.compile(
+    rf"(?i)(?<![\w-])({_SECRET_NAMES})(\s*[:=]\s*)(['\"])(?!\*\*\*)((?:\\.|(?!\3)[^\\\n])*)(\3|$)", re.MULTILINE
+)
 # Name: value / Name=value in free text or header lines, up to the end of the line (or a separator)
 _PLAIN = re.compile(rf"(?i)(?<![\w-])({_SECRET_NAMES})(\s*[:=]\s*)(?!\*\*\*)([^\s,;&'\"}}]+)")
 # A cookie header carries several name=value pairs: everything up to the end of the line goes.
@@ -58,12 +61,13 @@ def redact(text: object, *, secrets: Iterable[str] = (), limit: int = MAX_ERROR_
     """``text`` with header dumps dropped, credentials masked and its length capped at ``limit``."""
     if text is None:
         return None
-    out = _DUMP_LINE.sub("", str(text))
-    out = _QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{MASK}{m[4]}", out)
+    # Only what can be kept is searched (the rest is cut anyway): a huge text costs no more than a long one.
+    out = _DUMP_LINE.sub("", str(text)[: limit * 4])
+    out = _QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{MASK}{m[6]}", out)
     out = _URL_USERINFO.sub(rf"\1:{MASK}@", out)
     out = _SCHEME_TOKEN.sub(rf"\1 {MASK}", out)
     out = _COOKIE_LINE.sub(rf"\1\2{MASK}", out)
-    out = _ASSIGNED_QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{MASK}{m[3]}", out)
+    out = _ASSIGNED_QUOTED.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{MASK}{m[5]}", out)
     out = _PLAIN.sub(rf"\1\2{MASK}", out)
     out = _SLACK_TOKEN.sub(f"xox?-{MASK}", out)
     with _lock:

@@ -114,8 +114,8 @@ class Tolerance:
 
 # A time of day, and one followed by its offset (or Z): ISO 8601 text with a time but no offset is a naive local
 # time, which means nothing until someone says where it was written.
-_HAS_TIME = r"\d{1,2}:\d{2}"
-_HAS_OFFSET = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+_HAS_TIME = r"\d{4}-?\d{2}-?\d{2}[Tt ]\d{2}|\d{1,2}:\d{2}"  # 2026-01-01T10, 20260101T1000, 10:00
+_HAS_OFFSET = r"[Tt ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 
 
 class NaiveTimes(ValueError):
@@ -133,9 +133,11 @@ def to_instants(values: pd.Series, zone: str | None, what: str) -> pd.Series:
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_dtype(values):
         timed = values.notna() & (values != values.dt.normalize())
-        if timed.any() and zone is None:
+        if not timed.any():  # dates: the same day whatever the zone, as dates written as text are
+            return values.dt.tz_localize("UTC")
+        if zone is None:
             raise NaiveTimes(_naive_message(what, values[timed]))
-        return values.dt.tz_localize(zone or "UTC", ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+        return values.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
     text = values.astype("string").str.strip()
     naive = naive_text(text)
     stamps = pd.to_datetime(text.mask(naive), utc=True, errors="coerce", format="ISO8601")

@@ -131,3 +131,16 @@ def test_an_unknown_action_param_is_a_spec_error_with_a_hint():
     # create_issue takes its optional params and any field.<name>
     text = SPEC.read_text().replace("field.Service:", "description: hi\n      field.Other: x\n      field.Service:")
     assert "description" in next(r for r in parse_spec(text).rules if r.action == "create_issue").params
+
+
+def test_a_closing_check_at_validate_evaluates_nothing():
+    """Only literal text is read as a constant: an expression is never evaluated while the spec loads (a DAG
+    file parses it), it is rendered per row and checked then."""
+    for expression in ("{{ 1 // 0 }}", "{{ 'x' * 10**9 }}", "{{ 'Do' ~ 'ne' }}"):
+        rule = f"""  - name: odd
+    match: {{kind: unexpected}}
+    action: transition
+    params: {{status: "{expression}"}}
+    autonomy: auto
+"""
+        assert parse_spec(with_rule(rule)).rules[-1].params["status"] == expression

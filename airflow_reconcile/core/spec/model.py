@@ -62,17 +62,26 @@ def check_time_zone(value: str) -> str:
 
 
 def _constant(text: str) -> str:
-    """A param as it renders when it reads no row value (``{{ 'Done' }}`` is ``Done``); else as written (the
-    rules check what it renders to for each row)."""
-    from jinja2 import TemplateError
+    """A param as it reads when it is made of literals only (``{{ 'Done' }}`` is ``Done``); else as written
+    (the rules check what it renders to for each row). Nothing is evaluated: only constant nodes are read."""
+    from jinja2 import TemplateSyntaxError, nodes
 
-    from airflow_reconcile.core.templates import template_env, template_refs
+    from airflow_reconcile.core.templates import template_env
 
     try:
-        pairs, others = template_refs(text)
-        return text if pairs or others else str(template_env().from_string(text).render())
-    except TemplateError:  # the template check reports it
+        tree = template_env().parse(text)
+    except TemplateSyntaxError:  # the template check reports it
         return text
+    parts: list[str] = []
+    for statement in tree.body:
+        if not isinstance(statement, nodes.Output):
+            return text
+        for node in statement.nodes:
+            if isinstance(node, nodes.TemplateData) or (isinstance(node, nodes.Const) and isinstance(node.value, str)):
+                parts.append(str(node.data if isinstance(node, nodes.TemplateData) else node.value))
+            else:
+                return text
+    return "".join(parts)
 
 
 class _Model(BaseModel):
