@@ -26,12 +26,24 @@ def _validate(args: argparse.Namespace) -> int:
     for path in args.specs:
         try:
             spec = load_spec(path)
+            notes = _check_derives(spec, path)
         except ReconcileError as exc:
             print(exc, file=sys.stderr)
             failed = True
         else:
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
             print(f"{path}: ok ({spec.dag_id}, policy version {spec.policy_version})")
     return 2 if failed else 0
+
+
+def _check_derives(spec: Any, path: str) -> list[str]:
+    """A derived side's SQL, checked as far as it can be without data (DuckDB is imported only for it)."""
+    if not any(spec.derive_of(side) for side in ("desired", "actual")):
+        return []
+    from airflow_reconcile.core.derive import check_derive
+
+    return [note for side in ("desired", "actual") if spec.derive_of(side) for note in check_derive(spec, path, side)]
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -276,8 +288,9 @@ def _plan(args: argparse.Namespace) -> int:
                 f"--conn {item.split('=')[0]!r}...: write NAME=URI (an Airflow connection URI or JSON)"
             )
         os.environ[f"AIRFLOW_CONN_{name.strip().upper()}"] = uri.strip()
+    _check_derives(spec, args.spec)
     result = plan_locally(spec, args.spec, args.desired, args.actual, now=now, read_options=_read_options(args),
-                          contexts=_source_contexts(args.spec, spec))  # fmt: skip
+                          contexts=_source_contexts(args.spec, spec), inputs=_pairs(args.input, "--input"))  # fmt: skip
     if args.format == "json":
         plan = None if result.plan is None else result.plan.astype(object).where(result.plan.notna(), None)
         print(json.dumps({
@@ -317,14 +330,16 @@ def _source_contexts(spec_path: str, spec: Any) -> Any:
         root.addHandler(handler)
         from airflow.exceptions import AirflowNotFoundException
 
-        side = next(s for s in ("desired", "actual") if getattr(spec.sources, s) is source)
+        input_name = next((n for n, s in spec.input_specs().items() if s == source), "desired")
+        field, flag = ((f"sources.{input_name}", f"--{input_name} FILE") if input_name in ("desired", "actual")
+                       else (f"inputs.{input_name}", f"--input {input_name}=FILE"))  # fmt: skip
         try:
             return source_context(spec_path, source, logging.getLogger("reconcile.plan"), RetryPolicy.of(spec))
         except AirflowNotFoundException:
             name = source.connection_id or "reconcile_jira"
             raise ReconcileError(
-                f"{spec_path}: sources.{side} reads through the Airflow connection {name!r}, which is not defined "
-                f"here: give --conn {name}=URI (or set AIRFLOW_CONN_{name.upper()}), or --{side} FILE with a "
+                f"{spec_path}: {field} reads through the Airflow connection {name!r}, which is not defined "
+                f"here: give --conn {name}=URI (or set AIRFLOW_CONN_{name.upper()}), or {flag} with a "
                 "snapshot of it (CSV, Parquet, JSON or JSON Lines)"
             ) from None
 
@@ -600,6 +615,13 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("spec")
     plan.add_argument("--desired", help="a file to use as the desired snapshot instead of the spec's source")
     plan.add_argument("--actual", help="a file to use as the actual snapshot (e.g. an export of the Jira query)")
+    plan.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a file to use as the snapshot of the spec's input NAME (repeat for several)",
+    )
     plan.add_argument("--format", choices=["table", "json"], default="table")
     plan.add_argument("--now", help="evaluate freshness and older_than as of this ISO 8601 time (default: now)")
     plan.add_argument("--limit", type=int, default=50, help="actions listed in the table (default 50)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow_reconcile.provider.operators.apply import ApplyCorrectionsOperator
+from airflow_reconcile.provider.operators.derive import DeriveSideOperator
 from airflow_reconcile.provider.operators.digest import SlackDriftDigestOperator
 from airflow_reconcile.provider.operators.drift import DetectDriftOperator
 from airflow_reconcile.provider.operators.quality import ValidateSnapshotOperator
@@ -11,6 +12,7 @@ from airflow_reconcile.provider.operators.snapshot import ReadSnapshotOperator
 
 __all__ = [
     "ApplyCorrectionsOperator",
+    "DeriveSideOperator",
     "DetectDriftOperator",
     "EvaluateRulesOperator",
     "ReadSnapshotOperator",

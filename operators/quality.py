@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator
 
@@ -15,35 +15,35 @@ if TYPE_CHECKING:
 class ValidateSnapshotOperator(ReconcileBaseOperator):
     """Run the Great Expectations gate on a snapshot written by ``snapshot_task_id``.
 
-    :param side: ``desired`` or ``actual``
+    :param side: what the snapshot is: an input (``desired`` / ``actual`` for a side given inline), or a
+        derived side
     :param snapshot_task_id: the task whose XCom holds the snapshot manifest
     """
 
     ui_color = "#fdf3e8"
 
-    def __init__(self, *, side: Literal["desired", "actual"], snapshot_task_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, side: str, snapshot_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.side = side
         self.snapshot_task_id = snapshot_task_id
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.quality import run_quality_gate_on_file
-        from airflow_reconcile.core.spec.columns import gate, key_steps
+        from airflow_reconcile.core.spec.columns import gate, gate_key, gate_key_steps
         from airflow_reconcile.provider.compat import AirflowFailException
 
         manifest = self.pull(context, self.snapshot_task_id)
         audit.inputs.append(manifest)
-        source = getattr(spec.sources, self.side)
         with self.verified_file(manifest) as path:  # larger than limits.partition_rows: checked in chunks
             result = run_quality_gate_on_file(
-                path, source.key, gate(spec, self.side), self.side, spec.limits.partition_rows, self.log.info,
-                key_steps(spec, self.side),
+                path, gate_key(spec, self.side), gate(spec, self.side), self.side, spec.limits.partition_rows,
+                self.log.info, gate_key_steps(spec, self.side),
             )  # fmt: skip
         self.log.info("quality gate for the %s snapshot (%d rows):\n%s", self.side, result.rows, result.table())
         audit.details["quality"] = result.to_dict()
         if result.warnings:
             self.log.warning(
-                "key problems let through to review (quality.%s.key_problems: review): %s",
+                "key problems of %s let through to review (key_problems: review): %s",
                 self.side, "; ".join(f"{r.expectation}({r.column}) {r.unexpected_count} rows" for r in result.warnings),
             )  # fmt: skip
         if not result.success:

@@ -1,8 +1,8 @@
-"""Read one side's snapshot into the run workspace."""
+"""Read one input's snapshot into the run workspace."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.provider.audited import AuditDraft, ReconcileBaseOperator
 from airflow_reconcile.provider.hooks import source_context
@@ -14,16 +14,20 @@ if TYPE_CHECKING:
 
 
 class ReadSnapshotOperator(ReconcileBaseOperator):
-    """Read the ``desired`` (source of record) or ``actual`` (target) snapshot and write it as Parquet.
+    """Read one of the spec's inputs and write it as Parquet: ``desired`` (source of record) or ``actual``
+    (target) for a side given inline, else an entry of ``inputs``.
 
-    :param side: ``desired`` or ``actual``
+    :param input_name: the input (``desired`` / ``actual`` for a side given inline)
+    :param side: the 0.2 name of ``input_name`` (``desired`` or ``actual``)
     """
 
     ui_color = "#e8f4fd"
 
-    def __init__(self, *, side: Literal["desired", "actual"], **kwargs: Any) -> None:
+    def __init__(self, *, input_name: str | None = None, side: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.side = side
+        if not (input_name or side):
+            raise ValueError("ReadSnapshotOperator needs input_name (the spec's input to read)")
+        self.side = str(input_name or side)  # the input's name: the workspace file, the manifest's "side"
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         import dataclasses
@@ -34,7 +38,7 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         from airflow_reconcile.provider.lineage import source_location
         from airflow_reconcile.provider.metrics import emit
 
-        source_spec = getattr(spec.sources, self.side)
+        source_spec = spec.input_specs()[self.side]
         retry = RetryPolicy.of(spec)
         ctx = source_context(self.spec_path, source_spec, self.log, retry)
         # A file is read limits.partition_rows rows at a time, each chunk written as it comes.

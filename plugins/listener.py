@@ -21,7 +21,7 @@ from airflow.listeners import hookimpl
 log = logging.getLogger(__name__)
 
 OPERATORS = frozenset({
-    "SourceFreshnessSensor", "ReadSnapshotOperator", "ValidateSnapshotOperator", "DetectDriftOperator",
+    "SourceFreshnessSensor", "ReadSnapshotOperator", "DeriveSideOperator", "ValidateSnapshotOperator", "DetectDriftOperator",
     "EvaluateRulesOperator", "ApplyCorrectionsOperator", "RequestApprovalOperator", "ReplayOperationsOperator",
     "RevertRunOperator", "SlackDriftDigestOperator", "ReconcileWatchdogOperator",
 })  # fmt: skip

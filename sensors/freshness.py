@@ -26,7 +26,8 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
     sensor times out.
 
     :param spec_path: path of the reconciliation spec (templated)
-    :param side: which source to check (default ``desired``, the source of record)
+    :param side: whose inputs to check (default ``desired``, the source of record: the input it is, or every
+        input its derive reads that declares ``freshness``; stale when any is)
     """
 
     template_fields: Sequence[str] = ("spec_path",)
@@ -56,37 +57,48 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
         return result
 
     def poke(self, context: Context) -> PokeReturnValue:
+        inputs = self._spec.input_specs()
+        checked = {name: f for name in self._spec.side_inputs(self.side) if (f := inputs[name].freshness) is not None}
+        if not checked:
+            return PokeReturnValue(True, {"side": self.side, "stale": False, "checked": False})
+        infos = [self._check(name) for name in checked]
+        stale = any(info["stale"] for info in infos)
+        if any(info["stale"] and checked[info["input"]].on_stale == "wait" for info in infos):
+            return PokeReturnValue(False)
+        # One input (a side given inline, or one input): its fields, as before; several: each under inputs.
+        info = dict(infos[0]) if len(infos) == 1 else {"side": self.side, "checked": True, "inputs": infos}
+        info["stale"] = stale
+        return PokeReturnValue(True, info)
+
+    def _check(self, name: str) -> dict[str, Any]:
+        from airflow_reconcile.core.errors import FreshnessUnreadable
         from airflow_reconcile.core.retry import RetryPolicy
         from airflow_reconcile.core.sources import get_source
         from airflow_reconcile.provider.hooks import source_context
 
-        source = getattr(self._spec.sources, self.side)
-        if source.freshness is None:
-            return PokeReturnValue(True, {"side": self.side, "stale": False, "checked": False})
-        from airflow_reconcile.core.errors import FreshnessUnreadable
-
+        source = self._spec.input_specs()[name]
+        assert source.freshness is not None
+        label = self.side if name == self.side else f"{self.side} input {name}"
         reading = source_context(self.spec_path, source, self.log, RetryPolicy.of(self._spec))
         unreadable = None
         try:
             newest = get_source(source.kind).newest(source, reading)
         except FreshnessUnreadable as exc:  # its age is unknown: fail closed, and say why it is unknown
             newest, unreadable = None, str(exc)
-            self.log.warning("freshness of the %s source is UNREADABLE (treated as stale): %s", self.side, exc)
+            self.log.warning("freshness of the %s source is UNREADABLE (treated as stale): %s", label, exc)
         now = datetime.now(UTC)
         if newest is None and unreadable is None:
-            self.log.warning("%s source cannot tell how fresh it is; treating it as stale", self.side)
+            self.log.warning("%s source cannot tell how fresh it is; treating it as stale", label)
         age = (now - newest).total_seconds() if newest else None
-        stale = source.freshness.is_stale(newest, now)
         info = {
             "side": self.side,
-            "stale": stale,
+            "input": name,
+            "stale": source.freshness.is_stale(newest, now),
             "checked": True,
             "newest": newest.isoformat() if newest else None,
             "age_seconds": age,
             "max_age": source.freshness.max_age,
             **({"unreadable": unreadable} if unreadable else {}),
         }
-        self.log.info("freshness of the %s source: %s", self.side, info)
-        if stale and source.freshness.on_stale == "wait":
-            return PokeReturnValue(False)
-        return PokeReturnValue(True, info)
+        self.log.info("freshness of the %s source: %s", label, info)
+        return info

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_reconcile.core.errors import ReconcileError
-from airflow_reconcile.core.vocabulary import Autonomy, DriftKind
+from airflow_reconcile.core.vocabulary import SIDES, Autonomy, DriftKind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,14 +32,14 @@ def _drift_options(spec: Spec) -> dict[str, Any]:
     from airflow_reconcile.core.spec.columns import carried
 
     return {
-        "key": spec.sources.desired.key,
+        "key": spec.side("desired").key,
         "compare": spec.drift.compare,
         "context": carried(spec),
         "normalize_steps": spec.drift.normalize,
         "exclude": spec.drift.exclude,
         "tolerances": spec.drift.tolerances,
         "column_map": spec.drift.column_map,
-        "timezones": {side: getattr(spec.sources, side).timezone for side in ("desired", "actual")},
+        "timezones": {side: spec.side(side).timezone for side in ("desired", "actual")},
     }
 
 
@@ -65,32 +65,41 @@ def spec_drift_files(
     return diff_files(desired, actual, write, partition_rows=spec.limits.partition_rows, progress=progress, **options)
 
 
-def freshness_problem(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> str | None:
-    """The freshness sensor's verdict on the source of record, from what ``reconcile plan`` can see (the
-    freshness column of the snapshot, or a local file's modification time): None when it is fresh, else
-    why not — ``stale``, or why its age cannot be read (treated as stale). A ``freshness.query`` needs the
-    source's connection, so it is not checked here."""
+def freshness_problem(
+    spec: Spec, frames: Mapping[str, pd.DataFrame], origins: Mapping[str, str], now: datetime
+) -> str | None:
+    """The freshness sensor's verdict on the source of record (every input of the desired side that declares
+    ``freshness``), from what ``reconcile plan`` can see (the freshness column of a snapshot, or a local
+    file's modification time): None when all are fresh, else why not — ``stale``, or why an age cannot be
+    read (treated as stale). A ``freshness.query`` needs the source's connection, so it is not checked here."""
     from airflow_reconcile.core.errors import FreshnessUnreadable
     from airflow_reconcile.core.sources.base import newest_value
 
-    fresh = spec.sources.desired.freshness
-    if fresh is None:
-        return None
-    if fresh.column:
-        try:
-            newest = newest_value(frame, fresh.column, origin, spec.sources.desired.timezone)
-        except FreshnessUnreadable as exc:
-            return f"UNREADABLE ({exc})"
-        return "STALE" if fresh.is_stale(newest, now) else None
-    path = Path(origin)
-    if spec.sources.desired.kind == "file" and path.is_file():
-        return "STALE" if fresh.is_stale(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), now) else None
+    inputs = spec.input_specs()
+    for name in spec.side_inputs("desired"):
+        source, fresh = inputs[name], inputs[name].freshness
+        if fresh is None or name not in frames:
+            continue
+        label = "" if name in SIDES else f" (input {name})"
+        if fresh.column:
+            try:
+                newest = newest_value(frames[name], fresh.column, origins[name], source.timezone)
+            except FreshnessUnreadable as exc:
+                return f"UNREADABLE{label} ({exc})"
+            if fresh.is_stale(newest, now):
+                return f"STALE{label}"
+            continue
+        path = Path(origins[name])
+        if source.kind == "file" and path.is_file():
+            if fresh.is_stale(datetime.fromtimestamp(path.stat().st_mtime, tz=UTC), now):
+                return f"STALE{label}"
     return None
 
 
 def desired_is_stale(spec: Spec, frame: pd.DataFrame, origin: str, now: datetime) -> bool:
-    """Whether automatic decisions are downgraded: the source of record is stale, or its age unreadable."""
-    return freshness_problem(spec, frame, origin, now) is not None
+    """Whether automatic decisions are downgraded: the source of record (given inline) is stale, or its age
+    unreadable."""
+    return freshness_problem(spec, {"desired": frame}, {"desired": origin}, now) is not None
 
 
 @dataclass(frozen=True)
@@ -118,17 +127,18 @@ class LocalPlan:
         return self.gate_failed or self.guard is not None or unhandled_stops
 
 
-def read_side(
+def read_input(
     spec: Spec,
-    side: str,
+    name: str,
     spec_path: str,
     override: str | None,
     read_options: Mapping[str, Any] | None = None,
     contexts: Callable[[SourceSpec], SourceContext] | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """A side's snapshot: the given file, or the spec's own source, read as a DAG reads it.
+    """An input's snapshot (a side given inline is the input named after it): the given file, or the
+    spec's own source, read as a DAG reads it.
 
-    A file given for a side whose source is a file is read with that source's options (delimiter,
+    A file given for an input whose source is a file is read with that source's options (delimiter,
     encoding, dates), unless ``read_options`` (the command line's) are given. A source that needs an
     Airflow connection (SQL, HTTP, Jira, a file on object storage) is read through ``contexts`` (the CLI
     gives the Airflow layer's: connections where Airflow takes them); without it, give a file.
@@ -137,20 +147,28 @@ def read_side(
     from airflow_reconcile.core.sources.base import finish
     from airflow_reconcile.core.sources.files import read_file
 
-    source = getattr(spec.sources, side)
+    source = spec.input_specs()[name]
+    flag, field = (f"--{name}", f"sources.{name}") if name in SIDES else (f"--input {name}=", f"inputs.{name}")
     if override:
         own = {k: v for k, v in source.options.items() if k not in ("path", "format")} if source.kind == "file" else {}
         frame = read_file(override, **(dict(read_options) if read_options else own))
-        return finish(frame, source, override, f"--{side} {override}"), override
+        return finish(frame, source, override, f"{flag.rstrip('=')} {override}"), override
     needs_connection = source.kind != "file" or bool(source.connection_id)
     if needs_connection and contexts is None:
         raise ReconcileError(
-            f"{spec_path}: sources.{side} is a {source.kind} source that needs an Airflow connection; "
-            f"give --{side} FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
+            f"{spec_path}: {field} is a {source.kind} source that needs an Airflow connection; "
+            f"give {flag}{'' if flag.endswith('=') else ' '}FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
         )
     context = contexts(source) if contexts else SourceContext(origin=spec_path, progress=lambda _: None)
     snapshot = get_source(source.kind).read(source, context)
     return snapshot.frame, snapshot.source
+
+
+def _gate(spec: Spec, name: str, frame: pd.DataFrame) -> QualityResult:
+    from airflow_reconcile.core.quality import run_quality_gate
+    from airflow_reconcile.core.spec.columns import gate, gate_key, gate_key_steps
+
+    return run_quality_gate(frame, gate_key(spec, name), gate(spec, name), name, gate_key_steps(spec, name))
 
 
 def plan_locally(
@@ -161,28 +179,61 @@ def plan_locally(
     now: datetime | None = None,
     read_options: Mapping[str, Any] | None = None,
     contexts: Callable[[SourceSpec], SourceContext] | None = None,
+    inputs: Mapping[str, str] | None = None,
 ) -> LocalPlan:
-    """read → quality → drift → rules, stopping after a failed quality gate like the DAG does."""
-    from airflow_reconcile.core.quality import run_quality_gate
+    """read each input → its quality gate → derive the sides that derive → their gates → drift → rules,
+    stopping after a failed quality gate like the DAG does. ``desired`` / ``actual`` are files to use as a
+    side's snapshot (its inputs and derive are then skipped), ``inputs`` files to use for named inputs."""
+    from airflow_reconcile.core.derive import derive_frame
     from airflow_reconcile.core.rules import blast_population, evaluate_rules, guard_problem
-    from airflow_reconcile.core.spec.columns import gate, key_steps
+    from airflow_reconcile.core.sources.base import finish
+    from airflow_reconcile.core.sources.files import read_file
 
     now = now or datetime.now(UTC)
+    given = {side: path for side, path in (("desired", desired), ("actual", actual)) if path}
+    files = dict(inputs or {})
+    unknown = sorted(set(files) - set(spec.input_specs()))
+    if unknown:
+        raise ReconcileError(f"{spec_path}: --input {unknown[0]}: the spec has no input {unknown[0]!r}; its inputs: "
+                             f"{', '.join(spec.input_specs())}")  # fmt: skip
+    for side, path in given.items():  # a side given inline, or as an input: the file is that input's
+        name = spec.side_input(side)
+        if name is not None:
+            files[name] = path
     frames: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    quality: dict[str, QualityResult] = {}
+    needed = [n for n in spec.input_specs() if any(side not in given or spec.side_input(side) == n
+                                                    for side in spec.inputs_of(n))]  # fmt: skip
+    for name in needed:
+        frames[name], origins[name] = read_input(spec, name, spec_path, files.get(name), read_options, contexts)
+        quality[name] = _gate(spec, name, frames[name])
+    sides: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for side, override in (("desired", desired), ("actual", actual)):
-        frames[side], sources[side] = read_side(spec, side, spec_path, override, read_options, contexts)
-    quality = {
-        side: run_quality_gate(
-            frames[side], getattr(spec.sources, side).key, gate(spec, side), side, key_steps(spec, side)
-        )  # fmt: skip
-        for side in ("desired", "actual")
-    }
+    for side in SIDES:
+        name = spec.side_input(side)
+        if name is not None:
+            sides[side], sources[side] = frames[name], origins[name]
+            continue
+        if not all(q.success for q in quality.values()):
+            continue  # a derive never runs on an input that failed its gate
+        if side in given:
+            frame = read_file(given[side], **(dict(read_options) if read_options else {}))
+            sides[side], sources[side] = (
+                finish(frame, spec.side(side), given[side], f"--{side} {given[side]}"),
+                given[side],
+            )
+        else:
+            derive = spec.derive_of(side)
+            assert derive is not None
+            sides[side] = derive_frame(spec, spec_path, side, frames, lambda _: None)
+            sources[side] = f"derive({', '.join(derive.inputs)})"
+        quality[side] = _gate(spec, side, sides[side])
     if not all(q.success for q in quality.values()):
         return LocalPlan(spec, sources, quality, None, None, None, False, now)
-    freshness = freshness_problem(spec, frames["desired"], sources["desired"], now)
+    freshness = freshness_problem(spec, frames, origins, now)
     stale = freshness is not None
-    report, rows = spec_drift(spec, frames["desired"], frames["actual"])
+    report, rows = spec_drift(spec, sides["desired"], sides["actual"])
     population = blast_population(report.desired_rows, report.actual_rows)
     plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
     guard = guard_problem(spec, plan, population)
@@ -229,7 +280,7 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
     spec = result.spec
     lines = [
         f"reconcile plan: {spec.name} (policy {spec.policy_version}, mode {spec.mode})",
-        f"desired: {Path(result.sources['desired']).name}   actual: {Path(result.sources['actual']).name}",
+        f"desired: {Path(result.sources.get('desired', '-')).name}   actual: {Path(result.sources.get('actual', '-')).name}",
     ]
     for side, quality in result.quality.items():
         state = "ok" if quality.success else "FAILED"

@@ -225,7 +225,7 @@ class _Planner:
         """(entity, the desired side's values, the actual side's values) of a drift row, keys on both."""
         import pandas as pd
 
-        key = self.spec.sources.desired.key
+        key = self.spec.side("desired").key
         keys = {k: (None if pd.isna(row[k]) else row[k]) for k in key}
         entity = "|".join("" if keys[k] is None else str(keys[k]) for k in key)
         return entity, {**keys, **_row_values(row, "desired")}, {**keys, **_row_values(row, "actual")}
@@ -357,7 +357,7 @@ def evaluate_rules(
 
     now = now or datetime.now(UTC)
     planner = _Planner(spec, {"desired"} if stale is True else set(stale or ()))
-    zones = {side: getattr(spec.sources, side).timezone for side in ("desired", "actual")}
+    zones = {side: spec.side(side).timezone for side in ("desired", "actual")}
     kinds = drift["drift_kind"].astype(str).tolist()
     open_columns = changed_lists(drift)  # per changed row: the changed columns no rule took yet
     open_rows = [kind != DriftKind.CHANGED for kind in kinds]  # the other rows no rule took yet

@@ -155,12 +155,19 @@ class TaskId:
     WATCH: Final = "watch"
 
     @staticmethod
-    def read(side: str) -> str:
-        return {"desired": TaskId.READ_DESIRED, "actual": TaskId.READ_ACTUAL}[side]
+    def read(input_name: str) -> str:
+        """The read task of an input (``read_desired`` / ``read_actual`` for a side given inline)."""
+        return f"read_{input_name}"
 
     @staticmethod
-    def validate(side: str) -> str:
-        return {"desired": TaskId.VALIDATE_DESIRED, "actual": TaskId.VALIDATE_ACTUAL}[side]
+    def validate(name: str) -> str:
+        """The quality gate of an input, or of a derived side."""
+        return f"validate_{name}"
+
+    @staticmethod
+    def derive(side: str) -> str:
+        """The task that computes a derived side from its inputs (``derive_desired``)."""
+        return f"derive_{side}"
 
 
 class DagId:

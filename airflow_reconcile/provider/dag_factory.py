@@ -15,10 +15,11 @@ from airflow.sdk import Asset, AssetAny, Param
 
 from airflow_reconcile.core.locations import workspace_root
 from airflow_reconcile.core.spec import Spec, load_spec, specs_in
-from airflow_reconcile.core.vocabulary import DagId, Mode, TaskId
+from airflow_reconcile.core.vocabulary import SIDES, DagId, Mode, TaskId
 from airflow_reconcile.core.workspace import location_uri
 from airflow_reconcile.provider.compat import ReconcileDAG, retry_policy_args
 from airflow_reconcile.provider.operators.apply import ApplyCorrectionsOperator
+from airflow_reconcile.provider.operators.derive import DeriveSideOperator
 from airflow_reconcile.provider.operators.digest import SlackDriftDigestOperator
 from airflow_reconcile.provider.operators.drift import DetectDriftOperator
 from airflow_reconcile.provider.operators.quality import ValidateSnapshotOperator
@@ -42,8 +43,9 @@ def _asset(spec_name: str, what: str) -> Asset:
     )
 
 
-def snapshot_asset(spec_name: str, side: str) -> Asset:
-    return _asset(spec_name, f"snapshot_{side}")
+def snapshot_asset(spec_name: str, name: str) -> Asset:
+    """The snapshot of an input (``desired`` / ``actual`` for a side given inline), or of a derived side."""
+    return _asset(spec_name, f"snapshot_{name}")
 
 
 def drift_report_asset(spec_name: str) -> Asset:
@@ -114,7 +116,8 @@ def _schedule(spec: Spec) -> Any:
 
 
 def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
-    """freshness → read desired ∥ read actual → validate each → detect drift → evaluate rules → apply."""
+    """freshness → read each input ∥ → validate each → (derive a side → validate it) → detect drift →
+    evaluate rules → apply (docs/adr/0003)."""
     spec_path = str(Path(spec_path).resolve())
     spec = load_spec(spec_path)
     common: dict[str, Any] = {"spec_path": spec_path}
@@ -134,24 +137,42 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
         freshness = SourceFreshnessSensor(
             task_id=TaskId.CHECK_FRESHNESS, side="desired", poke_interval=60, timeout=3600, retries=0, **common
         )
-        reads, validations = {}, {}
-        for side in ("desired", "actual"):
-            reads[side] = ReadSnapshotOperator(
-                task_id=TaskId.read(side), side=side, outlets=[snapshot_asset(spec.name, side)], **common
+        # One read task and one gate per input (a side given inline is the input named after it: the 0.2
+        # task ids); a derived side gets a derive task after its inputs' gates, and a gate of its own.
+        validations: dict[str, Any] = {}
+        for name in spec.input_specs():
+            read = ReadSnapshotOperator(
+                task_id=TaskId.read(name), input_name=name, outlets=[snapshot_asset(spec.name, name)], **common
             )
-            validations[side] = ValidateSnapshotOperator(
-                task_id=TaskId.validate(side),
+            validations[name] = _gate(spec, name, TaskId.read(name), common)
+            freshness >> read >> validations[name]
+        producers, gated = {}, []
+        for side in SIDES:
+            derive = spec.derive_of(side)
+            if derive is None:
+                name = str(spec.side_input(side))
+                producers[side] = (TaskId.read(name), snapshot_asset(spec.name, name))
+                gated.append(validations[name])
+                continue
+            producers[side] = (TaskId.derive(side), snapshot_asset(spec.name, side))
+            derived = DeriveSideOperator(
+                task_id=TaskId.derive(side),
                 side=side,
-                snapshot_task_id=TaskId.read(side),
-                inlets=[snapshot_asset(spec.name, side)],
+                input_task_ids={name: TaskId.read(name) for name in derive.inputs},
+                inlets=[snapshot_asset(spec.name, name) for name in derive.inputs],
+                outlets=[snapshot_asset(spec.name, side)],
+                doc_md=f"`sources.{side}.derive`: DuckDB SQL over {', '.join(derive.inputs)} (sandboxed: the "
+                "inputs only, no files, URLs or extensions).",
                 **common,
             )
-            freshness >> reads[side] >> validations[side]
+            [validations[name] for name in derive.inputs] >> derived
+            derived >> _gate(spec, side, TaskId.derive(side), common)
+            gated.append(dag.get_task(TaskId.validate(side)))
         drift = DetectDriftOperator(
             task_id=TaskId.DETECT_DRIFT,
-            desired_task_id=TaskId.READ_DESIRED,
-            actual_task_id=TaskId.READ_ACTUAL,
-            inlets=[snapshot_asset(spec.name, "desired"), snapshot_asset(spec.name, "actual")],
+            desired_task_id=producers["desired"][0],
+            actual_task_id=producers["actual"][0],
+            inlets=[producers["desired"][1], producers["actual"][1]],
             outlets=[drift_report_asset(spec.name)],
             **common,
         )
@@ -167,7 +188,7 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
         apply = ApplyCorrectionsOperator(
             task_id=TaskId.APPLY_CORRECTIONS, plan_task_id=TaskId.EVALUATE_RULES, **failing, **common
         )
-        [validations["desired"], validations["actual"]] >> drift >> rules >> apply
+        list(dict.fromkeys(gated)) >> drift >> rules >> apply
         if spec.needs_approval:
             # Beside apply_corrections, not after it: a dead letter there does not hold approvals back.
             from airflow_reconcile.provider.operators.approval import RequestApprovalOperator
@@ -187,6 +208,17 @@ def build_reconciliation_dag(spec_path: str | os.PathLike[str]) -> ReconcileDAG:
             )
             rules >> request >> approved
     return dag
+
+
+def _gate(spec: Spec, name: str, snapshot_task_id: str, common: dict[str, Any]) -> ValidateSnapshotOperator:
+    """The quality gate of an input or a derived side, on the snapshot ``snapshot_task_id`` wrote."""
+    return ValidateSnapshotOperator(
+        task_id=TaskId.validate(name),
+        side=name,
+        snapshot_task_id=snapshot_task_id,
+        inlets=[snapshot_asset(spec.name, name)],
+        **common,
+    )
 
 
 def _params(spec: Spec) -> dict[str, Param]:

@@ -72,8 +72,8 @@ def read_by_rules(spec: Spec) -> list[str]:
 
 def _source_declared(spec: Spec, side: str) -> tuple[set[str], bool]:
     """(columns the side's source declares, whether that is all it has), in the spec's desired names."""
-    source: SourceSpec = getattr(spec.sources, side)
-    quality = getattr(spec.quality, side)
+    source: SourceSpec = spec.side(side)
+    quality = spec.quality_of(spec.side_input(side) or side)
     names = {*source.key, *(source.columns or []), *quality.required_columns}
     if source.freshness and source.freshness.column:
         names.add(source.freshness.column)
@@ -102,7 +102,7 @@ def declared(spec: Spec) -> dict[str, set[str]]:
 
 def compared(spec: Spec, known: dict[str, set[str]]) -> set[str]:
     """The columns the diff compares (``drift.compare``, else every column both sides declare)."""
-    key = set(spec.sources.desired.key)
+    key = set(spec.side("desired").key)
     if spec.drift.compare is not None:
         return set(spec.drift.compare) - set(spec.drift.exclude)
     return (known["desired"] & known["actual"]) - key - set(spec.drift.exclude)
@@ -113,12 +113,19 @@ def _suggest(column: str, names: set[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _where_to_declare(side: str | None) -> str:
+def declared_at(spec: Spec, side: str) -> str:
+    """Where a side's columns are declared: ``sources.<side>`` (inline or derived), or its input's entry."""
+    name = spec.side_input(side)
+    return f"inputs.{name}" if name and name not in SIDES else f"sources.{side}"
+
+
+def _where_to_declare(spec: Spec, side: str | None) -> str:
     if side is None:
         return "add it to drift.compare (and to both sources' columns where they list them)"
     if side == "either":
         return "add it to the columns of the source that has it (or drift.context when that source lists none)"
-    return f"add it to sources.{side}.columns (or drift.context when sources.{side} lists no columns)"
+    place = declared_at(spec, side)
+    return f"add it to {place}.columns (or drift.context when {place} lists no columns)"
 
 
 def _target_refs(spec: Spec) -> list[Ref]:
@@ -163,11 +170,12 @@ def problems(spec: Spec) -> list[tuple[tuple[str | int, ...], str, Any]]:
             names = known[ref.side]
         if ref.column in names:
             continue
-        holder = {"either": "neither source declares", None: "is not a compared column"}.get(
-            ref.side, f"sources.{ref.side} does not declare"
-        )
+        if ref.side in ("either", None):
+            holder = "neither source declares" if ref.side == "either" else "is not a compared column"
+        else:
+            holder = f"{declared_at(spec, ref.side)} does not declare"
         holder = f"which {holder}"
-        how = _where_to_declare(ref.side)
+        how = _where_to_declare(spec, ref.side)
         message = f"{ref.what} names column {ref.column!r}, {holder}{_suggest(ref.column, names)}; {how}"
         out.append((ref.loc, message, ref.column))
     return out
@@ -193,12 +201,34 @@ def gate_columns(spec: Spec, side: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def gate(spec: Spec, side: str) -> QualitySpec:
-    """The side's quality gate: its own checks, and that the snapshot has every column the
-    diff compares and the rules read there (a missing one fails the gate, naming it)."""
-    quality: QualitySpec = getattr(spec.quality, side)
-    needed = list(dict.fromkeys([*quality.required_columns, *gate_columns(spec, side)]))
-    return quality.model_copy(update={"required_columns": needed})
+def sides_of(spec: Spec, name: str) -> list[str]:
+    """The sides whose snapshot a checked snapshot is: a derived side itself, or the sides an input is."""
+    if name in SIDES and spec.derive_of(name):
+        return [name]
+    return [side for side in SIDES if spec.side_input(side) == name]
+
+
+def gate_key(spec: Spec, name: str) -> list[str]:
+    """The key a checked snapshot (an input, or a derived side) declares."""
+    inputs = spec.input_specs()
+    return list(inputs[name].key if name in inputs else spec.side(name).key)
+
+
+def gate(spec: Spec, name: str) -> QualitySpec:
+    """The quality gate of an input or a derived side: its own checks, and, where it is a side, that the
+    snapshot has every column the diff compares and the rules read there (a missing one fails the gate,
+    naming it)."""
+    quality = spec.quality_of(name)
+    needed = [*quality.required_columns, *(c for side in sides_of(spec, name) for c in gate_columns(spec, side))]
+    return quality.model_copy(update={"required_columns": list(dict.fromkeys(needed))})
+
+
+def gate_key_steps(spec: Spec, name: str) -> dict[str, list[str]]:
+    """The normalise steps of a checked snapshot's key, where the diff compares it (it is a side)."""
+    out: dict[str, list[str]] = {}
+    for side in sides_of(spec, name):
+        out.update(key_steps(spec, side))
+    return out
 
 
 def key_steps(spec: Spec, side: str) -> dict[str, list[str]]:
@@ -206,6 +236,6 @@ def key_steps(spec: Spec, side: str) -> dict[str, list[str]]:
     them, so the quality gate checks them that way too."""
     steps = spec.drift.normalize
     if side == "desired":
-        return {c: list(steps[c]) for c in spec.sources.desired.key if c in steps}
+        return {c: list(steps[c]) for c in spec.side("desired").key if c in steps}
     to_desired = {a: d for d, a in spec.drift.column_map.items()}
-    return {c: list(steps[to_desired.get(c, c)]) for c in spec.sources.actual.key if to_desired.get(c, c) in steps}
+    return {c: list(steps[to_desired.get(c, c)]) for c in spec.side("actual").key if to_desired.get(c, c) in steps}

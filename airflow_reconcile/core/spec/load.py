@@ -135,6 +135,23 @@ def parse_spec(text: str, origin: str = "<spec>") -> Spec:
         raise SpecError("\n".join(lines)) from None
 
 
+def sql_line(path: str | os.PathLike[str], side: str) -> int | None:
+    """The spec line of the first line of ``sources.<side>.derive.sql`` (a literal block ``|`` starts on the
+    line after its key), or None when the file or the field cannot be read."""
+    try:
+        document = yaml.compose(spec_text(path), Loader=_SpecLoader)
+    except (SpecError, yaml.YAMLError):
+        return None
+    node = document
+    for part in ("sources", side, "derive", "sql"):
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((value for key, value in node.value if key.value == part), None)
+    if not isinstance(node, yaml.ScalarNode):
+        return None
+    return node.start_mark.line + (2 if node.style in ("|", ">") else 1)
+
+
 def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
     """The spec files of a folder (``*.yaml``), in name order."""
     return sorted(Path(directory).glob("*.yaml"))

@@ -17,7 +17,7 @@ from airflow_reconcile.core import catalog
 from airflow_reconcile.core.catalog import NO_ACTION, ActionRecord
 from airflow_reconcile.core.conditions import condition_ops
 from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
-from airflow_reconcile.core.vocabulary import Autonomy, DagId, DriftKind, Mode
+from airflow_reconcile.core.vocabulary import SIDES, Autonomy, DagId, DriftKind, Mode
 
 _NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -118,51 +118,6 @@ class Freshness(_Model):
 FILE_OPTIONS = ("path", "format", "delimiter", "encoding", "na_values", "date_columns", "date_format", "dayfirst")
 
 
-class SourceSpec(_Model):
-    kind: str = Field(description="A registered snapshot source: file, sql, jira.")
-    options: dict[str, Any] = Field(default_factory=dict)
-    connection_id: str | None = None
-    key: list[str] = Field(min_length=1)
-    columns: list[str] | None = None
-    freshness: Freshness | None = None
-    timezone: str | None = Field(
-        default=None,
-        description="The IANA time zone (e.g. Europe/Berlin, UTC) this source writes times in when they carry no "
-        "offset. Without it a naive time stops the diff, and a condition or freshness check on one goes to review: "
-        "never taken as UTC in silence.",
-    )
-    max_rows: int = Field(
-        default=5_000_000, ge=1,
-        description="Reading stops with an error past this many rows: a source that grew by mistake (a "
-        "query without its WHERE) fails clearly instead of exhausting the worker's memory.",
-    )  # fmt: skip
-    max_bytes: int = Field(
-        default=2 * 1024**3, ge=1,
-        description="Reading stops with an error past this many bytes (a file's size, HTTP response bodies).",
-    )  # fmt: skip
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        return None if value is None else check_time_zone(value)
-
-    @model_validator(mode="after")
-    def _credentials_stay_home(self) -> SourceSpec:
-        url = str(self.options.get("url") or "")
-        if self.kind == "http" and self.connection_id and "://" in url:
-            raise ValueError(
-                f"options.url {url!r} is an absolute URL, but the source takes credentials from connection "
-                f"{self.connection_id!r}: they go to the connection's host only. Give a path on that host "
-                "(e.g. /api/owners), or drop connection_id for a public URL"
-            )
-        return self
-
-
-class Sources(_Model):
-    desired: SourceSpec
-    actual: SourceSpec
-
-
 class Expectation(_Model):
     """Any Great Expectations expectation by name, with its arguments."""
 
@@ -195,6 +150,137 @@ class QualitySpec(_Model):
             _fail_at(("max_rows",), f"max_rows {self.max_rows} is less than min_rows {self.min_rows}: no snapshot "
                      "could pass; swap them or raise max_rows", self.max_rows)  # fmt: skip
         return self
+
+
+_INPUT_NAME_RE = r"^[a-z][a-z0-9_]{0,40}$"
+SIDE_FIELDS = ("input", "derive")  # how a side names its snapshot besides an inline source
+
+
+class _SourceFields(_Model):
+    """What every snapshot the diff can compare declares: its key, columns and limits."""
+
+    columns: list[str] | None = None
+    timezone: str | None = Field(
+        default=None,
+        description="The IANA time zone (e.g. Europe/Berlin, UTC) this source writes times in when they carry no "
+        "offset. Without it a naive time stops the diff, and a condition or freshness check on one goes to review: "
+        "never taken as UTC in silence.",
+    )
+    max_rows: int = Field(
+        default=5_000_000, ge=1,
+        description="Reading stops with an error past this many rows: a source that grew by mistake (a "
+        "query without its WHERE) fails clearly instead of exhausting the worker's memory.",
+    )  # fmt: skip
+    max_bytes: int = Field(
+        default=2 * 1024**3, ge=1,
+        description="Reading stops with an error past this many bytes (a file's size, HTTP response bodies).",
+    )  # fmt: skip
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
+
+
+def _known_kind(kind: str) -> str:
+    from airflow_reconcile.core.sources.base import registered_kinds
+
+    kinds = registered_kinds()
+    if kind not in kinds:
+        close = difflib.get_close_matches(kind, kinds, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown source kind {kind!r}{hint}; registered kinds: {', '.join(kinds)}")
+    return kind
+
+
+class SourceSpec(_SourceFields):
+    """A snapshot read from a system: an entry of ``inputs``, or a side given inline (``sources.desired``)."""
+
+    kind: str = Field(description="A registered snapshot source: file, sql, http, jira, or your own.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    connection_id: str | None = None
+    key: list[str] = Field(min_length=1)
+    freshness: Freshness | None = None
+    quality: QualitySpec | None = Field(
+        default=None,
+        description="inputs only: this input's quality gate (a side given inline has its gate in quality.<side>).",
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return _known_kind(value)
+
+    @model_validator(mode="after")
+    def _credentials_stay_home(self) -> SourceSpec:
+        url = str(self.options.get("url") or "")
+        if self.kind == "http" and self.connection_id and "://" in url:
+            raise ValueError(
+                f"options.url {url!r} is an absolute URL, but the source takes credentials from connection "
+                f"{self.connection_id!r}: they go to the connection's host only. Give a path on that host "
+                "(e.g. /api/owners), or drop connection_id for a public URL"
+            )
+        return self
+
+
+class Derive(_Model):
+    """A side computed by SQL over named inputs (DuckDB, in process, sandboxed; docs/adr/0003)."""
+
+    inputs: list[Annotated[str, Field(pattern=_INPUT_NAME_RE)]] = Field(
+        min_length=1, description="The inputs the SQL reads, each a table of that name (and nothing else)."
+    )
+    sql: str = Field(min_length=1, description="One SELECT query (DuckDB SQL) over the inputs.")
+
+
+class SideSpec(SourceSpec):
+    """A compared side: a source given inline (as in 0.2), ``input: NAME`` (an entry of ``inputs``), or
+    ``derive: {inputs, sql}`` with the derived table's ``key`` and ``columns``."""
+
+    kind: str = Field(default="", description="A registered snapshot source (a side given inline).")
+    key: list[str] = Field(default_factory=list, description="The key (a side given inline, or a derived one).")
+    input: str | None = Field(default=None, pattern=_INPUT_NAME_RE, description="The entry of inputs this side is.")
+    derive: Derive | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return value and _known_kind(value)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SideSpec:
+        given = self.model_fields_set
+        if self.input is not None:
+            extra = sorted(given - {"input"})
+            if extra:
+                _fail_at((extra[0],), f"a side given as input: {self.input} takes nothing else; declare "
+                         f"{extra[0]} on inputs.{self.input}", getattr(self, extra[0]))  # fmt: skip
+            return self
+        if self.derive is not None:
+            extra = sorted(given & {"kind", "options", "connection_id", "freshness", "quality"})
+            if extra:
+                _fail_at((extra[0],), f"a derived side reads no system: {extra[0]} belongs on the inputs it "
+                         "derives from", getattr(self, extra[0]))  # fmt: skip
+            if not self.key:
+                _fail_at(("key",), "a derived side needs key: the columns that identify one of its rows", self.key)
+            return self
+        if not self.kind:
+            _fail_at(("kind",), "give kind (a source given inline), input: NAME (an entry of inputs) or derive: "
+                     "{inputs: [...], sql: ...}", None)  # fmt: skip
+        if not self.key:
+            _fail_at(("key",), "required field is missing", None)
+        if self.quality is not None:
+            _fail_at(("quality",), "a side given inline has its gate in quality.<side>; move it there", None)
+        return self
+
+    def as_source(self) -> SourceSpec:
+        """The side as the snapshot it declares (a derived side: kind ``derive``, no options)."""
+        fields = {name: getattr(self, name) for name in SourceSpec.model_fields if name != "kind"}
+        return SourceSpec.model_construct(**fields, kind=self.kind or "derive")
+
+
+class Sources(_Model):
+    desired: SideSpec
+    actual: SideSpec
 
 
 class Quality(_Model):
@@ -389,8 +475,20 @@ class Retries(_Model):
     )  # fmt: skip
 
 
+class DeriveLimitsSpec(_Model):
+    """What a derived side's SQL may use (DuckDB, in the task's process)."""
+
+    threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads for the derive.")
+    memory: str = Field(
+        default="1GB", pattern=r"^\d{1,6}(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit for the derive (e.g. 512MB, 2GB); past it the derive fails, saying so.",
+    )  # fmt: skip
+    seconds: float = Field(default=300, gt=0, le=86_400, description="The derive is stopped after this long.")
+
+
 class Limits(_Model):
     retries: Retries = Field(default_factory=Retries)
+    derive: DeriveLimitsSpec = Field(default_factory=DeriveLimitsSpec)
     max_actions: int = Field(default=500, ge=0)
     max_changed_fraction: float = Field(default=0.5, gt=0, le=1)
     rate_per_second: dict[str, float] = Field(
@@ -526,6 +624,11 @@ class SpecModel(_Model):
     owner: str = "ops"
     schedule: Schedule = Schedule()
     mode: Mode = Mode.SHADOW
+    inputs: dict[Annotated[str, Field(pattern=_INPUT_NAME_RE)], SourceSpec] = Field(
+        default_factory=dict,
+        description="Named snapshots (each read, gated and recorded as a side given inline is) that a side is "
+        "(sources.<side>.input) or is derived from (sources.<side>.derive). Names: lower case, not desired or actual.",
+    )
     sources: Sources
     quality: Quality = Quality()
     drift: DriftSpec
@@ -534,6 +637,91 @@ class SpecModel(_Model):
     limits: Limits = Limits()
     approval: Approval = Approval()
     watchdog: Watchdog = Watchdog()
+
+    @model_validator(mode="after")
+    def _inputs_are_used(self) -> SpecModel:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for name in self.inputs:
+            if name in SIDES:
+                problems.append((("inputs", name), f"{name!r} names a side; give the input another name (e.g. "
+                                 f"{name}_export) and write sources.{name}: {{input: <name>}}", name))  # fmt: skip
+        known = sorted(self.inputs)
+        for side in SIDES:
+            given: SideSpec = getattr(self.sources, side)
+            names: list[tuple[tuple[str | int, ...], str]] = (
+                [(("sources", side, "input"), given.input)] if given.input else []
+            )
+            if given.derive:
+                names += [(("sources", side, "derive", "inputs", i), n) for i, n in enumerate(given.derive.inputs)]
+            for loc, name in names:
+                if name not in self.inputs:
+                    close = difflib.get_close_matches(name, known, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    problems.append((loc, f"{name!r} is not an entry of inputs{hint}; declared inputs: "
+                                     f"{', '.join(known) or 'none'}", name))  # fmt: skip
+        for side in SIDES:
+            name = getattr(self.sources, side).input
+            if name in self.inputs and self.inputs[name].quality is not None and side in self.quality.model_fields_set:
+                problems.append((("quality", side), f"sources.{side} is input {name}, which has its own quality; give "
+                                 f"the gate once (in inputs.{name}.quality)", side))  # fmt: skip
+        used = {n for side in SIDES for n in self.side_inputs(side)}
+        for name in self.inputs:
+            if name not in used and name not in SIDES:
+                problems.append((("inputs", name), f"input {name!r} is used by neither side; name it in "
+                                 "sources.<side>.input or a derive's inputs, or remove it", name))  # fmt: skip
+        _fail_all(problems)
+        return self
+
+    def input_specs(self) -> dict[str, SourceSpec]:
+        """Every snapshot a run reads, by name: a side given inline is the input named after it (``desired``,
+        ``actual``: the 0.2 task ids and workspace names); ``desired`` first, then ``inputs`` in the order
+        written, then ``actual``."""
+        inline = {side: getattr(self.sources, side).as_source() for side in SIDES if self.is_inline(side)}
+        first = {name: inline[name] for name in ("desired",) if name in inline}
+        return {**first, **self.inputs, **{name: s for name, s in inline.items() if name not in first}}
+
+    def is_inline(self, side: str) -> bool:
+        given: SideSpec = getattr(self.sources, side)
+        return given.input is None and given.derive is None
+
+    def side(self, side: str) -> SourceSpec:
+        """What the side's snapshot declares (key, columns, time zone, freshness), whichever form it has."""
+        given: SideSpec = getattr(self.sources, side)
+        if given.input is not None and given.input in self.inputs:
+            return self.inputs[given.input]
+        return given.as_source()
+
+    def quality_of(self, name: str) -> QualitySpec:
+        """The declared gate of an input or a derived side: ``quality.<side>`` for a side given inline or
+        derived, an input's own ``quality`` (or, for an input that is a side, that side's ``quality.<side>``)."""
+        if name in SIDES:
+            return cast(QualitySpec, getattr(self.quality, name))
+        own = self.inputs[name].quality
+        if own is not None:
+            return own
+        sides = [side for side in SIDES if self.side_input(side) == name]
+        return cast(QualitySpec, getattr(self.quality, sides[0])) if sides else QualitySpec()
+
+    def checked(self) -> list[str]:
+        """What the run's quality gates check, in order: every input, then every derived side."""
+        return [*self.input_specs(), *(side for side in SIDES if self.derive_of(side))]
+
+    def derive_of(self, side: str) -> Derive | None:
+        return cast(SideSpec, getattr(self.sources, side)).derive
+
+    def side_input(self, side: str) -> str | None:
+        """The input the side is (its own name for a side given inline), None for a derived side."""
+        given: SideSpec = getattr(self.sources, side)
+        return None if given.derive else (given.input or side)
+
+    def side_inputs(self, side: str) -> list[str]:
+        """The inputs the side's snapshot comes from: the one it is, or those its derive reads."""
+        derive = self.derive_of(side)
+        return list(derive.inputs) if derive else [cast(str, self.side_input(side))]
+
+    def inputs_of(self, name: str) -> list[str]:
+        """The sides an input feeds (as itself or through a derive)."""
+        return [side for side in SIDES if name in self.side_inputs(side)]
 
     @model_validator(mode="after")
     def _closures_need_opt_in(self) -> SpecModel:
@@ -583,7 +771,7 @@ class SpecModel(_Model):
 
     @model_validator(mode="after")
     def _compare_is_not_key_or_excluded(self) -> SpecModel:
-        keyed = [c for c in self.drift.compare or () if c in self.sources.desired.key]
+        keyed = [c for c in self.drift.compare or () if c in self.side("desired").key]
         if keyed:
             _fail_at(("drift", "compare"), f"{', '.join(keyed)} is the key: rows are matched by it, never compared; "
                      "leave it out of compare", self.drift.compare)  # fmt: skip
@@ -597,15 +785,17 @@ class SpecModel(_Model):
     def _keys_meet(self) -> SpecModel:
         """The diff joins the actual key to the desired one through ``drift.column_map``: they must name the
         same columns, or every row would be missing and unexpected (or the diff would fail mid-run)."""
-        wanted = [self.drift.column_map.get(c, c) for c in self.sources.desired.key]
-        if self.sources.actual.key != wanted:
-            mapping = ", ".join(f"{d}: {a}" for d, a in zip(self.sources.desired.key, self.sources.actual.key, strict=False)
-                                if d != a)  # fmt: skip
+        desired, actual = self.side("desired").key, self.side("actual").key
+        wanted = [self.drift.column_map.get(c, c) for c in desired]
+        if actual != wanted:
+            mapping = ", ".join(f"{d}: {a}" for d, a in zip(desired, actual, strict=False) if d != a)
             hint = (f"add drift.column_map {{{mapping}}} if the target calls the key differently" if mapping and
-                    len(self.sources.actual.key) == len(self.sources.desired.key) else "give both sides the same key")  # fmt: skip
-            _fail_at(("sources", "actual", "key"), f"the actual key {self.sources.actual.key} does not meet the "
-                     f"desired key {self.sources.desired.key} (through drift.column_map: {wanted}); {hint}",
-                     self.sources.actual.key)  # fmt: skip
+                    len(actual) == len(desired) else "give both sides the same key")  # fmt: skip
+            where = (
+                ("sources", "actual", "key") if self.sources.actual.input is None else ("sources", "actual", "input")
+            )
+            _fail_at(where, f"the actual key {actual} does not meet the desired key {desired} (through "
+                     f"drift.column_map: {wanted}); {hint}", actual)  # fmt: skip
         return self
 
     @model_validator(mode="after")
@@ -642,12 +832,12 @@ class SpecModel(_Model):
     @model_validator(mode="after")
     def _file_options_known(self) -> SpecModel:
         problems: list[tuple[tuple[str | int, ...], str, Any]] = []
-        for side in ("desired", "actual"):
-            source = getattr(self.sources, side)
+        places = {name: ("sources", name) if name in SIDES else ("inputs", name) for name in self.input_specs()}
+        for name, source in self.input_specs().items():
             if source.kind == "file":
-                for name in sorted(set(source.options) - set(FILE_OPTIONS)):
-                    problems.append((("sources", side, "options", name), f"unknown file option {name!r}; a file "
-                                     f"source takes {', '.join(FILE_OPTIONS)}", name))  # fmt: skip
+                for option in sorted(set(source.options) - set(FILE_OPTIONS)):
+                    problems.append(((*places[name], "options", option), f"unknown file option {option!r}; a file "
+                                     f"source takes {', '.join(FILE_OPTIONS)}", option))  # fmt: skip
         _fail_all(problems)
         return self
 
@@ -663,5 +853,16 @@ class SpecModel(_Model):
     @property
     def policy_version(self) -> str:
         """Content hash of the normalised spec: every manifest and audit record carries it."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        # Fields added in 0.3 count only when given: a spec written for 0.2 keeps its version (and its
+        # pinned runs, ledger rows and audit records keep matching it).
+        if not data["inputs"]:
+            del data["inputs"]
+        if data["limits"]["derive"] == DeriveLimitsSpec().model_dump(mode="json"):
+            del data["limits"]["derive"]
+        for side in SIDES:
+            for name in ("input", "derive", "quality"):
+                if data["sources"][side].get(name) is None:
+                    data["sources"][side].pop(name, None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
