@@ -51,7 +51,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
-            raise ReconcileError(f"{flag} {item!r}: write COLUMN=VALUE")
+            raise ReconcileError(f"{flag} {item!r}: write {'NAME=FILE' if flag == '--input' else 'COLUMN=VALUE'}")
         out[name.strip()] = value.strip()
     return out
 
@@ -290,12 +290,14 @@ def _plan(args: argparse.Namespace) -> int:
         os.environ[f"AIRFLOW_CONN_{name.strip().upper()}"] = uri.strip()
     _check_derives(spec, args.spec)
     result = plan_locally(spec, args.spec, args.desired, args.actual, now=now, read_options=_read_options(args),
-                          contexts=_source_contexts(args.spec, spec), inputs=_pairs(args.input, "--input"))  # fmt: skip
+                          contexts=_source_contexts(args.spec, spec), inputs=_pairs(args.input, "--input"),
+                          keys=_columns(args.keys))  # fmt: skip
     if args.format == "json":
         plan = None if result.plan is None else result.plan.astype(object).where(result.plan.notna(), None)
         print(json.dumps({
             "spec": spec.name, "policy_version": spec.policy_version, "mode": spec.mode, "stale": result.stale,
             "guard": result.guard,
+            "scope": None if result.scope is None else {**result.scope.to_dict(), "reads": result.scope_reads},
             "quality": {side: q.to_dict() for side, q in result.quality.items()},
             "drift": None if result.report is None else {
                 k: v for k, v in result.report.to_dict().items() if k != "sample"},
@@ -474,11 +476,16 @@ def _verified(args: argparse.Namespace, store: Any) -> tuple[Any, str, int]:
     Returns (what was found, the folder, how many checkpoints were given)."""
     from airflow_reconcile.core.integrity import checkpoints_in_log, read_checkpoints, rollback_problem
     from airflow_reconcile.core.locations import absolute, checkpoint_folder
-    from airflow_reconcile.provider.hooks import workspace_path
+    from airflow_reconcile.core.workspace import is_local, storage_path
 
     given = args.checkpoints
     folder = (str(absolute(given)) if "://" not in given else given) if given else checkpoint_folder()
-    in_folder = read_checkpoints(workspace_path(folder))
+    if is_local(folder):  # no Airflow needed: verify runs where only the package (and no Airflow) is installed
+        in_folder = read_checkpoints(storage_path(folder))
+    else:  # object storage: through the Airflow connection the URL names
+        from airflow_reconcile.provider.hooks import workspace_path
+
+        in_folder = read_checkpoints(workspace_path(folder))
     in_logs = []
     for path in args.checkpoint_log:
         try:
@@ -564,7 +571,7 @@ def _dags_folder() -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from airflow_reconcile.core.examples import init_example
+    from airflow_reconcile.core.examples import EXAMPLES, init_example
 
     folder = args.directory or _dags_folder()
     written = init_example(folder, args.example, force=args.force)
@@ -577,7 +584,7 @@ def _init(args: argparse.Namespace) -> int:
     print(
         "\nwithout Airflow services:\n"
         f"  reconcile validate {spec}\n"
-        f"  reconcile plan {spec} --actual {data / 'jira_export.csv'}\n"
+        f"  reconcile plan {spec} {EXAMPLES[args.example].plan_files.format(data=data)}\n"
         "in Airflow: create the connections (README, Deploy), then\n"
         f"  airflow dags test {DagId.of(args.example)}"
     )
@@ -601,7 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         "init", help="write an example (its DAG file, spec and sample data) into a DAGs folder; overwrites nothing"
     )
     init.add_argument("directory", nargs="?", help="where to write (default: Airflow's [core] dags_folder)")
-    init.add_argument("--example", default="ticket_ownership", help="which example (default ticket_ownership)")
+    init.add_argument(
+        "--example", default="ticket_ownership", help="which example: ticket_ownership (default), stale_incident_groups"
+    )
     init.add_argument("--force", action="store_true", help="overwrite files that are already there")
     init.set_defaults(func=_init)
     validate = sub.add_parser("validate", help="validate reconciliation specs")
@@ -621,6 +630,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=FILE",
         help="a file to use as the snapshot of the spec's input NAME (repeat for several)",
+    )
+    plan.add_argument(
+        "--keys",
+        action="append",
+        metavar="KEYS",
+        help="a run scope: only these values of the desired side's key, comma-separated (or repeated)",
     )
     plan.add_argument("--format", choices=["table", "json"], default="table")
     plan.add_argument("--now", help="evaluate freshness and older_than as of this ISO 8601 time (default: now)")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_reconcile.core.examples import stale_incident_groups as stale_groups
 from airflow_reconcile.core.examples.ticket_ownership import Scenario, ticket_ownership
 from airflow_reconcile.core.vocabulary import DagId, TaskId
 from devkit.airflow_local import ADMIN, REPO, LocalAirflow
@@ -36,6 +37,12 @@ class Stack:
     slack: SlackStandIn
     scenario: Scenario
     audit_db: Path
+    groups: stale_groups.Scenario  # the second example's world (a derived side), served beside the first
+
+    def jira_seed(self) -> dict[str, Any]:
+        """Both examples' Jira side (projects OPS and INC), as the stand-in starts."""
+        seed = self.scenario.jira_seed()
+        return {**seed, "issues": [*seed["issues"], *self.groups.jira_seed()["issues"]]}
 
     def stop(self) -> None:
         self.airflow.stop()
@@ -94,8 +101,12 @@ def start_stack(
     scenario = ticket_ownership()
     data_dir = home / "sample-data"
     scenario.write_catalog(data_dir / "service_catalog.csv")
+    groups = stale_groups.stale_incident_groups()
+    groups.write_events(data_dir / "incident_events.csv")
+    groups.write_roster(data_dir / "team_roster.csv")
     jira, slack = JiraStandIn(), SlackStandIn()
     jira.seed(scenario.jira_seed())
+    jira.seed(groups.jira_seed())
     jira_server, slack_server = jira.serve(jira_port), slack.serve(slack_port)
     log(f"Jira stand-in on {jira.base_url} ({len(scenario.issues)} issues), Slack stand-in on {slack.base_url}/api/")
     audit_db = home / "reconcile" / "audit.db"
@@ -117,7 +128,7 @@ def start_stack(
         jira_server.shutdown()
         slack_server.shutdown()
         raise
-    return Stack(airflow, jira, slack, scenario, audit_db)
+    return Stack(airflow, jira, slack, scenario, audit_db, groups)
 
 
 def summarize(stack: Stack, run_id: str, state: str, seconds: float) -> list[str]:

@@ -13,13 +13,17 @@ from typing import Any
 from devkit.http import Reply, StandIn
 
 API = r"/rest/api/(?:2|latest)"
-SERVICE_FIELD = {
-    "id": "customfield_10100",
-    "name": "Service",
-    "custom": True,
-    "clauseNames": ["cf[10100]", "Service"],
-    "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield"},
-}
+# The custom text fields the examples use, by the name the flat seed form gives them: the ticket-ownership
+# example's Service, the stale-incident-groups example's Incident and Assignment group.
+CUSTOM_FIELDS = {"service": ("customfield_10100", "Service"), "incident": ("customfield_10101", "Incident"),
+                 "assignment_group": ("customfield_10102", "Assignment group")}  # fmt: skip
+
+
+def _custom_field(field_id: str, name: str) -> dict[str, Any]:
+    return {"id": field_id, "name": name, "custom": True, "clauseNames": [f"cf[{field_id.rsplit('_', 1)[1]}]", name],
+            "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield"}}  # fmt: skip
+
+
 SYSTEM_FIELDS = ["summary", "description", "project", "issuetype", "status", "priority", "assignee", "labels",
                  "updated", "created", "comment", "reporter"]  # fmt: skip
 STATUSES = ["Open", "In Progress", "Done", "Won't Do", "Released"]
@@ -94,7 +98,7 @@ class JiraStandIn(StandIn):
     def reset(self) -> None:
         self.issues: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
-        self.fields = [SERVICE_FIELD] + [
+        self.fields = [_custom_field(*f) for f in CUSTOM_FIELDS.values()] + [
             {"id": f, "name": f.capitalize(), "custom": False, "clauseNames": [f]} for f in SYSTEM_FIELDS
         ]
         self.next_id = 10000
@@ -168,7 +172,7 @@ class JiraStandIn(StandIn):
                 "labels": list(issue.get("labels", [])),
                 "updated": issue.get("updated", _now()),
                 "created": issue.get("created", issue.get("updated", _now())),
-                "customfield_10100": issue.get("service"),
+                **{field_id: issue.get(name) for name, (field_id, _) in CUSTOM_FIELDS.items()},
                 "comment": {"comments": [], "total": 0},
                 "issuelinks": [],
             },
@@ -289,7 +293,7 @@ class JiraStandIn(StandIn):
                 "description": fields.get("description", ""),
                 "issuetype": fields["issuetype"].get("name"),
                 "labels": fields.get("labels", []),
-                "service": fields.get("customfield_10100"),
+                **{name: fields.get(field_id) for name, (field_id, _) in CUSTOM_FIELDS.items()},
                 "assignee": (fields.get("assignee") or {}).get("name"),
             }
         )
@@ -394,8 +398,9 @@ class JiraStandIn(StandIn):
             return issue["key"]
         if f == "project":
             return fields["project"]["key"]
-        if f in ("service", "cf[10100]"):
-            return fields.get("customfield_10100")
+        for field_id, name in CUSTOM_FIELDS.values():
+            if f in (name.casefold(), f"cf[{field_id.rsplit('_', 1)[1]}]"):
+                return fields.get(field_id)
         if f in ("issuetype", "type", "status", "priority"):
             value = fields.get("issuetype" if f == "type" else f)
             return value["name"] if value else None
@@ -421,6 +426,17 @@ class JiraStandIn(StandIn):
                 if words:
                     order.append((words[0], len(words) > 1 and words[1].casefold() == "desc"))
         clauses: list[list[tuple[str, bool]]] = [[]]
+        # Grouping parentheses mean nothing with AND only: dropped (those of an ``in (...)`` list are kept).
+        kept, in_list = [], False
+        for tok, quoted in tokens:
+            if not quoted and tok == "(" and kept and not kept[-1][1] and kept[-1][0].casefold() == "in":
+                in_list = True
+            elif not quoted and tok in ("(", ")") and not in_list:
+                continue
+            elif not quoted and tok == ")":
+                in_list = False
+            kept.append((tok, quoted))
+        tokens = kept
         for tok, quoted in tokens:
             if not quoted and tok.casefold() == "and":
                 clauses.append([])

@@ -62,6 +62,15 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
         plan_m = self.pull(context, self.plan_task_id)
         audit.inputs.append({k: v for k, v in plan_m.items() if k != "summary"})
         plan = self.read_frame(plan_m)
+        scope = self.run_scope(context, spec, audit)
+        if scope is not None:  # checked again where the writes are: never an operation outside the keys
+            from airflow_reconcile.core.scope import ScopeError, refuse_outside
+            from airflow_reconcile.provider.compat import AirflowFailException
+
+            try:
+                refuse_outside(spec, scope, plan)
+            except ScopeError as exc:
+                raise AirflowFailException(str(exc)) from None
         ledger = None
         if mode == Mode.SHADOW:  # writes nothing, asks no one: a function of the plan alone
             if self.approved_only:  # the approval task was skipped, and this one with it
@@ -70,11 +79,10 @@ class ApplyCorrectionsOperator(ReconcileBaseOperator):
             result = shadow_outcomes(plan)
         else:
             from airflow_reconcile.core.ledger import Ledger
-            from airflow_reconcile.provider.hooks import AuditStoreHook
 
-            # Written before and after every side effect; if it cannot be written, nothing is applied.
-            store = AuditStoreHook(self.audit_conn_id).store
-            ledger = Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
+            # Written before and after every side effect; if it cannot be written, nothing is applied. The
+            # try's own audit store (the one its record goes to).
+            ledger = Ledger(self._store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
             if self.approved_only:
                 plan = self._approved(plan, ledger)
             self.log.info("applying %d planned operations", len(plan))

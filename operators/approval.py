@@ -89,10 +89,9 @@ class RequestApprovalOperator(AuditedTaskMixin, ApprovalOperator):
 
     def _ledger(self, spec: Spec, context: Context) -> Ledger:
         from airflow_reconcile.core.ledger import Ledger
-        from airflow_reconcile.provider.hooks import AuditStoreHook
 
-        return Ledger(AuditStoreHook(self.audit_conn_id).store, spec=spec.name, dag_id=self.dag_id,
-                      run_id=context["run_id"])  # fmt: skip
+        # The try's own audit store (the one its record goes to): one store per try.
+        return Ledger(self._store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
 
     def execute(self, context: Context) -> Any:
         return self.audited(context, lambda spec, audit: self._request(context, spec, audit))

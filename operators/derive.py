@@ -47,6 +47,15 @@ class DeriveSideOperator(ReconcileBaseOperator):
             except DeriveError as exc:
                 # The same SQL on the same snapshots fails the same way: no retry.
                 raise AirflowFailException(str(exc)) from None
+        scope = self.run_scope(context, spec, audit)
+        if scope is not None:  # the side holds the scope's keys only, whatever its inputs held
+            from airflow_reconcile.core.spec.columns import key_steps
+
+            column = spec.side(self.side).key[0]
+            derived = len(frame)
+            frame = scope.keep(frame, column, key_steps(spec, self.side).get(column, []))
+            audit.details["scope_read"] = {"rows_returned": derived, "rows_in_scope": len(frame),
+                                           "narrowed": f"after the derive, by {column}"}  # fmt: skip
         written = self.workspace(spec, context).write_frames(self.side, iter([frame]))
         manifest = dataclasses.replace(written, meta={
             "side": self.side, "policy_version": spec.policy_version,

@@ -135,9 +135,12 @@ class _Ours:
 
     @cached_property
     def specs(self) -> list[Spec]:
-        from airflow_reconcile.core.spec import load_spec, specs_in
+        """The folder's valid specs: one invalid spec never holds back the digests of the others."""
+        import logging
 
-        return [load_spec(path) for path in specs_in(self.specs_dir)]
+        from airflow_reconcile.core.spec import load_specs
+
+        return load_specs(self.specs_dir, logging.getLogger(__name__).warning)
 
     @cached_property
     def store(self) -> Any:

@@ -40,10 +40,24 @@ class DetectDriftOperator(ReconcileBaseOperator):
         actual_m = self.pull(context, self.actual_task_id)
         audit.inputs.extend([desired_m, actual_m])
         workspace = self.workspace(spec, context)
+        scope = self.run_scope(context, spec, audit)
         with self.verified_file(desired_m) as desired, self.verified_file(actual_m) as actual:
             report, written = spec_drift_files(
                 spec, desired, actual, lambda parts: workspace.write_frames("drift", parts), self.log.info
             )
+            if scope is None:  # a full run: the population later scoped runs' guards are taken against
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                from airflow_reconcile.core.scope import population_of
+
+                key = spec.side("desired").key
+                kind = (
+                    "integer"
+                    if len(key) == 1 and pa.types.is_integer(pq.read_schema(desired).field(key[0]).type)
+                    else "text"
+                )
+                audit.details["population"] = population_of(report.desired_rows, report.actual_rows, kind)
         counts = {k: v for k, v in report.to_dict().items() if k != "sample"}
         # The counts are known once every part is written; they describe the file, they are not in it.
         manifest = dataclasses.replace(written, meta={"policy_version": spec.policy_version, **counts})

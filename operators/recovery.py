@@ -26,10 +26,10 @@ class _LedgerOperator(ReconcileBaseOperator):
         from airflow_reconcile.core.integrity import read_checkpoints
         from airflow_reconcile.core.ledger import Ledger
         from airflow_reconcile.core.locations import checkpoint_folder
-        from airflow_reconcile.provider.hooks import AuditStoreHook, workspace_path
+        from airflow_reconcile.provider.hooks import workspace_path
 
-        store = AuditStoreHook(self.audit_conn_id).store
-        ledger = Ledger(store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
+        # The try's own audit store (the one its record goes to): one store per try.
+        ledger = Ledger(self._store, spec=spec.name, dag_id=self.dag_id, run_id=context["run_id"])
         ledger.checkpoints = read_checkpoints(workspace_path(checkpoint_folder(self.workspace_root)))[-1:]
         return ledger
 

@@ -35,11 +35,27 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
         freshness = context["ti"].xcom_pull(task_ids=self.freshness_task_id) if self.freshness_task_id else None
         stale = bool((freshness or {}).get("stale"))
         population = blast_population(drift_m["meta"]["desired_rows"], drift_m["meta"]["actual_rows"])
+        scope = self.run_scope(context, spec, audit)
+        if scope is not None:  # never the scope's own size: a few keys would always look like a mass change
+            full = self.full_population(context)
+            if full is None:
+                raise AirflowFailException(
+                    f"{spec.dag_id}: a scoped run needs a full run before it; run once without keys"
+                )
+            population = int(full["rows"])
+            audit.details["population"] = {"rows": population, "from": "the newest full run"}
         try:
             plan, summary = evaluate_rules(spec, self.read_frame(drift_m), population=population, stale=stale)
         except GuardTripped as exc:
             audit.details["guard"] = str(exc)
             raise AirflowFailException(f"guard tripped: {exc}") from None
+        if scope is not None:
+            from airflow_reconcile.core.scope import ScopeError, refuse_outside
+
+            try:
+                refuse_outside(spec, scope, plan)
+            except ScopeError as exc:
+                raise AirflowFailException(str(exc)) from None
         manifest = self.workspace(spec, context).write("plan", plan, policy_version=spec.policy_version)
         self.log.info("plan: %s -> %s", summary.to_dict(), manifest.uri)
         if summary.unhandled:

@@ -42,19 +42,15 @@ class ReconcileWatchdogOperator(AuditedTaskMixin, BaseOperator):
         return self.audited(context, lambda _spec, audit: self._watch(audit))
 
     def _watch(self, audit: AuditDraft) -> dict[str, Any]:
-        from airflow_reconcile.core.spec import load_spec, specs_in
+        from airflow_reconcile.core.spec import load_specs
         from airflow_reconcile.core.watchdog import check
         from airflow_reconcile.provider.hooks import AuditStoreHook
 
         store = AuditStoreHook(self.audit_conn_id).store
         now = datetime.now(UTC)
         specs, alerts = [], []
-        for path in specs_in(self.specs_dir):
-            try:
-                spec = load_spec(path)
-            except ValueError as exc:  # that spec's own DAG shows the error; the others are still watched
-                self.log.warning("not watched: %s", exc)
-                continue
+        # A spec that does not load: its own DAG shows the error; the others are still watched.
+        for spec in load_specs(self.specs_dir, lambda error: self.log.warning("not watched: %s", error)):
             specs.append(spec)
             found = check(spec, store, now)
             alerts.extend(found)

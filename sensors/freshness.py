@@ -52,6 +52,9 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
 
     def _sense(self, context: Context, spec: Spec, audit: AuditDraft) -> Any:
         self._spec = spec
+        # The first task: a run scope (run parameter keys) that cannot be used stops the run here, before
+        # anything is read.
+        self.run_scope(context, spec, audit, checked=True)
         result = super().execute(context)
         audit.details["freshness"] = result
         return result

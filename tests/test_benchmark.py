@@ -91,3 +91,14 @@ def test_make_bench_parts_gives_the_same_results_whole_and_in_chunks():
     assert "diff, 10 parts of 2,000 rows: " in result.stdout
     assert "result (100, 100, 200)" in result.stdout
     assert "same results whole and in parts: True" in result.stdout
+
+
+def test_make_bench_derive_agrees_with_pandas_merges():
+    """The derive benchmark on a small N: the sandboxed DuckDB derive and the pandas merges give the same desired
+    side and the same drift (the benchmark asserts both), and it prints its figures."""
+    result = subprocess.run(
+        ["make", "bench-derive", "DERIVE_ROWS=20000"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "20,000 rows per input, 3 inputs" in result.stdout
+    assert "ratio derive + diff / pandas merges + diff:" in result.stdout

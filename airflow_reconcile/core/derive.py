@@ -128,7 +128,7 @@ def run_derive(
         for name, frame in tables.items():
             con.register(name, _as_arrow(frame))
         try:  # bound first: DuckDB's errors then name the line of the SQL
-            con.execute("DESCRIBE " + sql)
+            con.execute("DESCRIBE " + sql).fetchall()
         except duckdb.Error as exc:
             raise DeriveError(_message(exc, where)) from None
         timer = threading.Timer(limits.seconds, con.interrupt)
@@ -152,8 +152,25 @@ def run_derive(
         con.close()
     if result is None:  # a SELECT always has a result
         raise DeriveError(f"{where.at()}: the derive returned no result; it must be one SELECT query")
+    result = _integers_as_integers(result)
     progress(f"derived {result.num_rows} rows x {result.num_columns} columns from {', '.join(tables)}")
     return result
+
+
+def _integers_as_integers(table: pa.Table) -> pa.Table:
+    """DuckDB's ``sum`` of integers is a HUGEINT, which reaches Arrow as ``decimal128(38, 0)`` and pandas as
+    Python ``Decimal`` objects (exact, but slow to diff): a scale-0 decimal column whose values fit in 64 bits
+    becomes ``int64``; one that does not fit stays exact."""
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_decimal(field.type) and field.type.scale == 0:
+            try:
+                column = table.column(index).cast(pa.int64())  # safe: refuses values out of range
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            table = table.set_column(index, pa.field(field.name, pa.int64()), column)
+    return table
 
 
 def describe(sql: str, columns: Mapping[str, list[str]], where: Where) -> list[str] | None:

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KINDS = tuple(DriftKind)
 # Each side's time zone (``sources.<side>.timezone``) for its naive times; a side without one has none.
 Zones = Mapping[str, str | None] | None
 
@@ -490,7 +489,6 @@ class DriftLayout:
     """Which columns a diff compares and carries, and the drift frame's columns, from the two sides'
     column names alone (a diff in parts lays out every part the same)."""
 
-    key: tuple[str, ...]
     compare: list[str]
     carried: list[str]  # compared and context columns, as ``desired.<col>`` / ``actual.<col>``
     names: list[str]
@@ -536,7 +534,7 @@ class DriftLayout:
         sides = [
             f"{side}.{c}" for side, names in (("desired", desired), ("actual", actual)) for c in carried if c in names
         ]
-        return cls(tuple(key), list(compare), carried, ordered + sorted(sides))
+        return cls(list(compare), carried, ordered + sorted(sides))
 
 
 def detect_drift(

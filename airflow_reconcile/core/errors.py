@@ -20,10 +20,6 @@ class FreshnessUnreadable(SourceError):
     source's age is unknown, which is treated as stale, and said as "unreadable"."""
 
 
-class QualityGateFailed(ReconcileError):
-    """A snapshot failed its quality gate: nothing downstream may act on it."""
-
-
 class GuardTripped(ReconcileError):
     """A blast-radius guard stopped the run before any action."""
 

@@ -6,7 +6,7 @@ process, without Airflow, so a spec can be tried on files before it is deployed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from airflow_reconcile.core.drift import DriftReport
     from airflow_reconcile.core.quality import QualityResult
     from airflow_reconcile.core.rules import PlanSummary
+    from airflow_reconcile.core.scope import Scope
     from airflow_reconcile.core.sources import SourceContext
     from airflow_reconcile.core.spec import SourceSpec, Spec
 
@@ -114,6 +115,8 @@ class LocalPlan:
     now: datetime
     guard: str | None = None  # why the blast-radius limits would stop the run
     freshness: str | None = None  # STALE, or UNREADABLE (why): automatic decisions go to review
+    scope: Scope | None = None  # --keys: the run's keys
+    scope_reads: dict[str, dict[str, Any]] | None = None  # per input: rows returned, rows in scope
 
     @property
     def gate_failed(self) -> bool:
@@ -134,6 +137,7 @@ def read_input(
     override: str | None,
     read_options: Mapping[str, Any] | None = None,
     contexts: Callable[[SourceSpec], SourceContext] | None = None,
+    scope: tuple[str, tuple[str, ...]] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """An input's snapshot (a side given inline is the input named after it): the given file, or the
     spec's own source, read as a DAG reads it.
@@ -160,15 +164,22 @@ def read_input(
             f"give {flag}{'' if flag.endswith('=') else ' '}FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
         )
     context = contexts(source) if contexts else SourceContext(origin=spec_path, progress=lambda _: None)
+    if scope is not None:
+        import dataclasses
+
+        context = dataclasses.replace(context, scope=scope)
     snapshot = get_source(source.kind).read(source, context)
     return snapshot.frame, snapshot.source
 
 
-def _gate(spec: Spec, name: str, frame: pd.DataFrame) -> QualityResult:
+def _gate(spec: Spec, name: str, frame: pd.DataFrame, scoped: bool = False) -> QualityResult:
     from airflow_reconcile.core.quality import run_quality_gate
     from airflow_reconcile.core.spec.columns import gate, gate_key, gate_key_steps
 
-    return run_quality_gate(frame, gate_key(spec, name), gate(spec, name), name, gate_key_steps(spec, name))
+    checks = gate(spec, name)
+    if scoped:  # the row-count bounds hold for full runs only
+        checks = checks.model_copy(update={"min_rows": 0, "max_rows": None})
+    return run_quality_gate(frame, gate_key(spec, name), checks, name, gate_key_steps(spec, name))
 
 
 def plan_locally(
@@ -180,16 +191,32 @@ def plan_locally(
     read_options: Mapping[str, Any] | None = None,
     contexts: Callable[[SourceSpec], SourceContext] | None = None,
     inputs: Mapping[str, str] | None = None,
+    keys: Sequence[str] | None = None,
 ) -> LocalPlan:
     """read each input → its quality gate → derive the sides that derive → their gates → drift → rules,
     stopping after a failed quality gate like the DAG does. ``desired`` / ``actual`` are files to use as a
-    side's snapshot (its inputs and derive are then skipped), ``inputs`` files to use for named inputs."""
+    side's snapshot (its inputs and derive are then skipped), ``inputs`` files to use for named inputs, ``keys``
+    a run scope (reads narrowed where the source can, every side kept to the keys, no row-count bounds; the
+    guard's population is what the sides held before the scope's filter)."""
     from airflow_reconcile.core.derive import derive_frame
     from airflow_reconcile.core.rules import blast_population, evaluate_rules, guard_problem
+    from airflow_reconcile.core.scope import input_column, refuse_outside, scope_of
     from airflow_reconcile.core.sources.base import finish
     from airflow_reconcile.core.sources.files import read_file
+    from airflow_reconcile.core.spec.columns import gate_key_steps, key_steps
 
     now = now or datetime.now(UTC)
+    scope = scope_of(spec, list(keys), "--keys") if keys else None
+    reads: dict[str, dict[str, Any]] = {}
+    before: dict[str, int] = {}  # a side's rows before the scope's filter
+
+    def narrowed(name: str, frame: pd.DataFrame, column: str | None, steps: Sequence[str]) -> pd.DataFrame:
+        if scope is None or column is None:
+            return frame
+        kept = scope.keep(frame, column, steps)
+        reads[name] = {"rows_returned": len(frame), "rows_in_scope": len(kept)}
+        return kept
+
     given = {side: path for side, path in (("desired", desired), ("actual", actual)) if path}
     files = dict(inputs or {})
     unknown = sorted(set(files) - set(spec.input_specs()))
@@ -206,8 +233,14 @@ def plan_locally(
     needed = [n for n in spec.input_specs() if any(side not in given or spec.side_input(side) == n
                                                     for side in spec.inputs_of(n))]  # fmt: skip
     for name in needed:
-        frames[name], origins[name] = read_input(spec, name, spec_path, files.get(name), read_options, contexts)
-        quality[name] = _gate(spec, name, frames[name])
+        column = input_column(spec, name) if scope is not None else None
+        pushed = (column, scope.keys) if scope is not None and column is not None else None
+        frame, origins[name] = read_input(spec, name, spec_path, files.get(name), read_options, contexts, pushed)
+        for side in SIDES:
+            if spec.side_input(side) == name:
+                before[side] = len(frame)
+        frames[name] = narrowed(name, frame, column, gate_key_steps(spec, name).get(column or "", []))
+        quality[name] = _gate(spec, name, frames[name], scope is not None)
     sides: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for side in SIDES:
@@ -219,25 +252,30 @@ def plan_locally(
             continue  # a derive never runs on an input that failed its gate
         if side in given:
             frame = read_file(given[side], **(dict(read_options) if read_options else {}))
-            sides[side], sources[side] = (
-                finish(frame, spec.side(side), given[side], f"--{side} {given[side]}"),
-                given[side],
-            )
+            frame = finish(frame, spec.side(side), given[side], f"--{side} {given[side]}")
+            sources[side] = given[side]
         else:
             derive = spec.derive_of(side)
             assert derive is not None
-            sides[side] = derive_frame(spec, spec_path, side, frames, lambda _: None)
+            frame = derive_frame(spec, spec_path, side, frames, lambda _: None)
             sources[side] = f"derive({', '.join(derive.inputs)})"
-        quality[side] = _gate(spec, side, sides[side])
+        before[side] = len(frame)
+        column = spec.side(side).key[0]
+        sides[side] = narrowed(side, frame, column if scope else None, key_steps(spec, side).get(column, []))
+        quality[side] = _gate(spec, side, sides[side], scope is not None)
     if not all(q.success for q in quality.values()):
         return LocalPlan(spec, sources, quality, None, None, None, False, now)
     freshness = freshness_problem(spec, frames, origins, now)
     stale = freshness is not None
     report, rows = spec_drift(spec, sides["desired"], sides["actual"])
     population = blast_population(report.desired_rows, report.actual_rows)
+    if scope is not None:
+        population = blast_population(before.get("desired", 0), before.get("actual", 0))
     plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
+    if scope is not None:
+        refuse_outside(spec, scope, plan)
     guard = guard_problem(spec, plan, population)
-    return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard, freshness)
+    return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard, freshness, scope, reads)
 
 
 def describe_change(row: Mapping[Any, Any]) -> str:
@@ -282,6 +320,10 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
         f"reconcile plan: {spec.name} (policy {spec.policy_version}, mode {spec.mode})",
         f"desired: {Path(result.sources.get('desired', '-')).name}   actual: {Path(result.sources.get('actual', '-')).name}",
     ]
+    if result.scope is not None:
+        lines.append(f"scope: {len(result.scope.keys)} key(s) of {result.scope.column}; row-count bounds not applied; "
+                     + "; ".join(f"{n}: {r['rows_in_scope']} of {r['rows_returned']} rows returned"
+                                 for n, r in (result.scope_reads or {}).items()))  # fmt: skip
     for side, quality in result.quality.items():
         state = "ok" if quality.success else "FAILED"
         warn = f", {len(quality.warnings)} warnings" if quality.warnings else ""

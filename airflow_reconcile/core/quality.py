@@ -220,8 +220,7 @@ class _Chunks:
     def __init__(self, path: Any, rows: int) -> None:
         import pyarrow.parquet as pq
 
-        self.path, self.rows = path, rows
-
+        self.rows = rows
         self.file = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering would keep the file's pages
 
     def __call__(self, columns: Sequence[str]) -> Any:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+# What parse_duration takes, as a JSON Schema pattern (a trigger form's field): whole numbers and a unit. At
+# most 8 digits, so the form never lets a number through that overflows (the task checks the range).
+DURATION_PATTERN = r"^\s*\d{1,8}\s*[smhdw]\s*$"
 
 # Airflow's cron presets (airflow.utils.dates.cron_presets): the core checks an expression the way
 # Airflow's CronTriggerTimetable.validate() does, with croniter, without importing Airflow (a test in

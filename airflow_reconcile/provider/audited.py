@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
+    from airflow_reconcile.core.scope import Scope
     from airflow_reconcile.core.spec import Spec
     from airflow_reconcile.core.vocabulary import Mode
     from airflow_reconcile.core.workspace import Workspace
@@ -89,6 +90,7 @@ class AuditedTaskMixin:
     spec_path: str | None = None
     audit_conn_id: str = DEFAULT_AUDIT_CONN_ID
     workspace_root: str | None = None
+    _store: Any = None  # the audit store of the running try (set by ``audited``)
 
     def workspace(self, spec: Spec, context: Context) -> Workspace:
         from airflow_reconcile.core.locations import workspace_root
@@ -129,6 +131,7 @@ class AuditedTaskMixin:
         started = datetime.now(UTC)
         store = AuditStoreHook(self.audit_conn_id).store
         store.ensure_schema()  # no audit, no action: fail before doing anything
+        self._store = store  # this try's store (a task reads the newest full run's population from it)
         draft = AuditDraft()
         draft.details["trigger"] = trigger_of(context)
         outcome, error = "success", None
@@ -172,6 +175,31 @@ class AuditedTaskMixin:
             self._lineage_record = {**record.to_dict(), "record_hash": digest}
             if self.checkpoints:
                 self._checkpoint(store)
+
+    def run_scope(self, context: Context, spec: Spec, audit: AuditDraft, *, checked: bool = False) -> Scope | None:
+        """The run's scope (run parameter ``keys``; None: a full run), in the audit record. ``checked``: also
+        against the newest full run (the first task; the later ones rely on it). A scope that cannot be used
+        fails the task at once, with the reason, before anything is read."""
+        from airflow_reconcile.core.scope import ScopeError, check_against, scope_of
+        from airflow_reconcile.provider.compat import AirflowFailException
+
+        try:
+            scope = scope_of(spec, (context.get("params") or {}).get("keys"))
+            if scope is not None and checked:
+                check_against(scope, self.full_population(context), spec)
+        except ScopeError as exc:
+            raise AirflowFailException(str(exc)) from None
+        if scope is not None:
+            audit.details["scope"] = scope.to_dict()
+        return scope
+
+    def full_population(self, context: Context) -> dict[str, Any] | None:
+        """The newest full run's population (``detect_drift``'s record): the base of a scoped run's guards."""
+        from airflow_reconcile.core.scope import last_full_population
+        from airflow_reconcile.core.vocabulary import TaskId
+
+        records = self._store.latest(context["ti"].dag_id, TaskId.DETECT_DRIFT, outcome="success", limit=500)
+        return last_full_population(records)
 
     checkpoints = False  # True: after its record, the task writes an audit checkpoint (core.integrity)
 

@@ -14,7 +14,8 @@ from typing import Any
 from airflow.sdk import Asset, AssetAny, Param
 
 from airflow_reconcile.core.locations import workspace_root
-from airflow_reconcile.core.spec import Spec, load_spec, specs_in
+from airflow_reconcile.core.spec import Spec, load_spec, load_specs
+from airflow_reconcile.core.values import DURATION_PATTERN
 from airflow_reconcile.core.vocabulary import SIDES, DagId, Mode, TaskId
 from airflow_reconcile.core.workspace import location_uri
 from airflow_reconcile.provider.compat import ReconcileDAG, retry_policy_args
@@ -230,11 +231,21 @@ def _params(spec: Spec) -> dict[str, Param]:
             description="shadow plans and writes nothing; apply applies the automatic actions",
         )
     }
+    if len(spec.side("desired").key) == 1:
+        params["keys"] = Param(
+            [],
+            type="array",
+            items={"type": ["string", "integer"]},
+            maxItems=spec.limits.max_scope_keys,
+            title="Keys (run scope)",
+            description=f"Only these {spec.side('desired').key[0]} values: read, compared and corrected for these keys "
+            "alone (empty: a full run). Needs a full run before it; at most limits.max_scope_keys keys",
+        )
     if spec.needs_approval:
         params["approval_timeout"] = Param(
             spec.approval.timeout,
             type="string",
-            pattern=r"^\s*\d{1,8}\s*[smhdw]\s*$",  # the task refuses more than a year, saying so
+            pattern=DURATION_PATTERN,  # what the spec's durations take; the task refuses more than a year, saying so
             title="Approval timeout",
             description="How long the approval request waits for an answer (e.g. 30m, 4h, 2d); then: review",
         )
@@ -300,12 +311,7 @@ def build_recovery_dags(spec_path: str | os.PathLike[str]) -> tuple[ReconcileDAG
 def build_digest_dag(specs_dir: str | os.PathLike[str], dag_id: str = DagId.DIGEST) -> ReconcileDAG:
     """A Slack digest after every reconciliation: scheduled on every spec's plan asset (written after the
     drift report, so the digest tells the drift and what no rule handles)."""
-    names = []
-    for path in specs_in(specs_dir):
-        try:
-            names.append(load_spec(path).name)
-        except ValueError:
-            continue  # that spec's own DAG file reports the error; the digest serves the others
+    names = [spec.name for spec in load_specs(specs_dir)]  # an invalid spec's own DAG file reports its error
     assets = [plan_asset(n) for n in names]
     with ReconcileDAG(
         dag_id=dag_id,

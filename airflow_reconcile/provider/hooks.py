@@ -332,19 +332,37 @@ class LazyExecutors(Mapping[str, "ActionExecutor"]):
         return len(self.targets)
 
 
+def _jira_context(conn_id: str | None, context: Callable[..., SourceContext], retry: RetryPolicy) -> SourceContext:
+    hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
+    return context(client_factory=partial(hook.get_conn, retry), connection={"server": hook.server_url()})
+
+
+# How a source kind reaches its system through an Airflow connection (kind -> builder of its context); a
+# source of your own registers its builder with ``register_source_connection``. A kind not listed, or a
+# source without connection_id (but jira, whose connection has a default), reads without one.
+SOURCE_CONNECTIONS: dict[str, Callable[[str | None, Callable[..., SourceContext], RetryPolicy], SourceContext]] = {
+    "jira": _jira_context,
+    "sql": lambda conn_id, context, _: context(connection={"url": database_url(str(conn_id))}),
+    "file": lambda conn_id, context, _: context(connection={"storage_options": storage_options(str(conn_id))}),
+    "http": lambda conn_id, context, _: context(connection=http_connection(str(conn_id))),
+}
+NEEDS_NO_CONNECTION_ID = frozenset({"jira"})  # its connection has a default name
+
+
+def register_source_connection(
+    kind: str, build: Callable[[str | None, Callable[..., SourceContext], RetryPolicy], SourceContext]
+) -> None:
+    """How sources of ``kind`` get their connection: ``build(connection_id, context, retry)`` returns the
+    ``SourceContext`` (call ``context(connection=..., client_factory=...)``)."""
+    SOURCE_CONNECTIONS[kind] = build
+
+
 def source_context(spec_path: str, source: SourceSpec, log: Any, retry: RetryPolicy) -> SourceContext:
     """Credentials for a source come from its Airflow connection, never from the spec."""
     from airflow_reconcile.core.sources import SourceContext
 
-    conn_id = source.connection_id
     context = partial(SourceContext, origin=spec_path, progress=log.info, retry=retry)
-    if source.kind == "jira":
-        hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
-        return context(client_factory=partial(hook.get_conn, retry), connection={"server": hook.server_url()})
-    if source.kind == "sql" and conn_id:
-        return context(connection={"url": database_url(conn_id)})
-    if source.kind == "file" and conn_id:
-        return context(connection={"storage_options": storage_options(conn_id)})
-    if source.kind == "http" and conn_id:
-        return context(connection=http_connection(conn_id))
-    return context()
+    build = SOURCE_CONNECTIONS.get(source.kind)
+    if build is None or (not source.connection_id and source.kind not in NEEDS_NO_CONNECTION_ID):
+        return context()
+    return build(source.connection_id, context, retry)

@@ -39,7 +39,7 @@ RUN_FACET_SCHEMA = PRODUCER + "/blob/main/docs/lineage/ReconcileRunFacet.json#/$
 # Workspace files by the asset they are a version of (the rest keep their own name).
 STABLE_NAMES = {"desired": "snapshot_desired", "actual": "snapshot_actual", "drift": "drift_report"}
 # Audit details that belong in the run facet (counts and summaries, never rows or payloads).
-RUN_DETAILS = ("drift", "plan", "outcomes", "guard", "freshness", "mode")
+RUN_DETAILS = ("drift", "plan", "outcomes", "guard", "freshness", "mode", "scope", "scope_read")
 
 
 def trace_id(dag_id: str, task_id: str, try_number: int, map_index: int, when: datetime | None) -> str | None:
@@ -77,13 +77,15 @@ def dataset_name(uri: str) -> tuple[str, str]:
     return f"{parts.scheme}://{authority}", parts.path or "/"
 
 
-def manifest_dataset(uri: str) -> tuple[str, str]:
-    """A workspace file (``<root>/<spec>/<run_id>/<name>.parquet``) under its stable name."""
+def manifest_dataset(uri: str, snapshot: str | None = None) -> tuple[str, str]:
+    """A workspace file (``<root>/<spec>/<run_id>/<name>.parquet``) under its stable name: the snapshot of an
+    input or a derived side (``snapshot``, the manifest's ``meta.side``) as ``snapshot_<name>``, as its asset."""
     namespace, name = dataset_name(uri)
     path = PurePosixPath(name)
     if path.suffix != ".parquet" or len(path.parts) < 3:
         return namespace, name
-    return namespace, str(path.parent.parent / STABLE_NAMES.get(path.stem, path.stem))
+    stable = f"snapshot_{snapshot}" if snapshot else STABLE_NAMES.get(path.stem, path.stem)
+    return namespace, str(path.parent.parent / stable)
 
 
 def source_location(
@@ -167,7 +169,7 @@ def _lineage(record: Mapping[str, Any]) -> Any:
             continue
         if "uri" not in item:
             continue
-        namespace, name = manifest_dataset(str(item["uri"]))
+        namespace, name = manifest_dataset(str(item["uri"]), (item.get("meta") or {}).get("side"))
         rows = int(item.get("rows", 0))
         input_facets: dict[str, Any] = {"inputStatistics": InputStatisticsInputDatasetFacet(rowCount=rows)}
         quality = details.get("quality")
@@ -190,7 +192,7 @@ def _lineage(record: Mapping[str, Any]) -> Any:
     for item in record.get("outputs") or []:
         if "uri" not in item:
             continue
-        namespace, name = manifest_dataset(str(item["uri"]))
+        namespace, name = manifest_dataset(str(item["uri"]), (item.get("meta") or {}).get("side"))
         stats = OutputStatisticsOutputDatasetFacet(rowCount=int(item.get("rows", 0)))
         outputs.append(
             OutputDataset(namespace=namespace, name=name, facets=facets(item), outputFacets={"outputStatistics": stats})

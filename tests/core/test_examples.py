@@ -64,7 +64,7 @@ def test_init_keeps_a_digest_dag_that_is_already_there(tmp_path):
 def test_init_command_names_an_unknown_example_and_exits_2(tmp_path, capsys):
     assert main(["init", str(tmp_path), "--example", "nope"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: --example 'nope': there is no such example; choose one of ticket_ownership"
+        "error: --example 'nope': there is no such example; choose one of ticket_ownership, stale_incident_groups"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -99,3 +99,43 @@ def test_init_never_writes_outside_the_folder_it_was_given(tmp_path):
     with pytest.raises(ReconcileError, match="leads outside"):
         init_example(linked, "ticket_ownership")
     assert list(outside.iterdir()) == []
+
+
+def test_the_stale_incident_groups_example_plans_what_its_data_holds(tmp_path):
+    """`reconcile init --example stale_incident_groups`, then the plan command it prints, as a user runs them:
+    the derive's reading of the real event log agrees with an independent reading in Python, and the plan
+    holds exactly the planted cases."""
+    import json
+    import subprocess
+    import sys
+
+    from airflow_reconcile.core.examples.stale_incident_groups import SUCCESSORS, stale_incident_groups
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "airflow_reconcile.cli", *args], capture_output=True, text=True,
+                              cwd=tmp_path)  # fmt: skip
+
+    init = cli("init", "dags", "--example", "stale_incident_groups")
+    assert init.returncode == 0, init.stderr
+    [plan_line] = [line.strip() for line in init.stdout.splitlines() if line.strip().startswith("reconcile plan")]
+    assert cli("validate", "dags/specs/stale_incident_groups.yaml").returncode == 0
+    result = cli(*plan_line.split()[1:], "--format", "json")
+    assert result.returncode == 1, result.stderr  # actions planned
+    plan = json.loads(result.stdout)
+    scenario = stale_incident_groups()
+    expected = scenario.expected()
+    assert plan["quality"]["desired"]["rows"] == len(scenario.incidents)
+    assert {k: plan["drift"][k] for k in ("changed", "missing", "unexpected")} == {
+        k: expected[k] for k in ("changed", "missing", "unexpected")}  # fmt: skip
+    by_rule: dict[str, set[str]] = {}
+    for action in plan["actions"]:
+        by_rule.setdefault(action["rule"], set()).add(action["entity"])
+    assert by_rule == {
+        "move-to-successor": set(scenario.cases["moved"]) | set(scenario.cases["hand_moved"]),
+        "retired-without-successor": set(scenario.cases["orphaned"]),
+        "open-incident-without-ticket": set(scenario.cases["missing_ticket"]),
+        "ticket-of-closed-incident": set(scenario.cases["closed_incident"]),
+    }
+    moves = {a["entity"]: json.loads(a["params"])["value"] for a in plan["actions"] if a["rule"] == "move-to-successor"}
+    for number in scenario.cases["moved"]:
+        assert moves[number] == SUCCESSORS[scenario.incidents[number]["group"]]

@@ -25,6 +25,7 @@ from tests.conftest import REPO
 READER = ("digest-reader", "digest-reader-password")  # a viewer who may read only the digest DAG
 BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 PRODUCERS = Path(__file__).with_name("dags")
+GROUPS_SPEC = "stale_incident_groups"  # the second shipped example (a derived side)
 CATALOG_EXPORT = "catalog_export"  # publishes the service_catalog asset the shipped spec is scheduled on
 
 
@@ -110,13 +111,14 @@ def fresh(stack):
     def reset() -> None:
         quiesce(stack)
         stack.jira.reset()
-        stack.jira.seed(stack.scenario.jira_seed())
+        stack.jira.seed(stack.jira_seed())
         stack.jira.faults.set([])
         stack.slack.reset()
         stack.slack.faults.set([])
         engine = sa.create_engine(f"sqlite:///{stack.audit_db}")
         with engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM reconcile_operation WHERE spec = :spec"), {"spec": SPEC_NAME})
+            for spec in (SPEC_NAME, GROUPS_SPEC):
+                conn.execute(sa.text("DELETE FROM reconcile_operation WHERE spec = :spec"), {"spec": spec})
         engine.dispose()
 
     return reset

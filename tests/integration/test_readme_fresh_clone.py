@@ -135,6 +135,22 @@ def test_command_line_quick_start_as_written(tmp_path):
     assert re.search(rf"^missing\s+{drift['missing']}\s", diff, flags=re.MULTILINE)
 
 
+def test_derived_side_quick_start_as_written(tmp_path):
+    """The second example from the deployed wheel (Airflow 3.2's venv): DuckDB came with the package."""
+    from airflow_reconcile.core.examples.stale_incident_groups import stale_incident_groups
+
+    env = activated(REPO / ".venv-airflow-3.2", user_env())
+    results = [run(c, cwd=tmp_path, env=env, timeout=300) for c in commands("derive-quick-start")]
+    assert [r.returncode for r in results] == [0, 0, 1], [r.stderr[-2000:] for r in results]
+    _, validate, plan = (r.stdout for r in results)
+    assert "stale_incident_groups.yaml: ok (reconcile_stale_incident_groups" in validate
+    expected = stale_incident_groups().expected()
+    assert "desired: derive(incidents, roster)" in plan
+    assert (f"drift: {expected['changed']} changed, {expected['missing']} missing, {expected['unexpected']} "
+            "unexpected" in plan)  # fmt: skip
+    assert f"auto {expected['auto']}" in plan
+
+
 def test_make_compose_env_as_written_makes_every_secret_compose_reads_once(clone, shell):
     env, _ = shell
     first = run(commands("compose-env")[0], cwd=clone, env=env, timeout=120)

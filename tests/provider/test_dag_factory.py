@@ -10,6 +10,10 @@ import pytest
 from airflow_reconcile.core.vocabulary import DagId, TaskId
 from tests.conftest import REPO
 
+# What 0.1's DAG files give: the ticket-ownership DAGs and the shared ones (0.1 had no other example).
+OWNERSHIP_DAGS = {"reconcile_ticket_ownership", "reconcile_ticket_ownership_replay", "reconcile_ticket_ownership_revert",
+                  DagId.DIGEST, DagId.WATCHDOG}  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def dagbag():
@@ -22,7 +26,8 @@ def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == {
         "reconcile_ticket_ownership", "reconcile_ticket_ownership_replay", "reconcile_ticket_ownership_revert",
-        DagId.DIGEST, DagId.WATCHDOG,
+        "reconcile_stale_incident_groups", "reconcile_stale_incident_groups_replay",
+        "reconcile_stale_incident_groups_revert", DagId.DIGEST, DagId.WATCHDOG,
     }  # fmt: skip
 
 
@@ -61,6 +66,30 @@ def test_reconciliation_dag_shape(dagbag):
     assert [a.name for a in dag.get_task(TaskId.DETECT_DRIFT).outlets] == ["reconcile.ticket_ownership.drift_report"]
     assert [a.name for a in dag.get_task(TaskId.READ_ACTUAL).outlets] == ["reconcile.ticket_ownership.snapshot_actual"]
     assert dag.max_active_runs == 1
+
+
+def test_a_derived_side_gets_a_read_and_gate_per_input_and_a_derive_task(dagbag):
+    """docs/adr/0003: read_<input> -> validate_<input> for each input, derive_desired after its inputs' gates,
+    then its own gate; the drift task waits for the gates of both sides and reads the producers' snapshots."""
+    dag = dagbag.dags["reconcile_stale_incident_groups"]
+    inputs = ("incidents", "roster", "tickets")
+    assert {t.task_id for t in dag.tasks} == {
+        TaskId.CHECK_FRESHNESS, *map(TaskId.read, inputs), *map(TaskId.validate, inputs), TaskId.derive("desired"),
+        TaskId.validate("desired"), TaskId.DETECT_DRIFT, TaskId.EVALUATE_RULES, TaskId.APPLY_CORRECTIONS,
+    }  # fmt: skip
+    for name in inputs:
+        assert dag.get_task(TaskId.read(name)).upstream_task_ids == {TaskId.CHECK_FRESHNESS}
+        assert dag.get_task(TaskId.validate(name)).upstream_task_ids == {TaskId.read(name)}
+    derive = dag.get_task(TaskId.derive("desired"))
+    assert derive.upstream_task_ids == {TaskId.validate("incidents"), TaskId.validate("roster")}
+    assert derive.input_task_ids == {"incidents": TaskId.read("incidents"), "roster": TaskId.read("roster")}
+    assert [a.name for a in derive.inlets] == ["reconcile.stale_incident_groups.snapshot_incidents",
+                                               "reconcile.stale_incident_groups.snapshot_roster"]  # fmt: skip
+    assert [a.name for a in derive.outlets] == ["reconcile.stale_incident_groups.snapshot_desired"]
+    assert dag.get_task(TaskId.validate("desired")).upstream_task_ids == {TaskId.derive("desired")}
+    drift = dag.get_task(TaskId.DETECT_DRIFT)
+    assert drift.upstream_task_ids == {TaskId.validate("desired"), TaskId.validate("tickets")}
+    assert (drift.desired_task_id, drift.actual_task_id) == (TaskId.derive("desired"), TaskId.read("tickets"))
 
 
 def test_a_spec_without_approve_rules_has_no_approval_tasks(tmp_path):
@@ -160,7 +189,8 @@ def test_a_spec_can_go_without_a_run_deadline(tmp_path):
 def test_digest_dag_is_scheduled_on_the_plan(dagbag):
     """The plan is written after the drift report: the digest knows both the drift and what no rule handles."""
     condition = dagbag.dags[DagId.DIGEST].timetable.asset_condition
-    assert [asset.name for asset in condition.objects] == ["reconcile.ticket_ownership.plan"]
+    assert sorted(asset.name for asset in condition.objects) == [
+        "reconcile.stale_incident_groups.plan", "reconcile.ticket_ownership.plan"]  # fmt: skip
     dag = dagbag.dags["reconcile_ticket_ownership"]
     assert [a.name for a in dag.get_task(TaskId.EVALUATE_RULES).outlets] == ["reconcile.ticket_ownership.plan"]
 
@@ -289,7 +319,7 @@ def test_dag_files_an_earlier_release_wrote_still_load_and_say_how_to_update(tmp
         warnings.simplefilter("always")
         bag = DagBag(dag_folder=str(tmp_path))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == set(DagBag(dag_folder=str(REPO / "dags")).dag_ids)
+    assert set(bag.dag_ids) == OWNERSHIP_DAGS
     shown = [w for ws in bag.captured_warnings.values() for w in ws]  # what the DAG processor reports per file
     assert any("reconcile init --force" in w for w in shown), bag.captured_warnings
 
@@ -314,7 +344,7 @@ def test_reconcile_init_force_rewrites_old_dag_files_with_the_new_imports(tmp_pa
     bag = DagBag(dag_folder=str(tmp_path))
     assert bag.import_errors == {}
     assert "airflow_reconcile.dag_factory" not in sys.modules
-    assert set(bag.dag_ids) == set(DagBag(dag_folder=str(REPO / "dags")).dag_ids)
+    assert set(bag.dag_ids) == OWNERSHIP_DAGS
 
 
 def test_the_trigger_forms_approval_timeout_refuses_an_overflowing_number():
@@ -328,3 +358,22 @@ def test_the_trigger_forms_approval_timeout_refuses_an_overflowing_number():
     ]
     assert re.match(pattern, "24h")
     assert not re.match(pattern, "99999999999999999999d")
+
+
+def test_the_trigger_forms_approval_timeout_takes_what_the_spec_takes():
+    """One duration grammar: every approval timeout the spec accepts, the form accepts, and the other way round
+    (beyond the year the task refuses, saying so)."""
+    import re
+
+    from airflow_reconcile.core.spec import approval_timeout, load_spec
+    from airflow_reconcile.provider.dag_factory import _params
+    from tests.conftest import SPEC as SHIPPED
+
+    pattern = _params(load_spec(SHIPPED))["approval_timeout"].schema["pattern"]
+    for text in ("30m", "1.5h", "4 h", " 2d ", "90s", "1w", "10", "h", "-1h", "367d", "0.5d"):
+        try:
+            approval_timeout(text)
+            spec_takes = True
+        except ValueError as exc:
+            spec_takes = "longer than a year" in str(exc) or "too short" in str(exc)  # a range, not the grammar
+        assert bool(re.match(pattern, text)) == spec_takes, text

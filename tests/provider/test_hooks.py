@@ -128,3 +128,27 @@ def test_a_connections_secret_values_are_masked_in_our_errors_and_airflows_logs(
     line = "refused key-5b1f0e77 and pw-93c4a1d2 (language en-GB)"
     assert redact(line) == "refused *** and *** (language en-GB)"  # a plain header stays readable
     assert "key-5b1f0e77" not in airflow_redact(line)
+
+
+def test_a_source_of_your_own_gets_its_connection_through_the_registry(monkeypatch):
+    """Sources reach their connections through one registry (as targets get their clients): a kind of your
+    own registers how, and a built-in kind without connection_id reads without one."""
+    import logging
+
+    from airflow_reconcile.core.retry import RetryPolicy
+    from airflow_reconcile.core.sources import base, register_source
+    from airflow_reconcile.core.spec import SourceSpec
+    from airflow_reconcile.provider import hooks
+
+    class Inventory:
+        kind = "inventory"
+
+    monkeypatch.setattr(base._SOURCES, "_user", dict(base._SOURCES._user))  # registered for this test only
+    register_source(Inventory())
+    monkeypatch.setitem(hooks.SOURCE_CONNECTIONS, "inventory",
+                        lambda conn_id, context, retry: context(connection={"token-from": conn_id}))  # fmt: skip
+    source = SourceSpec(kind="inventory", connection_id="inventory_api", key=["id"])
+    ctx = hooks.source_context("s.yaml", source, logging.getLogger("t"), RetryPolicy())
+    assert ctx.connection == {"token-from": "inventory_api"}
+    plain = SourceSpec(kind="sql", options={"query": "select 1"}, key=["id"])
+    assert hooks.source_context("s.yaml", plain, logging.getLogger("t"), RetryPolicy()).connection is None

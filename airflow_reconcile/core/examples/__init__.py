@@ -29,6 +29,8 @@ class Example:
     data_files: tuple[str, ...]
     write_data: Callable[[Path, datetime | None], list[Path]]
     """Writes ``data_files`` into the folder given (``specs/data``), times relative to the datetime (now)."""
+    plan_files: str
+    """What ``reconcile plan`` needs besides the spec to run without Airflow (``{data}``: the data folder)."""
 
 
 def _ticket_ownership_data(folder: Path, now: datetime | None) -> list[Path]:
@@ -41,11 +43,26 @@ def _ticket_ownership_data(folder: Path, now: datetime | None) -> list[Path]:
     ]
 
 
+def _stale_incident_groups_data(folder: Path, now: datetime | None) -> list[Path]:
+    from airflow_reconcile.core.examples.stale_incident_groups import stale_incident_groups
+
+    scenario = stale_incident_groups()  # real events of 2016: no time is made relative to now
+    return [
+        scenario.write_events(folder / "incident_events.csv"),
+        scenario.write_roster(folder / "team_roster.csv"),
+        scenario.write_tickets_export(folder / "tickets_export.csv"),
+    ]
+
+
 EXAMPLES = {
     e.name: e
     for e in [
         Example("ticket_ownership", "a service catalog (CSV) against Jira ownership tickets, with Slack digests",
-                ("service_catalog.csv", "jira_export.csv"), _ticket_ownership_data),
+                ("service_catalog.csv", "jira_export.csv"), _ticket_ownership_data, "--actual {data}/jira_export.csv"),
+        Example("stale_incident_groups", "open ServiceNow incidents in retired groups (a derive over the event log and "
+                "a team roster) against their Jira follow-up tickets",
+                ("incident_events.csv", "team_roster.csv", "tickets_export.csv"), _stale_incident_groups_data,
+                "--input tickets={data}/tickets_export.csv"),
     ]
 }  # fmt: skip
 # The DAGs that serve every spec in specs/: written with any example, kept if they are already there.

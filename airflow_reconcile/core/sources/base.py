@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_reconcile.core.errors import SourceError
-from airflow_reconcile.core.registry import Registry
 from airflow_reconcile.core.retry import RetryPolicy
+from airflow_reconcile.core.source_kinds import SOURCES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +31,9 @@ class SourceContext:
     progress: Callable[[str], None] = field(default=log.info)
     progress_every: float = 5.0  # seconds between progress lines during long reads
     retry: RetryPolicy = field(default_factory=RetryPolicy)  # every request of a read (a page, a lookup)
+    # A scoped run (core.scope): (column, keys) a source that can narrow its read to (SQL, Jira) reads by;
+    # the reading task keeps only those rows of whatever any source returns.
+    scope: tuple[str, tuple[str, ...]] | None = None
 
     def tracker(self, label: str, spec: SourceSpec | None = None) -> Progress:
         """Progress lines for a long read; with ``spec``, the read stops at its ``max_rows`` / ``max_bytes``."""
@@ -101,27 +104,12 @@ class SnapshotSource(Protocol):
         ...
 
 
-_SOURCES: Registry[SnapshotSource] = Registry(
-    "source kind",
-    "kinds",
-    {
-        "file": "airflow_reconcile.core.sources.files:FileSource",
-        "sql": "airflow_reconcile.core.sources.sql:SqlSource",
-        "jira": "airflow_reconcile.core.sources.jira:JiraSource",
-        "http": "airflow_reconcile.core.sources.http:HttpSource",
-    },
-    error=SourceError,
-    load=lambda cls: cls(),
-)
+_SOURCES = SOURCES  # the registry of kinds (core.source_kinds: the spec checks kinds against it)
 
 
 def register_source(source: SnapshotSource) -> SnapshotSource:
     """Register a user-supplied source; it wins over a built-in of the same kind."""
     return _SOURCES.register(source.kind, source)
-
-
-def registered_kinds() -> list[str]:
-    return sorted(_SOURCES.names())
 
 
 def get_source(kind: str) -> SnapshotSource:
@@ -138,7 +126,39 @@ def finish(frame: pd.DataFrame, spec: SourceSpec, source: str, origin: str) -> p
         )
     if spec.columns:
         frame = frame[list(dict.fromkeys([*spec.key, *spec.columns]))]
+    for column in spec.key:
+        _one_key_type(frame[column], column, source, origin)
     return nested_as_json(frame).reset_index(drop=True)
+
+
+def _one_key_type(values: pd.Series, column: str, source: str, origin: str) -> None:
+    """A key column holding numbers and text side by side (JSON's ``1``, ``"3"``, ``4.0``) would match neither
+    way (``4.0`` is not ``"4"``): an error naming the column and examples, never a missing + unexpected pair."""
+    if values.dtype != object:
+        return
+    import numbers
+
+    def kind(value: object) -> str | None:
+        if value is None or value != value:  # null, NaN
+            return None
+        if isinstance(value, bool):
+            return "true/false"
+        return (
+            "number"
+            if isinstance(value, numbers.Number)
+            else "text"
+            if isinstance(value, str)
+            else type(value).__name__
+        )
+
+    kinds = values.map(kind)
+    found = [k for k in kinds.dropna().unique()]
+    if len(found) > 1:
+        examples = "; ".join(f"{k}: {', '.join(repr(v) for v in values[kinds == k].head(3))}" for k in found)
+        raise SourceError(
+            f"{origin}: key column {column!r} of {source} holds {' and '.join(found)} side by side ({examples}); "
+            "write every key the same way (all text or all numbers), so that equal keys match"
+        )
 
 
 def nested_as_json(frame: pd.DataFrame) -> pd.DataFrame:

@@ -35,10 +35,31 @@ def _plain(value: Any) -> str | None:
     return str(value)
 
 
+def _jql_text(value: str) -> str:
+    """A JQL string literal: quoted, with backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def scoped_jql(jql: str, scope: tuple[str, tuple[str, ...]] | None, columns: dict[str, str]) -> str:
+    """The JQL, or in a scoped run ``(<jql>) AND <field> in ("k1", ...)`` before its ORDER BY: the issue key
+    (``key``) or the Jira field the scope's column reads, each value a quoted literal."""
+    import re
+
+    if scope is None:
+        return jql
+    column, keys = scope
+    field = columns.get(column, column)
+    found = re.search(r"\s+ORDER\s+BY\s+.*$", jql, flags=re.IGNORECASE | re.DOTALL)
+    head, order = (jql[: found.start()], found.group(0)) if found else (jql, "")
+    target = "key" if field == "key" else _jql_text(field)
+    return f"({head.strip()}) AND {target} in ({', '.join(map(_jql_text, keys))}){order}"
+
+
 class JiraSource:
     """Options: ``jql`` and ``fields`` (column → Jira field name or id; ``key`` is the issue key)."""
 
     kind = "jira"
+    narrows_scope = True  # a scoped run's keys go into the JQL (scoped_jql)
 
     def _client(self, ctx: SourceContext) -> Any:
         if ctx.client_factory is None:
@@ -56,6 +77,7 @@ class JiraSource:
         client = self._client(ctx)
         try:
             ids = self._field_ids(ctx.retry.call(client.fields, "Jira GET /field"), columns, ctx.origin)
+            jql = scoped_jql(str(jql), ctx.scope, columns)
             wanted = sorted({i for i in ids.values() if i != "key"})
             rows: list[dict[str, Any]] = []
             progress = ctx.tracker("jira", spec)

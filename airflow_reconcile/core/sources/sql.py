@@ -26,8 +26,21 @@ if TYPE_CHECKING:
     from airflow_reconcile.core.spec import SourceSpec
 
 
+def scoped_query(query: str, scope: tuple[str, tuple[str, ...]] | None) -> Any:
+    """The query, or in a scoped run the query narrowed in the database: ``SELECT * FROM (<query>) WHERE
+    <column> IN (<bound parameters>)`` (the keys are parameters, never text in the SQL)."""
+    import sqlalchemy as sa
+
+    if scope is None:
+        return sa.text(query)
+    column, keys = scope
+    inner = sa.text(query.strip().rstrip(";")).columns().subquery("reconcile_scope")
+    return sa.select(sa.text("*")).select_from(inner).where(sa.column(column).in_(list(keys)))
+
+
 class SqlSource:
     kind = "sql"
+    narrows_scope = True  # a scoped run's keys go into the query (scoped_query)
 
     def _engine(self, ctx: SourceContext):  # type: ignore[no-untyped-def]
         from airflow_reconcile.core.database import create_engine
@@ -72,11 +85,11 @@ class SqlSource:
         """
         import pandas as pd
         import pyarrow as pa
-        import sqlalchemy as sa
 
         query = spec.options.get("query")
         if not query:
             raise SourceError(f"{ctx.origin}: sources.*.options.query is required for a sql source")
+        statement = scoped_query(str(query), ctx.scope)
         fetch_rows = int(spec.options.get("chunk_rows", CHUNK_ROWS))
         progress = ctx.tracker("sql", spec)
         parts = SnapshotParts(source="sql", taken_at=now_utc())
@@ -85,12 +98,12 @@ class SqlSource:
             # Server-side cursor where the driver has one: memory stays bounded by the chunk size.
             streaming = conn.execution_options(stream_results=True, max_row_buffer=fetch_rows)
             fetched = 0
-            for chunk in pd.read_sql_query(sa.text(query), streaming, chunksize=fetch_rows):
+            for chunk in pd.read_sql_query(statement, streaming, chunksize=fetch_rows):
                 progress.add(len(chunk))
                 keep(chunk)
                 fetched += 1
             if not fetched:  # no rows: the query's columns
-                keep(pd.read_sql_query(sa.text(query), conn))
+                keep(pd.read_sql_query(statement, conn))
 
         def finished(frame: pd.DataFrame) -> pd.DataFrame:
             return finish(frame, spec, "the query", ctx.origin)

@@ -6,7 +6,15 @@ Importing it is cheap (pydantic and PyYAML only): DAG files load specs at parse 
 
 from __future__ import annotations
 
-from airflow_reconcile.core.spec.load import Spec, expand_env, load_spec, parse_spec, spec_text, specs_in
+from airflow_reconcile.core.spec.load import (
+    Spec,
+    expand_env,
+    load_spec,
+    load_specs,
+    parse_spec,
+    spec_text,
+    specs_in,
+)
 from airflow_reconcile.core.spec.model import (
     FILE_OPTIONS,
     Condition,
@@ -21,5 +29,5 @@ from airflow_reconcile.core.spec.model import (
 
 __all__ = [
     "FILE_OPTIONS", "Condition", "DriftSpec", "Expectation", "QualitySpec", "Rule", "SourceSpec", "Spec",
-    "SpecModel", "approval_timeout", "expand_env", "load_spec", "parse_spec", "spec_text", "specs_in",
+    "SpecModel", "approval_timeout", "expand_env", "load_spec", "load_specs", "parse_spec", "spec_text", "specs_in",
 ]  # fmt: skip

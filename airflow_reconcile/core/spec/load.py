@@ -157,6 +157,19 @@ def specs_in(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(directory).glob("*.yaml"))
 
 
+def load_specs(directory: str | os.PathLike[str], skipped: Any = None) -> list[Spec]:
+    """The valid specs of a folder, in name order. An invalid one is left out and reported to ``skipped``
+    (one line naming its file, line and field): its own DAG shows the error, the others are served."""
+    specs = []
+    for path in specs_in(directory):
+        try:
+            specs.append(load_spec(path))
+        except SpecError as exc:
+            if skipped is not None:
+                skipped(str(exc))
+    return specs
+
+
 def spec_text(path: str | os.PathLike[str]) -> str:
     """A spec file's text (a ``SpecError`` naming the file when it cannot be read)."""
     try:

@@ -183,7 +183,7 @@ class _SourceFields(_Model):
 
 
 def _known_kind(kind: str) -> str:
-    from airflow_reconcile.core.sources.base import registered_kinds
+    from airflow_reconcile.core.source_kinds import registered_kinds
 
     kinds = registered_kinds()
     if kind not in kinds:
@@ -204,6 +204,11 @@ class SourceSpec(_SourceFields):
     quality: QualitySpec | None = Field(
         default=None,
         description="inputs only: this input's quality gate (a side given inline has its gate in quality.<side>).",
+    )
+    scope_column: str | None = Field(
+        default=None,
+        description="inputs a derive reads: the column holding the side's key, so a scoped run reads only the rows "
+        "of its keys (an input that is a side is narrowed by its key; one with neither is read whole).",
     )
 
     @field_validator("kind")
@@ -489,6 +494,10 @@ class DeriveLimitsSpec(_Model):
 class Limits(_Model):
     retries: Retries = Field(default_factory=Retries)
     derive: DeriveLimitsSpec = Field(default_factory=DeriveLimitsSpec)
+    max_scope_keys: int = Field(
+        default=1000, ge=1, le=100_000,
+        description="The most keys a scoped run may name (run parameter keys); more are refused before anything is read.",
+    )  # fmt: skip
     max_actions: int = Field(default=500, ge=0)
     max_changed_fraction: float = Field(default=0.5, gt=0, le=1)
     rate_per_second: dict[str, float] = Field(
@@ -664,6 +673,11 @@ class SpecModel(_Model):
             if name in self.inputs and self.inputs[name].quality is not None and side in self.quality.model_fields_set:
                 problems.append((("quality", side), f"sources.{side} is input {name}, which has its own quality; give "
                                  f"the gate once (in inputs.{name}.quality)", side))  # fmt: skip
+        for name, source in self.inputs.items():
+            column = source.scope_column
+            if column and source.columns is not None and column not in [*source.key, *source.columns]:
+                problems.append((("inputs", name, "scope_column"), f"{column!r} is not a column of inputs.{name} "
+                                 f"(its key and columns: {', '.join([*source.key, *source.columns])})", column))  # fmt: skip
         used = {n for side in SIDES for n in self.side_inputs(side)}
         for name in self.inputs:
             if name not in used and name not in SIDES:
@@ -860,8 +874,10 @@ class SpecModel(_Model):
             del data["inputs"]
         if data["limits"]["derive"] == DeriveLimitsSpec().model_dump(mode="json"):
             del data["limits"]["derive"]
+        if data["limits"]["max_scope_keys"] == Limits.model_fields["max_scope_keys"].default:
+            del data["limits"]["max_scope_keys"]
         for side in SIDES:
-            for name in ("input", "derive", "quality"):
+            for name in ("input", "derive", "quality", "scope_column"):
                 if data["sources"][side].get(name) is None:
                     data["sources"][side].pop(name, None)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -222,3 +222,18 @@ def test_nested_json_values_are_compared_as_json(tmp_path):
     a, b = read_file(tmp_path / "a.json"), read_file(tmp_path / "b.json")
     assert a.tags[0] == '{"x":1,"y":[2,3]}'
     assert detect_drift(a, b, ["id"], ["tags"])[0].changed == 0
+
+
+def test_a_json_key_column_of_numbers_and_text_is_an_error_naming_it(tmp_path):
+    """JSON's 1, "3" and 4.0 in one key column: an error with examples, never a missing + unexpected pair."""
+    path = tmp_path / "owners.json"
+    path.write_text(json.dumps([{"k": 1, "owner": "a"}, {"k": "3", "owner": "b"}, {"k": 4.0, "owner": "c"}]))
+    with pytest.raises(SourceError) as caught:
+        get_source("file").read(file_spec(path), SourceContext(origin="s.yaml"))
+    message = str(caught.value)
+    assert "key column 'k'" in message
+    assert "number and text side by side" in message
+    assert "'3'" in message
+    # One type throughout reads as before.
+    path.write_text(json.dumps([{"k": 1, "owner": "a"}, {"k": 3, "owner": "b"}]))
+    assert len(get_source("file").read(file_spec(path), SourceContext(origin="s.yaml")).frame) == 2

@@ -132,3 +132,19 @@ def test_every_shape_of_drift_report_makes_a_digest(spec, shape):
         assert "3 no rule handles" in ops.summary
         assert ops.items.startswith("*3 drift row(s) no rule handles* (3 changed; changed columns: assignee 3)")
         assert {"type": "mrkdwn", "text": "*no rule*\n3"} in ops.blocks[1]["fields"]
+
+
+def test_one_invalid_spec_in_the_folder_never_holds_back_the_other_digests(tmp_path, caplog):
+    """The digest serves every spec that loads; an invalid one is left out with its error in the task log."""
+    import logging
+    import shutil
+
+    from airflow_reconcile.provider.operators.digest import _Ours
+    from tests.conftest import SPEC
+
+    shutil.copy(SPEC, tmp_path / "ticket_ownership.yaml")
+    (tmp_path / "broken.yaml").write_text("version: 1\nname: broken\n")
+    with caplog.at_level(logging.WARNING):
+        specs = _Ours(str(tmp_path), "reconcile_audit").specs
+    assert [s.name for s in specs] == ["ticket_ownership"]
+    assert any(f"{tmp_path / 'broken.yaml'}:" in r.getMessage() for r in caplog.records)

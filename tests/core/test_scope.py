@@ -1,0 +1,171 @@
+"""A run scope (docs/adr/0003): keys checked before anything is read, reads narrowed in SQL and JQL (bound
+parameters, quoted literals), every side kept to the keys, no row-count bounds, and never an action outside
+the keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from airflow_reconcile.core.examples import init_example
+from airflow_reconcile.core.examples.stale_incident_groups import stale_incident_groups
+from airflow_reconcile.core.pipeline import plan_locally
+from airflow_reconcile.core.scope import (
+    Scope,
+    ScopeError,
+    check_against,
+    last_full_population,
+    refuse_outside,
+    scope_of,
+)
+from airflow_reconcile.core.sources import SourceContext, get_source
+from airflow_reconcile.core.spec import SourceSpec, load_spec
+from tests.conftest import SPEC
+
+
+@pytest.fixture
+def spec():
+    return load_spec(SPEC)
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("svc-1", "give a list of keys"),
+        ([1.5], "is a float; a key is text"),
+        ([{"k": 1}], "is a dict"),
+        ([True], "is a bool"),
+        (["svc-1", "  "], "keys[1]: an empty key names nothing"),
+        ([f"svc-{i}" for i in range(1001)], "1,001 keys, more than limits.max_scope_keys=1,000"),
+    ],
+    ids=["not a list", "float", "dict", "bool", "blank", "too many"],
+)  # fmt: skip
+def test_a_scope_that_cannot_be_used_is_one_line_naming_what_to_give(spec, given, said):
+    with pytest.raises(ScopeError) as caught:
+        scope_of(spec, given)
+    assert said in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_no_keys_is_a_full_run_and_keys_are_text_once_each(spec):
+    assert scope_of(spec, None) is None
+    assert scope_of(spec, []) is None
+    scope = scope_of(spec, ["svc-1", 7, " svc-1 "])
+    assert scope == Scope("service", ("svc-1", "7"))
+
+
+def test_a_composite_key_cannot_be_scoped(spec):
+    from airflow_reconcile.core.spec import parse_spec
+
+    text = SPEC.read_text().replace("key: [service]", "key: [service, team]").replace(
+        "    key: [service]\n\nquality", "    key: [service, team]\n\nquality")  # fmt: skip
+    composite = parse_spec(text.replace("columns: [team, assignee, updated_at]", "columns: [assignee, updated_at]"))
+    with pytest.raises(ScopeError, match="a run scope needs a single-column key"):
+        scope_of(composite, ["a"])
+
+
+def test_a_scoped_run_needs_a_full_run_and_keys_of_its_type(spec):
+    scope = scope_of(spec, ["svc-1"])
+    with pytest.raises(ScopeError, match="needs a full run before it"):
+        check_against(scope, None, spec)
+    check_against(scope, {"rows": 300, "key_kind": "text"}, spec)
+    with pytest.raises(ScopeError, match=r"'svc-1' not integer"):
+        check_against(scope, {"rows": 300, "key_kind": "integer"}, spec)
+    check_against(scope_of(spec, ["12", 13]), {"rows": 300, "key_kind": "integer"}, spec)
+
+
+def test_the_population_is_the_newest_full_runs():
+    records = [{"details": {"scope": {"count": 2}, "population": {"rows": 2}}},  # a scoped run: never the base
+               {"details": {"population": {"rows": 300, "key_kind": "text"}}},
+               {"details": {"population": {"rows": 100, "key_kind": "text"}}}]  # fmt: skip
+    assert last_full_population(records) == {"rows": 300, "key_kind": "text"}
+    assert last_full_population(records[:1]) is None
+
+
+def test_a_plan_outside_its_scope_is_refused(spec):
+    plan = pd.DataFrame({"entity": ["svc-1", "svc-2"]})
+    refuse_outside(spec, scope_of(spec, ["svc-1", "svc-2"]), plan)
+    with pytest.raises(ScopeError, match=r"acts on 1 key\(s\) outside them \(first: svc-2\); nothing was applied"):
+        refuse_outside(spec, scope_of(spec, ["svc-1"]), plan)
+
+
+def test_the_sql_read_is_narrowed_in_the_database_with_bound_parameters(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("create table owners (id integer, name text)")
+        conn.execute(
+            sa.text("insert into owners values (:id, :name)"), [{"id": i, "name": f"n{i}"} for i in range(500)]
+        )
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        source = SourceSpec(kind="sql", options={"query": "select id, name from owners;"}, key=["id"])
+        keys = ("3", "17", "x' or '1'='1")
+        frame = get_source("sql").read(source, SourceContext(origin="s.yaml", connection={"url": url},
+                                                             scope=("id", keys))).frame  # fmt: skip
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    assert sorted(frame["id"].tolist()) == [3, 17]  # the database returned the scope's rows only
+    [query] = [s for s in statements if "reconcile_scope" in s][:1]
+    assert "x' or" not in query  # the keys are parameters, never text in the SQL
+
+
+def test_the_jira_read_is_narrowed_in_the_jql(jira_standin, jira_client):
+    scenario = stale_incident_groups()
+    jira_standin.seed(scenario.jira_seed())
+    source = SourceSpec(kind="jira", options={"jql": "project = INC ORDER BY key",
+                                              "fields": {"key": "key", "number": "Incident"}}, key=["number"])  # fmt: skip
+    wanted = scenario.cases["moved"][:3]
+    ctx = SourceContext(origin="s.yaml", client_factory=lambda: jira_client, scope=("number", (*wanted, 'a"b')))
+    frame = get_source("jira").read(source, ctx).frame
+    assert sorted(frame["number"]) == sorted(wanted)
+    [search] = [r for r in jira_standin.requests if r["path"].endswith("/search")]  # one page, not three
+    assert len(scenario.issues) > 200
+    assert f'"Incident" in ("{wanted[0]}"' in json.dumps(search, ensure_ascii=False).replace('\\"', '"')
+
+
+def test_a_scoped_plan_reads_acts_and_reports_only_its_keys(tmp_path):
+    scenario = stale_incident_groups()
+    init_example(tmp_path, "stale_incident_groups")
+    path = tmp_path / "specs" / "stale_incident_groups.yaml"
+    tickets = str(tmp_path / "specs" / "data" / "tickets_export.csv")
+    moved, closed = scenario.cases["moved"][0], scenario.cases["closed_incident"][0]
+    missing = scenario.cases["missing_ticket"][0]
+    result = plan_locally(load_spec(path), str(path), inputs={"tickets": tickets}, keys=[moved, missing])
+    assert set(result.plan["entity"]) == {moved, missing}
+    assert result.report.unexpected == 0  # the closed incident's ticket is outside the scope: not "unexpected"
+    assert closed not in set(result.plan["entity"])
+    assert result.scope_reads["tickets"] == {"rows_returned": len(scenario.issues), "rows_in_scope": 1}
+    assert result.scope_reads["incidents"]["rows_in_scope"] < result.scope_reads["incidents"]["rows_returned"]
+    # The gate's min_rows (1) holds for full runs only: a scope whose keys have no ticket still plans.
+    assert result.quality["tickets"].success
+    only_missing = plan_locally(load_spec(path), str(path), inputs={"tickets": tickets}, keys=[missing])
+    assert only_missing.quality["tickets"].rows == 0
+    assert list(only_missing.plan["rule"]) == ["open-incident-without-ticket"]
+    # The guard's base is the population before the scope (a few keys are not a mass change).
+    assert result.guard is None
+
+
+def test_plan_keys_on_the_command_line(tmp_path):
+    init_example(tmp_path, "stale_incident_groups")
+    scenario = stale_incident_groups()
+    moved = scenario.cases["moved"][0]
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_reconcile.cli", "plan", "specs/stale_incident_groups.yaml", "--input",
+         "tickets=specs/data/tickets_export.csv", "--keys", moved, "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["scope"]["keys"] == [moved]
+    assert [a["entity"] for a in plan["actions"]] == [moved]
