@@ -17,7 +17,7 @@ DEMO_HOME ?= .airflow/demo
 DEMO_FLAGS := $(if $(filter 1 true yes,$(DEMO_ONCE)),--once,) --home $(DEMO_HOME) \
 	--port $(AIRFLOW_PORT) --jira-port $(JIRA_PORT) --slack-port $(SLACK_PORT)
 
-.PHONY: install system-deps compose-env demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read bench-workspace bench-parts bench-derive clean
+.PHONY: install system-deps compose-env demo test lint imports typecheck unit integration compat lock wheel bench bench-actions bench-read bench-workspace bench-parts bench-derive bench-scope clean
 
 # uv alone (what `make wheel` needs); the lock's environment comes on top of it.
 $(UV):
@@ -144,6 +144,13 @@ bench-parts: install
 DERIVE_ROWS ?= 200000
 bench-derive: install
 	PYTHONPATH=. $(BIN)/python benchmarks/derive_bench.py --rows $(DERIVE_ROWS)
+
+# A scoped run's reads: a 10-key scope against a SQL input and a Jira (the stand-in) narrowed in the source,
+# against a full read: rows returned (at most 10) and time.
+SCOPE_ROWS ?= 100000
+SCOPE_ISSUES ?= 100000
+bench-scope: install
+	PYTHONPATH=. $(BIN)/python benchmarks/scope_bench.py --rows $(SCOPE_ROWS) --issues $(SCOPE_ISSUES)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .venv-airflow-* .airflow .cache dist build *.egg-info

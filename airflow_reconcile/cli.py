@@ -186,24 +186,18 @@ def _write_rows(rows: Any, output: str) -> None:
 
 def drifting_rows(rows: Any, key: list[str], limit: int) -> list[str]:
     """The first ``limit`` drifting rows as ``key  kind  column: before -> after`` lines."""
-    import pandas as pd
-
-    def cell(row: dict[str, Any], name: str) -> str:
-        value = row.get(name)
-        return "(none)" if value is None or pd.isna(value) else str(value)
+    from airflow_reconcile.core.drift import row_changes, row_entity
 
     lines = []
     for row in rows.head(limit).to_dict("records"):
-        entity = "|".join(cell(row, k) for k in key)
         kind = row["drift_kind"]
         if kind == DriftKind.CHANGED:
-            changes = "; ".join(f"{c}: {cell(row, 'actual.' + c)} -> {cell(row, 'desired.' + c)}"
-                                for c in str(row["changed_columns"]).split(","))  # fmt: skip
+            changes = "; ".join(f"{c}: {before} -> {after}" for c, before, after in row_changes(row))
         else:
             changes = {DriftKind.MISSING: "in desired only", DriftKind.UNEXPECTED: "in actual only"}.get(
                 kind, f"{row['side']} side"
             )
-        lines.append(f"  {entity}  {kind}  {changes}")
+        lines.append(f"  {row_entity(row, key)}  {kind}  {changes}")
     return lines
 
 
@@ -297,7 +291,8 @@ def _plan(args: argparse.Namespace) -> int:
         print(json.dumps({
             "spec": spec.name, "policy_version": spec.policy_version, "mode": spec.mode, "stale": result.stale,
             "guard": result.guard,
-            "scope": None if result.scope is None else {**result.scope.to_dict(), "reads": result.scope_reads},
+            "scope": None if result.scope is None else {**result.scope.to_dict(), "reads": result.scope_reads,
+                                                         "unmatched": result.scope_unmatched},
             "quality": {side: q.to_dict() for side, q in result.quality.items()},
             "drift": None if result.report is None else {
                 k: v for k, v in result.report.to_dict().items() if k != "sample"},

@@ -251,7 +251,9 @@ class JiraStandIn(StandIn):
     def search(self, query: dict[str, Any], **_: Any) -> dict[str, Any]:
         if self.cloud:
             raise Reply(410, {"errorMessages": ["The requested API has been removed. Please use /search/jql."]})
-        matches = self._run_jql(str(query.get("jql", "")))
+        # Server/DC validates the query unless told not to: a key that does not exist fails the whole search.
+        strict = str(query.get("validateQuery", "true")).casefold() not in ("false", "none", "warn", "0")
+        matches = self._run_jql(str(query.get("jql", "")), validate=strict)
         start = int(query.get("startAt", 0))
         size = min(int(query.get("maxResults", 50)), 100)
         fields = self._field_list(query.get("fields"))
@@ -413,7 +415,7 @@ class JiraStandIn(StandIn):
             return fields.get(f)
         raise _jira_error(400, f"Field '{field}' does not exist or you do not have permission to view it.")
 
-    def _run_jql(self, jql: str) -> list[dict[str, Any]]:
+    def _run_jql(self, jql: str, validate: bool = False) -> list[dict[str, Any]]:
         tokens = _tokens(jql)
         order: list[tuple[str, bool]] = []
         lowered = [t.casefold() if not q else None for t, q in tokens]
@@ -444,6 +446,13 @@ class JiraStandIn(StandIn):
                 raise _jira_error(400, "This stand-in supports AND only.")
             else:
                 clauses[-1].append((tok, quoted))
+        if validate:
+            for clause in clauses:
+                if len(clause) > 2 and clause[0][0].casefold() == "key" and clause[1][0].casefold() in ("in", "="):
+                    named = [t for t, q in clause[2:] if q or t not in ("(", ")", ",")]
+                    absent = [k for k in named if k.upper() not in self.issues]
+                    if absent:
+                        raise _jira_error(400, f"An issue with key '{absent[0]}' does not exist for field 'key'.")
         tests = [self._clause(c) for c in clauses if c]
         result = [i for i in self._searchable() if all(t(i) for t in tests)]
         for field, desc in reversed(order or [("key", False)]):

@@ -49,13 +49,10 @@ class DeriveSideOperator(ReconcileBaseOperator):
                 raise AirflowFailException(str(exc)) from None
         scope = self.run_scope(context, spec, audit)
         if scope is not None:  # the side holds the scope's keys only, whatever its inputs held
-            from airflow_reconcile.core.spec.columns import key_steps
-
-            column = spec.side(self.side).key[0]
             derived = len(frame)
-            frame = scope.keep(frame, column, key_steps(spec, self.side).get(column, []))
+            frame = scope.keep_side(spec, self.side, frame)
             audit.details["scope_read"] = {"rows_returned": derived, "rows_in_scope": len(frame),
-                                           "narrowed": f"after the derive, by {column}"}  # fmt: skip
+                                           "narrowed": f"after the derive, by {spec.side(self.side).key[0]}"}  # fmt: skip
         written = self.workspace(spec, context).write_frames(self.side, iter([frame]))
         manifest = dataclasses.replace(written, meta={
             "side": self.side, "policy_version": spec.policy_version,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_reconcile.core.vocabulary import DriftKind, Mode, Status
+from airflow_reconcile.core.vocabulary import Mode, Status
 from airflow_reconcile.provider.audited import AuditDraft, AuditedTaskMixin
 from airflow_reconcile.provider.hooks import DEFAULT_AUDIT_CONN_ID
 
@@ -35,17 +35,12 @@ class Digest:
 
 
 def _line(row: dict[str, Any], key: Sequence[str]) -> str:
+    from airflow_reconcile.core.drift import row_changes, row_entity
     from airflow_reconcile.core.markup import escape_mrkdwn, mrkdwn_code
 
-    entity = mrkdwn_code("|".join("" if row[k] is None else str(row[k]) for k in key))
-    detail = ""
-    if row["drift_kind"] == DriftKind.CHANGED:
-        detail = "; ".join(
-            f"{escape_mrkdwn(col)}: {escape_mrkdwn(str(row.get(f'actual.{col}')))} → "
-            f"{escape_mrkdwn(str(row.get(f'desired.{col}')))}"
-            for col in str(row["changed_columns"]).split(",")
-        )
-    return f"• `{entity}` {row['drift_kind']} {detail}".rstrip()
+    detail = "; ".join(f"{escape_mrkdwn(c)}: {escape_mrkdwn(before)} → {escape_mrkdwn(after)}"
+                       for c, before, after in row_changes(row))  # fmt: skip
+    return f"• `{mrkdwn_code(row_entity(row, key))}` {row['drift_kind']} {detail}".rstrip()
 
 
 def unhandled_lines(summary: Mapping[str, Any]) -> list[str]:

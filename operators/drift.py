@@ -45,6 +45,20 @@ class DetectDriftOperator(ReconcileBaseOperator):
             report, written = spec_drift_files(
                 spec, desired, actual, lambda parts: workspace.write_frames("drift", parts), self.log.info
             )
+            if scope is not None:  # keys on neither side: nothing is planned for them, and the run says so
+                import pyarrow.parquet as pq
+
+                def key_column(path: str, side: str) -> Any:
+                    column = spec.side(side).key[0]
+                    return pq.read_table(path, columns=[column]).column(column).to_pandas()
+
+                unmatched = scope.unmatched(spec, key_column(desired, "desired"), key_column(actual, "actual"))
+                audit.details["scope_unmatched"] = {"count": len(unmatched), "keys": unmatched[:50]}
+                if unmatched:
+                    self.log.warning(
+                        "%d of the run's %d key(s) are on neither side (a typo, not created yet, or gone): %s",
+                        len(unmatched), len(scope.keys), ", ".join(unmatched[:20]),
+                    )  # fmt: skip
             if scope is None:  # a full run: the population later scoped runs' guards are taken against
                 import pyarrow as pa
                 import pyarrow.parquet as pq

@@ -29,16 +29,16 @@ class ValidateSnapshotOperator(ReconcileBaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.quality import run_quality_gate_on_file
-        from airflow_reconcile.core.spec.columns import gate, gate_key, gate_key_steps
+        from airflow_reconcile.core.spec.columns import SCOPED_BOUNDS, gate, gate_key, gate_key_steps
         from airflow_reconcile.provider.compat import AirflowFailException
 
         manifest = self.pull(context, self.snapshot_task_id)
         audit.inputs.append(manifest)
-        checks = gate(spec, self.side)
-        if self.run_scope(context, spec, audit) is not None:  # a few keys: a row count says nothing of the source
-            checks = checks.model_copy(update={"min_rows": 0, "max_rows": None})
-            audit.details["row_count_bounds"] = "not applied: scoped run (min_rows / max_rows hold for full runs)"
-            self.log.info("scoped run: the row-count bounds are not applied (full runs only)")
+        scoped = self.run_scope(context, spec, audit) is not None
+        checks = gate(spec, self.side, scoped)
+        if scoped:
+            audit.details["row_count_bounds"] = SCOPED_BOUNDS
+            self.log.info("scoped run: the row-count bounds are %s", SCOPED_BOUNDS)
         with self.verified_file(manifest) as path:  # larger than limits.partition_rows: checked in chunks
             result = run_quality_gate_on_file(
                 path, gate_key(spec, self.side), checks, self.side, spec.limits.partition_rows,

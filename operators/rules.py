@@ -37,12 +37,8 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
         population = blast_population(drift_m["meta"]["desired_rows"], drift_m["meta"]["actual_rows"])
         scope = self.run_scope(context, spec, audit)
         if scope is not None:  # never the scope's own size: a few keys would always look like a mass change
-            full = self.full_population(context)
-            if full is None:
-                raise AirflowFailException(
-                    f"{spec.dag_id}: a scoped run needs a full run before it; run once without keys"
-                )
-            population = int(full["rows"])
+            assert self.scope_population is not None  # run_scope refuses a scope without a full run before it
+            population = int(self.scope_population["rows"])
             audit.details["population"] = {"rows": population, "from": "the newest full run"}
         try:
             plan, summary = evaluate_rules(spec, self.read_frame(drift_m), population=population, stale=stale)

@@ -33,7 +33,7 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         import dataclasses
 
         from airflow_reconcile.core.retry import RetryPolicy
-        from airflow_reconcile.core.scope import input_column
+        from airflow_reconcile.core.scope import input_column, pushdown
         from airflow_reconcile.core.sources import get_source
         from airflow_reconcile.core.sources.base import read_parts
         from airflow_reconcile.core.spec.columns import gate_key_steps
@@ -46,8 +46,11 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         column = input_column(spec, self.side) if scope is not None else None
         ctx = source_context(self.spec_path, source_spec, self.log, retry)
         source = get_source(source_spec.kind)
-        if scope is not None and column is not None:
-            ctx = dataclasses.replace(ctx, scope=(column, scope.keys))
+        pushed = scope is not None and column is not None and pushdown(spec, self.side, column)
+        if pushed:
+            assert scope is not None
+            assert column is not None
+            ctx = dataclasses.replace(ctx, scope=(column, tuple(scope.values())))
         # A file is read limits.partition_rows rows at a time, each chunk written as it comes.
         snapshot = read_parts(source, source_spec, ctx, spec.limits.partition_rows)
         # Where it was read from (no credentials): the audit record's input and the lineage input.
@@ -67,7 +70,7 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
             frames = in_scope(frames)
         written = self.workspace(spec, context).write_frames(self.side, frames, lambda: snapshot.schema)
         if scope is not None:
-            narrowed = (f"in the {source_spec.kind} read, by {column}" if column and getattr(source, "narrows_scope", False)
+            narrowed = (f"in the {source_spec.kind} read, by {column}" if pushed
                         else f"after reading, by {column}" if column
                         else f"not narrowed: read whole (inputs.{self.side} has no scope_column)")  # fmt: skip
             audit.details["scope_read"] = {**counts, "narrowed": narrowed} if column else {

@@ -54,7 +54,7 @@ class SourceFreshnessSensor(AuditedTaskMixin, BaseSensorOperator):
         self._spec = spec
         # The first task: a run scope (run parameter keys) that cannot be used stops the run here, before
         # anything is read.
-        self.run_scope(context, spec, audit, checked=True)
+        self.run_scope(context, spec, audit)
         result = super().execute(context)
         audit.details["freshness"] = result
         return result

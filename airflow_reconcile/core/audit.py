@@ -397,13 +397,15 @@ class AuditStore:
             rows = _unpacked(conn.execute(query))
         return int(total), rows
 
-    def latest(self, dag_id: str, task_id: str, *, outcome: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
-        """A task's newest records (newest first), bodies unpacked."""
+    def latest(
+        self, dag_id: str, task_id: str, *, outcome: str | None = None, limit: int = 1, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """A task's newest records (newest first, ``offset`` of them passed over), bodies unpacked."""
         self.ensure_schema()
         where = [audit_records.c.dag_id == dag_id, audit_records.c.task_id == task_id]
         if outcome:
             where.append(audit_records.c.outcome == outcome)
-        query = sa.select(audit_records).where(*where).order_by(audit_records.c.id.desc()).limit(limit)
+        query = sa.select(audit_records).where(*where).order_by(audit_records.c.id.desc()).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return _unpacked(conn.execute(query))
 

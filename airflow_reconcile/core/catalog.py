@@ -69,12 +69,41 @@ class TargetRecord:
     executor: str  # "module:Class" of the core executor; the Airflow layer gives it a client
     item: str = "item"  # what an action acts on, in messages ("issue")
     rate: float = 10.0  # default limits.rate_per_second (calls per second during apply)
+    title: str = ""  # the system's name in messages ("Jira"); the record's name when empty
+    # The setting of ``targets.<name>`` that names the actual side's column holding the item an action acts
+    # on (its reference, e.g. Jira's issue key): every action with ``needs_ref`` reads it.
+    ref_setting: str | None = None
+    # Other settings of ``targets.<name>`` that name a column the target reads -> the side that must have it
+    # ("actual", "desired" or "either"), e.g. Slack's team_column.
+    column_settings: Mapping[str, str] = field(default_factory=dict)
+    # What to do about an operation the target refused, by the HTTP status it answered (over HINTS).
+    hints: Mapping[int, str] = field(default_factory=dict)
 
     def action(self, name: str) -> ActionRecord | None:
         return next((a for a in self.actions if a.name == name), None)
 
     def rule_actions(self) -> list[str]:
         return [a.name for a in self.actions if a.in_rules]
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name
+
+    def hint(self, http_status: int | None) -> str | None:
+        """What an operator should do about an operation this target refused with ``http_status``."""
+        if http_status is None:
+            return None
+        found = self.hints.get(http_status) or HINTS.get(http_status)
+        return found.format(target=self.label, item=self.item) if found else None
+
+
+# What to do about a refused operation, by the HTTP status the target answered ({target}, {item} filled in).
+HINTS = {
+    401: "the connection's credentials were refused: check the Airflow connection's login and token",
+    403: "the connection's user may not do this: grant it the permission in {target}, then replay",
+    404: "the {item} does not exist (deleted or moved?): check it in {target}, then replay or drop the operation",
+    400: "{target} rejected the request (an unknown user or field value?): fix the data or the rule, then replay",
+}
 
 
 _TARGETS: Registry[TargetRecord] = Registry(

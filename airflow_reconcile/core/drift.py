@@ -201,6 +201,28 @@ def text_key(values: pd.Series, steps: Sequence[str]) -> pd.Series:
     return text.mask(text.str.strip() == "", pd.NA)
 
 
+def row_cell(row: Mapping[str, Any], name: str) -> str:
+    """One cell of a drift report row as text; an empty cell is ``(none)``."""
+    import pandas as pd
+
+    value = row.get(name)
+    return "(none)" if value is None or (not isinstance(value, list | dict) and pd.isna(value)) else str(value)
+
+
+def row_entity(row: Mapping[str, Any], key: Sequence[str]) -> str:
+    """A drift report row's key, its columns joined by ``|``."""
+    return "|".join(row_cell(row, k) for k in key)
+
+
+def row_changes(row: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """A drift report row's changes, ``(column, actual value, desired value)`` per changed column (none for a
+    missing or unexpected row): what every listing of drift rows shows (the CLI, the digest)."""
+    if row.get("drift_kind") != DriftKind.CHANGED:
+        return []
+    return [(c, row_cell(row, f"actual.{c}"), row_cell(row, f"desired.{c}"))
+            for c in str(row.get("changed_columns") or "").split(",") if c]  # fmt: skip
+
+
 NEAR_KEY_EXAMPLES = 10
 
 

@@ -85,20 +85,14 @@ def row_state(row: Mapping[str, Any]) -> str:
     return state_digest({c: row.get(c) for c in STATE_COLUMNS})
 
 
-HINTS = {
-    401: "the connection's credentials were refused: check the Airflow connection's login and token",
-    403: "the connection's user may not do this: grant it the permission in Jira/Slack, then replay",
-    404: "the issue or channel does not exist (deleted or moved?): check it, then replay or drop the operation",
-    400: "the target rejected the request (an unknown user or field value?): fix the data or the rule, then replay",
-}
-
-
-def hint_for(outcome: Outcome) -> str | None:
-    """What an operator should do about a dead-lettered operation, from its error."""
+def hint_for(outcome: Outcome, target: str | None = None) -> str | None:
+    """What an operator should do about a dead-lettered operation, from its error and its target's record."""
     if outcome.status != Status.DEAD_LETTERED:
         return None
-    if outcome.http_status in HINTS:  # the status the target answered, never a number in the message
-        return HINTS[outcome.http_status]
+    record = catalog.target(target) if target else catalog.TargetRecord("target", (), "", title="the target")
+    found = record.hint(outcome.http_status)  # the status the target answered, never a number in the message
+    if found:
+        return found
     if outcome.error_class == "TransientError":
         return (
             "the target kept failing (timeouts, 5xx, rate limits): the task's next try and the next run send it "
@@ -375,7 +369,7 @@ class Ledger:
         now = _now()
         values: dict[str, Any] = {
             "status": outcome.status, "error_class": outcome.error_class, "error": redact(outcome.error),
-            "hint": hint_for(outcome), "updated_at": now,
+            "hint": hint_for(outcome, claim.op.target), "updated_at": now,
         }  # fmt: skip
         if outcome.status == Status.APPLIED:
             values["prior"] = json.dumps(dict(outcome.prior), sort_keys=True, default=str)

@@ -117,6 +117,7 @@ class LocalPlan:
     freshness: str | None = None  # STALE, or UNREADABLE (why): automatic decisions go to review
     scope: Scope | None = None  # --keys: the run's keys
     scope_reads: dict[str, dict[str, Any]] | None = None  # per input: rows returned, rows in scope
+    scope_unmatched: list[str] | None = None  # --keys on neither side
 
     @property
     def gate_failed(self) -> bool:
@@ -137,7 +138,6 @@ def read_input(
     override: str | None,
     read_options: Mapping[str, Any] | None = None,
     contexts: Callable[[SourceSpec], SourceContext] | None = None,
-    scope: tuple[str, tuple[str, ...]] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """An input's snapshot (a side given inline is the input named after it): the given file, or the
     spec's own source, read as a DAG reads it.
@@ -164,10 +164,6 @@ def read_input(
             f"give {flag}{'' if flag.endswith('=') else ' '}FILE with a snapshot of it (CSV, Parquet, JSON or JSON Lines)"
         )
     context = contexts(source) if contexts else SourceContext(origin=spec_path, progress=lambda _: None)
-    if scope is not None:
-        import dataclasses
-
-        context = dataclasses.replace(context, scope=scope)
     snapshot = get_source(source.kind).read(source, context)
     return snapshot.frame, snapshot.source
 
@@ -176,10 +172,7 @@ def _gate(spec: Spec, name: str, frame: pd.DataFrame, scoped: bool = False) -> Q
     from airflow_reconcile.core.quality import run_quality_gate
     from airflow_reconcile.core.spec.columns import gate, gate_key, gate_key_steps
 
-    checks = gate(spec, name)
-    if scoped:  # the row-count bounds hold for full runs only
-        checks = checks.model_copy(update={"min_rows": 0, "max_rows": None})
-    return run_quality_gate(frame, gate_key(spec, name), checks, name, gate_key_steps(spec, name))
+    return run_quality_gate(frame, gate_key(spec, name), gate(spec, name, scoped), name, gate_key_steps(spec, name))
 
 
 def plan_locally(
@@ -196,8 +189,8 @@ def plan_locally(
     """read each input → its quality gate → derive the sides that derive → their gates → drift → rules,
     stopping after a failed quality gate like the DAG does. ``desired`` / ``actual`` are files to use as a
     side's snapshot (its inputs and derive are then skipped), ``inputs`` files to use for named inputs, ``keys``
-    a run scope (reads narrowed where the source can, every side kept to the keys, no row-count bounds; the
-    guard's population is what the sides held before the scope's filter)."""
+    a run scope: every input is read whole (a local plan has no full run before it: the guard's population
+    and the freshness are the whole sources'), then every side is kept to the keys, with no row-count bounds."""
     from airflow_reconcile.core.derive import derive_frame
     from airflow_reconcile.core.rules import blast_population, evaluate_rules, guard_problem
     from airflow_reconcile.core.scope import input_column, refuse_outside, scope_of
@@ -213,7 +206,10 @@ def plan_locally(
     def narrowed(name: str, frame: pd.DataFrame, column: str | None, steps: Sequence[str]) -> pd.DataFrame:
         if scope is None or column is None:
             return frame
-        kept = scope.keep(frame, column, steps)
+        import pandas as pd
+
+        typed = scope.as_integers("--keys") if pd.api.types.is_integer_dtype(frame[column]) else scope
+        kept = typed.keep(frame, column, steps)
         reads[name] = {"rows_returned": len(frame), "rows_in_scope": len(kept)}
         return kept
 
@@ -228,14 +224,15 @@ def plan_locally(
         if name is not None:
             files[name] = path
     frames: dict[str, Any] = {}
+    whole: dict[str, Any] = {}  # every input as read: the freshness is the whole source's
     origins: dict[str, str] = {}
     quality: dict[str, QualityResult] = {}
     needed = [n for n in spec.input_specs() if any(side not in given or spec.side_input(side) == n
                                                     for side in spec.inputs_of(n))]  # fmt: skip
     for name in needed:
         column = input_column(spec, name) if scope is not None else None
-        pushed = (column, scope.keys) if scope is not None and column is not None else None
-        frame, origins[name] = read_input(spec, name, spec_path, files.get(name), read_options, contexts, pushed)
+        frame, origins[name] = read_input(spec, name, spec_path, files.get(name), read_options, contexts)
+        whole[name] = frame
         for side in SIDES:
             if spec.side_input(side) == name:
                 before[side] = len(frame)
@@ -259,13 +256,15 @@ def plan_locally(
             assert derive is not None
             frame = derive_frame(spec, spec_path, side, frames, lambda _: None)
             sources[side] = f"derive({', '.join(derive.inputs)})"
-        before[side] = len(frame)
+        # The guard's base: the side of a full run (a derive over whole inputs, where a scope narrowed some).
+        scoped_inputs = side not in given and any(frames[n] is not whole[n] for n in spec.side_inputs(side))
+        before[side] = len(derive_frame(spec, spec_path, side, whole, lambda _: None) if scoped_inputs else frame)
         column = spec.side(side).key[0]
         sides[side] = narrowed(side, frame, column if scope else None, key_steps(spec, side).get(column, []))
         quality[side] = _gate(spec, side, sides[side], scope is not None)
     if not all(q.success for q in quality.values()):
         return LocalPlan(spec, sources, quality, None, None, None, False, now)
-    freshness = freshness_problem(spec, frames, origins, now)
+    freshness = freshness_problem(spec, whole, origins, now)
     stale = freshness is not None
     report, rows = spec_drift(spec, sides["desired"], sides["actual"])
     population = blast_population(report.desired_rows, report.actual_rows)
@@ -273,9 +272,18 @@ def plan_locally(
         population = blast_population(before.get("desired", 0), before.get("actual", 0))
     plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
     if scope is not None:
+        import pandas as pd
+
+        if pd.api.types.is_integer_dtype(sides["desired"][scope.column]):  # keys as the diff compares them
+            scope = scope.as_integers("--keys")
         refuse_outside(spec, scope, plan)
     guard = guard_problem(spec, plan, population)
-    return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard, freshness, scope, reads)
+    unmatched = None
+    if scope is not None:
+        key = {side: spec.side(side).key[0] for side in SIDES}
+        unmatched = scope.unmatched(spec, sides["desired"][key["desired"]], sides["actual"][key["actual"]])
+    return LocalPlan(spec, sources, quality, report, plan, summary, stale, now, guard, freshness, scope, reads,
+                     unmatched)  # fmt: skip
 
 
 def describe_change(row: Mapping[Any, Any]) -> str:
@@ -324,6 +332,9 @@ def plan_table(result: LocalPlan, limit: int = 50) -> str:
         lines.append(f"scope: {len(result.scope.keys)} key(s) of {result.scope.column}; row-count bounds not applied; "
                      + "; ".join(f"{n}: {r['rows_in_scope']} of {r['rows_returned']} rows returned"
                                  for n, r in (result.scope_reads or {}).items()))  # fmt: skip
+        if result.scope_unmatched:
+            lines.append(f"scope: {len(result.scope_unmatched)} key(s) on neither side (nothing planned for them): "
+                         + ", ".join(result.scope_unmatched[:20]))  # fmt: skip
     for side, quality in result.quality.items():
         state = "ok" if quality.success else "FAILED"
         warn = f", {len(quality.warnings)} warnings" if quality.warnings else ""

@@ -235,10 +235,14 @@ class _Planner:
         params: Mapping[str, str], id_params: str, autonomy: str, severity: str, reason: str,
     ) -> PlannedOperation:  # fmt: skip
         entity, desired, actual = self.sides(row)
-        target_ref = actual.get(self.spec.targets.jira.issue_key_column)
+        own = self.spec.ref_column(target)
+        target_ref = actual.get(own) if own else None
         # The target object is part of the identity: two tickets that claim one service (a repeated key)
-        # are two operations; copies of the same row are still one.
-        subject = entity if target_ref is None else f"{entity}@{target_ref}"
+        # are two operations; copies of the same row are still one. A target whose actions name no item
+        # (Slack) keeps 0.2's identity, by the Jira issue key column: a changed id would send again what
+        # was sent once (once_only).
+        identity_ref = target_ref if own else actual.get(self.spec.ref_column("jira") or "")
+        subject = entity if identity_ref is None else f"{entity}@{identity_ref}"
         return PlannedOperation(
             operation_id=operation_id(self.spec.name, rule, subject, action, id_params),
             rule=rule, action=action, target=target, autonomy=autonomy, severity=severity, entity=entity,
@@ -296,7 +300,9 @@ def _no_item(spec: Spec, rule: Rule, actual: Mapping[str, Any]) -> str:
     missing row): never a write to an empty key."""
     if not catalog.action(rule.target, rule.action).needs_ref:
         return ""
-    column = spec.targets.jira.issue_key_column
+    column = spec.ref_column(rule.target)
+    if column is None:
+        return f"{rule.action} acts on an existing {catalog.target(rule.target).item}, and {rule.target} names no column for it"
     if actual.get(column) not in (None, ""):
         return ""
     item = catalog.target(rule.target).item

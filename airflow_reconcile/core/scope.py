@@ -8,6 +8,7 @@ Everything here is checked before anything is read; a scope that cannot be decid
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from airflow_reconcile.core.errors import ReconcileError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from airflow_reconcile.core.audit import AuditStore
     from airflow_reconcile.core.spec import Spec
 
 
@@ -26,30 +28,72 @@ class ScopeError(ReconcileError):
 
 @dataclass(frozen=True)
 class Scope:
-    """The keys of a scoped run, as text, in the desired side's key column ``column``."""
+    """The keys of a scoped run, as text, in the desired side's key column ``column``. ``integers``: the key
+    column holds integers (the newest full run says so), and the keys are canonical integers as text."""
 
     column: str
     keys: tuple[str, ...]
+    integers: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"column": self.column, "count": len(self.keys), "keys": list(self.keys)}
 
+    def values(self) -> list[str] | list[int]:
+        """The keys as a source binds them: integers for an integer key column, else text."""
+        return [int(k) for k in self.keys] if self.integers else list(self.keys)
+
+    def as_integers(self, where: str = "run parameter keys") -> Scope:
+        """The scope of an integer key column: every key an integer (ASCII digits, an optional minus), in
+        canonical form (``007`` is the key ``7``, as the diff compares integers)."""
+        wrong = [k for k in self.keys if not INTEGER.fullmatch(k)]
+        if wrong:
+            raise ScopeError(
+                f"{where}: {', '.join(map(repr, wrong[:5]))} not integer(s), but {self.column} holds integers; "
+                "give the keys as the source of record writes them"
+            )
+        return Scope(self.column, tuple(dict.fromkeys(str(int(k)) for k in self.keys)), integers=True)
+
     def mask(self, values: pd.Series, steps: Sequence[str] = ()) -> pd.Series:
-        """Which of ``values`` (a key column) are in the scope, compared as the diff compares keys (as text,
-        after the key's normalise steps; an integer column's ``5`` is the key ``"5"``)."""
+        """Which of ``values`` (a key column) are in the scope, compared as the diff compares keys: as text
+        after the key's normalise steps (``core.drift.text_key``; an integer column's ``5`` is the key ``"5"``)."""
         import pandas as pd
 
-        from airflow_reconcile.core.values import normalize, text_steps
+        from airflow_reconcile.core.drift import text_key
 
-        def canonical(series: pd.Series) -> pd.Series:
-            return normalize(series, text_steps(steps)).str.strip()
-
-        wanted = set(canonical(pd.Series(list(self.keys), dtype="string")).dropna())
-        return canonical(values).isin(wanted).fillna(False).astype(bool)
+        wanted = set(text_key(pd.Series(list(self.keys), dtype="string"), steps).dropna())
+        if pd.api.types.is_integer_dtype(values) and not steps:
+            return values.astype("string").isin(wanted).fillna(False).astype(bool)
+        return text_key(values.astype("string"), steps).isin(wanted).fillna(False).astype(bool)
 
     def keep(self, frame: pd.DataFrame, column: str, steps: Sequence[str] = ()) -> pd.DataFrame:
         """The rows of ``frame`` whose ``column`` is one of the scope's keys."""
         return frame[self.mask(frame[column], steps).to_numpy()]
+
+    def unmatched(self, spec: Spec, desired: pd.Series, actual: pd.Series) -> list[str]:
+        """The scope's keys on neither side (``desired`` / ``actual``: the sides' key columns): a typo, a key
+        not created yet, or one gone everywhere. Nothing is planned for them; the run says which they are."""
+        import pandas as pd
+
+        from airflow_reconcile.core.drift import text_key
+        from airflow_reconcile.core.spec.columns import key_steps
+
+        found: set[str] = set()
+        for side, values in (("desired", desired), ("actual", actual)):
+            steps = key_steps(spec, side).get(spec.side(side).key[0], [])
+            found |= set(text_key(values.astype("string"), steps).dropna())
+        steps = key_steps(spec, "desired").get(self.column, [])
+        canonical = text_key(pd.Series(list(self.keys), dtype="string"), steps)
+        return [k for k, c in zip(self.keys, canonical, strict=True) if pd.isna(c) or c not in found]
+
+    def keep_side(self, spec: Spec, side: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a side (``desired`` / ``actual``) of the scope's keys, by its key as the diff reads it."""
+        from airflow_reconcile.core.spec.columns import key_steps
+
+        column = spec.side(side).key[0]
+        return self.keep(frame, column, key_steps(spec, side).get(column, []))
+
+
+INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: "٣" is a digit to str.isdigit, never a key of an int column
 
 
 def scope_of(spec: Spec, given: Any, where: str = "run parameter keys") -> Scope | None:
@@ -78,20 +122,15 @@ def scope_of(spec: Spec, given: Any, where: str = "run parameter keys") -> Scope
     return Scope(key[0], unique)
 
 
-def check_against(scope: Scope, population: Mapping[str, Any] | None, spec: Spec) -> None:
-    """A scoped run needs the newest full run's population (the blast-radius base), and keys of its type."""
+def check_against(scope: Scope, population: Mapping[str, Any] | None, spec: Spec) -> Scope:
+    """The scope as the newest full run's population says the keys are: a scoped run needs that run (its
+    rows are the blast-radius base), and keys of its type (canonical integers for an integer key)."""
     if population is None:
         raise ScopeError(
             f"{spec.dag_id}: a scoped run needs a full run before it (its row count is the blast-radius base); "
             "run the reconciliation once without keys"
         )
-    if population.get("key_kind") == "integer":
-        wrong = [k for k in scope.keys if not k.lstrip("-").isdigit()]
-        if wrong:
-            raise ScopeError(
-                f"run parameter keys: {', '.join(map(repr, wrong[:5]))} not integer(s), but {scope.column} holds "
-                "integers; give the keys as the source of record writes them"
-            )
+    return scope.as_integers() if population.get("key_kind") == "integer" else scope
 
 
 def input_column(spec: Spec, name: str) -> str | None:
@@ -101,6 +140,22 @@ def input_column(spec: Spec, name: str) -> str | None:
         if spec.side_input(side) == name:
             return spec.side(side).key[0]
     return spec.input_specs()[name].scope_column
+
+
+def pushdown(spec: Spec, name: str, column: str) -> bool:
+    """Whether input ``name``'s read is narrowed to the keys in the source itself (SQL ``IN``, JQL ``key in``):
+    its kind can narrow by ``column``, and the key has no text normalise steps (after them the source's own
+    values are not the keys the diff compares: ``ops-1`` in the scope is ``OPS-1`` in Jira). Else the rows
+    are kept to the keys after reading."""
+    from airflow_reconcile.core.sources import get_source
+    from airflow_reconcile.core.spec.columns import gate_key_steps
+    from airflow_reconcile.core.values import text_steps
+
+    source = spec.input_specs()[name]
+    narrows = getattr(get_source(source.kind), "narrows", None)
+    if narrows is None or not narrows(source, column):
+        return False
+    return not text_steps(gate_key_steps(spec, name).get(column, []))
 
 
 def population_of(desired_rows: int, actual_rows: int, key_kind: str) -> dict[str, Any]:
@@ -115,6 +170,31 @@ def last_full_population(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]
         if details.get("population") and not details.get("scope"):
             return dict(details["population"])
     return None
+
+
+LOOKBACK = 5000  # how many of a task's newest records are searched for the newest full run's
+PAGE = 100
+
+
+def newest_full(store: AuditStore, dag_id: str, task_id: str, lookback: int = LOOKBACK) -> dict[str, Any] | None:
+    """The newest successful record of ``task_id`` from a full run (not scoped), read a page at a time, newest
+    first (the scoped runs in between are passed over), among the newest ``lookback``."""
+    for offset in range(0, lookback, PAGE):
+        records = store.latest(dag_id, task_id, outcome="success", limit=PAGE, offset=offset)
+        for record in records:
+            if not (record.get("details") or {}).get("scope"):
+                return record
+        if len(records) < PAGE:
+            return None
+    return None
+
+
+def full_population(store: AuditStore, dag_id: str) -> dict[str, Any] | None:
+    """The newest full run's population (its ``detect_drift`` record): the base of a scoped run's guards."""
+    from airflow_reconcile.core.vocabulary import TaskId
+
+    record = newest_full(store, dag_id, TaskId.DETECT_DRIFT)
+    return last_full_population([record]) if record is not None else None
 
 
 def refuse_outside(spec: Spec, scope: Scope, plan: pd.DataFrame) -> None:

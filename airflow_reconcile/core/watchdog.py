@@ -31,6 +31,7 @@ class Alert:
 
 def check(spec: Spec, store: AuditStore, now: datetime) -> list[Alert]:
     from airflow_reconcile.core.ledger import queue_depths, status_counts
+    from airflow_reconcile.core.scope import newest_full
     from airflow_reconcile.core.values import parse_duration
 
     rules, dag_id, alerts = spec.watchdog, spec.dag_id, []
@@ -38,12 +39,12 @@ def check(spec: Spec, store: AuditStore, now: datetime) -> list[Alert]:
     def alert(kind: str, message: str) -> None:
         alerts.append(Alert(spec.name, dag_id, kind, message))
 
-    completed = store.latest(dag_id, TaskId.APPLY_CORRECTIONS, outcome="success")
+    # A run over a few keys (a scope) says nothing of the rest: silence is the time since the last full run.
+    last = newest_full(store, dag_id, TaskId.APPLY_CORRECTIONS)
     silence = parse_duration(rules.max_silence)
-    if not completed:
-        alert("silence", f"{dag_id} has never completed a run (no successful apply_corrections)")
+    if last is None:
+        alert("silence", f"{dag_id} has never completed a full run (no successful apply_corrections without keys)")
     else:
-        last = completed[0]
         age = (now - datetime.fromisoformat(last["ended_at"])).total_seconds()
         if age > silence:
             alert("silence", f"{dag_id} last completed {age / 3600:.1f} h ago (run {last['run_id']}); "

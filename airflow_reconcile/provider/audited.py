@@ -176,30 +176,32 @@ class AuditedTaskMixin:
             if self.checkpoints:
                 self._checkpoint(store)
 
-    def run_scope(self, context: Context, spec: Spec, audit: AuditDraft, *, checked: bool = False) -> Scope | None:
-        """The run's scope (run parameter ``keys``; None: a full run), in the audit record. ``checked``: also
-        against the newest full run (the first task; the later ones rely on it). A scope that cannot be used
-        fails the task at once, with the reason, before anything is read."""
+    def run_scope(self, context: Context, spec: Spec, audit: AuditDraft) -> Scope | None:
+        """The run's scope (run parameter ``keys``; None: a full run), in the audit record, checked in every
+        task against the newest full run (its population, the guards' base, is kept as ``scope_population``)
+        and in the form its key column holds (canonical integers for an integer key). A scope that cannot be
+        used fails the task at once, with the reason, before anything is read."""
         from airflow_reconcile.core.scope import ScopeError, check_against, scope_of
         from airflow_reconcile.provider.compat import AirflowFailException
 
         try:
             scope = scope_of(spec, (context.get("params") or {}).get("keys"))
-            if scope is not None and checked:
-                check_against(scope, self.full_population(context), spec)
+            if scope is not None:
+                self.scope_population = self.full_population(context)
+                scope = check_against(scope, self.scope_population, spec)
         except ScopeError as exc:
             raise AirflowFailException(str(exc)) from None
         if scope is not None:
             audit.details["scope"] = scope.to_dict()
         return scope
 
+    scope_population: dict[str, Any] | None = None  # a scoped run's base: the newest full run's population
+
     def full_population(self, context: Context) -> dict[str, Any] | None:
         """The newest full run's population (``detect_drift``'s record): the base of a scoped run's guards."""
-        from airflow_reconcile.core.scope import last_full_population
-        from airflow_reconcile.core.vocabulary import TaskId
+        from airflow_reconcile.core.scope import full_population
 
-        records = self._store.latest(context["ti"].dag_id, TaskId.DETECT_DRIFT, outcome="success", limit=500)
-        return last_full_population(records)
+        return full_population(self._store, context["ti"].dag_id)
 
     checkpoints = False  # True: after its record, the task writes an audit checkpoint (core.integrity)
 

@@ -39,7 +39,7 @@ RUN_FACET_SCHEMA = PRODUCER + "/blob/main/docs/lineage/ReconcileRunFacet.json#/$
 # Workspace files by the asset they are a version of (the rest keep their own name).
 STABLE_NAMES = {"desired": "snapshot_desired", "actual": "snapshot_actual", "drift": "drift_report"}
 # Audit details that belong in the run facet (counts and summaries, never rows or payloads).
-RUN_DETAILS = ("drift", "plan", "outcomes", "guard", "freshness", "mode", "scope", "scope_read")
+RUN_DETAILS = ("drift", "plan", "outcomes", "guard", "freshness", "mode", "scope", "scope_read", "scope_unmatched")
 
 
 def trace_id(dag_id: str, task_id: str, try_number: int, map_index: int, when: datetime | None) -> str | None:

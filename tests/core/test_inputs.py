@@ -317,3 +317,35 @@ def test_plan_takes_a_file_for_a_named_input(tmp_path):
     assert result.report.changed == 2  # INC1 and INC2 are in Group 70 now; INC3 and INC4 are not
     with pytest.raises(Exception, match="the spec has no input 'ticket'"):
         plan_locally(load_spec(path), str(path), inputs={"ticket": str(other)})
+
+
+def test_the_shipped_derived_example_at_rest_plans_nothing_full_or_scoped(tmp_path):
+    """The state a reconciliation spends its life in: the tickets already say what the derive says. No drift,
+    no action, nothing unhandled, exit 0 — for the whole population and for a scope of a few keys."""
+    from airflow_reconcile.core.derive import derive_frame
+    from airflow_reconcile.core.examples import init_example
+    from airflow_reconcile.core.pipeline import read_input
+
+    init_example(tmp_path, "stale_incident_groups")
+    path = tmp_path / "specs" / "stale_incident_groups.yaml"
+    spec = load_spec(path)
+    frames = {n: read_input(spec, n, str(path), None)[0] for n in ("incidents", "roster")}
+    desired = derive_frame(spec, str(path), "desired", frames, lambda _: None)
+    converged = tmp_path / "tickets_now.csv"
+    pd.DataFrame({"key": [f"INC-{i + 1}" for i in range(len(desired))], "number": desired["number"],
+                  "group": desired["group"].fillna(""), "status": "Open"}).to_csv(converged, index=False)  # fmt: skip
+    assert len(desired) > 50
+    keys = list(desired["number"].head(3))
+    for scope in (None, keys):
+        result = plan_locally(spec, str(path), inputs={"tickets": str(converged)}, keys=scope)
+        assert (result.report.changed, result.report.missing, result.report.unexpected) == (0, 0, 0)
+        assert result.report.unchanged == (len(desired) if scope is None else 3)
+        assert len(result.plan) == 0
+        assert (result.summary.actions, result.summary.unhandled) == (0, 0)
+        assert not result.blocked
+        assert result.guard is None
+    assert result.scope_unmatched == []
+    cli = subprocess.run([sys.executable, "-m", "airflow_reconcile.cli", "plan", str(path), "--input",
+                          f"tickets={converged}"], capture_output=True, text=True)  # fmt: skip
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "No changes. The target matches the source of record." in cli.stdout

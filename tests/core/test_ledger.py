@@ -12,7 +12,7 @@ from airflow_reconcile.core.actions.base import apply_plan
 from airflow_reconcile.core.actions.jira import JiraExecutor
 from airflow_reconcile.core.audit import AuditStore
 from airflow_reconcile.core.errors import AuditUnavailable, LedgerConflict
-from airflow_reconcile.core.ledger import HINTS, Ledger, hint_for
+from airflow_reconcile.core.ledger import Ledger, hint_for
 from airflow_reconcile.core.plan import Outcome, PlannedOperation
 from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.core.vocabulary import INITIAL, STORED, TRANSITIONS, Status
@@ -164,7 +164,15 @@ def test_the_hint_follows_the_status_the_target_answered_not_numbers_in_the_mess
     # Jira's error text carries the server's URL: a port such as 40165 contains "401".
     message = "JIRAError: HTTP 403 url: http://127.0.0.1:40165/rest/api/2/issue/OPS-1/assignee"
     forbidden = Outcome("op", "dead_lettered", 1, "PersistentError", message, http_status=403)
-    assert hint_for(forbidden) == HINTS[403]
+    assert (
+        hint_for(forbidden, "jira")
+        == "the connection's user may not do this: grant it the permission in Jira, then replay"
+    )
+    # Each target's own words: its item, its name, its own advice where it has some.
+    gone = Outcome("op", "dead_lettered", 1, "PersistentError", "HTTP 404", http_status=404)
+    assert hint_for(gone, "jira").startswith("the issue does not exist (deleted or moved?): check it in Jira")
+    assert hint_for(gone, "slack").startswith("the channel does not exist or the app is not in it")
+    assert "in the target" in hint_for(forbidden)
     unknown = Outcome("op", "dead_lettered", 1, "PersistentError", "ValueError: 401 things", http_status=None)
     assert hint_for(unknown) == "see the error; replay the operation after fixing its cause"
     assert hint_for(Outcome("op", "applied", 1)) is None

@@ -73,10 +73,24 @@ def test_a_scoped_run_needs_a_full_run_and_keys_of_its_type(spec):
     scope = scope_of(spec, ["svc-1"])
     with pytest.raises(ScopeError, match="needs a full run before it"):
         check_against(scope, None, spec)
-    check_against(scope, {"rows": 300, "key_kind": "text"}, spec)
+    assert check_against(scope, {"rows": 300, "key_kind": "text"}, spec) == scope
     with pytest.raises(ScopeError, match=r"'svc-1' not integer"):
         check_against(scope, {"rows": 300, "key_kind": "integer"}, spec)
-    check_against(scope_of(spec, ["12", 13]), {"rows": 300, "key_kind": "integer"}, spec)
+    # Integers as the diff compares them: 007 is the key 7, once; digits of other scripts are no integer.
+    typed = check_against(scope_of(spec, ["12", 13, "007", "7"]), {"rows": 300, "key_kind": "integer"}, spec)
+    assert typed.keys == ("12", "13", "7")
+    assert typed.values() == [12, 13, 7]
+    with pytest.raises(ScopeError, match="not integer"):
+        check_against(scope_of(spec, ["\u0663"]), {"rows": 300, "key_kind": "integer"}, spec)
+
+
+def test_the_scope_matches_keys_as_the_diff_compares_them():
+    scope = Scope("service", ("svc-1", "SVC-2"))
+    values = pd.Series(["svc-1", " svc-1", "svc-2", "SVC-2", None], dtype="string")
+    # No normalise step: exact text (a key with a leading space is another key to the diff, so not in scope).
+    assert scope.mask(values).tolist() == [True, False, False, True, False]
+    assert scope.mask(values, ["trim", "casefold"]).tolist() == [True, True, True, True, False]
+    assert Scope("id", ("5",)).mask(pd.Series([5, 50], dtype="int64")).tolist() == [True, False]
 
 
 def test_the_population_is_the_newest_full_runs():
@@ -120,18 +134,44 @@ def test_the_sql_read_is_narrowed_in_the_database_with_bound_parameters(tmp_path
     assert "x' or" not in query  # the keys are parameters, never text in the SQL
 
 
-def test_the_jira_read_is_narrowed_in_the_jql(jira_standin, jira_client):
+def test_the_jira_read_is_narrowed_by_issue_key_even_to_keys_that_do_not_exist(jira_standin, jira_client):
     scenario = stale_incident_groups()
     jira_standin.seed(scenario.jira_seed())
-    source = SourceSpec(kind="jira", options={"jql": "project = INC ORDER BY key",
-                                              "fields": {"key": "key", "number": "Incident"}}, key=["number"])  # fmt: skip
-    wanted = scenario.cases["moved"][:3]
-    ctx = SourceContext(origin="s.yaml", client_factory=lambda: jira_client, scope=("number", (*wanted, 'a"b')))
+    source = SourceSpec(kind="jira", options={"jql": 'status != "order by x" ORDER BY key',
+                                              "fields": {"key": "key", "number": "Incident"}}, key=["key"])  # fmt: skip
+    wanted = [i["key"] for i in scenario.issues[:3]]
+    ctx = SourceContext(origin="s.yaml", client_factory=lambda: jira_client, scope=("key", (*wanted, "INC-99999")))
     frame = get_source("jira").read(source, ctx).frame
-    assert sorted(frame["number"]) == sorted(wanted)
+    assert sorted(frame["key"]) == sorted(wanted)
     [search] = [r for r in jira_standin.requests if r["path"].endswith("/search")]  # one page, not three
     assert len(scenario.issues) > 200
-    assert f'"Incident" in ("{wanted[0]}"' in json.dumps(search, ensure_ascii=False).replace('\\"', '"')
+    sent = json.dumps(search, ensure_ascii=False).replace('\\"', '"')
+    assert f'AND key in ("{wanted[0]}"' in sent
+    assert "ORDER BY key" in sent
+    assert '"order by x") AND' in sent
+    # Server/DC refuses a validated search that names a key that does not exist: the scoped read asks not to.
+    with pytest.raises(Exception, match="does not exist for field 'key'"):
+        jira_client.search_issues('key in ("INC-99999")', validate_query=True)
+
+
+def test_a_read_is_narrowed_in_the_source_only_where_its_values_are_the_keys(tmp_path):
+    from airflow_reconcile.core.scope import pushdown
+    from airflow_reconcile.core.sources.jira import scoped_jql
+    from airflow_reconcile.core.spec import parse_spec
+
+    init_example(tmp_path, "stale_incident_groups")
+    derived = load_spec(tmp_path / "specs" / "stale_incident_groups.yaml")
+    # The tickets' key is the Incident custom field: a JQL clause on it matches by Jira's rules, not the diff's.
+    assert not pushdown(derived, "tickets", "number")
+    assert not pushdown(derived, "roster", "group")  # a file: kept to the keys after reading
+    sql = SPEC.read_text().replace("kind: file", "kind: sql", 1)
+    assert pushdown(parse_spec(sql), "desired", "service")
+    lowered = sql.replace("normalize:\n", "normalize:\n    service: [casefold]\n", 1)
+    assert "service: [casefold]" in lowered
+    assert not pushdown(parse_spec(lowered), "desired", "service")  # "ops-1" given is "OPS-1" in the source
+    assert scoped_jql("project = OPS order by key desc", ["A-1", 'x"y']) == (
+        '(project = OPS) AND key in ("A-1", "x\\"y") order by key desc'
+    )
 
 
 def test_a_scoped_plan_reads_acts_and_reports_only_its_keys(tmp_path):
@@ -141,8 +181,9 @@ def test_a_scoped_plan_reads_acts_and_reports_only_its_keys(tmp_path):
     tickets = str(tmp_path / "specs" / "data" / "tickets_export.csv")
     moved, closed = scenario.cases["moved"][0], scenario.cases["closed_incident"][0]
     missing = scenario.cases["missing_ticket"][0]
-    result = plan_locally(load_spec(path), str(path), inputs={"tickets": tickets}, keys=[moved, missing])
+    result = plan_locally(load_spec(path), str(path), inputs={"tickets": tickets}, keys=[moved, missing, "INC0"])
     assert set(result.plan["entity"]) == {moved, missing}
+    assert result.scope_unmatched == ["INC0"]  # on neither side: nothing planned, and the plan says so
     assert result.report.unexpected == 0  # the closed incident's ticket is outside the scope: not "unexpected"
     assert closed not in set(result.plan["entity"])
     assert result.scope_reads["tickets"] == {"rows_returned": len(scenario.issues), "rows_in_scope": 1}

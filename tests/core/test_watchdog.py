@@ -54,3 +54,16 @@ def test_silence_dead_letters_review_queue_and_a_stale_source_each_alert(spec, t
     # One fresh check among the last three: not stale in a row.
     store.append(record(spec, TaskId.CHECK_FRESHNESS, NOW, details={"freshness": {"stale": False}}))
     assert "stale_source" not in kinds(check(spec, store, NOW))
+
+
+def test_runs_over_a_few_keys_never_hide_that_no_full_run_completed(spec, tmp_path):
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.append(record(spec, TaskId.APPLY_CORRECTIONS, NOW - timedelta(days=3)))
+    for minutes in (30, 20, 10):  # event-driven runs for one key each, every few minutes
+        store.append(record(spec, TaskId.APPLY_CORRECTIONS, NOW - timedelta(minutes=minutes),
+                            details={"scope": {"column": "service", "count": 1, "keys": ["svc-1"]}}))  # fmt: skip
+    [alert] = check(spec, store, NOW)
+    assert alert.kind == "silence"
+    assert "last completed 72.0 h ago" in alert.message
+    store.append(record(spec, TaskId.APPLY_CORRECTIONS, NOW - timedelta(minutes=5)))
+    assert check(spec, store, NOW) == []

@@ -96,11 +96,12 @@ def test_apply_moves_retired_groups_to_their_successors_then_a_rerun_changes_not
 
 
 def test_a_scoped_run_from_the_trigger_form_reads_and_acts_only_on_its_keys(stack):
-    """Run parameter keys (the trigger form, the REST API's conf): Jira is asked for those tickets only (JQL),
-    the event log kept to their events, the derive to their incidents; the guard's base is the full run's
+    """Run parameter keys (the trigger form, the REST API's conf): the tickets (keyed by a custom field, which
+    JQL matches by Jira's rules, not the diff's) and the event log are kept to the keys after reading, the
+    derive to their incidents; the guard's base is the full run's
     population; apply writes only inside the scope. A scope that cannot be used stops the first task."""
     af, scenario = stack.airflow, stack.groups
-    keys = [scenario.cases["moved"][0], scenario.cases["missing_ticket"][0]]
+    keys = [scenario.cases["moved"][0], scenario.cases["missing_ticket"][0], "INC9999999"]  # the last: nowhere
     full_id, _, full = run(stack, "shadow")  # the population the scoped runs' guards are taken against
     before = groups(stack)
     af.wait_for_dag(DAG)
@@ -108,11 +109,13 @@ def test_a_scoped_run_from_the_trigger_form_reads_and_acts_only_on_its_keys(stac
     assert af.wait_for_run(DAG, run_id, timeout=420) == "success"
     records = {r["task_id"]: r for r in af.get(f"/reconcile/dags/{DAG}/audit", params={"run_id": run_id})["records"]}
     reads = {n: records[TaskId.read(n)]["details"]["scope_read"] for n in INPUTS}
-    assert reads["tickets"]["rows_returned"] == 1  # pushed into the JQL: the one ticket of the two keys
-    assert reads["tickets"]["narrowed"] == "in the jira read, by number"
+    # Not pushed into the JQL (only an issue key is): every ticket read, the one of the two keys kept.
+    assert reads["tickets"] == {"rows_returned": len(scenario.issues), "rows_in_scope": 1,
+                                "narrowed": "after reading, by number"}  # fmt: skip
     assert reads["incidents"]["rows_in_scope"] < reads["incidents"]["rows_returned"] == 4675
     assert reads["roster"]["narrowed"].startswith("not narrowed")
     assert records[TaskId.validate("tickets")]["details"]["row_count_bounds"].startswith("not applied")
+    assert records[TaskId.DETECT_DRIFT]["details"]["scope_unmatched"] == {"count": 1, "keys": ["INC9999999"]}
     assert records[TaskId.EVALUATE_RULES]["details"]["population"]["rows"] == (
         full[TaskId.DETECT_DRIFT]["details"]["population"]["rows"])  # fmt: skip
     assert all(records[t]["details"]["scope"]["keys"] == keys for t in TASKS if t in records)

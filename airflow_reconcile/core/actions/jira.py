@@ -33,6 +33,8 @@ TARGET = TargetRecord(
     name="jira",
     executor="airflow_reconcile.core.actions.jira:JiraExecutor",
     item="issue",
+    title="Jira",
+    ref_setting="issue_key_column",
     actions=(
         ActionRecord("assign", ("assignee",),
                      undo=lambda prior: ("assign", {"assignee": prior.get("assignee") or ""})),

@@ -22,7 +22,10 @@ TARGET = TargetRecord(
     name="slack",
     executor="airflow_reconcile.core.actions.slack:SlackExecutor",
     item="message",
+    title="Slack",
     rate=1.0,  # Slack allows about one message a second per channel
+    column_settings={"team_column": "either"},  # the team whose channel a notification goes to
+    hints={404: "the channel does not exist or the app is not in it: invite the app or fix the channel, then replay"},
     actions=(
         ActionRecord("notify", ("text",), needs_ref=False, once_only=True, markup={"text": "slack_mrkdwn"},
                      max_length={"text": 40_000}, optional=("channel",),

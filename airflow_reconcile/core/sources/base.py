@@ -31,9 +31,10 @@ class SourceContext:
     progress: Callable[[str], None] = field(default=log.info)
     progress_every: float = 5.0  # seconds between progress lines during long reads
     retry: RetryPolicy = field(default_factory=RetryPolicy)  # every request of a read (a page, a lookup)
-    # A scoped run (core.scope): (column, keys) a source that can narrow its read to (SQL, Jira) reads by;
-    # the reading task keeps only those rows of whatever any source returns.
-    scope: tuple[str, tuple[str, ...]] | None = None
+    # A scoped run (core.scope): (column, keys) a source that narrows its read by column (its ``narrows``)
+    # reads by, the keys text or integers as the key column holds them; set only where core.scope.pushdown
+    # allows. The reading task keeps only the scope's rows of whatever any source returns.
+    scope: tuple[str, tuple[str | int, ...]] | None = None
 
     def tracker(self, label: str, spec: SourceSpec | None = None) -> Progress:
         """Progress lines for a long read; with ``spec``, the read stops at its ``max_rows`` / ``max_bytes``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -40,26 +41,55 @@ def _jql_text(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def scoped_jql(jql: str, scope: tuple[str, tuple[str, ...]] | None, columns: dict[str, str]) -> str:
-    """The JQL, or in a scoped run ``(<jql>) AND <field> in ("k1", ...)`` before its ORDER BY: the issue key
-    (``key``) or the Jira field the scope's column reads, each value a quoted literal."""
+def _order_by_at(jql: str) -> int | None:
+    """Where the JQL's ``ORDER BY`` starts, outside quoted text (``summary ~ "order by"`` is no ORDER BY)."""
     import re
 
-    if scope is None:
+    quote, index, found = "", 0, None
+    while index < len(jql):
+        char = jql[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif (index == 0 or jql[index - 1].isspace() or jql[index - 1] == ")") and (
+            match := re.match(r"order\s+by\b", jql[index:], flags=re.IGNORECASE)
+        ):
+            found = index
+            index += match.end() - 1
+        index += 1
+    return found
+
+
+def issue_key_field(spec: SourceSpec, column: str) -> bool:
+    """Whether ``column`` of a Jira source is the issue key (``fields: {column: key}``)."""
+    fields = dict(spec.options.get("fields") or {})
+    return str(fields.get(column, "")).strip().casefold() == "key"
+
+
+def scoped_jql(jql: str, keys: Sequence[str | int] | None) -> str:
+    """The JQL, or in a scoped run ``(<jql>) AND key in ("K-1", ...)`` before its ORDER BY, each key a quoted
+    literal. Only the issue key narrows a search: a custom field's clause matches by Jira's own rules
+    (text fields by words, options by name), which are not the diff's."""
+    if keys is None:
         return jql
-    column, keys = scope
-    field = columns.get(column, column)
-    found = re.search(r"\s+ORDER\s+BY\s+.*$", jql, flags=re.IGNORECASE | re.DOTALL)
-    head, order = (jql[: found.start()], found.group(0)) if found else (jql, "")
-    target = "key" if field == "key" else _jql_text(field)
-    return f"({head.strip()}) AND {target} in ({', '.join(map(_jql_text, keys))}){order}"
+    at = _order_by_at(jql)
+    head, order = (jql, "") if at is None else (jql[:at], " " + jql[at:].strip())
+    return f"({head.strip()}) AND key in ({', '.join(_jql_text(str(k)) for k in keys)}){order}"
 
 
 class JiraSource:
     """Options: ``jql`` and ``fields`` (column → Jira field name or id; ``key`` is the issue key)."""
 
     kind = "jira"
-    narrows_scope = True  # a scoped run's keys go into the JQL (scoped_jql)
+
+    @staticmethod
+    def narrows(spec: SourceSpec, column: str) -> bool:
+        """A scoped run's keys go into the JQL (``scoped_jql``) when ``column`` is the issue key."""
+        return issue_key_field(spec, column)
 
     def _client(self, ctx: SourceContext) -> Any:
         if ctx.client_factory is None:
@@ -77,11 +107,14 @@ class JiraSource:
         client = self._client(ctx)
         try:
             ids = self._field_ids(ctx.retry.call(client.fields, "Jira GET /field"), columns, ctx.origin)
-            jql = scoped_jql(str(jql), ctx.scope, columns)
+            scope = ctx.scope if ctx.scope is not None and issue_key_field(spec, ctx.scope[0]) else None
+            jql = scoped_jql(str(jql), None if scope is None else scope[1])
             wanted = sorted({i for i in ids.values() if i != "key"})
             rows: list[dict[str, Any]] = []
             progress = ctx.tracker("jira", spec)
-            for issues, total in self._pages(client, jql, wanted, ctx.retry):
+            # A scoped search names keys that may not exist (yet, or any more): Server/DC refuses the whole
+            # search then unless the query is not validated (Cloud's /search/jql returns no row for them).
+            for issues, total in self._pages(client, jql, wanted, ctx.retry, validate=scope is None):
                 for issue in issues:
                     fields = issue.get("fields", {})
                     rows.append(
@@ -94,7 +127,7 @@ class JiraSource:
         return Snapshot(frame=finish(frame, spec, "Jira", ctx.origin), source="jira", taken_at=now_utc())
 
     @staticmethod
-    def _pages(client: Any, jql: str, fields: list[str], retry: RetryPolicy) -> Any:
+    def _pages(client: Any, jql: str, fields: list[str], retry: RetryPolicy, validate: bool = True) -> Any:
         """(issues, total or None) per page: Server/DC page by ``startAt``; Cloud only by page token
         (``/search/jql``; the old ``/search`` is gone there and gives no total). A page that fails for a
         transient reason is asked for again (the retry policy); the pages before it are kept."""
@@ -112,7 +145,8 @@ class JiraSource:
         start = 0
         while True:
             page = retry.call(partial(client.search_issues, jql, startAt=start, maxResults=PAGE_SIZE, fields=fields,
-                                      json_result=True), f"Jira search page {start // PAGE_SIZE + 1}")  # fmt: skip
+                                      json_result=True, validate_query=validate),
+                              f"Jira search page {start // PAGE_SIZE + 1}")  # fmt: skip
             issues = page.get("issues", [])
             total = int(page.get("total", start + len(issues)))
             yield issues, total

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,21 +26,29 @@ if TYPE_CHECKING:
     from airflow_reconcile.core.spec import SourceSpec
 
 
-def scoped_query(query: str, scope: tuple[str, tuple[str, ...]] | None) -> Any:
+def scoped_query(query: str, scope: tuple[str, Sequence[str | int]] | None) -> Any:
     """The query, or in a scoped run the query narrowed in the database: ``SELECT * FROM (<query>) WHERE
-    <column> IN (<bound parameters>)`` (the keys are parameters, never text in the SQL)."""
+    <column> IN (<bound parameters>)`` (the keys are parameters, never text in the SQL). Integer keys are
+    bound as integers; text keys compare with the column as text (``CAST(<column> AS VARCHAR)``), so a
+    text key never meets a numeric column's type error."""
     import sqlalchemy as sa
 
     if scope is None:
         return sa.text(query)
     column, keys = scope
     inner = sa.text(query.strip().rstrip(";")).columns().subquery("reconcile_scope")
-    return sa.select(sa.text("*")).select_from(inner).where(sa.column(column).in_(list(keys)))
+    integers = all(isinstance(k, int) for k in keys)
+    target = sa.column(column) if integers else sa.cast(sa.column(column), sa.String)
+    return sa.select(sa.text("*")).select_from(inner).where(target.in_(list(keys)))
 
 
 class SqlSource:
     kind = "sql"
-    narrows_scope = True  # a scoped run's keys go into the query (scoped_query)
+
+    @staticmethod
+    def narrows(spec: SourceSpec, column: str) -> bool:
+        """A scoped run's keys go into the query (``scoped_query``), whatever the key column."""
+        return True
 
     def _engine(self, ctx: SourceContext):  # type: ignore[no-untyped-def]
         from airflow_reconcile.core.database import create_engine

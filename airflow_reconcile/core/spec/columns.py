@@ -129,16 +129,21 @@ def _where_to_declare(spec: Spec, side: str | None) -> str:
 
 
 def _target_refs(spec: Spec) -> list[Ref]:
-    """The columns the targets read: the issue key (for Jira actions on existing issues), the team."""
+    """The columns the targets read, from their records: the item an action on an existing one acts on
+    (Jira's issue key), and the settings naming a column (Slack's team)."""
     refs = []
-    if any(
-        r.target == "jira" and r.action != NO_ACTION and catalog.action("jira", r.action).needs_ref for r in spec.rules
-    ):
-        column = spec.targets.jira.issue_key_column
-        refs.append(Ref(("targets", "jira", "issue_key_column"), column, "actual", "targets.jira.issue_key_column"))
-    if spec.targets.slack.team_column:
-        column = spec.targets.slack.team_column
-        refs.append(Ref(("targets", "slack", "team_column"), column, "either", "targets.slack.team_column"))
+    for name in catalog.target_names():
+        record = catalog.target(name)
+        acting = any(r.target == name and r.action != NO_ACTION and catalog.action(name, r.action).needs_ref
+                     for r in spec.rules)  # fmt: skip
+        column = spec.ref_column(name)
+        if acting and record.ref_setting and column:
+            what = f"targets.{name}.{record.ref_setting}"
+            refs.append(Ref(("targets", name, record.ref_setting), column, "actual", what))
+        for setting, side in record.column_settings.items():
+            column = spec.target_setting(name, setting)
+            if column:
+                refs.append(Ref(("targets", name, setting), column, side, f"targets.{name}.{setting}"))
     return refs
 
 
@@ -183,11 +188,7 @@ def problems(spec: Spec) -> list[tuple[tuple[str | int, ...], str, Any]]:
 
 def carried(spec: Spec) -> list[str]:
     """The drift frame's context: ``drift.context`` plus every column rules and targets read."""
-    extra = read_by_rules(spec)
-    if any(ref.what == "targets.jira.issue_key_column" for ref in _target_refs(spec)):
-        extra.append(spec.targets.jira.issue_key_column)
-    if spec.targets.slack.team_column:
-        extra.append(spec.targets.slack.team_column)
+    extra = [*read_by_rules(spec), *(ref.column for ref in _target_refs(spec))]
     return list(dict.fromkeys([*spec.drift.context, *extra]))
 
 
@@ -214,13 +215,20 @@ def gate_key(spec: Spec, name: str) -> list[str]:
     return list(inputs[name].key if name in inputs else spec.side(name).key)
 
 
-def gate(spec: Spec, name: str) -> QualitySpec:
+SCOPED_BOUNDS = "not applied: scoped run (min_rows / max_rows hold for full runs)"
+
+
+def gate(spec: Spec, name: str, scoped: bool = False) -> QualitySpec:
     """The quality gate of an input or a derived side: its own checks, and, where it is a side, that the
     snapshot has every column the diff compares and the rules read there (a missing one fails the gate,
-    naming it)."""
+    naming it). ``scoped``: a run over a few keys, where a row count says nothing of the source, so the
+    row-count bounds are not applied (``SCOPED_BOUNDS``)."""
     quality = spec.quality_of(name)
     needed = [*quality.required_columns, *(c for side in sides_of(spec, name) for c in gate_columns(spec, side))]
-    return quality.model_copy(update={"required_columns": list(dict.fromkeys(needed))})
+    update: dict[str, object] = {"required_columns": list(dict.fromkeys(needed))}
+    if scoped:
+        update |= {"min_rows": 0, "max_rows": None}
+    return quality.model_copy(update=update)
 
 
 def gate_key_steps(spec: Spec, name: str) -> dict[str, list[str]]:

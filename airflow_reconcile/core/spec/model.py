@@ -208,7 +208,9 @@ class SourceSpec(_SourceFields):
     scope_column: str | None = Field(
         default=None,
         description="inputs a derive reads: the column holding the side's key, so a scoped run reads only the rows "
-        "of its keys (an input that is a side is narrowed by its key; one with neither is read whole).",
+        "of its keys (an input that is a side is narrowed by its key; one with neither is read whole). Set it only "
+        "where a key's derived row depends on this input's rows of that key alone: a derive that counts or ranks "
+        "across keys (a team's load) must read the input whole.",
     )
 
     @field_validator("kind")
@@ -697,6 +699,16 @@ class SpecModel(_Model):
     def is_inline(self, side: str) -> bool:
         given: SideSpec = getattr(self.sources, side)
         return given.input is None and given.derive is None
+
+    def target_setting(self, target: str, setting: str) -> Any:
+        """A setting of ``targets.<target>`` (None where the spec has no such target or setting)."""
+        return getattr(getattr(self.targets, target, None), setting, None)
+
+    def ref_column(self, target: str) -> str | None:
+        """The actual side's column naming the item an action of ``target`` acts on (its ``ref_setting``:
+        Jira's ``issue_key_column``); None for a target whose actions act on no existing item (Slack)."""
+        setting = catalog.target(target).ref_setting
+        return self.target_setting(target, setting) if setting else None
 
     def side(self, side: str) -> SourceSpec:
         """What the side's snapshot declares (key, columns, time zone, freshness), whichever form it has."""

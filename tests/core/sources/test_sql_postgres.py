@@ -127,3 +127,18 @@ def test_errors_name_the_spec_and_never_show_the_password(services, monkeypatch)
         get_source("sql").read(spec("select 1 as id"), SourceContext(origin="specs/x.yaml", connection={"url": wrong}))
     assert services.password not in str(err.value)
     assert "wrong-password" not in str(err.value)
+
+
+def test_a_scoped_read_is_narrowed_in_postgres_whatever_the_key_columns_type(services):
+    def read(column, keys):
+        ctx = SourceContext(origin="s.yaml", connection={"url": services.url()}, scope=(column, keys))
+        return get_source("sql").read(spec("select id, name from services"), ctx)
+
+    # Integer keys (the newest full run says the key column holds integers) are bound as integers...
+    by_id = read("id", (7, 70_000))
+    assert sorted(by_id.frame["id"]) == [7, 70_000]
+    # ...text keys compare with the column as text, so they meet neither a type error nor a quoted literal.
+    by_name = read("name", ("svc-9", "x' or '1'='1"))
+    assert list(by_name.frame["id"]) == [9]
+    text_on_int = read("id", ("11",))
+    assert list(text_on_int.frame["id"]) == [11]
