@@ -400,7 +400,8 @@ def existing_store(url: str, signer: Any = None) -> Any:
     """The audit store at ``url``, read as it is: a store that does not exist is an error, never created."""
     import sqlalchemy as sa
 
-    from airflow_reconcile.core.audit import AuditStore, audit_records
+    from airflow_reconcile.core.audit import AuditStore
+    from airflow_reconcile.core.audit_chains import audit_records
 
     try:
         parsed = sa.engine.make_url(url)

@@ -36,7 +36,8 @@ def test_audit_verify(tmp_path):
 
     import sqlalchemy as sa
 
-    from airflow_reconcile.core.audit import AuditRecord, AuditStore, audit_records
+    from airflow_reconcile.core.audit import AuditRecord, AuditStore
+    from airflow_reconcile.core.audit_chains import audit_records
 
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     store = AuditStore(url)
@@ -60,7 +61,8 @@ def test_audit_export_writes_evidence_since_a_time_and_checks_the_chain(tmp_path
 
     import sqlalchemy as sa
 
-    from airflow_reconcile.core.audit import AuditRecord, AuditStore, audit_records
+    from airflow_reconcile.core.audit import AuditRecord, AuditStore
+    from airflow_reconcile.core.audit_chains import audit_records
 
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     store = AuditStore(url)

@@ -393,7 +393,7 @@ def test_an_untouched_keyed_store_verifies_against_its_checkpoint(store_url, tmp
 def test_a_rewritten_record_with_a_recomputed_chain_is_detected(store_url, tmp_path):
     import sqlalchemy as sa
 
-    from airflow_reconcile.core.audit import _chained, audit_records
+    from airflow_reconcile.core.audit_chains import _chained, audit_records
     from airflow_reconcile.core.integrity import GENESIS, Signer
 
     store, folder = _filled(store_url, tmp_path)
@@ -728,7 +728,7 @@ def test_a_history_from_before_the_key_is_sealed_by_its_first_keyed_write_and_ne
     store_url, tmp_path, seeded, jira_client
 ):
     from airflow_reconcile.core.actions.revert import RecoveryPolicy, replay_operations
-    from airflow_reconcile.core.audit import ledger_events
+    from airflow_reconcile.core.audit_chains import ledger_events
     from airflow_reconcile.core.errors import AuditUnavailable
     from airflow_reconcile.core.integrity import Signer
 
@@ -764,7 +764,7 @@ def test_unkeyed_entries_planted_after_the_key_was_in_use_are_never_sealed(store
     them (it would seal the forgery) and verify names them, with or without a checkpoint."""
     import sqlalchemy as sa
 
-    from airflow_reconcile.core.audit import ledger_events
+    from airflow_reconcile.core.audit_chains import ledger_events
     from airflow_reconcile.core.errors import AuditUnavailable
     from airflow_reconcile.core.integrity import GENESIS, Signer
 

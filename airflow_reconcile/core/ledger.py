@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_reconcile.core import catalog
-from airflow_reconcile.core.audit import AUDIT_LOCK, LEDGER_CHAIN, LEDGER_LOCK, ledger_events, ledger_fields, metadata
+from airflow_reconcile.core.audit_chains import (
+    AUDIT_LOCK,
+    LEDGER_CHAIN,
+    LEDGER_LOCK,
+    ledger_events,
+    ledger_fields,
+    metadata,
+)
 from airflow_reconcile.core.errors import LedgerConflict, WriteUncertain
 from airflow_reconcile.core.integrity import Verification, state_digest
 from airflow_reconcile.core.redact import redact

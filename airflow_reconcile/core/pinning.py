@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from airflow_reconcile.core.audit import metadata
+from airflow_reconcile.core.audit_chains import metadata
 from airflow_reconcile.core.errors import SpecError
 
 if TYPE_CHECKING:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from airflow_reconcile.core.audit import AuditRecord, AuditStore, audit_records
+from airflow_reconcile.core.audit import AuditRecord, AuditStore
+from airflow_reconcile.core.audit_chains import audit_records
 from airflow_reconcile.core.errors import AuditUnavailable
 from airflow_reconcile.core.vocabulary import TaskId
 from tests.core.conftest import in_processes

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_reconcile import cli
-from airflow_reconcile.core.audit import AuditStore, _chained, metadata
+from airflow_reconcile.core.audit import AuditStore
+from airflow_reconcile.core.audit_chains import _chained, metadata
 from airflow_reconcile.core.errors import ReconcileError
 from airflow_reconcile.core.integrity import Signer
 from airflow_reconcile.core.ledger import Ledger
