@@ -241,3 +241,12 @@ def _sweep_awaiting_input(stop: threading.Event, every: float = 2.0) -> None:
             SchedulerJobRunner.check_awaiting_input_timeouts(runner)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again; the test run goes on
             log.warning("approval timeout sweep failed (next try in %.0fs): %s", every, exc)
+
+
+def hook_registered(conn_type: str) -> bool:
+    """Whether an installed provider gives connections of ``conn_type`` a hook (``Connection.get_hook``)."""
+    try:  # Airflow >= 3.3: the task runtime's registry
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as Manager
+    except ImportError:  # Airflow 3.1, 3.2
+        from airflow.providers_manager import ProvidersManager as Manager  # type: ignore[assignment]
+    return Manager().hooks.get(conn_type) is not None

@@ -332,6 +332,23 @@ class LazyExecutors(Mapping[str, "ActionExecutor"]):
         return len(self.targets)
 
 
+def _sql_context(conn_id: str, context: Callable[..., SourceContext]) -> SourceContext:
+    """A sql source's database: through the connection's own hook where its provider has one with an engine
+    (``get_hook().get_sqlalchemy_engine()``: that provider's authentication and options, e.g. IAM tokens),
+    else the connection's URL. An explicit ``extra.sqlalchemy_url`` always wins."""
+    from airflow_reconcile.provider.compat import hook_registered
+
+    conn = _required_connection(conn_id)
+    url = sqlalchemy_url(conn)
+    if conn.extra_dejson.get("sqlalchemy_url") or not hook_registered(conn.conn_type):
+        return context(connection={"url": url})
+    hook = conn.get_hook()
+    engine = getattr(hook, "get_sqlalchemy_engine", None)
+    if not callable(engine):  # a hook that is no database's (http, ...)
+        return context(connection={"url": url})
+    return context(connection={"url": url, "hook": type(hook).__name__}, engine_factory=engine)
+
+
 def _jira_context(conn_id: str | None, context: Callable[..., SourceContext], retry: RetryPolicy) -> SourceContext:
     hook = JiraClientHook(conn_id or JiraClientHook.default_conn_name)
     return context(client_factory=partial(hook.get_conn, retry), connection={"server": hook.server_url()})
@@ -342,7 +359,7 @@ def _jira_context(conn_id: str | None, context: Callable[..., SourceContext], re
 # source without connection_id (but jira, whose connection has a default), reads without one.
 SOURCE_CONNECTIONS: dict[str, Callable[[str | None, Callable[..., SourceContext], RetryPolicy], SourceContext]] = {
     "jira": _jira_context,
-    "sql": lambda conn_id, context, _: context(connection={"url": database_url(str(conn_id))}),
+    "sql": lambda conn_id, context, _: _sql_context(str(conn_id), context),
     "file": lambda conn_id, context, _: context(connection={"storage_options": storage_options(str(conn_id))}),
     "http": lambda conn_id, context, _: context(connection=http_connection(str(conn_id))),
 }

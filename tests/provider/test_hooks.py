@@ -152,3 +152,45 @@ def test_a_source_of_your_own_gets_its_connection_through_the_registry(monkeypat
     assert ctx.connection == {"token-from": "inventory_api"}
     plain = SourceSpec(kind="sql", options={"query": "select 1"}, key=["id"])
     assert hooks.source_context("s.yaml", plain, logging.getLogger("t"), RetryPolicy()).connection is None
+
+
+def test_a_sql_source_opens_its_database_through_the_connections_own_hook(monkeypatch, tmp_path):
+    """A connection type whose provider has a database hook (here the SQLite provider's) gives the engine:
+    that provider's authentication and options. Without such a provider (postgres here), or with an explicit
+    extra.sqlalchemy_url, the connection's URL."""
+    import logging
+    import sqlite3
+
+    from airflow_reconcile.core.sources import get_source
+    from airflow_reconcile.core.spec import SourceSpec
+    from airflow_reconcile.provider.hooks import source_context
+
+    db = tmp_path / "owners.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table owners (id integer, name text)")
+        conn.executemany("insert into owners values (?, ?)", [(1, "a"), (2, "b"), (3, "c")])
+    monkeypatch.setenv("AIRFLOW_CONN_OWNERS_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    source = SourceSpec(kind="sql", connection_id="owners_db", options={"query": "select * from owners"}, key=["id"])
+    ctx = source_context("s.yaml", source, logging.getLogger("t"), RetryPolicy())
+    assert ctx.connection["hook"] == "SqliteHook"
+    assert ctx.engine_factory is not None
+    assert ctx.engine_factory.__self__.__class__.__name__ == "SqliteHook"
+    assert sorted(get_source("sql").read(source, ctx).frame["id"]) == [1, 2, 3]
+    import dataclasses
+
+    scoped = get_source("sql").read(source, dataclasses.replace(ctx, scope=("id", (2,)))).frame
+    assert list(scoped["id"]) == [2]  # the scope's push-down through the hook's engine too
+
+    url = f"sqlite:///{db}"
+    monkeypatch.setenv("AIRFLOW_CONN_OWNERS_URL",
+                       json.dumps({"conn_type": "sqlite", "host": "/nowhere.db", "extra": {"sqlalchemy_url": url}}))  # fmt: skip
+    explicit = source_context("s.yaml", source.model_copy(update={"connection_id": "owners_url"}),
+                              logging.getLogger("t"), RetryPolicy())  # fmt: skip
+    assert explicit.engine_factory is None
+    assert explicit.connection == {"url": url}
+    monkeypatch.setenv("AIRFLOW_CONN_OWNERS_PG", json.dumps({"conn_type": "postgres", "host": "db", "login": "u",
+                                                             "password": "p", "schema": "ops"}))  # fmt: skip
+    pg = source_context("s.yaml", source.model_copy(update={"connection_id": "owners_pg"}),
+                        logging.getLogger("t"), RetryPolicy())  # fmt: skip
+    assert pg.engine_factory is None
+    assert pg.connection["url"].startswith("postgresql+psycopg://u:p@db")

@@ -28,6 +28,7 @@ class SourceContext:
     origin: str
     connection: Mapping[str, Any] | None = None
     client_factory: Callable[[], Any] | None = None
+    engine_factory: Callable[[], Any] | None = None  # sql: a SQLAlchemy engine (a provider's hook), over the URL
     progress: Callable[[str], None] = field(default=log.info)
     progress_every: float = 5.0  # seconds between progress lines during long reads
     retry: RetryPolicy = field(default_factory=RetryPolicy)  # every request of a read (a page, a lookup)

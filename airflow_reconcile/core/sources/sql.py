@@ -53,6 +53,8 @@ class SqlSource:
     def _engine(self, ctx: SourceContext):  # type: ignore[no-untyped-def]
         from airflow_reconcile.core.database import create_engine
 
+        if ctx.engine_factory is not None:  # the connection's own hook (its provider's authentication)
+            return ctx.engine_factory()
         url = (ctx.connection or {}).get("url")
         if not url:
             raise SourceError(f"{ctx.origin}: a sql source needs connection_id naming a database connection")
