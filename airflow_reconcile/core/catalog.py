@@ -12,7 +12,8 @@ Adding a target system: a module ``airflow_reconcile.core.actions.<name>`` (or y
 executor (``ActionExecutor``) and ``TARGET = TargetRecord(...)``, and one registration: a line in
 ``_TARGETS`` here, or ``register_target(TARGET)`` for your own (it wins over a built-in of the same
 name). The Airflow layer then needs a client for it from a connection
-(``airflow_reconcile.provider.hooks.register_client``).
+(``airflow_reconcile.provider.hooks.register_client``). Its settings in a spec (``targets.<name>``: the
+connection, the column naming its item) are the record's ``settings`` model.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_reconcile.core.errors import SpecError
 from airflow_reconcile.core.registry import Registry
@@ -62,6 +65,14 @@ class ActionRecord:
         return self.closes(params) if self.closes else None
 
 
+class TargetSettings(BaseModel):
+    """A target's settings in a spec (``targets.<name>``): a target's record names its own subclass."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connection_id: str = Field(description="The Airflow connection the target's client is built from.")
+
+
 @dataclass(frozen=True)
 class TargetRecord:
     name: str
@@ -78,6 +89,8 @@ class TargetRecord:
     column_settings: Mapping[str, str] = field(default_factory=dict)
     # What to do about an operation the target refused, by the HTTP status it answered (over HINTS).
     hints: Mapping[int, str] = field(default_factory=dict)
+    # The model of ``targets.<name>`` in a spec (its connection and the settings below); None: it takes none.
+    settings: type[TargetSettings] | None = None
 
     def action(self, name: str) -> ActionRecord | None:
         return next((a for a in self.actions if a.name == name), None)

@@ -7,6 +7,7 @@ ledger (once-only), revert (its undo) and the rate limits, without touching anyt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -156,3 +157,36 @@ def test_a_registered_target_wins_over_a_builtin_of_the_same_name():
     finally:
         catalog.unregister_target("slack")
     assert catalog.target("slack").action("notify").params == ("text",)
+
+
+def test_a_registered_target_brings_its_own_settings_and_item_column():
+    from airflow_reconcile.core.catalog import TargetSettings
+
+    class PagerSettings(TargetSettings):
+        connection_id: str = "pager_default"
+        page_column: str = "page_id"
+
+    own = dataclasses.replace(PAGER, settings=PagerSettings, ref_setting="page_column")
+    catalog.register_target(own)
+    try:
+        text = SPEC.read_text().replace(
+            "targets:\n", "targets:\n  pager: {connection_id: pager_api, page_column: key}\n", 1
+        )
+        spec = parse_spec(text, origin="specs/x.yaml")
+        assert spec.targets.pager == PagerSettings(connection_id="pager_api", page_column="key")
+        assert spec.ref_column("pager") == "key"
+        assert spec.ref_column("slack") is None  # Slack's actions act on no existing item
+        with pytest.raises(SpecError, match=r"targets\.pager\.page_colum: Extra inputs are not permitted"):
+            parse_spec(text.replace("page_column: key", "page_colum: key"), origin="specs/x.yaml")
+    finally:
+        catalog.unregister_target("pager")
+    with pytest.raises(
+        SpecError, match=r"targets\.pager: no target 'pager' is registered; targets with settings: jira, slack"
+    ):
+        parse_spec(text, origin="specs/x.yaml")
+    # Without a ref_setting of its own, a target that acts on items reads Jira's issue key column (0.2).
+    catalog.register_target(PAGER)
+    try:
+        assert spec_with(PAGE_RULE).ref_column("pager") == "key"
+    finally:
+        catalog.unregister_target("pager")

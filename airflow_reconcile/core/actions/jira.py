@@ -8,8 +8,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+from pydantic import Field
+
 from airflow_reconcile.core.actions.base import BeforeWrite, no_record
-from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
+from airflow_reconcile.core.catalog import ActionRecord, TargetRecord, TargetSettings
 from airflow_reconcile.core.errors import PersistentError
 from airflow_reconcile.core.plan import Outcome
 from airflow_reconcile.core.retry import RetryPolicy
@@ -29,12 +31,22 @@ def _closes(params: Any) -> str | None:
     return "status" if str(params.get("status") or "").strip().casefold() in CLOSING_STATUSES else None
 
 
+class JiraSettings(TargetSettings):
+    """``targets.jira``."""
+
+    connection_id: str = "reconcile_jira"
+    issue_key_column: str = Field(
+        default="key", description="The actual side's column holding the issue key an action on an issue acts on."
+    )
+
+
 TARGET = TargetRecord(
     name="jira",
     executor="airflow_reconcile.core.actions.jira:JiraExecutor",
     item="issue",
     title="Jira",
     ref_setting="issue_key_column",
+    settings=JiraSettings,
     actions=(
         ActionRecord("assign", ("assignee",),
                      undo=lambda prior: ("assign", {"assignee": prior.get("assignee") or ""})),

@@ -11,12 +11,23 @@ from functools import partial
 from typing import Any
 
 from airflow_reconcile.core.actions.base import BeforeWrite, no_record
-from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
+from airflow_reconcile.core.catalog import ActionRecord, TargetRecord, TargetSettings
 from airflow_reconcile.core.errors import PersistentError
 from airflow_reconcile.core.markup import mrkdwn_entities
 from airflow_reconcile.core.plan import Outcome
 from airflow_reconcile.core.retry import RetryPolicy
 from airflow_reconcile.core.vocabulary import Status
+
+
+class SlackSettings(TargetSettings):
+    """``targets.slack``."""
+
+    connection_id: str = "reconcile_slack"
+    digest_channel: str = "#ops-reconcile"
+    team_column: str | None = None
+    channel_template: str = "#{team}"
+    post_in_shadow: bool = False
+
 
 TARGET = TargetRecord(
     name="slack",
@@ -24,7 +35,8 @@ TARGET = TargetRecord(
     item="message",
     title="Slack",
     rate=1.0,  # Slack allows about one message a second per channel
-    column_settings={"team_column": "either"},  # the team whose channel a notification goes to
+    column_settings={"team_column": "either"},
+    settings=SlackSettings,  # the team whose channel a notification goes to
     hints={404: "the channel does not exist or the app is not in it: invite the app or fix the channel, then replay"},
     actions=(
         ActionRecord("notify", ("text",), needs_ref=False, once_only=True, markup={"text": "slack_mrkdwn"},

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airflow_reconcile.core import catalog
+from airflow_reconcile.core.actions.jira import JiraSettings
+from airflow_reconcile.core.actions.slack import SlackSettings
 from airflow_reconcile.core.catalog import NO_ACTION, ActionRecord
 from airflow_reconcile.core.conditions import condition_ops
 from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
@@ -414,22 +416,38 @@ class Rule(_Model):
     )
 
 
-class JiraTarget(_Model):
-    connection_id: str = "reconcile_jira"
-    issue_key_column: str = "key"
+class Targets(BaseModel):
+    """The targets' settings, each a model of its target's record (``catalog.TargetRecord.settings``): the
+    built-in ones by name, a registered target's under its own name."""
 
+    model_config = ConfigDict(extra="allow", frozen=True)
 
-class SlackTarget(_Model):
-    connection_id: str = "reconcile_slack"
-    digest_channel: str = "#ops-reconcile"
-    team_column: str | None = None
-    channel_template: str = "#{team}"
-    post_in_shadow: bool = False
+    jira: JiraSettings = JiraSettings()
+    slack: SlackSettings = SlackSettings()
 
-
-class Targets(_Model):
-    jira: JiraTarget = JiraTarget()
-    slack: SlackTarget = SlackTarget()
+    @model_validator(mode="before")
+    @classmethod
+    def _registered(cls, given: Any) -> Any:
+        if not isinstance(given, dict):
+            return given
+        out = dict(given)
+        for name, value in given.items():
+            if name in cls.model_fields:
+                continue
+            known = [n for n in catalog.target_names() if catalog.target(n).settings is not None]
+            if name not in catalog.target_names():
+                raise ValueError(f"targets.{name}: no target {name!r} is registered; targets with settings: "
+                                 f"{', '.join(known)}")  # fmt: skip
+            model = catalog.target(name).settings
+            if model is None:
+                raise ValueError(f"targets.{name}: the {name} target takes no settings")
+            try:
+                out[name] = value if isinstance(value, model) else model.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise ValueError(f"targets.{name}{'.' + where if where else ''}: {first['msg']}") from None
+        return out
 
 
 def _default_rates() -> dict[str, float]:
@@ -706,9 +724,14 @@ class SpecModel(_Model):
 
     def ref_column(self, target: str) -> str | None:
         """The actual side's column naming the item an action of ``target`` acts on (its ``ref_setting``:
-        Jira's ``issue_key_column``); None for a target whose actions act on no existing item (Slack)."""
-        setting = catalog.target(target).ref_setting
-        return self.target_setting(target, setting) if setting else None
+        Jira's ``issue_key_column``); None for a target whose actions act on no existing item (Slack). A
+        registered target that acts on items but names no ``ref_setting`` reads Jira's, as before 0.3."""
+        record = catalog.target(target)
+        if record.ref_setting:
+            return cast("str | None", self.target_setting(target, record.ref_setting))
+        if any(a.needs_ref for a in record.actions):
+            return self.targets.jira.issue_key_column
+        return None
 
     def side(self, side: str) -> SourceSpec:
         """What the side's snapshot declares (key, columns, time zone, freshness), whichever form it has."""
