@@ -1,8 +1,8 @@
 """Derived-side benchmark: three inputs of N rows each (people, teams, tickets) joined and aggregated into the
 desired side, then the keyed diff against the actual side, in one process:
 
-- derive: the spec's DuckDB SQL in the sandbox (``core.derive.run_derive``) over the inputs read from their
-  Parquet snapshots, as the derive task reads them;
+- derive: the spec's DuckDB SQL in the sandbox (``core.derive.run_derive``) over the inputs' Parquet
+  snapshots, read in place (allowed_paths), as the derive task hands them over;
 - baseline: the same result with pandas merges and a groupby (what a user's own pre-join script does).
 
 Prints the median of 3 runs of each (derive + diff, and the derive alone), their ratio, the peak memory each
@@ -59,8 +59,8 @@ def pandas_desired(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def duckdb_desired(paths: dict[str, Path]) -> pd.DataFrame:
-    tables = {name: pq.read_table(path) for name, path in paths.items()}  # as the derive task reads them
-    return run_derive(SQL, tables, Where("bench.yaml", "sources.desired.derive.sql"), DeriveLimits()).to_pandas()
+    # As the derive task hands them over: the snapshot files, read in place by DuckDB.
+    return run_derive(SQL, paths, Where("bench.yaml", "sources.desired.derive.sql"), DeriveLimits()).to_pandas()
 
 
 def diff(desired: pd.DataFrame, actual: pd.DataFrame) -> tuple[int, int]:

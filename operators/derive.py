@@ -33,15 +33,14 @@ class DeriveSideOperator(ReconcileBaseOperator):
         import dataclasses
         from contextlib import ExitStack
 
-        import pyarrow.parquet as pq
-
         from airflow_reconcile.core.derive import DeriveError, derive_frame
         from airflow_reconcile.provider.compat import AirflowFailException
 
         manifests = {name: self.pull(context, task_id) for name, task_id in self.input_task_ids.items()}
         audit.inputs.extend(manifests.values())
         with ExitStack() as stack:
-            tables = {name: pq.read_table(stack.enter_context(self.verified_file(m))) for name, m in manifests.items()}
+            # Each input's checked snapshot file, read in place by DuckDB (only the columns the SQL needs).
+            tables = {name: stack.enter_context(self.verified_file(m)) for name, m in manifests.items()}
             try:
                 frame = derive_frame(spec, self.spec_path, self.side, tables, self.log.info)
             except DeriveError as exc:

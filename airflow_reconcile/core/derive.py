@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_reconcile.core.errors import ReconcileError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
     import pandas as pd
     import pyarrow as pa
@@ -73,21 +75,32 @@ def _message(exc: Exception, where: Where) -> str:
     return f"{where.at(sql_line)}: {said}"
 
 
-def _connect(limits: DeriveLimits) -> duckdb.DuckDBPyConnection:
+def _connect(limits: DeriveLimits, files: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+    """An in-memory database with the sandbox on before any of the spec's SQL runs: no extension loaded or
+    installed, external access off (no file, URL, ATTACH, COPY TO, INSTALL or LOAD) but for the inputs' own
+    snapshot ``files`` (DuckDB's ``allowed_paths``: read in place, only the columns the query needs), then the
+    configuration locked (no SET or PRAGMA can lift it)."""
     import duckdb
 
-    return duckdb.connect(
+    con = duckdb.connect(
         ":memory:",
         config={
             "threads": limits.threads,
             "memory_limit": limits.memory,
-            "enable_external_access": False,  # no file, URL, ATTACH, COPY TO, INSTALL or LOAD
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "allow_community_extensions": False,
-            "lock_configuration": True,  # no SET or PRAGMA can lift the above
         },
     )
+    try:
+        if files:
+            con.execute("SET allowed_paths = ?", [list(files)])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _one_select(con: duckdb.DuckDBPyConnection, sql: str, where: Where) -> None:
@@ -114,19 +127,27 @@ def _as_arrow(frame: pd.DataFrame | pa.Table) -> pa.Table:
 
 def run_derive(
     sql: str,
-    tables: Mapping[str, pd.DataFrame | pa.Table],
+    tables: Mapping[str, pd.DataFrame | pa.Table | str | Path],
     where: Where,
     limits: DeriveLimits = DeriveLimits(),
     progress: Callable[[str], None] = lambda _: None,
 ) -> pa.Table:
-    """The derived table: ``sql`` over ``tables`` (each registered under its input's name), sandboxed."""
+    """The derived table: ``sql`` over ``tables`` (each a table of its input's name: a frame, or the path of
+    its Parquet snapshot, which DuckDB reads in place), sandboxed."""
+    from pathlib import Path
+
     import duckdb
 
-    con = _connect(limits)
+    files = {name: str(Path(t).resolve()) for name, t in tables.items() if isinstance(t, str | Path)}
+    con = _connect(limits, list(files.values()))
     try:
         _one_select(con, sql, where)
         for name, frame in tables.items():
-            con.register(name, _as_arrow(frame))
+            if name in files:  # a snapshot file: read in place by the query (allowed_paths), never loaded whole
+                path = files[name].replace("'", "''")
+                con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+            else:
+                con.register(name, _as_arrow(frame))
         try:  # bound first: DuckDB's errors then name the line of the SQL
             con.execute("DESCRIBE " + sql).fetchall()
         except duckdb.Error as exc:
