@@ -33,25 +33,23 @@ class DeriveSideOperator(ReconcileBaseOperator):
         import dataclasses
         from contextlib import ExitStack
 
-        from airflow_reconcile.core.derive import DeriveError, derive_frame
+        from airflow_reconcile.core.derive import DeriveError
+        from airflow_reconcile.core.steps import derive_side
         from airflow_reconcile.provider.compat import AirflowFailException
 
         manifests = {name: self.pull(context, task_id) for name, task_id in self.input_task_ids.items()}
         audit.inputs.extend(manifests.values())
+        scope = self.run_scope(context, spec, audit)
         with ExitStack() as stack:
             # Each input's checked snapshot file, read in place by DuckDB (only the columns the SQL needs).
             tables = {name: stack.enter_context(self.verified_file(m)) for name, m in manifests.items()}
-            try:
-                frame = derive_frame(spec, self.spec_path, self.side, tables, self.log.info)
+            try:  # in a scoped run the side holds the scope's keys only, whatever its inputs held
+                frame, scope_read = derive_side(spec, self.spec_path, self.side, tables, scope, self.log.info)
             except DeriveError as exc:
                 # The same SQL on the same snapshots fails the same way: no retry.
                 raise AirflowFailException(str(exc)) from None
-        scope = self.run_scope(context, spec, audit)
-        if scope is not None:  # the side holds the scope's keys only, whatever its inputs held
-            derived = len(frame)
-            frame = scope.keep_side(spec, self.side, frame)
-            audit.details["scope_read"] = {"rows_returned": derived, "rows_in_scope": len(frame),
-                                           "narrowed": f"after the derive, by {spec.side(self.side).key[0]}"}  # fmt: skip
+        if scope_read is not None:
+            audit.details["scope_read"] = scope_read.to_dict()
         written = self.workspace(spec, context).write_frames(self.side, iter([frame]))
         manifest = dataclasses.replace(written, meta={
             "side": self.side, "policy_version": spec.policy_version,

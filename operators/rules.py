@@ -27,7 +27,7 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
 
     def run(self, context: Context, spec: Spec, audit: AuditDraft) -> dict[str, Any]:
         from airflow_reconcile.core.errors import GuardTripped
-        from airflow_reconcile.core.rules import blast_population, evaluate_rules
+        from airflow_reconcile.core.rules import blast_population
         from airflow_reconcile.provider.compat import AirflowFailException
 
         drift_m = self.pull(context, self.drift_task_id)
@@ -40,18 +40,16 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
             assert self.scope_population is not None  # run_scope refuses a scope without a full run before it
             population = int(self.scope_population["rows"])
             audit.details["population"] = {"rows": population, "from": "the newest full run"}
+        from airflow_reconcile.core.scope import ScopeError
+        from airflow_reconcile.core.steps import plan_drift
+
         try:
-            plan, summary = evaluate_rules(spec, self.read_frame(drift_m), population=population, stale=stale)
+            plan, summary = plan_drift(spec, self.read_frame(drift_m), population, stale, scope)
         except GuardTripped as exc:
             audit.details["guard"] = str(exc)
             raise AirflowFailException(f"guard tripped: {exc}") from None
-        if scope is not None:
-            from airflow_reconcile.core.scope import ScopeError, refuse_outside
-
-            try:
-                refuse_outside(spec, scope, plan)
-            except ScopeError as exc:
-                raise AirflowFailException(str(exc)) from None
+        except ScopeError as exc:  # a plan that acts outside its scope: refused whole
+            raise AirflowFailException(str(exc)) from None
         manifest = self.workspace(spec, context).write("plan", plan, policy_version=spec.policy_version)
         self.log.info("plan: %s -> %s", summary.to_dict(), manifest.uri)
         if summary.unhandled:

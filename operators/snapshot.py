@@ -33,21 +33,19 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         import dataclasses
 
         from airflow_reconcile.core.retry import RetryPolicy
-        from airflow_reconcile.core.scope import input_column, pushdown
         from airflow_reconcile.core.sources import get_source
         from airflow_reconcile.core.sources.base import read_parts
-        from airflow_reconcile.core.spec.columns import gate_key_steps
+        from airflow_reconcile.core.steps import keep_input, read_narrowing
         from airflow_reconcile.provider.lineage import source_location
         from airflow_reconcile.provider.metrics import emit
 
         source_spec = spec.input_specs()[self.side]
         retry = RetryPolicy.of(spec)
         scope = self.run_scope(context, spec, audit)
-        column = input_column(spec, self.side) if scope is not None else None
         ctx = source_context(self.spec_path, source_spec, self.log, retry)
         source = get_source(source_spec.kind)
-        pushed = scope is not None and column is not None and pushdown(spec, self.side, column)
-        if pushed:
+        column, pushed = read_narrowing(spec, self.side, scope)
+        if pushed:  # the source itself reads only the scope's keys
             assert scope is not None
             assert column is not None
             ctx = dataclasses.replace(ctx, scope=(column, tuple(scope.values())))
@@ -55,27 +53,11 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         snapshot = read_parts(source, source_spec, ctx, spec.limits.partition_rows)
         # Where it was read from (no credentials): the audit record's input and the lineage input.
         audit.inputs.append(source_location(source_spec.kind, source_spec.options, ctx.connection, snapshot.source))
-        frames = snapshot.frames
-        counts = {"rows_returned": 0, "rows_in_scope": 0}
-        if scope is not None and column is not None:
-            steps = gate_key_steps(spec, self.side).get(column, [])
-
-            def in_scope(chunks: Any) -> Any:  # the rows the source returned, then those of the scope's keys
-                for chunk in chunks:
-                    counts["rows_returned"] += len(chunk)
-                    kept = scope.keep(chunk, column, steps)
-                    counts["rows_in_scope"] += len(kept)
-                    yield kept
-
-            frames = in_scope(frames)
+        frames, scope_read = keep_input(spec, self.side, scope, snapshot.frames, pushed)
         written = self.workspace(spec, context).write_frames(self.side, frames, lambda: snapshot.schema)
-        if scope is not None:
-            narrowed = (f"in the {source_spec.kind} read, by {column}" if pushed
-                        else f"after reading, by {column}" if column
-                        else f"not narrowed: read whole (inputs.{self.side} has no scope_column)")  # fmt: skip
-            audit.details["scope_read"] = {**counts, "narrowed": narrowed} if column else {
-                "rows_returned": written.rows, "rows_in_scope": written.rows, "narrowed": narrowed}  # fmt: skip
-            self.log.info("scoped run (%d keys): %s; %s", len(scope.keys), narrowed, audit.details["scope_read"])
+        if scope is not None and scope_read is not None:
+            audit.details["scope_read"] = scope_read.to_dict()
+            self.log.info("scoped run (%d keys): %s; %s", len(scope.keys), scope_read.narrowed, scope_read.to_dict())
         audit.details["retries"] = dict(retry.retried)
         manifest = dataclasses.replace(
             written, meta={"side": self.side, "policy_version": spec.policy_version, **snapshot.meta()}

@@ -192,26 +192,16 @@ def plan_locally(
     a run scope: every input is read whole (a local plan has no full run before it: the guard's population
     and the freshness are the whole sources'), then every side is kept to the keys, with no row-count bounds."""
     from airflow_reconcile.core.derive import derive_frame
-    from airflow_reconcile.core.rules import blast_population, evaluate_rules, guard_problem
-    from airflow_reconcile.core.scope import input_column, refuse_outside, scope_of
+    from airflow_reconcile.core.rules import blast_population, guard_problem
+    from airflow_reconcile.core.scope import scope_of
     from airflow_reconcile.core.sources.base import finish
     from airflow_reconcile.core.sources.files import read_file
-    from airflow_reconcile.core.spec.columns import gate_key_steps, key_steps
+    from airflow_reconcile.core.steps import derive_side, keep_input, plan_drift
 
     now = now or datetime.now(UTC)
     scope = scope_of(spec, list(keys), "--keys") if keys else None
     reads: dict[str, dict[str, Any]] = {}
     before: dict[str, int] = {}  # a side's rows before the scope's filter
-
-    def narrowed(name: str, frame: pd.DataFrame, column: str | None, steps: Sequence[str]) -> pd.DataFrame:
-        if scope is None or column is None:
-            return frame
-        import pandas as pd
-
-        typed = scope.as_integers("--keys") if pd.api.types.is_integer_dtype(frame[column]) else scope
-        kept = typed.keep(frame, column, steps)
-        reads[name] = {"rows_returned": len(frame), "rows_in_scope": len(kept)}
-        return kept
 
     given = {side: path for side, path in (("desired", desired), ("actual", actual)) if path}
     files = dict(inputs or {})
@@ -230,13 +220,15 @@ def plan_locally(
     needed = [n for n in spec.input_specs() if any(side not in given or spec.side_input(side) == n
                                                     for side in spec.inputs_of(n))]  # fmt: skip
     for name in needed:
-        column = input_column(spec, name) if scope is not None else None
         frame, origins[name] = read_input(spec, name, spec_path, files.get(name), read_options, contexts)
         whole[name] = frame
         for side in SIDES:
             if spec.side_input(side) == name:
                 before[side] = len(frame)
-        frames[name] = narrowed(name, frame, column, gate_key_steps(spec, name).get(column or "", []))
+        kept, read = keep_input(spec, name, scope, [frame])  # an input read whole stays the very frame
+        frames[name] = next(kept)
+        if read is not None:
+            reads[name] = read.to_dict()
         quality[name] = _gate(spec, name, frames[name], scope is not None)
     sides: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -250,17 +242,23 @@ def plan_locally(
         if side in given:
             frame = read_file(given[side], **(dict(read_options) if read_options else {}))
             frame = finish(frame, spec.side(side), given[side], f"--{side} {given[side]}")
-            sources[side] = given[side]
+            sources[side], before[side] = given[side], len(frame)
+            if scope is not None:
+                reads[side] = {"rows_returned": len(frame), "narrowed": f"after reading, by {spec.side(side).key[0]}"}
+                frame = scope.keep_side(spec, side, frame)
+                reads[side]["rows_in_scope"] = len(frame)
+            sides[side] = frame
         else:
             derive = spec.derive_of(side)
             assert derive is not None
-            frame = derive_frame(spec, spec_path, side, frames, lambda _: None)
+            sides[side], read = derive_side(spec, spec_path, side, frames, scope)
             sources[side] = f"derive({', '.join(derive.inputs)})"
-        # The guard's base: the side of a full run (a derive over whole inputs, where a scope narrowed some).
-        scoped_inputs = side not in given and any(frames[n] is not whole[n] for n in spec.side_inputs(side))
-        before[side] = len(derive_frame(spec, spec_path, side, whole, lambda _: None) if scoped_inputs else frame)
-        column = spec.side(side).key[0]
-        sides[side] = narrowed(side, frame, column if scope else None, key_steps(spec, side).get(column, []))
+            # The guard's base: the side of a full run (the derive over the whole inputs, where a scope narrowed).
+            scoped_inputs = any(frames[n] is not whole[n] for n in spec.side_inputs(side))
+            full = derive_frame(spec, spec_path, side, whole, lambda _: None) if scoped_inputs else None
+            before[side] = len(full) if full is not None else (read.rows_returned if read else len(sides[side]))
+            if read is not None:
+                reads[side] = read.to_dict()
         quality[side] = _gate(spec, side, sides[side], scope is not None)
     if not all(q.success for q in quality.values()):
         return LocalPlan(spec, sources, quality, None, None, None, False, now)
@@ -270,13 +268,12 @@ def plan_locally(
     population = blast_population(report.desired_rows, report.actual_rows)
     if scope is not None:
         population = blast_population(before.get("desired", 0), before.get("actual", 0))
-    plan, summary = evaluate_rules(spec, rows, population=population, stale=stale, now=now, enforce_guards=False)
     if scope is not None:
         import pandas as pd
 
         if pd.api.types.is_integer_dtype(sides["desired"][scope.column]):  # keys as the diff compares them
             scope = scope.as_integers("--keys")
-        refuse_outside(spec, scope, plan)
+    plan, summary = plan_drift(spec, rows, population, stale, scope, now=now, enforce_guards=False)
     guard = guard_problem(spec, plan, population)
     unmatched = None
     if scope is not None:

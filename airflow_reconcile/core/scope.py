@@ -66,8 +66,13 @@ class Scope:
         return text_key(values.astype("string"), steps).isin(wanted).fillna(False).astype(bool)
 
     def keep(self, frame: pd.DataFrame, column: str, steps: Sequence[str] = ()) -> pd.DataFrame:
-        """The rows of ``frame`` whose ``column`` is one of the scope's keys."""
-        return frame[self.mask(frame[column], steps).to_numpy()]
+        """The rows of ``frame`` whose ``column`` is one of the scope's keys (an integer column's as integers:
+        a key that is none is an error, never a silent miss)."""
+        import pandas as pd
+
+        integers = not self.integers and pd.api.types.is_integer_dtype(frame[column]) and not steps
+        scope = self.as_integers() if integers else self
+        return frame[scope.mask(frame[column], steps).to_numpy()]
 
     def unmatched(self, spec: Spec, desired: pd.Series, actual: pd.Series) -> list[str]:
         """The scope's keys on neither side (``desired`` / ``actual``: the sides' key columns): a typo, a key

@@ -186,7 +186,10 @@ def test_a_scoped_plan_reads_acts_and_reports_only_its_keys(tmp_path):
     assert result.scope_unmatched == ["INC0"]  # on neither side: nothing planned, and the plan says so
     assert result.report.unexpected == 0  # the closed incident's ticket is outside the scope: not "unexpected"
     assert closed not in set(result.plan["entity"])
-    assert result.scope_reads["tickets"] == {"rows_returned": len(scenario.issues), "rows_in_scope": 1}
+    assert result.scope_reads["tickets"] == {"rows_returned": len(scenario.issues), "rows_in_scope": 1,
+                                             "narrowed": "after reading, by number"}  # fmt: skip
+    assert result.scope_reads["roster"]["narrowed"].startswith("not narrowed")
+    assert result.scope_reads["desired"]["narrowed"] == "after the derive, by number"
     assert result.scope_reads["incidents"]["rows_in_scope"] < result.scope_reads["incidents"]["rows_returned"]
     # The gate's min_rows (1) holds for full runs only: a scope whose keys have no ticket still plans.
     assert result.quality["tickets"].success
