@@ -251,15 +251,19 @@ class JiraStandIn(StandIn):
     def search(self, query: dict[str, Any], **_: Any) -> dict[str, Any]:
         if self.cloud:
             raise Reply(410, {"errorMessages": ["The requested API has been removed. Please use /search/jql."]})
-        # Server/DC validates the query unless told not to: a key that does not exist fails the whole search.
-        strict = str(query.get("validateQuery", "true")).casefold() not in ("false", "none", "warn", "0")
-        matches = self._run_jql(str(query.get("jql", "")), validate=strict)
+        # Server/DC validates the query (strict) unless told to warn or not to: a key that does not exist fails
+        # the whole strict search, and is a warning of a "warn" one.
+        mode = str(query.get("validateQuery", "true")).casefold()
+        warnings: list[str] = []
+        matches = self._run_jql(str(query.get("jql", "")), validate=mode in ("true", "strict"),
+                                warnings=warnings if mode == "warn" else None)  # fmt: skip
         start = int(query.get("startAt", 0))
         size = min(int(query.get("maxResults", 50)), 100)
         fields = self._field_list(query.get("fields"))
         page = matches[start : start + size]
         return {"startAt": start, "maxResults": size, "total": len(matches),
-                "issues": [self._project(i, fields) for i in page]}  # fmt: skip
+                "issues": [self._project(i, fields) for i in page],
+                **({"warningMessages": warnings} if warnings else {})}  # fmt: skip
 
     def user_search(self, query: dict[str, Any], **_: Any) -> list[dict[str, Any]]:
         term = str(query.get("query" if self.cloud else "username", "")).casefold()
@@ -415,7 +419,7 @@ class JiraStandIn(StandIn):
             return fields.get(f)
         raise _jira_error(400, f"Field '{field}' does not exist or you do not have permission to view it.")
 
-    def _run_jql(self, jql: str, validate: bool = False) -> list[dict[str, Any]]:
+    def _run_jql(self, jql: str, validate: bool = False, warnings: list[str] | None = None) -> list[dict[str, Any]]:
         tokens = _tokens(jql)
         order: list[tuple[str, bool]] = []
         lowered = [t.casefold() if not q else None for t, q in tokens]
@@ -446,13 +450,22 @@ class JiraStandIn(StandIn):
                 raise _jira_error(400, "This stand-in supports AND only.")
             else:
                 clauses[-1].append((tok, quoted))
-        if validate:
+        if validate or warnings is not None:
             for clause in clauses:
                 if len(clause) > 2 and clause[0][0].casefold() == "key" and clause[1][0].casefold() in ("in", "="):
                     named = [t for t, q in clause[2:] if q or t not in ("(", ")", ",")]
-                    absent = [k for k in named if k.upper() not in self.issues]
-                    if absent:
-                        raise _jira_error(400, f"An issue with key '{absent[0]}' does not exist for field 'key'.")
+                    absent = [f"An issue with key '{k}' does not exist for field 'key'."
+                              for k in named if k.upper() not in self.issues]  # fmt: skip
+                    if absent and warnings is None:
+                        raise _jira_error(400, absent[0])
+                    (warnings if warnings is not None else []).extend(absent)
+                if len(clause) > 2 and clause[0][0].casefold() == "status":  # a status no workflow has
+                    named = [t for t, q in clause[2:] if q or t not in ("(", ")", ",", "in", "not")]
+                    unknown = [f"The value '{v}' does not exist for the field 'status'."
+                               for v in named if v.casefold() not in {x.casefold() for x in STATUSES}]  # fmt: skip
+                    if unknown and warnings is None:
+                        raise _jira_error(400, unknown[0])
+                    (warnings if warnings is not None else []).extend(unknown)
         tests = [self._clause(c) for c in clauses if c]
         result = [i for i in self._searchable() if all(t(i) for t in tests)]
         for field, desc in reversed(order or [("key", False)]):

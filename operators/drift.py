@@ -60,18 +60,13 @@ class DetectDriftOperator(ReconcileBaseOperator):
                         len(unmatched), len(scope.keys), ", ".join(unmatched[:20]),
                     )  # fmt: skip
             if scope is None:  # a full run: the population later scoped runs' guards are taken against
-                import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                from airflow_reconcile.core.scope import population_of
+                from airflow_reconcile.core.scope import key_kind, population_of
 
-                key = spec.side("desired").key
-                kind = (
-                    "integer"
-                    if len(key) == 1 and pa.types.is_integer(pq.read_schema(desired).field(key[0]).type)
-                    else "text"
-                )
-                audit.details["population"] = population_of(report.desired_rows, report.actual_rows, kind)
+                kinds = {side: key_kind(pq.read_schema(path).field(spec.side(side).key[0]).type)
+                         for side, path in (("desired", desired), ("actual", actual))}  # fmt: skip
+                audit.details["population"] = population_of(report.desired_rows, report.actual_rows, kinds)
         counts = {k: v for k, v in report.to_dict().items() if k != "sample"}
         # The counts are known once every part is written; they describe the file, they are not in it.
         manifest = dataclasses.replace(written, meta={"policy_version": spec.policy_version, **counts})

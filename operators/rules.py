@@ -37,7 +37,8 @@ class EvaluateRulesOperator(ReconcileBaseOperator):
         population = blast_population(drift_m["meta"]["desired_rows"], drift_m["meta"]["actual_rows"])
         scope = self.run_scope(context, spec, audit)
         if scope is not None:  # never the scope's own size: a few keys would always look like a mass change
-            assert self.scope_population is not None  # run_scope refuses a scope without a full run before it
+            if self.scope_population is None:  # run_scope refuses such a scope first; never the scope's size
+                raise AirflowFailException(f"{spec.dag_id}: a scoped run needs a full run before it")
             population = int(self.scope_population["rows"])
             audit.details["population"] = {"rows": population, "from": "the newest full run"}
         from airflow_reconcile.core.scope import ScopeError

@@ -35,7 +35,7 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         from airflow_reconcile.core.retry import RetryPolicy
         from airflow_reconcile.core.sources import get_source
         from airflow_reconcile.core.sources.base import read_parts
-        from airflow_reconcile.core.steps import keep_input, read_narrowing
+        from airflow_reconcile.core.steps import keep_input, pushed_keys, read_narrowing
         from airflow_reconcile.provider.lineage import source_location
         from airflow_reconcile.provider.metrics import emit
 
@@ -48,7 +48,7 @@ class ReadSnapshotOperator(ReconcileBaseOperator):
         if pushed:  # the source itself reads only the scope's keys
             assert scope is not None
             assert column is not None
-            ctx = dataclasses.replace(ctx, scope=(column, tuple(scope.values())))
+            ctx = dataclasses.replace(ctx, scope=(column, pushed_keys(spec, self.side, scope, self.scope_population)))
         # A file is read limits.partition_rows rows at a time, each chunk written as it comes.
         snapshot = read_parts(source, source_spec, ctx, spec.limits.partition_rows)
         # Where it was read from (no credentials): the audit record's input and the lineage input.

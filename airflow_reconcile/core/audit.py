@@ -17,11 +17,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from airflow_reconcile.core.audit_chains import (
+from airflow_reconcile.core.audit_chains import (  # the tables and chains, importable from here as before  # noqa: F401 - as before the split
     AUDIT_CHAIN,
     AUDIT_LOCK,
+    CHAINED,
     CHAINS,
     LEDGER_CHAIN,
+    LEDGER_CHAINED,
     LEDGER_LOCK,
     SEAL,
     Chain,
@@ -29,6 +31,7 @@ from airflow_reconcile.core.audit_chains import (
     audit_records,
     ledger_events,
     ledger_fields,
+    metadata,
 )
 from airflow_reconcile.core.audit_verify import AuditVerification
 from airflow_reconcile.core.audit_views import AuditViews

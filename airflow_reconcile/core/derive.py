@@ -145,7 +145,10 @@ def run_derive(
         for name, frame in tables.items():
             if name in files:  # a snapshot file: read in place by the query (allowed_paths), never loaded whole
                 path = files[name].replace("'", "''")
-                con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+                # Never columns from the folder names (a workspace under ".../env=prod/" is no partition).
+                con.execute(
+                    f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}', hive_partitioning = false)"
+                )
             else:
                 con.register(name, _as_arrow(frame))
         try:  # bound first: DuckDB's errors then name the line of the SQL

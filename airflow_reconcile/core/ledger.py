@@ -37,7 +37,7 @@ from airflow_reconcile.core.audit_chains import (
     ledger_fields,
     metadata,
 )
-from airflow_reconcile.core.errors import LedgerConflict, WriteUncertain
+from airflow_reconcile.core.errors import LedgerConflict, SpecError, WriteUncertain
 from airflow_reconcile.core.integrity import Verification, state_digest
 from airflow_reconcile.core.redact import redact
 from airflow_reconcile.core.vocabulary import (
@@ -96,7 +96,11 @@ def hint_for(outcome: Outcome, target: str | None = None) -> str | None:
     """What an operator should do about a dead-lettered operation, from its error and its target's record."""
     if outcome.status != Status.DEAD_LETTERED:
         return None
-    record = catalog.target(target) if target else catalog.TargetRecord("target", (), "", title="the target")
+    generic = catalog.TargetRecord("target", (), "", title="the target")
+    try:
+        record = catalog.target(target) if target else generic
+    except SpecError:  # a target no longer registered: the outcome is recorded all the same
+        record = generic
     found = record.hint(outcome.http_status)  # the status the target answered, never a number in the message
     if found:
         return found

@@ -268,11 +268,11 @@ def plan_locally(
     population = blast_population(report.desired_rows, report.actual_rows)
     if scope is not None:
         population = blast_population(before.get("desired", 0), before.get("actual", 0))
-    if scope is not None:
-        import pandas as pd
+    if scope is not None:  # keys as the diff compares them: text or integers only, as a scoped DAG run
+        from airflow_reconcile.core.scope import frame_key_kind, typed
 
-        if pd.api.types.is_integer_dtype(sides["desired"][scope.column]):  # keys as the diff compares them
-            scope = scope.as_integers("--keys")
+        kinds = {side: frame_key_kind(sides[side][spec.side(side).key[0]]) for side in SIDES}
+        scope = typed(scope, kinds, spec, "--keys")
     plan, summary = plan_drift(spec, rows, population, stale, scope, now=now, enforce_guards=False)
     guard = guard_problem(spec, plan, population)
     unmatched = None

@@ -38,9 +38,12 @@ class Scope:
     def to_dict(self) -> dict[str, Any]:
         return {"column": self.column, "count": len(self.keys), "keys": list(self.keys)}
 
-    def values(self) -> list[str] | list[int]:
-        """The keys as a source binds them: integers for an integer key column, else text."""
-        return [int(k) for k in self.keys] if self.integers else list(self.keys)
+    def values(self, integers: bool | None = None) -> list[str] | list[int]:
+        """The keys as a source binds them: integers where the column read holds integers (``integers``; by
+        default the desired side's key column), else text."""
+        if integers if integers is not None else self.integers:
+            return list(dict.fromkeys(int(k) for k in self.keys if INTEGER.fullmatch(k)))
+        return list(self.keys)
 
     def as_integers(self, where: str = "run parameter keys") -> Scope:
         """The scope of an integer key column: every key an integer (ASCII digits, an optional minus), in
@@ -54,25 +57,22 @@ class Scope:
         return Scope(self.column, tuple(dict.fromkeys(str(int(k)) for k in self.keys)), integers=True)
 
     def mask(self, values: pd.Series, steps: Sequence[str] = ()) -> pd.Series:
-        """Which of ``values`` (a key column) are in the scope, compared as the diff compares keys: as text
-        after the key's normalise steps (``core.drift.text_key``; an integer column's ``5`` is the key ``"5"``)."""
+        """Which of ``values`` (a key column) are in the scope, compared as the diff compares keys: an integer
+        column as integers (``007`` is ``7``; a key that is no integer is in no such column), any other as
+        text after the key's normalise steps (``core.drift.text_key``)."""
         import pandas as pd
 
         from airflow_reconcile.core.drift import text_key
 
-        wanted = set(text_key(pd.Series(list(self.keys), dtype="string"), steps).dropna())
         if pd.api.types.is_integer_dtype(values) and not steps:
+            wanted = {str(int(k)) for k in self.keys if INTEGER.fullmatch(k)}
             return values.astype("string").isin(wanted).fillna(False).astype(bool)
+        wanted = set(text_key(pd.Series(list(self.keys), dtype="string"), steps).dropna())
         return text_key(values.astype("string"), steps).isin(wanted).fillna(False).astype(bool)
 
     def keep(self, frame: pd.DataFrame, column: str, steps: Sequence[str] = ()) -> pd.DataFrame:
-        """The rows of ``frame`` whose ``column`` is one of the scope's keys (an integer column's as integers:
-        a key that is none is an error, never a silent miss)."""
-        import pandas as pd
-
-        integers = not self.integers and pd.api.types.is_integer_dtype(frame[column]) and not steps
-        scope = self.as_integers() if integers else self
-        return frame[scope.mask(frame[column], steps).to_numpy()]
+        """The rows of ``frame`` whose ``column`` is one of the scope's keys."""
+        return frame[self.mask(frame[column], steps).to_numpy()]
 
     def unmatched(self, spec: Spec, desired: pd.Series, actual: pd.Series) -> list[str]:
         """The scope's keys on neither side (``desired`` / ``actual``: the sides' key columns): a typo, a key
@@ -129,13 +129,50 @@ def scope_of(spec: Spec, given: Any, where: str = "run parameter keys") -> Scope
 
 def check_against(scope: Scope, population: Mapping[str, Any] | None, spec: Spec) -> Scope:
     """The scope as the newest full run's population says the keys are: a scoped run needs that run (its
-    rows are the blast-radius base), and keys of its type (canonical integers for an integer key)."""
+    rows are the blast-radius base), key columns of text or integers on both sides (a date, time, UUID or
+    number key is compared by the diff in a canonical form a scope does not reproduce: refused, never a
+    silent miss), and keys of the desired side's type (canonical integers for an integer key)."""
     if population is None:
         raise ScopeError(
-            f"{spec.dag_id}: a scoped run needs a full run before it (its row count is the blast-radius base); "
-            "run the reconciliation once without keys"
+            f"{spec.dag_id}: a scoped run needs a full run before it (its row count is the blast-radius base), "
+            f"and none is among the newest {LOOKBACK:,} drift records; run the reconciliation once without keys"
         )
-    return scope.as_integers() if population.get("key_kind") == "integer" else scope
+    kinds = dict(population.get("key_kinds") or {"desired": population.get("key_kind", "text")})
+    return typed(scope, kinds, spec)
+
+
+def typed(scope: Scope, kinds: Mapping[str, str], spec: Spec, where: str = "run parameter keys") -> Scope:
+    """The scope for sides whose key columns are of ``kinds`` (side -> ``key_kind``): refused where one is
+    neither text nor integers, canonical integers where the desired side's are."""
+    other = {side: kind for side, kind in kinds.items() if kind not in ("integer", "text")}
+    if other:
+        side, kind = next(iter(other.items()))
+        raise ScopeError(
+            f"{where}: the {side} side's key {spec.side(side).key[0]} holds {kind} values, which the diff "
+            "compares in a canonical form; a run scope needs text or integer keys: run without keys"
+        )
+    return scope.as_integers(where) if kinds.get("desired") == "integer" else scope
+
+
+def frame_key_kind(values: pd.Series) -> str:
+    """``key_kind`` of a key column in memory (``reconcile plan``)."""
+    import pyarrow as pa
+
+    try:
+        return key_kind(pa.Array.from_pandas(values).type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # objects Arrow cannot type (UUIDs, mixed values)
+        return "objects"
+
+
+def key_kind(arrow_type: Any) -> str:
+    """A key column's kind as a scope meets it: ``integer``, ``text``, or the Arrow type's name otherwise."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_null(arrow_type):
+        return "text"
+    return str(arrow_type)
 
 
 def input_column(spec: Spec, name: str) -> str | None:
@@ -163,9 +200,10 @@ def pushdown(spec: Spec, name: str, column: str) -> bool:
     return not text_steps(gate_key_steps(spec, name).get(column, []))
 
 
-def population_of(desired_rows: int, actual_rows: int, key_kind: str) -> dict[str, Any]:
-    """What a full run's drift task records as the base of later scoped runs' guards."""
-    return {"rows": max(int(desired_rows), int(actual_rows)), "key_kind": key_kind}
+def population_of(desired_rows: int, actual_rows: int, kinds: Mapping[str, str]) -> dict[str, Any]:
+    """What a full run's drift task records as the base of later scoped runs' guards: the rows, and each
+    side's key kind (``key_kind``: the desired side's, as 0.3.0 recorded it)."""
+    return {"rows": max(int(desired_rows), int(actual_rows)), "key_kind": kinds["desired"], "key_kinds": dict(kinds)}
 
 
 def last_full_population(records: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:

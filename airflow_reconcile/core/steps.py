@@ -45,6 +45,15 @@ def read_narrowing(spec: Spec, name: str, scope: Scope | None) -> tuple[str | No
     return column, column is not None and pushdown(spec, name, column)
 
 
+def pushed_keys(spec: Spec, name: str, scope: Scope, population: Mapping[str, Any] | None) -> tuple[str | int, ...]:
+    """The keys a source that narrows its read binds for input ``name``: integers where the newest full run
+    saw that input's key column hold integers (an input that is a side), else text (the SQL source then
+    compares the column as text, so a text column never meets integer parameters, nor the reverse)."""
+    kinds = dict((population or {}).get("key_kinds") or {})
+    sides = [side for side in ("desired", "actual") if spec.side_input(side) == name]
+    return tuple(scope.values(bool(sides) and kinds.get(sides[0]) == "integer"))
+
+
 def keep_input(
     spec: Spec, name: str, scope: Scope | None, chunks: Iterable[pd.DataFrame], pushed: bool = False
 ) -> tuple[Iterator[pd.DataFrame], ScopeRead | None]:

@@ -190,3 +190,19 @@ def test_a_registered_target_brings_its_own_settings_and_item_column():
         assert spec_with(PAGE_RULE).ref_column("pager") == "key"
     finally:
         catalog.unregister_target("pager")
+
+
+def test_a_registered_target_without_its_settings_block_takes_its_models_defaults():
+    from airflow_reconcile.core.catalog import TargetSettings
+
+    class PagerSettings(TargetSettings):
+        connection_id: str = "pager_default"
+        page_column: str = "key"
+
+    catalog.register_target(dataclasses.replace(PAGER, settings=PagerSettings, ref_setting="page_column"))
+    try:
+        spec = spec_with(PAGE_RULE)  # no targets.pager in the spec
+        assert spec.ref_column("pager") == "key"
+        assert spec.target_setting("pager", "connection_id") == "pager_default"
+    finally:
+        catalog.unregister_target("pager")

@@ -354,11 +354,16 @@ def test_the_shipped_derived_example_at_rest_plans_nothing_full_or_scoped(tmp_pa
 def test_a_snapshot_file_is_read_in_place_and_nothing_beside_it(tmp_path):
     """The derive task hands DuckDB its inputs' checked Parquet files (allowed_paths: those files only);
     another file in the same folder, or writing anything, stays refused."""
-    roster = tmp_path / "roster.parquet"
+    folder = tmp_path / "status=bogus"  # a folder name that Hive partitioning would read as a column
+    folder.mkdir()
+    roster = folder / "roster.parquet"
     ROSTER.to_parquet(roster, index=False)
-    ROSTER.to_parquet(tmp_path / "other.parquet", index=False)
+    ROSTER.to_parquet(folder / "other.parquet", index=False)
     result = run_derive('select "group", status from roster order by "group"', {"roster": roster}, WHERE)
-    assert result.num_rows == len(ROSTER)
+    assert result.to_pandas().equals(run_derive('select "group", status from roster order by "group"',
+                                                {"roster": ROSTER}, WHERE).to_pandas())  # fmt: skip
+    assert "bogus" not in result.column("status").to_pylist()
+    tmp_path = folder
     for sql in (f"select * from read_parquet('{tmp_path / 'other.parquet'}')", f"select * from '{tmp_path}/*.parquet'"):
         with pytest.raises(DeriveError, match="file system operations are disabled"):
             run_derive(sql, {"roster": roster}, WHERE)

@@ -137,7 +137,7 @@ def test_the_sql_read_is_narrowed_in_the_database_with_bound_parameters(tmp_path
 def test_the_jira_read_is_narrowed_by_issue_key_even_to_keys_that_do_not_exist(jira_standin, jira_client):
     scenario = stale_incident_groups()
     jira_standin.seed(scenario.jira_seed())
-    source = SourceSpec(kind="jira", options={"jql": 'status != "order by x" ORDER BY key',
+    source = SourceSpec(kind="jira", options={"jql": 'issuetype != "order by x" ORDER BY key',
                                               "fields": {"key": "key", "number": "Incident"}}, key=["key"])  # fmt: skip
     wanted = [i["key"] for i in scenario.issues[:3]]
     ctx = SourceContext(origin="s.yaml", client_factory=lambda: jira_client, scope=("key", (*wanted, "INC-99999")))
@@ -149,9 +149,15 @@ def test_the_jira_read_is_narrowed_by_issue_key_even_to_keys_that_do_not_exist(j
     assert f'AND key in ("{wanted[0]}"' in sent
     assert "ORDER BY key" in sent
     assert '"order by x") AND' in sent
-    # Server/DC refuses a validated search that names a key that does not exist: the scoped read asks not to.
+    # Server/DC refuses a validated search that names a key that does not exist: the scoped read asks for
+    # warnings instead, and accepts only that one, for the scope's own keys.
     with pytest.raises(Exception, match="does not exist for field 'key'"):
         jira_client.search_issues('key in ("INC-99999")', validate_query=True)
+    from airflow_reconcile.core.errors import SourceError
+
+    stale = source.model_copy(update={"options": {**source.options, "jql": 'status = "Retired" ORDER BY key'}})
+    with pytest.raises(SourceError, match=r"Jira warned about the search \(The value 'Retired' does not exist"):
+        get_source("jira").read(stale, ctx)  # a full run would fail on it: a scoped one never reads nothing instead
 
 
 def test_a_read_is_narrowed_in_the_source_only_where_its_values_are_the_keys(tmp_path):
@@ -213,3 +219,37 @@ def test_plan_keys_on_the_command_line(tmp_path):
     plan = json.loads(result.stdout)
     assert plan["scope"]["keys"] == [moved]
     assert [a["entity"] for a in plan["actions"]] == [moved]
+
+
+def test_keys_meet_each_columns_own_type_and_keys_the_diff_canonicalises_are_refused(spec):
+    from airflow_reconcile.core.scope import typed
+    from airflow_reconcile.core.steps import pushed_keys
+
+    scope = scope_of(spec, ["7", "007", "svc-1"])
+    # An integer column: integer keys as integers (007 is 7); a text key is in no integer column, no error.
+    assert Scope("id", scope.keys).mask(pd.Series([7, 8])).tolist() == [True, False]
+    assert Scope("id", scope.keys).mask(pd.Series(["7", "007", "svc-1"])).tolist() == [True, True, True]
+    # Bound per input: integers only where that input's own key column held integers in the full run.
+    both = check_against(scope_of(spec, ["7", "12"]), {"rows": 9, "key_kinds": {"desired": "integer",
+                                                                                "actual": "text"}}, spec)  # fmt: skip
+    assert pushed_keys(spec, "desired", both, {"key_kinds": {"desired": "integer", "actual": "text"}}) == (7, 12)
+    assert pushed_keys(spec, "actual", both, {"key_kinds": {"desired": "integer", "actual": "text"}}) == ("7", "12")
+    for kinds in ({"desired": "text", "actual": "timestamp[us, tz=UTC]"}, {"desired": "objects", "actual": "text"}):
+        with pytest.raises(ScopeError, match="a run scope needs text or integer keys: run without keys"):
+            typed(scope, kinds, spec)
+
+
+def test_an_integer_desired_key_and_a_text_actual_column_both_narrow_in_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("create table t (id integer, label text)")
+        conn.execute(sa.text("insert into t values (:id, :label)"), [{"id": i, "label": str(i)} for i in range(50)])
+    # label: text made by an expression (no column affinity: SQLite compares it with integers as unequal)
+    source = SourceSpec(kind="sql", options={"query": "select id, id || '' as label from t"}, key=["id"])
+    for column, keys in (("id", (7, 12)), ("label", ("7", "12"))):
+        ctx = SourceContext(origin="s.yaml", connection={"url": url}, scope=(column, keys))
+        assert sorted(get_source("sql").read(source, ctx).frame["id"]) == [7, 12]
+    # The text column against integer parameters is what the per-input binding avoids: SQLite finds nothing.
+    wrong = SourceContext(origin="s.yaml", connection={"url": url}, scope=("label", (7, 12)))
+    assert len(get_source("sql").read(source, wrong).frame) == 0

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from pydantic import Field
-
 from airflow_reconcile.core.actions.base import BeforeWrite, no_record
-from airflow_reconcile.core.catalog import ActionRecord, TargetRecord, TargetSettings
+from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
 from airflow_reconcile.core.errors import PersistentError
 from airflow_reconcile.core.plan import Outcome
 from airflow_reconcile.core.retry import RetryPolicy
+from airflow_reconcile.core.target_settings import JiraSettings
 from airflow_reconcile.core.vocabulary import Status
 
 T = TypeVar("T")
@@ -29,15 +28,6 @@ CLOSING_CATEGORY = "done"
 
 def _closes(params: Any) -> str | None:
     return "status" if str(params.get("status") or "").strip().casefold() in CLOSING_STATUSES else None
-
-
-class JiraSettings(TargetSettings):
-    """``targets.jira``."""
-
-    connection_id: str = "reconcile_jira"
-    issue_key_column: str = Field(
-        default="key", description="The actual side's column holding the issue key an action on an issue acts on."
-    )
 
 
 TARGET = TargetRecord(

@@ -11,23 +11,13 @@ from functools import partial
 from typing import Any
 
 from airflow_reconcile.core.actions.base import BeforeWrite, no_record
-from airflow_reconcile.core.catalog import ActionRecord, TargetRecord, TargetSettings
+from airflow_reconcile.core.catalog import ActionRecord, TargetRecord
 from airflow_reconcile.core.errors import PersistentError
 from airflow_reconcile.core.markup import mrkdwn_entities
 from airflow_reconcile.core.plan import Outcome
 from airflow_reconcile.core.retry import RetryPolicy
+from airflow_reconcile.core.target_settings import SlackSettings
 from airflow_reconcile.core.vocabulary import Status
-
-
-class SlackSettings(TargetSettings):
-    """``targets.slack``."""
-
-    connection_id: str = "reconcile_slack"
-    digest_channel: str = "#ops-reconcile"
-    team_column: str | None = None
-    channel_template: str = "#{team}"
-    post_in_shadow: bool = False
-
 
 TARGET = TargetRecord(
     name="slack",

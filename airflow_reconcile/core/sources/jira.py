@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from airflow_reconcile.core.spec import SourceSpec
 
 PAGE_SIZE = 100
+# Jira's warning for a key of a scoped search that names no issue (validateQuery=warn): the only one allowed.
+MISSING_KEY = re.compile(r"(?:An issue with key|The issue key) '([^']+)' (?:does not exist for|for) field 'key'")
 
 
 USER_IDS = ("name", "emailAddress", "accountId")  # Server/DC: name; Cloud: e-mail if visible, else account id
@@ -43,7 +46,6 @@ def _jql_text(value: str) -> str:
 
 def _order_by_at(jql: str) -> int | None:
     """Where the JQL's ``ORDER BY`` starts, outside quoted text (``summary ~ "order by"`` is no ORDER BY)."""
-    import re
 
     quote, index, found = "", 0, None
     while index < len(jql):
@@ -78,7 +80,8 @@ def scoped_jql(jql: str, keys: Sequence[str | int] | None) -> str:
         return jql
     at = _order_by_at(jql)
     head, order = (jql, "") if at is None else (jql[:at], " " + jql[at:].strip())
-    return f"({head.strip()}) AND key in ({', '.join(_jql_text(str(k)) for k in keys)}){order}"
+    keyed = f"key in ({', '.join(_jql_text(str(k)) for k in keys)})"
+    return f"({head.strip()}) AND {keyed}{order}" if head.strip() else f"{keyed}{order}"
 
 
 class JiraSource:
@@ -113,8 +116,10 @@ class JiraSource:
             rows: list[dict[str, Any]] = []
             progress = ctx.tracker("jira", spec)
             # A scoped search names keys that may not exist (yet, or any more): Server/DC refuses the whole
-            # search then unless the query is not validated (Cloud's /search/jql returns no row for them).
-            for issues, total in self._pages(client, jql, wanted, ctx.retry, validate=scope is None):
+            # search then, so it is validated with warnings instead, and any warning but "no such issue" for
+            # one of the scope's keys still stops the read (Cloud's /search/jql returns no row for them).
+            scoped = None if scope is None else {str(k).upper() for k in scope[1]}
+            for issues, total in self._pages(client, jql, wanted, ctx.retry, scoped, ctx.origin):
                 for issue in issues:
                     fields = issue.get("fields", {})
                     rows.append(
@@ -127,7 +132,9 @@ class JiraSource:
         return Snapshot(frame=finish(frame, spec, "Jira", ctx.origin), source="jira", taken_at=now_utc())
 
     @staticmethod
-    def _pages(client: Any, jql: str, fields: list[str], retry: RetryPolicy, validate: bool = True) -> Any:
+    def _pages(
+        client: Any, jql: str, fields: list[str], retry: RetryPolicy, scoped: set[str] | None = None, origin: str = ""
+    ) -> Any:
         """(issues, total or None) per page: Server/DC page by ``startAt``; Cloud only by page token
         (``/search/jql``; the old ``/search`` is gone there and gives no total). A page that fails for a
         transient reason is asked for again (the retry policy); the pages before it are kept."""
@@ -145,8 +152,12 @@ class JiraSource:
         start = 0
         while True:
             page = retry.call(partial(client.search_issues, jql, startAt=start, maxResults=PAGE_SIZE, fields=fields,
-                                      json_result=True, validate_query=validate),
+                                      json_result=True, validate_query="warn" if scoped is not None else True),
                               f"Jira search page {start // PAGE_SIZE + 1}")  # fmt: skip
+            for warning in page.get("warningMessages") or []:
+                found = MISSING_KEY.search(str(warning))
+                if scoped is None or found is None or found.group(1).upper() not in scoped:
+                    raise SourceError(f"{origin}: Jira warned about the search ({warning}); fix options.jql")
             issues = page.get("issues", [])
             total = int(page.get("total", start + len(issues)))
             yield issues, total

@@ -37,7 +37,7 @@ def scoped_query(query: str, scope: tuple[str, Sequence[str | int]] | None) -> A
         return sa.text(query)
     column, keys = scope
     inner = sa.text(query.strip().rstrip(";")).columns().subquery("reconcile_scope")
-    integers = all(isinstance(k, int) for k in keys)
+    integers = bool(keys) and all(isinstance(k, int) for k in keys)
     target = sa.column(column) if integers else sa.cast(sa.column(column), sa.String)
     return sa.select(sa.text("*")).select_from(inner).where(target.in_(list(keys)))
 

@@ -14,10 +14,9 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airflow_reconcile.core import catalog
-from airflow_reconcile.core.actions.jira import JiraSettings
-from airflow_reconcile.core.actions.slack import SlackSettings
 from airflow_reconcile.core.catalog import NO_ACTION, ActionRecord
 from airflow_reconcile.core.conditions import condition_ops
+from airflow_reconcile.core.target_settings import JiraSettings, SlackSettings
 from airflow_reconcile.core.values import NormalizeStep, Tolerance, check_cron, parse_duration
 from airflow_reconcile.core.vocabulary import SIDES, Autonomy, DagId, DriftKind, Mode
 
@@ -719,8 +718,16 @@ class SpecModel(_Model):
         return given.input is None and given.derive is None
 
     def target_setting(self, target: str, setting: str) -> Any:
-        """A setting of ``targets.<target>`` (None where the spec has no such target or setting)."""
-        return getattr(getattr(self.targets, target, None), setting, None)
+        """A setting of ``targets.<target>``: as the spec gives it, else its default in the target's settings
+        model (None where the target has no such setting, or no default for it)."""
+        given = getattr(self.targets, target, None)
+        if given is None:
+            model = catalog.target(target).settings
+            try:
+                given = model.model_validate({}) if model is not None else None
+            except ValidationError:  # a setting without a default: the spec must give targets.<target>
+                return None
+        return getattr(given, setting, None)
 
     def ref_column(self, target: str) -> str | None:
         """The actual side's column naming the item an action of ``target`` acts on (its ``ref_setting``:
