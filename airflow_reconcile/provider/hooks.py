@@ -229,11 +229,6 @@ def _required_connection(conn_id: str) -> Any:
     return conn
 
 
-def database_url(conn_id: str) -> str:
-    """SQLAlchemy URL of a database connection, for sql snapshot sources."""
-    return sqlalchemy_url(_required_connection(conn_id))
-
-
 def workspace_path(uri: str) -> Any:
     """The Airflow layer's workspace opener (``core.workspace``): a local path as a :class:`~pathlib.Path`,
     any other URL as Airflow's ``ObjectStoragePath``, whose filesystem is built from the Airflow connection

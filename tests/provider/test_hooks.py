@@ -8,7 +8,7 @@ import pytest
 
 from airflow_reconcile.core.errors import SourceError
 from airflow_reconcile.core.retry import RetryPolicy
-from airflow_reconcile.provider.hooks import AuditStoreHook, JiraClientHook, database_url
+from airflow_reconcile.provider.hooks import AuditStoreHook, JiraClientHook
 
 
 def test_audit_url_from_a_sqlite_connection(monkeypatch, tmp_path):
@@ -76,8 +76,14 @@ def test_no_silent_per_host_ledger_on_a_remote_executor(monkeypatch, tmp_path, e
 
 
 def test_sql_source_connection_must_exist():
+    import logging
+
+    from airflow_reconcile.core.spec import SourceSpec
+    from airflow_reconcile.provider.hooks import source_context
+
+    source = SourceSpec(kind="sql", connection_id="nope", options={"query": "select 1"}, key=["id"])
     with pytest.raises(SourceError, match="connection 'nope' does not exist"):
-        database_url("nope")
+        source_context("s.yaml", source, logging.getLogger("t"), RetryPolicy())
 
 
 def test_jira_client_from_a_connection(monkeypatch, jira_standin):

@@ -13,7 +13,6 @@ from airflow_reconcile.core.drift import detect_drift
 from airflow_reconcile.core.errors import SourceError, TransientError
 from airflow_reconcile.core.sources import SourceContext, get_source
 from airflow_reconcile.core.spec import SourceSpec
-from airflow_reconcile.provider.hooks import database_url
 
 pytestmark = pytest.mark.slow  # a real PostgreSQL
 
@@ -114,7 +113,13 @@ def test_errors_name_the_spec_and_never_show_the_password(services, monkeypatch)
         "conn_type": "postgres", "host": "127.0.0.1", "port": services.port, "login": services.user,
         "password": services.password, "schema": services.database,
     }))  # fmt: skip
-    url = database_url("pg_src")
+    import logging
+
+    from airflow_reconcile.core.retry import RetryPolicy
+    from airflow_reconcile.provider.hooks import source_context
+
+    url = source_context("specs/x.yaml", spec("select 1", connection_id="pg_src"), logging.getLogger("t"),
+                         RetryPolicy()).connection["url"]  # fmt: skip
     assert url.startswith("postgresql+psycopg://")
     ctx = SourceContext(origin="specs/x.yaml", connection={"url": url})
     # a literal % in a query (modulo, LIKE patterns) reaches the server as written
